@@ -1,0 +1,211 @@
+// Package service holds what every binary shares: reading its Config from the environment (with
+// --help listing every variable), the structured logger, the Redis connection, and the operations
+// HTTP endpoints (/healthz, /readyz, /metrics) that worker binaries serve.
+package service
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// ErrHelp is returned by LoadConfig when the arguments asked for help; the usage has been printed.
+var ErrHelp = errors.New("help requested")
+
+// Validator is implemented by configs that can check themselves after parsing.
+type Validator interface {
+	Validate() error
+}
+
+// LoadConfig fills cfg, a pointer to a struct whose fields carry `env`, `envDefault` and `help`
+// tags, from the process environment, then calls its Validate method if it has one. With -h or
+// --help among args it prints the variables the binary reads to out and returns ErrHelp. Any other
+// argument is an error: configuration comes only from the environment.
+func LoadConfig(name string, args []string, cfg any, out io.Writer) error {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help", "help":
+			PrintUsage(name, cfg, out)
+			return ErrHelp
+		default:
+			return fmt.Errorf("unexpected argument %q: %s is configured by environment variables only (see --help)", a, name)
+		}
+	}
+	if err := env.Parse(cfg); err != nil {
+		return explainParseError(cfg, err)
+	}
+	if v, ok := cfg.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("invalid configuration: %w", err)
+		}
+	}
+	return nil
+}
+
+// explainParseError names the environment variable behind each field that failed to parse: the
+// library names the Go field, the operator knows the variable.
+func explainParseError(cfg any, err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("reading environment: %w", err)
+	}
+	byField := map[string]string{}
+	walkFields(reflect.TypeOf(cfg), func(f reflect.StructField, name string) { byField[f.Name] = name })
+	msgs := make([]string, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) && byField[pe.Name] != "" {
+			name := byField[pe.Name]
+			msgs = append(msgs, fmt.Sprintf("%s=%q is not a valid %s", name, os.Getenv(name), pe.Type))
+			continue
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return fmt.Errorf("reading environment: %s", strings.Join(msgs, "; "))
+}
+
+// Var describes one environment variable a Config reads.
+type Var struct {
+	Name, Default, Help string
+	Secret              bool
+}
+
+// Vars lists the environment variables cfg reads, sorted by name, each once.
+func Vars(cfg any) []Var {
+	seen := map[string]Var{}
+	collectVars(reflect.TypeOf(cfg), seen)
+	vars := make([]Var, 0, len(seen))
+	for _, v := range seen {
+		vars = append(vars, v)
+	}
+	sort.Slice(vars, func(i, j int) bool { return vars[i].Name < vars[j].Name })
+	return vars
+}
+
+func collectVars(t reflect.Type, seen map[string]Var) {
+	walkFields(t, func(f reflect.StructField, name string) {
+		v := Var{Name: name, Default: f.Tag.Get("envDefault"), Help: f.Tag.Get("help"), Secret: isSecret(name)}
+		if old, ok := seen[name]; ok && old.Help != "" {
+			v.Help = old.Help
+		}
+		seen[name] = v
+	})
+}
+
+// walkFields calls fn for every field with an env tag in t, descending into nested structs.
+func walkFields(t reflect.Type, fn func(f reflect.StructField, name string)) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			walkFields(f.Type, fn)
+			continue
+		}
+		fn(f, name)
+	}
+}
+
+func isSecret(name string) bool {
+	for _, s := range []string{"PASSWORD", "TOKEN", "SECRET"} {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// PrintUsage writes the binary's environment variables, defaults and help to out.
+func PrintUsage(name string, cfg any, out io.Writer) {
+	fmt.Fprintf(out, "Usage: %s\n\n%s is configured by these environment variables:\n\n", name, name)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tDESCRIPTION")
+	for _, v := range Vars(cfg) {
+		def := v.Default
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, def, v.Help)
+	}
+	tw.Flush()
+}
+
+// Effective returns the configuration's variables with their current values for logging at start,
+// with secrets and URL passwords masked.
+func Effective(cfg any) []any {
+	vars := Vars(cfg)
+	attrs := make([]any, 0, len(vars))
+	for _, v := range vars {
+		val, _ := os.LookupEnv(v.Name)
+		if val == "" {
+			val = v.Default
+		}
+		switch {
+		case v.Secret && val != "":
+			val = "*****"
+		case strings.Contains(val, "://") && strings.Contains(val, "@"):
+			val = maskURLPassword(val)
+		}
+		attrs = append(attrs, slog.String(v.Name, val))
+	}
+	return attrs
+}
+
+func maskURLPassword(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	userinfo, host, ok := strings.Cut(rest, "@")
+	if !ok {
+		return u
+	}
+	user, _, hasPass := strings.Cut(userinfo, ":")
+	if !hasPass {
+		return u
+	}
+	return scheme + "://" + user + ":*****@" + host
+}
+
+// LogConfig selects the logger's level and format.
+type LogConfig struct {
+	Level  string `env:"LOG_LEVEL" envDefault:"info" help:"log level: debug, info, warn or error"`
+	Format string `env:"LOG_FORMAT" envDefault:"json" help:"log format: json or text"`
+}
+
+// Validate checks the level and format names.
+func (c LogConfig) Validate() error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.Level)); err != nil {
+		return fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", c.Level)
+	}
+	if c.Format != "json" && c.Format != "text" {
+		return fmt.Errorf("LOG_FORMAT %q: want json or text", c.Format)
+	}
+	return nil
+}
+
+// NewLogger builds the binary's logger writing to w; name is attached to every record as "service".
+func NewLogger(w io.Writer, cfg LogConfig, name string) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level)) // validated by LogConfig.Validate
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if cfg.Format == "text" {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(h).With("service", name)
+}
