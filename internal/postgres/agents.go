@@ -1,0 +1,285 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
+)
+
+// Agent is a registered agent. Labels is never nil. LastSeen is when the gateway last accepted a
+// batch from it, nil until the first one.
+type Agent struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Labels    map[string]string `json:"labels"`
+	CreatedAt time.Time         `json:"created_at"`
+	LastSeen  *time.Time        `json:"last_seen"`
+}
+
+// HashAPIKey returns the form in which an agent key is stored and looked up: the lowercase hex
+// SHA-256 of the key. Keys are high-entropy random strings, so a fast unsalted hash is safe and lets
+// ingest find the agent by hash; passwords, which are guessable, use bcrypt instead.
+func HashAPIKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// AgentStore keeps the agent registry. Every change writes its audit row in the same transaction.
+type AgentStore struct {
+	db *sqlx.DB
+}
+
+// NewAgentStore returns an AgentStore on db.
+func NewAgentStore(db *sqlx.DB) *AgentStore {
+	return &AgentStore{db: db}
+}
+
+const agentColumns = `id, name, labels, created_at, last_seen`
+
+type agentRow struct {
+	ID        string     `db:"id"`
+	Name      string     `db:"name"`
+	Labels    []byte     `db:"labels"`
+	CreatedAt time.Time  `db:"created_at"`
+	LastSeen  *time.Time `db:"last_seen"`
+}
+
+func (r agentRow) agent() (Agent, error) {
+	a := Agent{ID: r.ID, Name: r.Name, CreatedAt: r.CreatedAt.UTC()}
+	if err := json.Unmarshal(r.Labels, &a.Labels); err != nil {
+		return Agent{}, fmt.Errorf("decoding labels of agent %s: %w", r.ID, err)
+	}
+	if a.Labels == nil {
+		a.Labels = map[string]string{}
+	}
+	if r.LastSeen != nil {
+		t := r.LastSeen.UTC()
+		a.LastSeen = &t
+	}
+	return a, nil
+}
+
+// validID reports whether id is a UUID in its canonical 36-character form, the only form the
+// API hands out. Anything else cannot name an agent.
+func validID(id string) bool {
+	return len(id) == 36 && uuid.Validate(id) == nil
+}
+
+// agentWriteError turns a constraint violation on agents into ErrConflict or ErrInvalid.
+func agentWriteError(err error, name string) error {
+	if c, ok := violation(err, pqerror.UniqueViolation); ok {
+		if c == "agents_name_key" {
+			return fmt.Errorf("%w: an agent named %q already exists", ErrConflict, name)
+		}
+		return fmt.Errorf("%w: that api key hash is already in use", ErrConflict)
+	}
+	if c, ok := violation(err, pqerror.CheckViolation); ok {
+		switch c {
+		case "agents_name_check":
+			return fmt.Errorf("%w: agent name %q must be 1-200 characters without control characters or surrounding spaces", ErrInvalid, name)
+		case "agents_api_key_hash_check":
+			return fmt.Errorf("%w: api key hash must be 64 lowercase hex digits (see HashAPIKey)", ErrInvalid)
+		}
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return err
+}
+
+// Create registers an agent named name with labels (nil means none) and the hash of its key, and
+// audits it as actor's agent.create. The name and the key hash are unique (ErrConflict); a blank
+// name, a hash that is not HashAPIKey's form, or an empty actor is ErrInvalid.
+func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]string, keyHash, actor string) (Agent, error) {
+	if err := checkActor(actor); err != nil {
+		return Agent{}, err
+	}
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labelsJSON, err := json.Marshal(labels)
+	if err != nil {
+		return Agent{}, fmt.Errorf("encoding labels: %w", err)
+	}
+	var a Agent
+	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
+		// CAST, not ::jsonb: sqlx reads ":labels::jsonb" as a parameter named "labels:".
+		q, args, err := tx.BindNamed(`
+			INSERT INTO agents (name, labels, api_key_hash)
+			VALUES (:name, CAST(:labels AS jsonb), :key_hash)
+			RETURNING `+agentColumns, map[string]any{
+			"name": name, "labels": string(labelsJSON), "key_hash": keyHash,
+		})
+		if err != nil {
+			return fmt.Errorf("binding agent insert: %w", err)
+		}
+		var row agentRow
+		if err := tx.GetContext(ctx, &row, q, args...); err != nil {
+			return fmt.Errorf("creating agent: %w", agentWriteError(err, name))
+		}
+		if a, err = row.agent(); err != nil {
+			return err
+		}
+		return writeAudit(ctx, tx, actor, ActionAgentCreate, a.ID, map[string]any{"name": a.Name, "labels": a.Labels})
+	})
+	if err != nil {
+		return Agent{}, err
+	}
+	return a, nil
+}
+
+// Get returns the agent with id, or ErrNotFound (also for an id that is not a UUID).
+func (s *AgentStore) Get(ctx context.Context, id string) (Agent, error) {
+	if !validID(id) {
+		return Agent{}, fmt.Errorf("agent %q: %w", id, ErrNotFound)
+	}
+	var row agentRow
+	err := s.db.GetContext(ctx, &row, `SELECT `+agentColumns+` FROM agents WHERE id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Agent{}, fmt.Errorf("agent %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Agent{}, fmt.Errorf("getting agent %s: %w", id, err)
+	}
+	return row.agent()
+}
+
+// List returns a page of agents ordered by name, and the total number of agents, both from one
+// snapshot. limit must be at least 1 and offset not negative (ErrInvalid otherwise); an offset
+// past the end gives an empty page and the total.
+func (s *AgentStore) List(ctx context.Context, limit, offset int) ([]Agent, int, error) {
+	if err := checkPaging(limit, offset); err != nil {
+		return nil, 0, err
+	}
+	var (
+		rows  []agentRow
+		total int
+	)
+	err := inTx(ctx, s.db, readSnapshot, func(tx *sqlx.Tx) error {
+		if err := tx.GetContext(ctx, &total, `SELECT count(*) FROM agents`); err != nil {
+			return fmt.Errorf("counting agents: %w", err)
+		}
+		if err := tx.SelectContext(ctx, &rows,
+			`SELECT `+agentColumns+` FROM agents ORDER BY name, id LIMIT $1 OFFSET $2`, limit, offset); err != nil {
+			return fmt.Errorf("listing agents: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	agents := make([]Agent, 0, len(rows))
+	for _, r := range rows {
+		a, err := r.agent()
+		if err != nil {
+			return nil, 0, err
+		}
+		agents = append(agents, a)
+	}
+	return agents, total, nil
+}
+
+// RotateKey replaces the key hash of agent id, so that the old key stops resolving at once, and
+// audits it as actor's agent.rotate_key. An unknown id is ErrNotFound; a hash in use is ErrConflict.
+func (s *AgentStore) RotateKey(ctx context.Context, id, keyHash, actor string) error {
+	if err := checkActor(actor); err != nil {
+		return err
+	}
+	if !validID(id) {
+		return fmt.Errorf("agent %q: %w", id, ErrNotFound)
+	}
+	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
+		var name string
+		err := tx.GetContext(ctx, &name,
+			`UPDATE agents SET api_key_hash = $2 WHERE id = $1 RETURNING name`, id, keyHash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("agent %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("rotating key of agent %s: %w", id, agentWriteError(err, ""))
+		}
+		return writeAudit(ctx, tx, actor, ActionAgentRotateKey, id, map[string]any{"name": name})
+	})
+}
+
+// Delete removes agent id and audits it as actor's agent.delete. An unknown id is ErrNotFound.
+func (s *AgentStore) Delete(ctx context.Context, id, actor string) error {
+	if err := checkActor(actor); err != nil {
+		return err
+	}
+	if !validID(id) {
+		return fmt.Errorf("agent %q: %w", id, ErrNotFound)
+	}
+	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
+		var name string
+		err := tx.GetContext(ctx, &name, `DELETE FROM agents WHERE id = $1 RETURNING name`, id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("agent %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("deleting agent %s: %w", id, err)
+		}
+		return writeAudit(ctx, tx, actor, ActionAgentDelete, id, map[string]any{"name": name})
+	})
+}
+
+// AgentIDByKeyHash returns the id of the agent whose key hashes to keyHash (see HashAPIKey), or
+// ErrNotFound.
+func (s *AgentStore) AgentIDByKeyHash(ctx context.Context, keyHash string) (string, error) {
+	var id string
+	err := s.db.GetContext(ctx, &id, `SELECT id FROM agents WHERE api_key_hash = $1`, keyHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("agent key: %w", ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("looking up agent key: %w", err)
+	}
+	return id, nil
+}
+
+// TouchLastSeen moves the last_seen of each agent id in seen forward to its time, in one
+// statement. last_seen never moves back (GREATEST), so a redelivered or late batch is harmless.
+// Ids of agents that do not exist, including ones that are not UUIDs, are ignored: an agent may be
+// deleted while its points are in flight. An empty map does nothing.
+func (s *AgentStore) TouchLastSeen(ctx context.Context, seen map[string]time.Time) error {
+	// Coalesce spellings of one id (case) first: a row matched twice by UPDATE ... FROM is
+	// updated with an arbitrary one of the matches, not the latest.
+	latest := make(map[string]time.Time, len(seen))
+	for id, t := range seen {
+		if !validID(id) {
+			continue
+		}
+		id = strings.ToLower(id)
+		if prev, ok := latest[id]; !ok || t.After(prev) {
+			latest[id] = t
+		}
+	}
+	if len(latest) == 0 {
+		return nil
+	}
+	// Sorted ids make concurrent pg-sync copies lock shared rows in the same order, which keeps
+	// their updates from deadlocking each other.
+	ids := slices.Sorted(maps.Keys(latest))
+	times := make([]time.Time, len(ids))
+	for i, id := range ids {
+		times[i] = latest[id]
+	}
+	if _, err := s.db.ExecContext(ctx, `
+		UPDATE agents a SET last_seen = GREATEST(a.last_seen, v.t)
+		FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, t)
+		WHERE a.id = v.id`, pq.Array(ids), pq.Array(times)); err != nil {
+		return fmt.Errorf("updating last_seen of %d agents: %w", len(ids), err)
+	}
+	return nil
+}
