@@ -1,0 +1,14 @@
+// Command influx-writer consumes the metrics streams as consumer group "influx-writer" and writes
+// them to InfluxDB in batches. Run more copies to share the load; see --help for its environment.
+package main
+
+import (
+	"os"
+
+	"github.com/agentmonitor/agentmonitor/internal/influxwriter"
+	"github.com/agentmonitor/agentmonitor/internal/service"
+)
+
+func main() {
+	os.Exit(service.Main("influx-writer", func(c *influxwriter.Config) service.LogConfig { return c.Log }, influxwriter.Run))
+}

@@ -1,0 +1,91 @@
+package influxwriter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
+)
+
+// Group is the consumer group every influx-writer copy joins.
+const Group = "influx-writer"
+
+// Config is the influx-writer binary's configuration.
+type Config struct {
+	service.WorkerConfig
+	Influx influx.Config
+}
+
+// Validate fills the worker defaults and checks every setting.
+func (c *Config) Validate() error {
+	if err := c.WorkerConfig.Prepare(Group, ":9101"); err != nil {
+		return err
+	}
+	return c.Influx.Validate()
+}
+
+// Run consumes the metrics streams into InfluxDB until ctx is done, then drains. InfluxDB need not
+// be up at start: the bucket is provisioned as soon as it answers, and until then writes fail
+// transiently, so entries wait in the stream.
+func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	client, err := influx.New(cfg.Influx)
+	if err != nil {
+		return fmt.Errorf("building influxdb client: %w", err)
+	}
+	defer client.Close()
+	rdb, err := service.OpenRedis(ctx, cfg.Redis)
+	if err != nil {
+		return err
+	}
+	reg := service.NewRegistry()
+	provisioned := make(chan struct{})
+	sink := NewSink(client, logger, reg)
+	return service.RunWorker(ctx, rdb, service.Worker{
+		Config: &cfg.WorkerConfig,
+		Handler: func(ctx context.Context, batch []*stream.Message) error {
+			select {
+			case <-provisioned:
+			default:
+				return errNotProvisioned
+			}
+			return sink.Handle(ctx, batch)
+		},
+		Registry: reg,
+		Checks: map[string]service.Check{"influxdb": func(ctx context.Context) error {
+			_, err := client.Version(ctx)
+			return err
+		}},
+		Background: []func(context.Context) error{func(ctx context.Context) error {
+			provision(ctx, client, provisioned, logger)
+			return nil
+		}},
+	}, logger)
+}
+
+var errNotProvisioned = errors.New("influxdb bucket not provisioned yet")
+
+// provision creates the bucket and its retention, retrying with backoff until InfluxDB answers,
+// then closes done.
+func provision(ctx context.Context, client *influx.Client, done chan<- struct{}, logger *slog.Logger) {
+	wait := 500 * time.Millisecond
+	for {
+		err := client.Provision(ctx)
+		if err == nil {
+			logger.Info("influxdb provisioned", "bucket", client.Bucket())
+			close(done)
+			return
+		}
+		logger.Warn("provisioning influxdb; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}

@@ -1,0 +1,50 @@
+package pgsync
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/service"
+)
+
+// Group is the consumer group every pg-sync copy joins.
+const Group = "pg-sync"
+
+// Config is the pg-sync binary's configuration.
+type Config struct {
+	service.WorkerConfig
+	Postgres postgres.Config
+}
+
+// Validate fills the worker defaults and checks every setting.
+func (c *Config) Validate() error {
+	if err := c.WorkerConfig.Prepare(Group, ":9102"); err != nil {
+		return err
+	}
+	return c.Postgres.Validate()
+}
+
+// Run consumes the metrics streams into agents.last_seen until ctx is done, then drains.
+func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	db, err := postgres.Open(ctx, cfg.Postgres.URL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := postgres.Migrate(ctx, db); err != nil {
+		return fmt.Errorf("applying migrations: %w", err)
+	}
+	rdb, err := service.OpenRedis(ctx, cfg.Redis)
+	if err != nil {
+		return err
+	}
+	reg := service.NewRegistry()
+	return service.RunWorker(ctx, rdb, service.Worker{
+		Config:   &cfg.WorkerConfig,
+		Handler:  NewSink(postgres.NewAgentStore(db), logger, reg).Handle,
+		Registry: reg,
+		Checks:   map[string]service.Check{"postgres": db.PingContext},
+	}, logger)
+}

@@ -1,0 +1,129 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/agentmonitor/agentmonitor/internal/stream"
+)
+
+// WorkerConfig is what every stream-consuming binary reads besides its own sink's settings.
+type WorkerConfig struct {
+	Log     LogConfig
+	Redis   RedisConfig
+	Stream  stream.ConsumerConfig
+	OpsAddr string `env:"OPS_ADDR" help:"listen address of /healthz, /readyz and /metrics (default per binary)"`
+}
+
+// Prepare fills the binary's consumer group, its default ops address and, when CONSUMER_NAME is
+// unset, a consumer name that is stable across restarts and distinct per copy on one host: the
+// host name and the ops port (two copies on one host cannot share a port). Then it validates.
+func (c *WorkerConfig) Prepare(group, defaultOpsAddr string) error {
+	c.Stream.Group = group
+	c.Stream.Prefix = c.Redis.Prefix
+	if c.OpsAddr == "" {
+		c.OpsAddr = defaultOpsAddr
+	}
+	if c.Stream.Consumer == "" {
+		_, port, err := net.SplitHostPort(c.OpsAddr)
+		if err != nil {
+			return fmt.Errorf("OPS_ADDR %q: %w", c.OpsAddr, err)
+		}
+		if port == "0" {
+			return fmt.Errorf("CONSUMER_NAME must be set when OPS_ADDR has port 0: the name must be stable across restarts")
+		}
+		host, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("CONSUMER_NAME unset and no host name: %w", err)
+		}
+		c.Stream.Consumer = host + "-" + port
+	}
+	if err := c.Log.Validate(); err != nil {
+		return err
+	}
+	if err := c.Redis.Validate(); err != nil {
+		return err
+	}
+	return c.Stream.Validate()
+}
+
+// Worker is one running stream-consuming binary: its consumer, the ops server and any background
+// loops of its own.
+type Worker struct {
+	Config   *WorkerConfig
+	Handler  stream.Handler
+	Registry *prometheus.Registry
+	// Checks are the binary's dependencies for /readyz besides Redis.
+	Checks map[string]Check
+	// Background loops that run beside the consumer and stop with it (e.g. provisioning, purging).
+	Background []func(ctx context.Context) error
+}
+
+// RunWorker runs w until ctx is done: the consumer stops reading and finishes the batch in hand,
+// then the ops server and the background loops stop, and the Redis client is closed last.
+func RunWorker(ctx context.Context, rdb *redis.Client, w Worker, logger *slog.Logger) error {
+	cfg := w.Config
+	cfg.Stream.Registerer = w.Registry
+	consumer, err := stream.NewConsumer(rdb, cfg.Stream, w.Handler, logger)
+	if err != nil {
+		return fmt.Errorf("building consumer: %w", err)
+	}
+	collector, err := stream.NewCollector(rdb, stream.CollectorConfig{Prefix: cfg.Redis.Prefix, Shards: cfg.Stream.Shards}, logger)
+	if err != nil {
+		return fmt.Errorf("building stream collector: %w", err)
+	}
+	if err := w.Registry.Register(collector); err != nil {
+		return fmt.Errorf("registering stream collector: %w", err)
+	}
+	checks := map[string]Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}
+	for name, c := range w.Checks {
+		checks[name] = c
+	}
+	ops := NewOps(cfg.OpsAddr, w.Registry, checks, logger)
+
+	logger.Info("worker running", "group", cfg.Stream.Group, "consumer", cfg.Stream.Consumer, "ops", cfg.OpsAddr)
+	stopping := make(chan time.Time, 1)
+	go func() { <-ctx.Done(); stopping <- time.Now() }()
+	consumerDone := make(chan struct{})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(consumerDone)
+		return consumer.Run(gctx)
+	})
+	// The ops server and the loops outlive the consumer's drain, so /readyz and /metrics answer
+	// while the last batch is flushed.
+	auxCtx, stopAux := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAux()
+	g.Go(func() error {
+		go func() {
+			select {
+			case <-consumerDone:
+			case <-gctx.Done():
+				<-consumerDone
+			}
+			stopAux()
+		}()
+		return ops.Run(auxCtx)
+	})
+	for _, loop := range w.Background {
+		g.Go(func() error { return loop(auxCtx) })
+	}
+	err = g.Wait()
+	select {
+	case t := <-stopping:
+		logger.Info("worker drained", "took", time.Since(t).Round(time.Millisecond))
+	default:
+	}
+	if cerr := rdb.Close(); cerr != nil {
+		logger.Warn("closing redis", "err", cerr)
+	}
+	return err
+}
