@@ -1,6 +1,3 @@
-// Package metric holds the point model shared by every part of the pipeline: validation against
-// limits, the strict JSON and line-protocol parsers, and the canonical line-protocol encoding that
-// travels on the stream.
 package metric
 
 // Point is one validated measurement: a measurement name, a tag set sorted by key, at least one
@@ -48,3 +45,28 @@ type Value struct {
 
 // Name returns the address of a field everywhere outside the stream: "measurement.field".
 func Name(measurement, field string) string { return measurement + "." + field }
+
+// Tag returns the value of the tag key and whether p has it. Points decoded from the stream
+// carry the tag "agent" with the id of the agent that sent them.
+func (p *Point) Tag(key string) (string, bool) {
+	for _, t := range p.Tags {
+		if t.Key == key {
+			return t.Value, true
+		}
+	}
+	return "", false
+}
+
+// AsFloat returns a numeric value (float, integer or unsigned) as a float64, and false for
+// strings and booleans.
+func (v Value) AsFloat() (float64, bool) {
+	switch v.Kind {
+	case KindFloat:
+		return v.F, true
+	case KindInt:
+		return float64(v.I), true
+	case KindUint:
+		return float64(v.U), true
+	}
+	return 0, false
+}
