@@ -4,6 +4,11 @@
 package stream
 
 import (
+	"context"
+	"hash/fnv"
+	"strconv"
+	"time"
+
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
@@ -15,6 +20,33 @@ const (
 	MetaReceivedAt = "received_at"
 	// MetaPoints is the number of points in the payload, in decimal.
 	MetaPoints = "points"
+)
+
+// Fields of a dead-letter entry (see DeadLetterKey). The Watermill wire fields of the original entry
+// (FieldUUID, FieldPayload, FieldMetadata) are copied verbatim when present, so a dead-letter entry is
+// itself decodable by Watermill's unmarshaller and can be replayed by XADDing those fields back.
+const (
+	// FieldStream is the key of the stream the entry came from.
+	FieldStream = "stream"
+	// FieldID is the id the entry had in that stream.
+	FieldID = "id"
+	// FieldGroup is the consumer group that gave up on the entry.
+	FieldGroup = "group"
+	// FieldConsumer is the consumer that moved the entry.
+	FieldConsumer = "consumer"
+	// FieldReason says why the entry was dead-lettered.
+	FieldReason = "reason"
+	// FieldDeliveries is the entry's delivery count when it was dead-lettered, in decimal.
+	FieldDeliveries = "deliveries"
+	// FieldUUID is Watermill's message UUID field.
+	FieldUUID = "_watermill_message_uuid"
+	// FieldPayload is Watermill's payload field.
+	FieldPayload = "payload"
+	// FieldMetadata is Watermill's metadata field (msgpack).
+	FieldMetadata = "metadata"
+	// FieldRaw holds, for an entry that could not be decoded, every field of the original entry as a
+	// JSON object of strings.
+	FieldRaw = "raw"
 )
 
 // Message is one stream entry handed to a batch handler. Msg is the decoded Watermill message:
@@ -29,9 +61,62 @@ type Message struct {
 	reject error
 }
 
-// Reject marks the message as permanently unprocessable: the consumer moves it to the dead-letter
-// stream with err as the reason and acks it, whatever the handler returns.
+// Reject marks the message as permanently unprocessable. When the handler then returns nil, the
+// consumer moves the message to the dead-letter stream with err as the reason and acks it. When the
+// handler returns an error the mark is cleared: the whole batch is retried and the handler decides
+// again.
 func (m *Message) Reject(err error) { m.reject = err }
 
 // Rejected returns the reason given to Reject, or nil.
 func (m *Message) Rejected() error { return m.reject }
+
+// Handler processes one batch of messages, in stream order within each stream.
+//
+// Returning nil means the effect of every message not Rejected is durable: the consumer dead-letters
+// the Rejected ones, then acks the whole batch. A non-nil error is transient: nothing is acked and the
+// consumer retries the same batch with backoff until it succeeds or the consumer stops; an error that
+// implements RetryAfterError sets the wait before the next attempt. Permanent per-message failures
+// are reported with Reject, never with an error, or the batch would be retried forever.
+//
+// ctx is not cancelled when the consumer starts shutting down, only DrainTimeout later, so that the
+// batch in hand can still be flushed. A handler must bound its own calls (timeouts): while it runs,
+// the consumer keeps the batch claimed so that no other consumer takes it over.
+type Handler func(ctx context.Context, batch []*Message) error
+
+// RetryAfterError is implemented by handler errors that know when to try again (an HTTP 429 or 503
+// with Retry-After, for instance). A positive RetryAfter replaces the consumer's own backoff delay.
+type RetryAfterError interface {
+	error
+	RetryAfter() time.Duration
+}
+
+// StreamKeys returns the keys of the metrics streams: prefix+"metrics:{0}" … prefix+"metrics:{shards-1}".
+// The braces are a Redis Cluster hash tag, so that shards spread over the cluster's slots. A shard
+// count below 1 counts as 1.
+func StreamKeys(prefix string, shards int) []string {
+	shards = max(shards, 1)
+	keys := make([]string, shards)
+	for i := range keys {
+		keys[i] = prefix + "metrics:{" + strconv.Itoa(i) + "}"
+	}
+	return keys
+}
+
+// ShardFor returns the shard in [0, shards) that agentID's batches go to: the 32-bit FNV-1a hash of
+// the id modulo shards. The mapping is stable across processes and releases, so an agent's batches
+// always land on the same stream, in order. A shard count below 1 counts as 1.
+func ShardFor(agentID string, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(agentID))
+	return int(h.Sum32() % uint32(shards))
+}
+
+// DeadLetterKey returns the key of the dead-letter stream: prefix+"metrics:dead". Entries that can
+// never be processed are appended there with the fields Field*, and acked on their own stream.
+// Nothing trims it: an operator inspects, replays or deletes its entries.
+func DeadLetterKey(prefix string) string {
+	return prefix + "metrics:dead"
+}

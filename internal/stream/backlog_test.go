@@ -1,0 +1,42 @@
+package stream
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestBacklogFlipsOverItsBound: Over turns true once the streams hold more than Max entries,
+// summed over the shards, and false again once they are trimmed.
+func TestBacklogFlipsOverItsBound(t *testing.T) {
+	e := newEnv(t)
+	b, err := NewBacklog(e.client, BacklogConfig{Prefix: e.prefix, Shards: testShards, Max: 5, Interval: 20 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v, want nil", err)
+		}
+	}()
+
+	p := e.publisher()
+	e.publish(p, []string{"a", "b", "c", "d", "e"}, 1) // spread over shards: 5 entries, at the bound
+	eventually(t, 5*time.Second, "Len() never reached 5", func() bool { return b.Len() == 5 })
+	if b.Over() {
+		t.Fatalf("Over() = true with 5 entries and Max 5, want false")
+	}
+	e.publish(p, []string{"f"}, 1)
+	eventually(t, 5*time.Second, "Over() still false with 6 entries and Max 5", b.Over)
+
+	for _, k := range e.keys() {
+		if err := e.client.XTrimMaxLen(context.Background(), k, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "Over() still true after the streams emptied", func() bool { return !b.Over() })
+}

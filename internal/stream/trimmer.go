@@ -1,0 +1,275 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// TrimmerConfig configures a Trimmer.
+type TrimmerConfig struct {
+	// Prefix is prepended to every Redis key.
+	Prefix string `env:"REDIS_KEY_PREFIX" help:"prefix for every Redis key this deployment uses"`
+	// Shards is the number of metrics streams.
+	Shards int `env:"STREAM_SHARDS" envDefault:"4" help:"number of metrics streams (shards); the same for every binary"`
+	// Groups must all have acked an entry before it is trimmed. A listed group that does not exist
+	// yet is created at id 0, so that it sees every entry; groups not listed but present on a
+	// stream are waited for too.
+	Groups []string `env:"STREAM_GROUPS" envDefault:"influx-writer,pg-sync" envSeparator:"," help:"consumer groups that must ack an entry before it is trimmed"`
+	// Interval is the time between two trims in Run.
+	Interval time.Duration `env:"STREAM_TRIM_INTERVAL" envDefault:"5s" help:"how often the streams are trimmed"`
+	// Registerer receives the trimmer's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+func (c *TrimmerConfig) setDefaults() {
+	setDefault(&c.Shards, 4)
+	setDefault(&c.Interval, 5*time.Second)
+	if c.Groups == nil {
+		c.Groups = []string{"influx-writer", "pg-sync"}
+	}
+	groups := make([]string, len(c.Groups)) // " pg-sync" from the environment means pg-sync
+	for i, g := range c.Groups {
+		groups[i] = strings.TrimSpace(g)
+	}
+	c.Groups = groups
+}
+
+// Validate reports a configuration that cannot work.
+func (c TrimmerConfig) Validate() error {
+	var errs []error
+	if c.Shards < 1 || c.Shards > 1024 {
+		errs = append(errs, fmt.Errorf("STREAM_SHARDS=%d: want 1 to 1024", c.Shards))
+	}
+	if len(c.Groups) == 0 {
+		errs = append(errs, errors.New("STREAM_GROUPS is empty: trimming would delete entries nobody read"))
+	}
+	for _, g := range c.Groups {
+		if strings.TrimSpace(g) == "" {
+			errs = append(errs, fmt.Errorf("STREAM_GROUPS=%q: empty group name", strings.Join(c.Groups, ",")))
+			break
+		}
+	}
+	if c.Interval <= 0 {
+		errs = append(errs, fmt.Errorf("STREAM_TRIM_INTERVAL=%s: want > 0", c.Interval))
+	}
+	return errors.Join(errs...)
+}
+
+// Trimmer deletes, from each metrics stream, the entries every consumer group has acked: XTRIM
+// MINID at the smallest id some group still needs. Never MAXLEN, which deletes entries regardless
+// of the groups. Several Trimmers may run at once: trimming below a MINID is idempotent.
+type Trimmer struct {
+	client  redis.UniversalClient
+	cfg     TrimmerConfig
+	keys    []string
+	logger  *slog.Logger
+	trimmed prometheus.Counter
+}
+
+// NewTrimmer returns a Trimmer for cfg. Zero config fields take their defaults. A nil logger
+// discards logs. The Trimmer does not own client.
+func NewTrimmer(client redis.UniversalClient, cfg TrimmerConfig, logger *slog.Logger) (*Trimmer, error) {
+	if client == nil {
+		return nil, errors.New("creating stream trimmer: nil redis client")
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("creating stream trimmer: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	trimmed, err := register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: subsystem, Name: "trimmed_total",
+		Help: "Entries deleted from the metrics streams after every group acked them.",
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("creating stream trimmer: registering metrics: %w", err)
+	}
+	return &Trimmer{
+		client:  client,
+		cfg:     cfg,
+		keys:    StreamKeys(cfg.Prefix, cfg.Shards),
+		logger:  logger.With("component", "stream.trimmer"),
+		trimmed: trimmed,
+	}, nil
+}
+
+// Run trims every Interval until ctx is done, then returns nil. Errors are logged; the next tick
+// tries again.
+func (t *Trimmer) Run(ctx context.Context) error {
+	tick := time.NewTicker(t.cfg.Interval)
+	defer tick.Stop()
+	for {
+		if _, err := t.TrimOnce(ctx); err != nil && ctx.Err() == nil {
+			t.logger.Warn("trimming streams failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// TrimOnce trims every metrics stream once and returns how many entries it deleted. A stream on
+// which a configured group is missing is not trimmed: the group is created at id 0 instead. An
+// error on one stream does not stop the others; the errors are joined.
+func (t *Trimmer) TrimOnce(ctx context.Context) (int64, error) {
+	var total int64
+	var errs []error
+	for _, key := range t.keys {
+		n, err := t.trim(ctx, key)
+		total += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	t.trimmed.Add(float64(total))
+	return total, errors.Join(errs...)
+}
+
+func (t *Trimmer) trim(ctx context.Context, key string) (int64, error) {
+	minID, ok, err := t.safeMinID(ctx, key)
+	if err != nil || !ok {
+		return 0, err
+	}
+	n, err := t.client.XTrimMinID(ctx, key, minID).Result()
+	if err != nil {
+		return 0, fmt.Errorf("trimming %s below %s: %w", key, minID, err)
+	}
+	if n > 0 {
+		t.logger.Debug("trimmed stream", "stream", key, "min_id", minID, "deleted", n)
+	}
+	return n, nil
+}
+
+// safeMinID returns the smallest id any group on key still needs: for each group, its smallest
+// pending id, or the id after its last-delivered id when nothing is pending. ok is false when the
+// stream must not be trimmed now (a configured group was missing and has just been created, or
+// the stream does not exist).
+//
+// XINFO GROUPS and each group's XPENDING summary are read in one MULTI, so that they describe the
+// same moment: read apart, a group could deliver entries between the two reads and its new pending
+// entries would be trimmed.
+func (t *Trimmer) safeMinID(ctx context.Context, key string) (string, bool, error) {
+	groups, err := t.client.XInfoGroups(ctx, key).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			// Create the configured groups so that nothing published from now on escapes them.
+			return "", false, t.createMissing(ctx, key, nil)
+		}
+		return "", false, fmt.Errorf("reading groups of %s: %w", key, err)
+	}
+	have := make(map[string]bool, len(groups))
+	for _, g := range groups {
+		have[g.Name] = true
+	}
+	missing := false
+	for _, g := range t.cfg.Groups {
+		missing = missing || !have[g]
+	}
+	if missing {
+		return "", false, t.createMissing(ctx, key, have)
+	}
+
+	var info *redis.XInfoGroupsCmd
+	pending := make([]*redis.XPendingCmd, len(groups))
+	_, err = t.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		info = pipe.XInfoGroups(ctx, key)
+		for i, g := range groups {
+			pending[i] = pipe.XPending(ctx, key, g.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("reading group positions on %s: %w", key, err)
+	}
+	byName := make(map[string]*redis.XPending, len(groups))
+	for i, g := range groups {
+		byName[g.Name] = pending[i].Val()
+	}
+	var minID streamID
+	found := false
+	for _, g := range info.Val() {
+		last, err := parseStreamID(g.LastDeliveredID)
+		if err != nil {
+			return "", false, fmt.Errorf("group %s on %s: %w", g.Name, key, err)
+		}
+		need := last.next()
+		// A group created between the two reads has no XPENDING here: nothing of it is pending yet.
+		if p := byName[g.Name]; p != nil && p.Count > 0 {
+			lower, err := parseStreamID(p.Lower)
+			if err != nil {
+				return "", false, fmt.Errorf("group %s on %s: %w", g.Name, key, err)
+			}
+			if lower.less(need) {
+				need = lower
+			}
+		}
+		if !found || need.less(minID) {
+			minID, found = need, true
+		}
+	}
+	if !found {
+		return "", false, nil
+	}
+	return minID.String(), true, nil
+}
+
+func (t *Trimmer) createMissing(ctx context.Context, key string, have map[string]bool) error {
+	var missing []string
+	for _, g := range t.cfg.Groups {
+		if !have[g] {
+			missing = append(missing, g)
+		}
+	}
+	for _, g := range missing {
+		if err := createGroups(ctx, t.client, []string{key}, g); err != nil {
+			return err
+		}
+		t.logger.Info("created missing consumer group at id 0; not trimming this round", "stream", key, "group", g)
+	}
+	return nil
+}
+
+// streamID is a parsed stream entry id, milliseconds-sequence.
+type streamID struct{ ms, seq uint64 }
+
+func parseStreamID(s string) (streamID, error) {
+	msPart, seqPart, ok := strings.Cut(s, "-")
+	if !ok {
+		return streamID{}, fmt.Errorf("malformed stream id %q", s)
+	}
+	ms, err1 := strconv.ParseUint(msPart, 10, 64)
+	seq, err2 := strconv.ParseUint(seqPart, 10, 64)
+	if err1 != nil || err2 != nil {
+		return streamID{}, fmt.Errorf("malformed stream id %q", s)
+	}
+	return streamID{ms, seq}, nil
+}
+
+// next returns the smallest id greater than id.
+func (id streamID) next() streamID {
+	if id.seq == math.MaxUint64 {
+		return streamID{id.ms + 1, 0}
+	}
+	return streamID{id.ms, id.seq + 1}
+}
+
+func (id streamID) less(o streamID) bool {
+	return id.ms < o.ms || id.ms == o.ms && id.seq < o.seq
+}
+
+func (id streamID) String() string {
+	return strconv.FormatUint(id.ms, 10) + "-" + strconv.FormatUint(id.seq, 10)
+}
