@@ -1,0 +1,278 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+)
+
+// Roles, from most to least privileged. A role may do everything the roles below it may.
+var roleRank = map[string]int{
+	postgres.RoleViewer:   1,
+	postgres.RoleOperator: 2,
+	postgres.RoleAdmin:    3,
+}
+
+// session is what a session token stands for; it is stored as JSON under the token's hash.
+type session struct {
+	Username  string    `json:"username"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// sessionTokenPrefix marks operator session tokens, so that one pasted where an agent key belongs
+// (or the reverse) is recognisable in logs and support requests.
+const sessionTokenPrefix = "ams_"
+
+// sessions keeps operator sessions in Redis: prefix+"session:"+sha256(token) holds the session
+// with a sliding TTL, renewed on every authenticated request. The token itself is never stored.
+// prefix+"user-sessions:"+username indexes a user's sessions so that deleting the user ends them.
+type sessions struct {
+	rdb    redis.UniversalClient
+	prefix string
+	ttl    time.Duration
+}
+
+func (s *sessions) key(tokenHash string) string { return s.prefix + "session:" + tokenHash }
+
+func (s *sessions) indexKey(username string) string { return s.prefix + "user-sessions:" + username }
+
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// create starts a session for u and returns its token and when it expires unless used.
+func (s *sessions) create(ctx context.Context, username, role string, now time.Time) (string, time.Time, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", time.Time{}, fmt.Errorf("generating session token: %w", err)
+	}
+	token := sessionTokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	val, err := json.Marshal(session{Username: username, Role: role, CreatedAt: now.UTC()})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("encoding session: %w", err)
+	}
+	h := hashToken(token)
+	idx := s.indexKey(username)
+	// Drop index members whose sessions have expired, so that the index stays as small as the
+	// user's live sessions (it has no TTL of its own: a sliding session may live for ever).
+	members, err := s.rdb.SMembers(ctx, idx).Result()
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("reading sessions of %s: %w", username, err)
+	}
+	pipe := s.rdb.TxPipeline()
+	pipe.Set(ctx, s.key(h), val, s.ttl)
+	pipe.SAdd(ctx, idx, h)
+	existsCmds := make([]*redis.IntCmd, len(members))
+	for i, m := range members {
+		existsCmds[i] = pipe.Exists(ctx, s.key(m))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return "", time.Time{}, fmt.Errorf("storing session: %w", err)
+	}
+	var stale []any
+	for i, c := range existsCmds {
+		if c.Val() == 0 {
+			stale = append(stale, members[i])
+		}
+	}
+	if len(stale) > 0 {
+		if err := s.rdb.SRem(ctx, idx, stale...).Err(); err != nil {
+			return "", time.Time{}, fmt.Errorf("pruning sessions of %s: %w", username, err)
+		}
+	}
+	return token, now.Add(s.ttl), nil
+}
+
+// errNoSession is returned by lookup for a token that names no live session.
+var errNoSession = errors.New("no such session")
+
+// lookup returns the session of token and renews its TTL, in one round trip (GETEX).
+func (s *sessions) lookup(ctx context.Context, token string) (session, string, error) {
+	h := hashToken(token)
+	val, err := s.rdb.GetEx(ctx, s.key(h), s.ttl).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return session{}, "", errNoSession
+	}
+	if err != nil {
+		return session{}, "", fmt.Errorf("reading session: %w", err)
+	}
+	var sess session
+	if err := json.Unmarshal(val, &sess); err != nil {
+		return session{}, "", fmt.Errorf("decoding session: %w", err)
+	}
+	return sess, h, nil
+}
+
+// end deletes one session.
+func (s *sessions) end(ctx context.Context, username, tokenHash string) error {
+	pipe := s.rdb.TxPipeline()
+	pipe.Del(ctx, s.key(tokenHash))
+	pipe.SRem(ctx, s.indexKey(username), tokenHash)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("ending session: %w", err)
+	}
+	return nil
+}
+
+// endAll deletes every session of username.
+func (s *sessions) endAll(ctx context.Context, username string) error {
+	idx := s.indexKey(username)
+	members, err := s.rdb.SMembers(ctx, idx).Result()
+	if err != nil {
+		return fmt.Errorf("reading sessions of %s: %w", username, err)
+	}
+	pipe := s.rdb.TxPipeline()
+	for _, m := range members {
+		pipe.Del(ctx, s.key(m))
+	}
+	pipe.Del(ctx, idx)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("ending sessions of %s: %w", username, err)
+	}
+	return nil
+}
+
+// Context keys for what the auth middleware learns.
+const (
+	ctxSession   = "gateway.session"
+	ctxTokenHash = "gateway.token_hash"
+)
+
+// bearerToken returns the credentials of an Authorization header using one of schemes
+// (case-insensitive), or "".
+func bearerToken(r *http.Request, schemes ...string) string {
+	h := r.Header.Get(echo.HeaderAuthorization)
+	scheme, cred, ok := strings.Cut(h, " ")
+	if !ok {
+		return ""
+	}
+	for _, s := range schemes {
+		if strings.EqualFold(scheme, s) {
+			return strings.TrimSpace(cred)
+		}
+	}
+	return ""
+}
+
+// requireRole authenticates the operator session of the request and admits it when its role is at
+// least role: 401 for a missing, unknown or expired token, 403 for too small a role.
+func (g *Gateway) requireRole(role string) echo.MiddlewareFunc {
+	need := roleRank[role]
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			token := bearerToken(c.Request(), "Bearer")
+			if token == "" {
+				return newError(http.StatusUnauthorized, "missing session token: send Authorization: Bearer <token> from POST /api/v1/auth/login")
+			}
+			if !strings.HasPrefix(token, sessionTokenPrefix) || len(token) > 128 {
+				return newError(http.StatusUnauthorized, "invalid or expired session token")
+			}
+			sess, h, err := g.sessions.lookup(c.Request().Context(), token)
+			if errors.Is(err, errNoSession) {
+				return newError(http.StatusUnauthorized, "invalid or expired session token")
+			}
+			if err != nil {
+				return unavailable("session store", err)
+			}
+			if roleRank[sess.Role] < need {
+				return newError(http.StatusForbidden, "this action needs role %s; you are %s", role, sess.Role)
+			}
+			c.Set(ctxSession, sess)
+			c.Set(ctxTokenHash, h)
+			return next(c)
+		}
+	}
+}
+
+// sessionOf returns the session requireRole admitted.
+func sessionOf(c echo.Context) session {
+	s, _ := c.Get(ctxSession).(session)
+	return s
+}
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+type loginResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Role      string    `json:"role"`
+	Username  string    `json:"username"`
+}
+
+// login answers POST /api/v1/auth/login.
+func (g *Gateway) login(c echo.Context) error {
+	var req loginRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if req.Username == "" || req.Password == "" {
+		return newError(http.StatusBadRequest, "username and password are required")
+	}
+	ctx := c.Request().Context()
+	badCredentials := newError(http.StatusUnauthorized, "invalid username or password")
+	if len(req.Username) > maxUsernameLen || len(req.Password) > maxPasswordLen {
+		return badCredentials
+	}
+	// Attempts are limited per username (GCRA in Redis), so that guessing one account's
+	// password is slow from any number of clients.
+	res, err := g.limiter.Allow(ctx, g.cfg.Redis.Prefix+"login:"+hashToken(req.Username), g.loginLimit)
+	if err != nil {
+		return unavailable("rate limiter", err)
+	}
+	if res.Allowed == 0 {
+		return &apiError{Status: http.StatusTooManyRequests, Message: "too many login attempts for this user, retry later", RetryAfter: res.RetryAfter}
+	}
+	user, hash, err := g.users.Credentials(ctx, req.Username)
+	if errors.Is(err, postgres.ErrNotFound) {
+		// Compare anyway, so that a login for an unknown user takes as long as one with a wrong
+		// password and does not reveal which usernames exist.
+		_ = bcrypt.CompareHashAndPassword(g.dummyHash, []byte(req.Password))
+		return badCredentials
+	}
+	if err != nil {
+		return unavailable("user store", err)
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(req.Password)); err != nil {
+		return badCredentials
+	}
+	token, expires, err := g.sessions.create(ctx, user.Username, user.Role, g.now())
+	if err != nil {
+		return unavailable("session store", err)
+	}
+	g.logger.Info("operator logged in", "username", user.Username, "role", user.Role)
+	return c.JSON(http.StatusOK, loginResponse{Token: token, ExpiresAt: expires.UTC(), Role: user.Role, Username: user.Username})
+}
+
+// logout answers POST /api/v1/auth/logout: the session of the request ends.
+func (g *Gateway) logout(c echo.Context) error {
+	h, _ := c.Get(ctxTokenHash).(string)
+	if err := g.sessions.end(c.Request().Context(), sessionOf(c).Username, h); err != nil {
+		return unavailable("session store", err)
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// loginLimitOf is the per-username login rate: perMinute attempts a minute, bursting to as many.
+func loginLimitOf(perMinute int) redis_rate.Limit {
+	return redis_rate.Limit{Rate: perMinute, Burst: perMinute, Period: time.Minute}
+}

@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/metric"
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
+)
+
+// Config is everything the gateway reads from the environment. Sub-configs of the packages it
+// wires are embedded as named fields; their REDIS_KEY_PREFIX and STREAM_SHARDS come from the same
+// variables, and New makes them follow Redis.Prefix and Publish.Shards so that a Config built in
+// code cannot disagree with itself.
+type Config struct {
+	Log      service.LogConfig
+	Redis    service.RedisConfig
+	Postgres postgres.Config
+	HotCache hotcache.Config
+
+	Publish stream.PublisherConfig
+	Backlog stream.BacklogConfig
+	Trim    stream.TrimmerConfig
+
+	// Addr is where the HTTP server listens.
+	Addr string `env:"GATEWAY_ADDR" envDefault:":8080" help:"address the gateway's HTTP server listens on (host:port)"`
+	// ShutdownTimeout bounds the graceful drain of in-flight requests on stop.
+	ShutdownTimeout time.Duration `env:"GATEWAY_SHUTDOWN_TIMEOUT" envDefault:"15s" help:"how long in-flight requests may take to finish on stop"`
+	// CORSOrigins lists the browser origins allowed to call the API; empty sends no CORS headers
+	// (same-origin only). "*" is refused.
+	CORSOrigins []string `env:"CORS_ALLOWED_ORIGINS" envSeparator:"," help:"comma-separated origins (https://dash.example.com) allowed to call the API from a browser; empty: same origin only"`
+
+	// AdminPassword is the password of user "admin", created at the first start when no admin
+	// exists. Empty: a random one is generated and logged once.
+	AdminPassword string `env:"ADMIN_PASSWORD" help:"password of the first admin user, created when no admin exists; empty: generated and logged once"`
+	// SessionTTL is how long an operator session lives after its last use.
+	SessionTTL time.Duration `env:"SESSION_TTL" envDefault:"12h" help:"operator sessions expire after this long without use (sliding)"`
+	// LoginAttemptsPerMinute limits login attempts per username.
+	LoginAttemptsPerMinute int `env:"LOGIN_ATTEMPTS_PER_MINUTE" envDefault:"10" help:"login attempts allowed per username and minute"`
+	// BcryptCost is the work factor of stored password hashes.
+	BcryptCost int `env:"BCRYPT_COST" envDefault:"10" help:"bcrypt work factor of operator passwords (4-31)"`
+
+	// AgentOnlineWindow: an agent is online while its last_seen is this recent.
+	AgentOnlineWindow time.Duration `env:"AGENT_ONLINE_WINDOW" envDefault:"2m" help:"an agent is online while its last batch is this recent"`
+	// KeyCacheTTL is how long a key lookup is cached: a revoked key works at most this long on
+	// other gateway copies.
+	KeyCacheTTL time.Duration `env:"KEY_CACHE_TTL" envDefault:"5s" help:"how long agent-key lookups are cached; a revoked key stops working within this"`
+	// KeyCacheStale is how long past its TTL a known key keeps working while PostgreSQL is down.
+	KeyCacheStale time.Duration `env:"KEY_CACHE_STALE" envDefault:"10m" help:"how long known agent keys keep working past KEY_CACHE_TTL while PostgreSQL is unreachable"`
+
+	// MaxBodyBytes bounds an ingest body, both as received and after decompression.
+	MaxBodyBytes int64 `env:"INGEST_MAX_BODY_BYTES" envDefault:"10485760" help:"largest ingest body in bytes, counted as received and after gzip decompression"`
+	// Limits of one ingest request (metric.Limits).
+	MaxPoints      int           `env:"INGEST_MAX_POINTS" envDefault:"5000" help:"most points in one ingest request"`
+	MaxTags        int           `env:"INGEST_MAX_TAGS" envDefault:"64" help:"most tags per point"`
+	MaxFields      int           `env:"INGEST_MAX_FIELDS" envDefault:"256" help:"most fields per point"`
+	MaxNameLen     int           `env:"INGEST_MAX_NAME_LEN" envDefault:"256" help:"longest measurement, tag key or field key, in bytes"`
+	MaxTagValueLen int           `env:"INGEST_MAX_TAG_VALUE_LEN" envDefault:"1024" help:"longest tag value, in bytes"`
+	MaxStringLen   int           `env:"INGEST_MAX_STRING_LEN" envDefault:"65536" help:"longest string field value, in bytes"`
+	MaxPast        time.Duration `env:"INGEST_MAX_PAST" envDefault:"168h" help:"how far in the past a point's time may lie"`
+	MaxFuture      time.Duration `env:"INGEST_MAX_FUTURE" envDefault:"10m" help:"how far in the future a point's time may lie"`
+
+	// AgentRatePointsPerSec and AgentRateBurst are each agent's GCRA rate limit, in points.
+	AgentRatePointsPerSec int `env:"AGENT_RATE_POINTS_PER_SEC" envDefault:"10000" help:"points per second each agent may send on average"`
+	AgentRateBurst        int `env:"AGENT_RATE_BURST" envDefault:"50000" help:"points an agent may send at once above its rate; at least INGEST_MAX_POINTS"`
+}
+
+// DefaultConfig returns the configuration with every default applied, as the environment would
+// give it with no variable set. Tests and embedders start from it.
+func DefaultConfig() Config {
+	lim := metric.DefaultLimits()
+	return Config{
+		Log:      service.LogConfig{Level: "info", Format: "json"},
+		Redis:    service.RedisConfig{URL: "redis://127.0.0.1:6379/0"},
+		Postgres: postgres.Config{URL: "postgres://postgres:postgres@127.0.0.1:5432/agentmonitor?sslmode=disable", LogsRetentionDays: 7},
+		HotCache: hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000},
+		Publish:  stream.PublisherConfig{Shards: 4},
+		Backlog:  stream.BacklogConfig{Shards: 4, Max: 1_000_000, Interval: 500 * time.Millisecond},
+		Trim:     stream.TrimmerConfig{Shards: 4, Groups: []string{"influx-writer", "pg-sync"}, Interval: 5 * time.Second},
+
+		Addr:                   ":8080",
+		ShutdownTimeout:        15 * time.Second,
+		SessionTTL:             12 * time.Hour,
+		LoginAttemptsPerMinute: 10,
+		BcryptCost:             bcrypt.DefaultCost,
+		AgentOnlineWindow:      2 * time.Minute,
+		KeyCacheTTL:            5 * time.Second,
+		KeyCacheStale:          10 * time.Minute,
+		MaxBodyBytes:           10 << 20,
+		MaxPoints:              lim.MaxPoints,
+		MaxTags:                lim.MaxTags,
+		MaxFields:              lim.MaxFields,
+		MaxNameLen:             lim.MaxNameLen,
+		MaxTagValueLen:         lim.MaxTagValueLen,
+		MaxStringLen:           lim.MaxStringLen,
+		MaxPast:                lim.MaxPast,
+		MaxFuture:              lim.MaxFuture,
+		AgentRatePointsPerSec:  10000,
+		AgentRateBurst:         50000,
+	}
+}
+
+// Limits returns the per-request limits of ingest.
+func (c Config) Limits() metric.Limits {
+	return metric.Limits{
+		MaxPoints:      c.MaxPoints,
+		MaxTags:        c.MaxTags,
+		MaxFields:      c.MaxFields,
+		MaxNameLen:     c.MaxNameLen,
+		MaxTagValueLen: c.MaxTagValueLen,
+		MaxStringLen:   c.MaxStringLen,
+		MaxPast:        c.MaxPast,
+		MaxFuture:      c.MaxFuture,
+	}
+}
+
+// aligned returns c with the stream sub-configs following Redis.Prefix and Publish.Shards.
+func (c Config) aligned() Config {
+	c.Publish.Prefix = c.Redis.Prefix
+	c.Backlog.Prefix = c.Redis.Prefix
+	c.Trim.Prefix = c.Redis.Prefix
+	if c.Publish.Shards == 0 {
+		c.Publish.Shards = 4
+	}
+	c.Backlog.Shards = c.Publish.Shards
+	c.Trim.Shards = c.Publish.Shards
+	return c
+}
+
+// Validate reports every setting that cannot work, each naming its variable.
+func (c Config) Validate() error {
+	c = c.aligned()
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	check(c.Log.Validate())
+	check(c.Redis.Validate())
+	check(c.Postgres.Validate())
+	check(c.HotCache.Validate())
+	check(c.Publish.Validate())
+	check(c.Backlog.Validate())
+	check(c.Trim.Validate())
+	if err := c.Limits().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("INGEST_MAX_*: %w", err))
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("GATEWAY_ADDR=%q: want host:port: %w", c.Addr, err))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("GATEWAY_SHUTDOWN_TIMEOUT=%s: want > 0", c.ShutdownTimeout))
+	}
+	for _, o := range c.CORSOrigins {
+		if o = strings.TrimSpace(o); o == "*" || !(strings.HasPrefix(o, "https://") || strings.HasPrefix(o, "http://")) {
+			errs = append(errs, fmt.Errorf("CORS_ALLOWED_ORIGINS: %q must be an origin like https://dash.example.com (\"*\" is refused)", o))
+		}
+	}
+	if c.AdminPassword != "" && (len(c.AdminPassword) < minPasswordLen || len(c.AdminPassword) > maxPasswordLen) {
+		errs = append(errs, fmt.Errorf("ADMIN_PASSWORD: must be %d to %d bytes", minPasswordLen, maxPasswordLen))
+	}
+	if c.SessionTTL < time.Second {
+		errs = append(errs, fmt.Errorf("SESSION_TTL=%s: want at least 1s", c.SessionTTL))
+	}
+	if c.LoginAttemptsPerMinute < 1 {
+		errs = append(errs, fmt.Errorf("LOGIN_ATTEMPTS_PER_MINUTE=%d: want > 0", c.LoginAttemptsPerMinute))
+	}
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		errs = append(errs, fmt.Errorf("BCRYPT_COST=%d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost))
+	}
+	if c.AgentOnlineWindow <= 0 {
+		errs = append(errs, fmt.Errorf("AGENT_ONLINE_WINDOW=%s: want > 0", c.AgentOnlineWindow))
+	}
+	if c.KeyCacheTTL <= 0 {
+		errs = append(errs, fmt.Errorf("KEY_CACHE_TTL=%s: want > 0", c.KeyCacheTTL))
+	}
+	if c.KeyCacheStale < 0 {
+		errs = append(errs, fmt.Errorf("KEY_CACHE_STALE=%s: want >= 0", c.KeyCacheStale))
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("INGEST_MAX_BODY_BYTES=%d: want at least 1024", c.MaxBodyBytes))
+	}
+	if c.AgentRatePointsPerSec < 1 {
+		errs = append(errs, fmt.Errorf("AGENT_RATE_POINTS_PER_SEC=%d: want > 0", c.AgentRatePointsPerSec))
+	}
+	// A batch larger than the burst could never be admitted: it would get 429 for ever.
+	if c.AgentRateBurst < c.MaxPoints {
+		errs = append(errs, fmt.Errorf("AGENT_RATE_BURST=%d: want at least INGEST_MAX_POINTS (%d)", c.AgentRateBurst, c.MaxPoints))
+	}
+	return errors.Join(errs...)
+}

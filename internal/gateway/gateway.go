@@ -1,0 +1,376 @@
+// Package gateway is the HTTP front of Agent Monitor: it authenticates agents and operators,
+// validates pushed metrics and appends them to the Redis streams, keeps the hot cache fresh, and
+// serves the operator API (sessions, users, agents, audit log, live values) and the operations
+// endpoints. Every route is described in api/openapi.yaml.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/jmoiron/sqlx"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/metric"
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
+)
+
+// The stores the handlers use, as small consumer-side interfaces; New wires the postgres ones.
+type (
+	agentStore interface {
+		Create(ctx context.Context, name string, labels map[string]string, keyHash, actor string) (postgres.Agent, error)
+		Get(ctx context.Context, id string) (postgres.Agent, error)
+		List(ctx context.Context, limit, offset int) ([]postgres.Agent, int, error)
+		RotateKey(ctx context.Context, id, keyHash, actor string) error
+		Delete(ctx context.Context, id, actor string) error
+		AgentIDByKeyHash(ctx context.Context, keyHash string) (string, error)
+	}
+	userStore interface {
+		Create(ctx context.Context, username, passwordHash, role, actor string) (postgres.User, error)
+		Credentials(ctx context.Context, username string) (postgres.User, string, error)
+		List(ctx context.Context) ([]postgres.User, error)
+		Delete(ctx context.Context, username, actor string) error
+		EnsureAdmin(ctx context.Context, passwordHash string) (bool, error)
+	}
+	auditStore interface {
+		List(ctx context.Context, limit, offset int) ([]postgres.AuditEntry, int, error)
+		Purge(ctx context.Context, olderThan time.Duration) (int64, error)
+	}
+	publisher interface {
+		Publish(ctx context.Context, agentID string, payload []byte, meta map[string]string) error
+	}
+	backlogGate interface {
+		Over() bool
+	}
+)
+
+// Gateway is the HTTP gateway. Build it with New, serve with Run.
+type Gateway struct {
+	cfg    Config
+	logger *slog.Logger
+	now    func() time.Time
+
+	rdb *redis.Client
+	db  *sqlx.DB
+
+	agents    agentStore
+	users     userStore
+	audit     auditStore
+	publisher publisher
+	backlog   backlogGate
+	backlogRn *stream.Backlog
+	trimmer   *stream.Trimmer
+	hot       *hotcache.Cache
+	keys      *keyCache
+	sessions  *sessions
+	limiter   *redis_rate.Limiter
+
+	limits     metric.Limits
+	agentLimit redis_rate.Limit
+	loginLimit redis_rate.Limit
+	dummyHash  []byte
+
+	e       *echo.Echo
+	reg     *prometheus.Registry
+	metrics *gatewayMetrics
+
+	adminPassword string
+	addr          atomic.Pointer[string]
+
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New connects to Redis and PostgreSQL, applies the schema migrations, creates user "admin" when
+// no admin exists (with cfg.AdminPassword, or a generated password that is logged once and
+// returned by AdminPassword), and builds the HTTP server. It does not listen: Run does. If New
+// fails it releases whatever it opened; otherwise Run (or Close) releases it.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error) {
+	cfg = cfg.aligned()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid gateway configuration: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{
+		cfg:        cfg,
+		logger:     logger.With("component", "gateway"),
+		now:        time.Now,
+		limits:     cfg.Limits(),
+		agentLimit: redis_rate.Limit{Rate: cfg.AgentRatePointsPerSec, Burst: cfg.AgentRateBurst, Period: time.Second},
+		loginLimit: loginLimitOf(cfg.LoginAttemptsPerMinute),
+	}
+	g.bgCtx, g.bgCancel = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			_ = g.Close()
+		}
+	}()
+
+	var err error
+	if g.rdb, err = service.OpenRedis(ctx, cfg.Redis); err != nil {
+		return nil, err
+	}
+	if g.db, err = postgres.Open(ctx, cfg.Postgres.URL); err != nil {
+		return nil, err
+	}
+	if err := postgres.Migrate(ctx, g.db); err != nil {
+		return nil, err
+	}
+	agents := postgres.NewAgentStore(g.db)
+	g.agents, g.users, g.audit = agents, postgres.NewUserStore(g.db), postgres.NewAuditStore(g.db)
+
+	if g.dummyHash, err = bcrypt.GenerateFromPassword([]byte("never anyone's password"), cfg.BcryptCost); err != nil {
+		return nil, fmt.Errorf("hashing: %w", err)
+	}
+	if err := g.ensureAdmin(ctx); err != nil {
+		return nil, err
+	}
+
+	g.reg = service.NewRegistry()
+	if g.metrics, err = newGatewayMetrics(g.reg); err != nil {
+		return nil, err
+	}
+	pub, err := stream.NewPublisher(g.rdb, cfg.Publish, logger)
+	if err != nil {
+		return nil, err
+	}
+	g.publisher = pub
+	if g.backlogRn, err = stream.NewBacklog(g.rdb, cfg.Backlog, logger); err != nil {
+		return nil, err
+	}
+	g.backlog = g.backlogRn
+	trimCfg := cfg.Trim
+	trimCfg.Registerer = g.reg
+	if g.trimmer, err = stream.NewTrimmer(g.rdb, trimCfg, logger); err != nil {
+		return nil, err
+	}
+	collector, err := stream.NewCollector(g.rdb, stream.CollectorConfig{Prefix: cfg.Redis.Prefix, Shards: cfg.Publish.Shards}, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.reg.Register(collector); err != nil {
+		return nil, fmt.Errorf("registering stream metrics: %w", err)
+	}
+	if err := g.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "agentmonitor", Subsystem: "gateway", Name: "backlog_entries",
+		Help: "Entries in the metrics streams at the last backlog check, all shards together; ingest answers 503 above STREAM_MAX_BACKLOG.",
+	}, func() float64 { return float64(g.backlogRn.Len()) })); err != nil {
+		return nil, fmt.Errorf("registering backlog metric: %w", err)
+	}
+
+	if g.hot, err = hotcache.New(g.rdb, cfg.Redis.Prefix, cfg.HotCache); err != nil {
+		return nil, err
+	}
+	g.keys = newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.AgentIDByKeyHash, func() time.Time { return g.now() })
+	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
+	g.limiter = redis_rate.NewLimiter(g.rdb)
+	g.e = g.newEcho()
+	ok = true
+	return g, nil
+}
+
+// Run builds a gateway for cfg and runs it until ctx is done: New then (*Gateway).Run. Its
+// signature is the one service.Main expects of a binary.
+func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	g, err := New(ctx, *cfg, logger)
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx)
+}
+
+// ensureAdmin creates user "admin" when no admin exists.
+func (g *Gateway) ensureAdmin(ctx context.Context) error {
+	password, generated := g.cfg.AdminPassword, false
+	if password == "" {
+		raw := make([]byte, 18)
+		if _, err := rand.Read(raw); err != nil {
+			return fmt.Errorf("generating admin password: %w", err)
+		}
+		password, generated = base64.RawURLEncoding.EncodeToString(raw), true
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), g.cfg.BcryptCost)
+	if err != nil {
+		return fmt.Errorf("hashing admin password: %w", err)
+	}
+	created, err := g.users.EnsureAdmin(ctx, string(hash))
+	if err != nil {
+		return fmt.Errorf("ensuring an admin user: %w", err)
+	}
+	switch {
+	case created && generated:
+		g.adminPassword = password
+		// Shown this once: only its bcrypt hash is stored.
+		g.logger.Warn("GENERATED ADMIN PASSWORD: no admin existed, so user \"admin\" was created with this password; it is shown only this once, store it now",
+			"username", postgres.AdminUsername, "password", password)
+	case created:
+		g.logger.Info("created user \"admin\" with ADMIN_PASSWORD", "username", postgres.AdminUsername)
+	}
+	return nil
+}
+
+// AdminPassword returns the password New generated for user "admin", or "" when it generated none
+// (an admin existed, or ADMIN_PASSWORD was set).
+func (g *Gateway) AdminPassword() string { return g.adminPassword }
+
+// Handler returns the gateway's HTTP handler, for tests and for embedding in another server.
+func (g *Gateway) Handler() http.Handler { return g.e }
+
+// Addr returns the address the server listens on once Run is listening, or "".
+func (g *Gateway) Addr() string {
+	if p := g.addr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Run listens on cfg.Addr and serves until ctx is done; it also runs the stream backlog check, the
+// stream trimmer and the audit-log purge. When ctx is done it stops accepting connections, lets
+// in-flight requests finish for at most ShutdownTimeout, stops the background loops, then closes
+// the PostgreSQL and Redis clients, and returns. It returns an error if it cannot listen or the
+// server fails; the clients are closed in every case. Run may be called once.
+func (g *Gateway) Run(ctx context.Context) error {
+	defer g.Close()
+	ln, err := net.Listen("tcp", g.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", g.cfg.Addr, err)
+	}
+	addr := ln.Addr().String()
+	g.e.Listener = ln
+	srv := &http.Server{
+		Addr:              addr,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second, // a 10 MiB body on a slow link
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+
+	loops, stopLoops := context.WithCancel(g.bgCtx)
+	defer stopLoops()
+	g.goLoop(loops, "stream backlog", g.backlogRn.Run)
+	g.goLoop(loops, "stream trimmer", g.trimmer.Run)
+	g.goLoop(loops, "audit purge", g.purgeAudit)
+
+	errc := make(chan error, 1)
+	go func() { errc <- g.e.StartServer(srv) }()
+	g.addr.Store(&addr)
+	g.logger.Info("gateway listening", "addr", addr)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving http: %w", err)
+	case <-ctx.Done():
+	}
+
+	began := time.Now()
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownTimeout)
+	defer cancel()
+	shutErr := srv.Shutdown(shutCtx)
+	if shutErr != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		shutErr = errors.Join(shutErr, err)
+	}
+	g.logger.Info("http server stopped", "took", time.Since(began))
+	stopLoops()
+	began = time.Now()
+	g.bgCancel()
+	g.bgWG.Wait()
+	g.logger.Info("background loops stopped", "took", time.Since(began))
+	if shutErr != nil {
+		return fmt.Errorf("shutting down http server: %w", shutErr)
+	}
+	return nil
+}
+
+// goLoop runs fn in the background until ctx is done.
+func (g *Gateway) goLoop(ctx context.Context, name string, fn func(context.Context) error) {
+	g.bgWG.Add(1)
+	go func() {
+		defer g.bgWG.Done()
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			g.logger.Error("background loop stopped", "loop", name, "err", err)
+		}
+	}()
+}
+
+// background runs fn in the background; fn's context ends when the gateway stops.
+func (g *Gateway) background(fn func(ctx context.Context)) {
+	g.bgWG.Add(1)
+	go func() {
+		defer g.bgWG.Done()
+		fn(g.bgCtx)
+	}()
+}
+
+// auditPurgeInterval is how often audit rows past LOGS_RETENTION_DAYS are deleted.
+const auditPurgeInterval = time.Hour
+
+func (g *Gateway) purgeAudit(ctx context.Context) error {
+	t := time.NewTicker(auditPurgeInterval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		n, err := g.audit.Purge(pctx, g.cfg.Postgres.LogsRetention())
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			g.logger.Warn("purging audit log failed", "err", err)
+		case n > 0:
+			g.logger.Info("purged audit log", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops background work and closes the PostgreSQL and Redis clients, in reverse order of
+// opening. Run calls it on return; call it yourself only when Run is never called. It is safe to
+// call more than once.
+func (g *Gateway) Close() error {
+	g.closeOnce.Do(func() {
+		g.bgCancel()
+		g.bgWG.Wait()
+		var errs []error
+		if g.db != nil {
+			if err := g.db.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("closing postgres: %w", err))
+			}
+		}
+		if g.rdb != nil {
+			if err := g.rdb.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("closing redis: %w", err))
+			}
+		}
+		g.closeErr = errors.Join(errs...)
+	})
+	return g.closeErr
+}

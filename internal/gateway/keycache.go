@@ -1,0 +1,147 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+)
+
+// errUnknownKey is returned by keyCache.resolve for a key that belongs to no agent.
+var errUnknownKey = errors.New("unknown agent key")
+
+// keyCache resolves agent keys to agent ids without a PostgreSQL query per request. An answer,
+// found or not found, is kept for ttl: a rotated or deleted key therefore stops working on every
+// gateway within ttl, and at once on the gateway that rotated or deleted it. Concurrent misses on
+// one key share one query, and at most lookupConcurrency queries run at once, so a flood of
+// invented keys costs PostgreSQL little.
+//
+// When PostgreSQL fails, a found entry is served for up to stale past its expiry: an outage of the
+// registry then does not stop ingest of known agents (a key cannot be revoked during it anyway).
+type keyCache struct {
+	ttl    time.Duration
+	stale  time.Duration
+	lookup func(ctx context.Context, keyHash string) (string, error)
+	now    func() time.Time
+
+	mu      sync.RWMutex
+	entries map[[sha256.Size]byte]keyEntry
+
+	flight singleflight.Group
+	sem    chan struct{}
+}
+
+type keyEntry struct {
+	agentID string // "" for a key known not to exist
+	expires time.Time
+}
+
+const (
+	lookupConcurrency = 8
+	maxKeyEntries     = 100_000
+	lookupTimeout     = 5 * time.Second
+)
+
+func newKeyCache(ttl, stale time.Duration, lookup func(ctx context.Context, keyHash string) (string, error), now func() time.Time) *keyCache {
+	return &keyCache{
+		ttl:     ttl,
+		stale:   stale,
+		lookup:  lookup,
+		now:     now,
+		entries: make(map[[sha256.Size]byte]keyEntry),
+		sem:     make(chan struct{}, lookupConcurrency),
+	}
+}
+
+// resolve returns the id of the agent whose key is key, errUnknownKey, or the registry's error.
+func (k *keyCache) resolve(ctx context.Context, key string) (string, error) {
+	sum := sha256.Sum256([]byte(key))
+	now := k.now()
+	k.mu.RLock()
+	e, ok := k.entries[sum]
+	k.mu.RUnlock()
+	if ok && now.Before(e.expires) {
+		if e.agentID == "" {
+			return "", errUnknownKey
+		}
+		return e.agentID, nil
+	}
+
+	hexSum := hex.EncodeToString(sum[:])
+	v, err, _ := k.flight.Do(hexSum, func() (any, error) {
+		// Detached from the first caller's context: other callers wait on the same answer.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		defer cancel()
+		select {
+		case k.sem <- struct{}{}:
+		case <-lctx.Done():
+			return "", fmt.Errorf("waiting to look up agent key: %w", lctx.Err())
+		}
+		id, err := k.lookup(lctx, hexSum)
+		<-k.sem
+		switch {
+		case errors.Is(err, postgres.ErrNotFound):
+			k.store(sum, "")
+			return "", errUnknownKey
+		case err != nil:
+			return "", err
+		}
+		k.store(sum, id)
+		return id, nil
+	})
+	if err != nil {
+		if !errors.Is(err, errUnknownKey) && ok && e.agentID != "" && now.Before(e.expires.Add(k.stale)) {
+			return e.agentID, nil // registry down: serve the stale answer (see the type comment)
+		}
+		return "", err
+	}
+	return v.(string), nil
+}
+
+func (k *keyCache) store(sum [sha256.Size]byte, agentID string) {
+	now := k.now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.entries) >= maxKeyEntries {
+		k.sweepLocked(now)
+	}
+	k.entries[sum] = keyEntry{agentID: agentID, expires: now.Add(k.ttl)}
+}
+
+// sweepLocked makes room: first entries past any use, then negative ones, then everything.
+func (k *keyCache) sweepLocked(now time.Time) {
+	for s, e := range k.entries {
+		if now.After(e.expires.Add(k.stale)) || (e.agentID == "" && now.After(e.expires)) {
+			delete(k.entries, s)
+		}
+	}
+	if len(k.entries) < maxKeyEntries {
+		return
+	}
+	for s, e := range k.entries {
+		if e.agentID == "" {
+			delete(k.entries, s)
+		}
+	}
+	if len(k.entries) >= maxKeyEntries {
+		clear(k.entries)
+	}
+}
+
+// invalidateAgent forgets every cached key of agentID, at once.
+func (k *keyCache) invalidateAgent(agentID string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for s, e := range k.entries {
+		if e.agentID == agentID {
+			delete(k.entries, s)
+		}
+	}
+}

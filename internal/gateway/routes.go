@@ -1,0 +1,164 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agentmonitor/agentmonitor/api"
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/service"
+)
+
+// newEcho builds the Echo instance with every route and middleware.
+func (g *Gateway) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.JSONSerializer = jsonSerializer{}
+	e.HTTPErrorHandler = g.handleError
+	e.StdLogger = slog.NewLogLogger(g.logger.Handler(), slog.LevelWarn) // the http.Server's own errors
+
+	e.Use(requestID)
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		XSSProtection:         "0", // the legacy XSS auditor does harm; CSP below is the protection
+		ContentTypeNosniff:    "nosniff",
+		XFrameOptions:         "DENY",
+		HSTSMaxAge:            31536000, // sent only over TLS (or behind a proxy saying https)
+		ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
+		ReferrerPolicy:        "no-referrer",
+	}))
+	e.Use(noStore)
+	if len(g.cfg.CORSOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:  g.cfg.CORSOrigins,
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodDelete},
+			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, echo.HeaderContentEncoding, echo.HeaderXRequestID},
+			ExposeHeaders: []string{echo.HeaderXRequestID, "Retry-After"},
+			MaxAge:        600,
+		}))
+	}
+	e.Use(g.observe)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		DisableStackAll: true,
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			g.logger.Error("handler panicked", "err", err, "path", c.Path(), "stack", string(stack))
+			return err
+		},
+	}))
+
+	viewer := g.requireRole(postgres.RoleViewer)
+	operator := g.requireRole(postgres.RoleOperator)
+	admin := g.requireRole(postgres.RoleAdmin)
+
+	e.GET("/healthz", echo.WrapHandler(service.HealthHandler()))
+	e.GET("/readyz", echo.WrapHandler(service.ReadyHandler(map[string]service.Check{
+		"redis":    func(ctx context.Context) error { return g.rdb.Ping(ctx).Err() },
+		"postgres": func(ctx context.Context) error { return g.db.PingContext(ctx) },
+	})))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg})))
+	e.GET("/api/v1/openapi.yaml", serveOpenAPI)
+
+	e.POST("/api/v1/auth/login", g.login)
+	e.POST("/api/v1/auth/logout", g.logout, viewer)
+
+	e.GET("/api/v1/users", g.listUsers, admin)
+	e.POST("/api/v1/users", g.createUser, admin)
+	e.DELETE("/api/v1/users/:username", g.deleteUser, admin)
+	e.GET("/api/v1/audit", g.listAudit, admin)
+
+	e.GET("/api/v1/agents", g.listAgents, viewer)
+	e.POST("/api/v1/agents", g.createAgent, operator)
+	e.GET("/api/v1/agents/:id", g.getAgent, viewer)
+	e.DELETE("/api/v1/agents/:id", g.deleteAgent, operator)
+	e.POST("/api/v1/agents/:id/rotate-key", g.rotateKey, operator)
+	e.GET("/api/v1/agents/:id/metrics/latest", g.latest, viewer)
+	e.GET("/api/v1/agents/:id/metrics/recent", g.recent, viewer)
+
+	e.POST("/api/v1/agents/:id/metrics", g.ingestJSON)
+	e.POST("/api/v2/write", g.ingestLine)
+
+	g.metrics.routes = make(map[string]bool)
+	for _, r := range e.Routes() {
+		g.metrics.routes[r.Path] = true
+	}
+	return e
+}
+
+// serveOpenAPI answers GET /api/v1/openapi.yaml with the embedded description of this API.
+func serveOpenAPI(c echo.Context) error {
+	return c.Blob(http.StatusOK, "application/yaml", api.OpenAPI())
+}
+
+// requestIDPattern is what a client-sent X-Request-ID must look like to be kept; anything else is
+// replaced, so that logs never carry client-chosen junk (PITFALLS.md: Echo's RequestID keeps it).
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// requestID sets X-Request-ID on the response: the client's when it is well formed, else a new one.
+func requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !requestIDPattern.MatchString(id) {
+			var b [12]byte
+			_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail on supported platforms
+			id = hex.EncodeToString(b[:])
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+// noStore keeps API answers (keys, tokens, live data) out of shared caches.
+func noStore(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+		return next(c)
+	}
+}
+
+// observe answers a handler's error itself (so that the status is known here), records the
+// request's latency by route, method and status, and logs the request at debug level.
+func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		d := time.Since(start)
+		route := c.Path()
+		if !g.metrics.routes[route] {
+			route = "unmatched"
+		}
+		status := c.Response().Status
+		g.metrics.requestDuration.WithLabelValues(route, c.Request().Method, statusLabel(status)).Observe(d.Seconds())
+		if g.logger.Enabled(c.Request().Context(), slog.LevelDebug) {
+			g.logger.Debug("request", "method", c.Request().Method, "route", route, "status", status,
+				"took", d, "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		}
+		return nil
+	}
+}
+
+var statusLabels = func() map[int]string {
+	m := make(map[int]string)
+	for code := 100; code < 600; code++ {
+		m[code] = fmt.Sprint(code)
+	}
+	return m
+}()
+
+func statusLabel(code int) string {
+	if s, ok := statusLabels[code]; ok {
+		return s
+	}
+	return "other"
+}

@@ -1,0 +1,259 @@
+package hotcache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/metric"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
+)
+
+const agent = "3f0c1f9e-8a51-4c1b-9d4e-6a2f1b0c7d11"
+
+func newCache(t *testing.T, mutate func(*hotcache.Config)) (*hotcache.Cache, func(pattern string) []string) {
+	t.Helper()
+	client, prefix := testenv.Redis(t)
+	cfg := hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 100, MaxSamples: 10000}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	c, err := hotcache.New(client, prefix, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := func(pattern string) []string {
+		ks, err := client.Keys(context.Background(), prefix+pattern).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+	return c, keys
+}
+
+func tag(k, v string) metric.Tag { return metric.Tag{Key: k, Value: v} }
+
+func float(key string, v float64) metric.Field {
+	return metric.Field{Key: key, Value: metric.Value{Kind: metric.KindFloat, F: v}}
+}
+
+func joined(vs []jsontext.Value) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = string(v)
+	}
+	return strings.Join(parts, "\n")
+}
+
+func rfc(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
+func TestLatestAndRecent(t *testing.T) {
+	t.Parallel()
+	c, keys := newCache(t, nil)
+	ctx := context.Background()
+	now := time.Now()
+	t0 := now.Add(-time.Minute).UnixNano()
+	t1 := now.Add(-30 * time.Second).UnixNano()
+	old := now.Add(-10 * time.Minute).UnixNano()
+
+	err := c.Update(ctx, agent, []metric.Point{
+		{Measurement: "cpu", Tags: []metric.Tag{tag("agent", "spoofed"), tag("core", "0")}, Fields: []metric.Field{float("usage", 1.5)}, Time: t0},
+		{Measurement: "cpu", Tags: []metric.Tag{tag("core", "1")}, Fields: []metric.Field{float("usage", 2)}, Time: t0},
+		{Measurement: "cpu", Tags: []metric.Tag{tag("core", "0")}, Fields: []metric.Field{float("usage", 3)}, Time: t1},
+		{Measurement: "sys", Fields: []metric.Field{
+			{Key: "n", Value: metric.Value{Kind: metric.KindInt, I: -7}},
+			{Key: "u", Value: metric.Value{Kind: metric.KindUint, U: 18446744073709551615}},
+			{Key: "s", Value: metric.Value{Kind: metric.KindString, S: "a \"quoted\"\nline"}},
+			{Key: "b", Value: metric.Value{Kind: metric.KindBool, B: true}},
+		}, Time: t0},
+	}, now)
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	// A late batch: older values neither replace the latest nor enter the window.
+	if err := c.Update(ctx, agent, []metric.Point{
+		{Measurement: "cpu", Tags: []metric.Tag{tag("core", "0")}, Fields: []metric.Field{float("usage", 99)}, Time: old},
+	}, now); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+
+	latest, err := c.Latest(ctx, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join([]string{
+		fmt.Sprintf(`{"metric":"cpu.usage","tags":{"core":"0"},"value":3,"time":%q}`, rfc(t1)),
+		fmt.Sprintf(`{"metric":"cpu.usage","tags":{"core":"1"},"value":2,"time":%q}`, rfc(t0)),
+		fmt.Sprintf(`{"metric":"sys.b","tags":{},"value":true,"time":%q}`, rfc(t0)),
+		fmt.Sprintf(`{"metric":"sys.n","tags":{},"value":-7,"time":%q}`, rfc(t0)),
+		fmt.Sprintf(`{"metric":"sys.s","tags":{},"value":"a \"quoted\"\nline","time":%q}`, rfc(t0)),
+		fmt.Sprintf(`{"metric":"sys.u","tags":{},"value":18446744073709551615,"time":%q}`, rfc(t0)),
+	}, "\n")
+	if got := joined(latest); got != want {
+		t.Errorf("Latest =\n%s\nwant\n%s", got, want)
+	}
+	for _, v := range latest {
+		if !v.IsValid() {
+			t.Errorf("Latest entry %s is not valid JSON", v)
+		}
+	}
+
+	recent, err := c.Recent(ctx, agent, "cpu.usage", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = strings.Join([]string{
+		fmt.Sprintf(`{"tags":{"core":"0"},"value":1.5,"time":%q}`, rfc(t0)),
+		fmt.Sprintf(`{"tags":{"core":"1"},"value":2,"time":%q}`, rfc(t0)),
+		fmt.Sprintf(`{"tags":{"core":"0"},"value":3,"time":%q}`, rfc(t1)),
+	}, "\n")
+	if got := joined(recent); got != want {
+		t.Errorf("Recent =\n%s\nwant\n%s", got, want)
+	}
+	// Read later, the window has moved past t0.
+	recent, err = c.Recent(ctx, agent, "cpu.usage", now.Add(4*time.Minute+15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recent) != 1 || !strings.Contains(string(recent[0]), `"value":3`) {
+		t.Errorf("Recent 4m15s later = %s, want only the t1 sample", joined(recent))
+	}
+
+	// Samples fall out of the window on the next write too.
+	if err := c.Update(ctx, agent, []metric.Point{
+		{Measurement: "cpu", Tags: []metric.Tag{tag("core", "0")}, Fields: []metric.Field{float("usage", 4)}, Time: now.Add(5 * time.Minute).UnixNano()},
+	}, now.Add(5*time.Minute+45*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	recent, _ = c.Recent(ctx, agent, "cpu.usage", time.Time{}) // from the beginning of time
+	if len(recent) != 1 || !strings.Contains(string(recent[0]), `"value":4`) {
+		t.Errorf("stored samples after a write 5m45s later = %s, want only the new one", joined(recent))
+	}
+
+	if got, _ := c.Latest(ctx, "7b0c1f9e-8a51-4c1b-9d4e-6a2f1b0c7d11"); len(got) != 0 {
+		t.Errorf("Latest of an agent without data = %s, want empty", joined(got))
+	}
+	for _, k := range keys("*") {
+		if !strings.Contains(k, "{"+agent+"}") {
+			t.Errorf("key %s does not carry the agent hash tag", k)
+		}
+	}
+
+	other := "7b0c1f9e-8a51-4c1b-9d4e-6a2f1b0c7d11"
+	if err := c.Update(ctx, other, []metric.Point{{Measurement: "m", Fields: []metric.Field{float("f", 1)}, Time: now.UnixNano()}}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Forget(ctx, agent); err != nil {
+		t.Fatalf("Forget: %v", err)
+	}
+	if ks := keys("*"); len(ks) != 2 || !strings.Contains(ks[0], other) || !strings.Contains(ks[1], other) {
+		t.Errorf("keys after Forget = %v, want only the other agent's 2", ks)
+	}
+}
+
+func TestTTL(t *testing.T) {
+	t.Parallel()
+	c, keys := newCache(t, func(cfg *hotcache.Config) { cfg.TTLSeconds = 1 })
+	ctx := context.Background()
+	now := time.Now()
+	if err := c.Update(ctx, agent, []metric.Point{{Measurement: "m", Fields: []metric.Field{float("f", 1)}, Time: now.UnixNano()}}, now); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys("*")) != 2 {
+		t.Fatalf("keys after Update = %v, want latest and one recent", keys("*"))
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(keys("*")) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("keys %v still there 3s after a 1s TTL", keys("*"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestBounds(t *testing.T) {
+	t.Parallel()
+	c, _ := newCache(t, func(cfg *hotcache.Config) { cfg.MaxSeries = 3; cfg.MaxSamples = 700 })
+	ctx := context.Background()
+	now := time.Now()
+	// 1200 samples of one metric in one batch, more than MaxSamples; 5 series, more than MaxSeries.
+	pts := make([]metric.Point, 1200)
+	for i := range pts {
+		pts[i] = metric.Point{Measurement: "m", Tags: []metric.Tag{tag("s", fmt.Sprint(i%5))}, Fields: []metric.Field{float("f", float64(i))},
+			Time: now.Add(-time.Minute + time.Duration(i)*time.Millisecond).UnixNano()}
+	}
+	if err := c.Update(ctx, agent, pts, now); err != nil {
+		t.Fatalf("Update of 1200 points: %v", err)
+	}
+	recent, err := c.Recent(ctx, agent, "m.f", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recent) != 700 || !strings.Contains(string(recent[0]), `"value":500,`) || !strings.Contains(string(recent[699]), `"value":1199,`) {
+		t.Errorf("Recent holds %d samples (first %s), want the newest 700 (500..1199)", len(recent), recent[0])
+	}
+	latest, err := c.Latest(ctx, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(latest) != 0 {
+		t.Errorf("Latest holds %d series after 5 were written with MaxSeries 3, want them reset", len(latest))
+	}
+	if err := c.Update(ctx, agent, pts[:2], now); err != nil {
+		t.Fatal(err)
+	}
+	if latest, _ = c.Latest(ctx, agent); len(latest) != 2 {
+		t.Errorf("Latest holds %d series after 2 more were written, want 2", len(latest))
+	}
+}
+
+func TestValidMetric(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{
+		{"cpu.usage_percent", true},
+		{"system.load.load1", true},
+		{"température.é", true},
+		{"", false},
+		{"cpu", false},
+		{".usage", false},
+		{"cpu.", false},
+		{"cpu.us\nage", false},
+		{"cpu.\xff", false},
+		{"a." + strings.Repeat("b", 1100), false},
+	} {
+		err := hotcache.ValidMetric(tt.name)
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, hotcache.ErrInvalidMetric)) {
+			t.Errorf("ValidMetric(%q) = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	good := hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 1, MaxSamples: 1}
+	if err := good.Validate(); err != nil {
+		t.Errorf("Validate(%+v) = %v, want nil", good, err)
+	}
+	for _, mutate := range []func(*hotcache.Config){
+		func(c *hotcache.Config) { c.TTLSeconds = 0 },
+		func(c *hotcache.Config) { c.Window = 0 },
+		func(c *hotcache.Config) { c.MaxSeries = 0 },
+		func(c *hotcache.Config) { c.MaxSamples = 0 },
+	} {
+		bad := good
+		mutate(&bad)
+		if err := bad.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil, want an error", bad)
+		}
+	}
+}
