@@ -139,18 +139,7 @@ func TestKilledWriterMidBatchLosesNothingAndDuplicatesNothing(t *testing.T) {
 		return ""
 	})
 	// The hung writer holds unacked entries whose points are already in InfluxDB.
-	pending := 0
-	for _, key := range stream.StreamKeys(s.prefix, 2) {
-		res, err := s.rdb.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: key, Group: "influx-writer", Start: "-", End: "+", Count: 10000}).Result()
-		if err != nil {
-			t.Fatalf("XPENDING %s: %v", key, err)
-		}
-		for _, p := range res {
-			if p.Consumer == "writer-hung" {
-				pending++
-			}
-		}
-	}
+	pending := s.pendingOf("influx-writer", "writer-hung")
 	if pending == 0 {
 		t.Fatal("writer-hung has no pending entries: the test did not catch it mid-batch")
 	}
@@ -162,12 +151,38 @@ func TestKilledWriterMidBatchLosesNothingAndDuplicatesNothing(t *testing.T) {
 	if l.total() != 480 {
 		t.Fatalf("%d points acknowledged, want 480 (other answers %v)", l.total(), l.other)
 	}
+	// The live writer takes over the dead one's entries once they are idle, and writes them again.
+	ok := s.procs[len(s.procs)-1]
+	eventually(t, 30*time.Second, func() string {
+		if got := metricValue(t, ok.ops, "agentmonitor_stream_reclaimed_total"); got == 0 {
+			return "writer-ok has reclaimed nothing from the dead writer yet"
+		}
+		if n := s.pendingOf("influx-writer", "writer-hung"); n != 0 {
+			return fmt.Sprintf("writer-hung still owns %d pending entries", n)
+		}
+		return ""
+	})
 	// Exactly the acknowledged points: the hung writer's batch was written twice (once through the
 	// proxy, once after the reclaim) and must not count twice.
 	s.waitAllPoints(t, a.ID, 480, 60*time.Second)
-	if got := metricValue(t, s.procs[len(s.procs)-1].ops, "agentmonitor_stream_reclaimed_total"); got == 0 {
-		t.Errorf("writer-ok reclaimed %v entries, want the dead writer's", got)
+}
+
+// pendingOf counts the entries of the metrics streams that consumer of group holds unacked.
+func (s *system) pendingOf(group, consumer string) int {
+	s.t.Helper()
+	n := 0
+	for _, key := range stream.StreamKeys(s.prefix, 2) {
+		res, err := s.rdb.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: key, Group: group, Start: "-", End: "+", Count: 10000}).Result()
+		if err != nil {
+			s.t.Fatalf("XPENDING %s: %v", key, err)
+		}
+		for _, p := range res {
+			if p.Consumer == consumer {
+				n++
+			}
+		}
 	}
+	return n
 }
 
 func TestUnwritableEntryIsDeadLetteredOthersFlow(t *testing.T) {
