@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,11 @@ type ConsumerConfig struct {
 	Prefix string `env:"REDIS_KEY_PREFIX" help:"prefix for every Redis key this deployment uses"`
 	// Shards is the number of metrics streams, the same as the publishers'.
 	Shards int `env:"STREAM_SHARDS" envDefault:"4" help:"number of metrics streams (shards); the same for every binary"`
+	// Streams, when set, are the keys read instead of the metrics shards (for example the alerts
+	// stream); Prefix and Shards then do not choose them.
+	Streams []string
+	// DeadLetter, when set, is the dead-letter stream instead of DeadLetterKey(Prefix).
+	DeadLetter string
 	// Group is the consumer group; every copy of one binary shares it. Set by the binary.
 	Group string
 	// Consumer is this copy's name in the group. It must be stable across restarts, so that a
@@ -170,7 +176,10 @@ func NewConsumer(client redis.UniversalClient, cfg ConsumerConfig, h Handler, lo
 	if err != nil {
 		return nil, fmt.Errorf("creating stream consumer: %w", err)
 	}
-	keys := StreamKeys(cfg.Prefix, cfg.Shards)
+	keys := cfg.Streams
+	if len(keys) == 0 {
+		keys = StreamKeys(cfg.Prefix, cfg.Shards)
+	}
 	readArgs := append(append([]string(nil), keys...), make([]string, len(keys))...)
 	for i := range keys {
 		readArgs[len(keys)+i] = ">"
@@ -180,7 +189,7 @@ func NewConsumer(client redis.UniversalClient, cfg ConsumerConfig, h Handler, lo
 		cfg:      cfg,
 		keys:     keys,
 		readArgs: readArgs,
-		deadKey:  DeadLetterKey(cfg.Prefix),
+		deadKey:  cmp.Or(cfg.DeadLetter, DeadLetterKey(cfg.Prefix)),
 		handler:  h,
 		logger:   logger.With("component", "stream.consumer", "group", cfg.Group, "consumer", cfg.Consumer),
 		metrics:  metrics,
