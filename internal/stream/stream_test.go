@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -76,13 +77,13 @@ func TestConfigDefaultsFromEnvironment(t *testing.T) {
 	want := ConsumerConfig{Shards: 4, Group: "g", Consumer: "host-1", BatchSize: 500, MaxWait: 200 * time.Millisecond,
 		Block: time.Second, ClaimMinIdle: 30 * time.Second, ClaimInterval: 5 * time.Second, MaxDeliveries: 5,
 		RetryMin: 100 * time.Millisecond, RetryMax: 30 * time.Second, DrainTimeout: 10 * time.Second}
-	if cc != want {
+	if !reflect.DeepEqual(cc, want) {
 		t.Errorf("ConsumerConfig from empty environment = %+v, want %+v", cc, want)
 	}
 	// The same defaults apply when the struct is built in code with zero fields.
 	zero := ConsumerConfig{Group: "g", Consumer: "host-1"}
 	zero.setDefaults()
-	if zero != want {
+	if !reflect.DeepEqual(zero, want) {
 		t.Errorf("ConsumerConfig.setDefaults() = %+v, want %+v", zero, want)
 	}
 	if err := want.Validate(); err != nil {

@@ -1,0 +1,244 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
+)
+
+func TestChannelValidate(t *testing.T) {
+	valid := postgres.Channel{
+		Name: "ops", Type: "webhook", URL: "https://hooks.example.com/alerts?x=1", Secret: "s3cret",
+		Headers: map[string]string{"Authorization": "Bearer abc", "X-Team": "infra"},
+	}
+	manyHeaders := map[string]string{}
+	for i := range 33 {
+		manyHeaders[fmt.Sprintf("X-H%d", i)] = "v"
+	}
+	tests := []struct {
+		name  string
+		edit  func(c *postgres.Channel)
+		field string
+	}{
+		{"valid", func(c *postgres.Channel) {}, ""},
+		{"http and port", func(c *postgres.Channel) { c.URL = "http://10.0.0.1:9000/hook" }, ""},
+		{"no secret, no headers", func(c *postgres.Channel) { c.Secret, c.Headers = "", nil }, ""},
+		{"blank name", func(c *postgres.Channel) { c.Name = "  " }, "name"},
+		{"long name", func(c *postgres.Channel) { c.Name = strings.Repeat("n", 201) }, "name"},
+		{"control char in name", func(c *postgres.Channel) { c.Name = "a\nb" }, "name"},
+		{"no type", func(c *postgres.Channel) { c.Type = "" }, "type"},
+		{"other type", func(c *postgres.Channel) { c.Type = "email" }, "type"},
+		{"no url", func(c *postgres.Channel) { c.URL = "" }, "url"},
+		{"relative url", func(c *postgres.Channel) { c.URL = "/hook" }, "url"},
+		{"ftp url", func(c *postgres.Channel) { c.URL = "ftp://example.com/x" }, "url"},
+		{"no host", func(c *postgres.Channel) { c.URL = "https:///path" }, "url"},
+		{"port only", func(c *postgres.Channel) { c.URL = "http://:80/" }, "url"},
+		{"user info", func(c *postgres.Channel) { c.URL = "https://user:pw@example.com/" }, "url"},
+		{"unparsable url", func(c *postgres.Channel) { c.URL = "http://exa mple.com/\x7f" }, "url"},
+		{"long url", func(c *postgres.Channel) { c.URL = "https://example.com/" + strings.Repeat("a", 2048) }, "url"},
+		{"long secret", func(c *postgres.Channel) { c.Secret = strings.Repeat("s", 1025) }, "secret"},
+		{"NUL in secret", func(c *postgres.Channel) { c.Secret = "a\x00b" }, "secret"},
+		{"bad header name", func(c *postgres.Channel) { c.Headers = map[string]string{"X Team": "v"} }, "headers"},
+		{"empty header name", func(c *postgres.Channel) { c.Headers = map[string]string{"": "v"} }, "headers"},
+		{"header value with newline", func(c *postgres.Channel) { c.Headers = map[string]string{"X-A": "a\r\nX-B: b"} }, "headers"},
+		{"same header twice", func(c *postgres.Channel) { c.Headers = map[string]string{"X-Team": "a", "x-team": "b"} }, "headers"},
+		{"content-type", func(c *postgres.Channel) { c.Headers = map[string]string{"content-type": "text/plain"} }, "headers"},
+		{"signature header", func(c *postgres.Channel) { c.Headers = map[string]string{"X-AgentMonitor-Signature": "x"} }, "headers"},
+		{"host header", func(c *postgres.Channel) { c.Headers = map[string]string{"Host": "evil"} }, "headers"},
+		{"too many headers", func(c *postgres.Channel) { c.Headers = manyHeaders }, "headers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid
+			tt.edit(&c)
+			err := c.Validate()
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			var verr *alert.ValidationError
+			if !errors.As(err, &verr) || verr.Field != tt.field {
+				t.Errorf("Validate() = %v, want an *alert.ValidationError for field %q", err, tt.field)
+			}
+		})
+	}
+}
+
+// The secret never appears in a channel's JSON.
+func TestChannelJSONHasNoSecret(t *testing.T) {
+	b, err := json.Marshal(postgres.Channel{ID: "x", Name: "ops", Type: "webhook", URL: "https://e.com", Secret: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "s3cret") || strings.Contains(string(b), "secret") {
+		t.Errorf("Marshal(channel) = %s, want no secret", b)
+	}
+}
+
+func TestChannelLifecycle(t *testing.T) {
+	ctx := context.Background()
+	db, _ := testenv.Postgres(t)
+	channels := postgres.NewChannelStore(db)
+	audit := postgres.NewAuditStore(db)
+
+	in := postgres.Channel{
+		ID: "ignored", Name: "ops", Type: "webhook", URL: "https://hooks.example.com/a", Secret: "s3cret",
+		Headers: map[string]string{"Authorization": "Bearer token-value"}, Enabled: true,
+	}
+	c, err := channels.Create(ctx, in, "alice")
+	if err != nil {
+		t.Fatalf("Create = %v", err)
+	}
+	if uuid.Validate(c.ID) != nil || c.Name != in.Name || c.Type != in.Type || c.URL != in.URL || c.Secret != in.Secret ||
+		!maps.Equal(c.Headers, in.Headers) || !c.Enabled || c.CreatedAt.IsZero() || !c.UpdatedAt.Equal(c.CreatedAt) {
+		t.Fatalf("Create = %+v, want %+v with a new id and timestamps", c, in)
+	}
+	if got, err := channels.Get(ctx, c.ID); err != nil || got.Secret != "s3cret" || got.Name != "ops" || !maps.Equal(got.Headers, in.Headers) {
+		t.Errorf("Get = %+v, %v; want the channel with its secret", got, err)
+	}
+	bare, err := channels.Create(ctx, postgres.Channel{Name: "bare", Type: "webhook", URL: "http://e.com"}, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bare.Headers == nil || len(bare.Headers) != 0 || bare.Secret != "" || bare.Enabled {
+		t.Errorf("Create(bare) = %+v, want empty headers, no secret, disabled", bare)
+	}
+
+	upd := c
+	upd.Name = "ops-2"
+	upd.URL = "https://hooks.example.com/b"
+	upd.Secret = ""
+	upd.Headers = nil
+	upd.Enabled = false
+	got, err := channels.Update(ctx, upd, "bob")
+	if err != nil {
+		t.Fatalf("Update = %v", err)
+	}
+	if got.Name != "ops-2" || got.URL != upd.URL || got.Secret != "" || len(got.Headers) != 0 || got.Enabled ||
+		!got.CreatedAt.Equal(c.CreatedAt) || got.UpdatedAt.Before(c.UpdatedAt) {
+		t.Errorf("Update = %+v, want %+v with created_at kept", got, upd)
+	}
+	list, err := channels.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Name != "bare" || list[1].Name != "ops-2" {
+		t.Errorf("List = %+v, want [bare ops-2]", list)
+	}
+	if err := channels.Delete(ctx, c.ID, "carol"); err != nil {
+		t.Fatalf("Delete = %v", err)
+	}
+	if _, err := channels.Get(ctx, c.ID); !errors.Is(err, postgres.ErrNotFound) {
+		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
+	}
+
+	var rows []postgres.AuditEntry
+	for _, r := range auditRows(t, audit) {
+		if r.Target == c.ID {
+			rows = append(rows, r)
+		}
+	}
+	want := []struct{ actor, action, name string }{
+		{"alice", postgres.ActionChannelCreate, "ops"},
+		{"bob", postgres.ActionChannelUpdate, "ops-2"},
+		{"carol", postgres.ActionChannelDelete, "ops-2"},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("channel audit rows = %+v, want %d", rows, len(want))
+	}
+	for i, w := range want {
+		if rows[i].Actor != w.actor || rows[i].Action != w.action || rows[i].Details["name"] != w.name {
+			t.Errorf("audit row %d = %+v, want %s %s name %s", i, rows[i], w.actor, w.action, w.name)
+		}
+		if s := fmt.Sprint(rows[i].Details); strings.Contains(s, "s3cret") || strings.Contains(s, "token-value") {
+			t.Errorf("audit row %d details %s hold the secret or a header value", i, s)
+		}
+	}
+	if rows[0].Details["signed"] != true || fmt.Sprint(rows[0].Details["headers"]) != "[Authorization]" {
+		t.Errorf("channel.create details = %v, want signed and header names", rows[0].Details)
+	}
+}
+
+func TestChannelFailedChangesAreNotStoredOrAudited(t *testing.T) {
+	ctx := context.Background()
+	db, _ := testenv.Postgres(t)
+	channels := postgres.NewChannelStore(db)
+	audit := postgres.NewAuditStore(db)
+	taken := newChannel(t, channels, "taken")
+	other := newChannel(t, channels, "other")
+	auditBefore := len(auditRows(t, audit))
+
+	tests := []struct {
+		name   string
+		do     func() error
+		target error
+		field  string
+	}{
+		{"create invalid url", func() error {
+			_, err := channels.Create(ctx, postgres.Channel{Name: "x", Type: "webhook", URL: "nope"}, "bob")
+			return err
+		}, postgres.ErrInvalid, "url"},
+		{"create taken name", func() error {
+			_, err := channels.Create(ctx, postgres.Channel{Name: "taken", Type: "webhook", URL: "https://e.com"}, "bob")
+			return err
+		}, postgres.ErrConflict, ""},
+		{"create without actor", func() error {
+			_, err := channels.Create(ctx, postgres.Channel{Name: "y", Type: "webhook", URL: "https://e.com"}, "")
+			return err
+		}, postgres.ErrInvalid, ""},
+		{"update missing", func() error {
+			_, err := channels.Update(ctx, postgres.Channel{ID: uuid.NewString(), Name: "z", Type: "webhook", URL: "https://e.com"}, "bob")
+			return err
+		}, postgres.ErrNotFound, ""},
+		{"update to taken name", func() error {
+			c := other
+			c.Name = "taken"
+			_, err := channels.Update(ctx, c, "bob")
+			return err
+		}, postgres.ErrConflict, ""},
+		{"update invalid type", func() error {
+			c := other
+			c.Type = "slack"
+			_, err := channels.Update(ctx, c, "bob")
+			return err
+		}, postgres.ErrInvalid, "type"},
+		{"delete missing", func() error { return channels.Delete(ctx, uuid.NewString(), "bob") }, postgres.ErrNotFound, ""},
+		{"get not a uuid", func() error { _, err := channels.Get(ctx, "ops"); return err }, postgres.ErrNotFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.do()
+			if !errors.Is(err, tt.target) {
+				t.Fatalf("err = %v, want %v", err, tt.target)
+			}
+			if tt.field != "" {
+				var verr *alert.ValidationError
+				if !errors.As(err, &verr) || verr.Field != tt.field {
+					t.Errorf("err = %v, want an *alert.ValidationError for field %q", err, tt.field)
+				}
+			}
+		})
+	}
+	list, err := channels.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].ID != other.ID || list[0].Type != "webhook" || list[1].ID != taken.ID {
+		t.Errorf("channels after failed changes = %+v, want the two created unchanged", list)
+	}
+	if n := len(auditRows(t, audit)); n != auditBefore {
+		t.Errorf("audit log has %d rows after failed changes, want %d", n, auditBefore)
+	}
+}

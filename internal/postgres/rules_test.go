@@ -1,0 +1,312 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
+)
+
+func fp(v float64) *float64 { return &v }
+
+func cpuRule(name string) alert.Rule {
+	return alert.Rule{
+		Name:        name,
+		Kind:        alert.KindThreshold,
+		Metric:      "cpu.usage_percent",
+		Tags:        map[string]string{"core": "total"},
+		Agents:      alert.AgentSelector{Labels: map[string]string{"env": "prod"}},
+		Aggregation: alert.AggAvg,
+		Window:      alert.Duration(5 * time.Minute),
+		Operator:    alert.OpGT,
+		Thresholds: alert.Thresholds{
+			Warning:  &alert.Threshold{Value: fp(80), Recovery: fp(70)},
+			Critical: &alert.Threshold{Value: fp(95)},
+		},
+		For:     alert.Duration(2 * time.Minute),
+		Labels:  map[string]string{"team": "infra"},
+		Summary: "{{.Rule}} on {{.Agent}}",
+		Enabled: true,
+	}
+}
+
+func silentRule(name string) alert.Rule {
+	return alert.Rule{
+		Name: name, Kind: alert.KindAgentSilent, After: alert.Duration(5 * time.Minute),
+		Severity: alert.SeverityCritical, Enabled: false,
+	}
+}
+
+func newChannel(t *testing.T, store *postgres.ChannelStore, name string) postgres.Channel {
+	t.Helper()
+	c, err := store.Create(context.Background(), postgres.Channel{
+		Name: name, Type: postgres.ChannelTypeWebhook, URL: "https://hooks.example.com/" + name, Enabled: true,
+	}, "alice")
+	if err != nil {
+		t.Fatalf("ChannelStore.Create(%s) = %v", name, err)
+	}
+	return c
+}
+
+// sameRule compares rules by their JSON, the form the store keeps and the API exchanges.
+func sameRule(t *testing.T, got, want alert.Rule) bool {
+	t.Helper()
+	g, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(g) == string(w)
+}
+
+func TestRuleLifecycle(t *testing.T) {
+	ctx := context.Background()
+	db, _ := testenv.Postgres(t)
+	rules := postgres.NewRuleStore(db)
+	channels := postgres.NewChannelStore(db)
+	audit := postgres.NewAuditStore(db)
+	ch := newChannel(t, channels, "ops")
+
+	in := cpuRule("CPU busy")
+	in.ID = "ignored"
+	in.Channels = []string{strings.ToUpper(ch.ID)}
+	created, err := rules.Create(ctx, in, "alice")
+	if err != nil {
+		t.Fatalf("Create = %v", err)
+	}
+	if uuid.Validate(created.ID) != nil || created.ID == in.ID {
+		t.Fatalf("Create assigned id %q, want a new uuid", created.ID)
+	}
+	want := in
+	want.ID = created.ID
+	want.Channels = []string{ch.ID} // stored in lowercase
+	if !sameRule(t, created, want) {
+		t.Errorf("Create = %+v, want %+v", created, want)
+	}
+	got, err := rules.Get(ctx, created.ID)
+	if err != nil {
+		t.Fatalf("Get = %v", err)
+	}
+	if !sameRule(t, got, want) || !reflect.DeepEqual(got, created) {
+		t.Errorf("Get = %+v, want %+v", got, want)
+	}
+
+	silent, err := rules.Create(ctx, silentRule("Agent silent"), "alice")
+	if err != nil {
+		t.Fatalf("Create(agent_silent) = %v", err)
+	}
+	list, err := rules.List(ctx)
+	if err != nil {
+		t.Fatalf("List = %v", err)
+	}
+	if len(list) != 2 || list[0].ID != silent.ID || list[1].ID != created.ID || list[0].Enabled || !list[1].Enabled {
+		t.Errorf("List = %+v, want [Agent silent (disabled), CPU busy (enabled)]", list)
+	}
+
+	upd := got
+	upd.Name = "CPU very busy"
+	upd.Thresholds.Critical = &alert.Threshold{Value: fp(98), Recovery: fp(90)}
+	upd.Channels = nil
+	upd.Enabled = false
+	updated, err := rules.Update(ctx, upd, "bob")
+	if err != nil {
+		t.Fatalf("Update = %v", err)
+	}
+	if !sameRule(t, updated, upd) {
+		t.Errorf("Update = %+v, want %+v", updated, upd)
+	}
+	if got, err := rules.Get(ctx, created.ID); err != nil || !sameRule(t, got, upd) {
+		t.Errorf("Get after Update = %+v, %v; want %+v", got, err, upd)
+	}
+	// The rule no longer names the channel, so the channel can go.
+	if err := channels.Delete(ctx, ch.ID, "bob"); err != nil {
+		t.Errorf("deleting a channel no rule names = %v, want nil", err)
+	}
+
+	if err := rules.Delete(ctx, created.ID, "carol"); err != nil {
+		t.Fatalf("Delete = %v", err)
+	}
+	if _, err := rules.Get(ctx, created.ID); !errors.Is(err, postgres.ErrNotFound) {
+		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
+	}
+
+	var ruleRows []postgres.AuditEntry
+	for _, r := range auditRows(t, audit) {
+		if strings.HasPrefix(r.Action, "rule.") {
+			ruleRows = append(ruleRows, r)
+		}
+	}
+	wantAudit := []struct{ actor, action, target, name string }{
+		{"alice", postgres.ActionRuleCreate, created.ID, "CPU busy"},
+		{"alice", postgres.ActionRuleCreate, silent.ID, "Agent silent"},
+		{"bob", postgres.ActionRuleUpdate, created.ID, "CPU very busy"},
+		{"carol", postgres.ActionRuleDelete, created.ID, "CPU very busy"},
+	}
+	if len(ruleRows) != len(wantAudit) {
+		t.Fatalf("rule audit rows = %+v, want %d", ruleRows, len(wantAudit))
+	}
+	for i, w := range wantAudit {
+		r := ruleRows[i]
+		if r.Actor != w.actor || r.Action != w.action || r.Target != w.target || r.Details["name"] != w.name {
+			t.Errorf("audit row %d = %+v, want %s %s %s name %q", i, r, w.actor, w.action, w.target, w.name)
+		}
+	}
+	if spec, ok := ruleRows[2].Details["rule"].(map[string]any); !ok || spec["metric"] != "cpu.usage_percent" || spec["enabled"] != false {
+		t.Errorf("rule.update details rule = %v, want the updated rule's JSON", ruleRows[2].Details["rule"])
+	}
+}
+
+// A failed change stores nothing and writes no audit row.
+func TestRuleFailedChangesAreNotStoredOrAudited(t *testing.T) {
+	ctx := context.Background()
+	db, _ := testenv.Postgres(t)
+	rules := postgres.NewRuleStore(db)
+	audit := postgres.NewAuditStore(db)
+	existing, err := rules.Create(ctx, cpuRule("taken"), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := rules.Create(ctx, cpuRule("other"), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditBefore := len(auditRows(t, audit))
+
+	noThresholds := cpuRule("x")
+	noThresholds.Thresholds = alert.Thresholds{}
+	badRecovery := cpuRule("x")
+	badRecovery.Thresholds.Warning.Recovery = fp(85)
+	notUUID := cpuRule("x")
+	notUUID.Channels = []string{"not-a-uuid"}
+	unknownChannel := cpuRule("x")
+	unknownChannel.Channels = []string{uuid.NewString()}
+	sameChannelTwice := cpuRule("x")
+	id := uuid.NewString()
+	sameChannelTwice.Channels = []string{id, strings.ToUpper(id)}
+	missing := cpuRule("x")
+	missing.ID = uuid.NewString()
+	renameToTaken := other
+	renameToTaken.Name = "taken"
+
+	tests := []struct {
+		name   string
+		do     func() error
+		target error
+		field  string // the *alert.ValidationError's Field, for ErrInvalid
+	}{
+		{"create invalid", func() error { _, err := rules.Create(ctx, noThresholds, "bob"); return err }, postgres.ErrInvalid, "thresholds"},
+		{"create bad recovery", func() error { _, err := rules.Create(ctx, badRecovery, "bob"); return err }, postgres.ErrInvalid, "thresholds.warning.recovery"},
+		{"create channel not a uuid", func() error { _, err := rules.Create(ctx, notUUID, "bob"); return err }, postgres.ErrInvalid, "channels"},
+		{"create unknown channel", func() error { _, err := rules.Create(ctx, unknownChannel, "bob"); return err }, postgres.ErrInvalid, "channels"},
+		{"create same channel twice", func() error { _, err := rules.Create(ctx, sameChannelTwice, "bob"); return err }, postgres.ErrInvalid, "channels"},
+		{"create taken name", func() error { _, err := rules.Create(ctx, cpuRule("taken"), "bob"); return err }, postgres.ErrConflict, ""},
+		{"create without actor", func() error { _, err := rules.Create(ctx, cpuRule("y"), ""); return err }, postgres.ErrInvalid, ""},
+		{"update missing", func() error { _, err := rules.Update(ctx, missing, "bob"); return err }, postgres.ErrNotFound, ""},
+		{"update id not a uuid", func() error {
+			r := existing
+			r.ID = "nope"
+			_, err := rules.Update(ctx, r, "bob")
+			return err
+		}, postgres.ErrNotFound, ""},
+		{"update invalid", func() error {
+			r := existing
+			r.Metric = "nodot"
+			_, err := rules.Update(ctx, r, "bob")
+			return err
+		}, postgres.ErrInvalid, "metric"},
+		{"update unknown channel", func() error {
+			r := existing
+			r.Channels = []string{uuid.NewString()}
+			_, err := rules.Update(ctx, r, "bob")
+			return err
+		}, postgres.ErrInvalid, "channels"},
+		{"update to taken name", func() error { _, err := rules.Update(ctx, renameToTaken, "bob"); return err }, postgres.ErrConflict, ""},
+		{"delete missing", func() error { return rules.Delete(ctx, uuid.NewString(), "bob") }, postgres.ErrNotFound, ""},
+		{"delete not a uuid", func() error { return rules.Delete(ctx, "x", "bob") }, postgres.ErrNotFound, ""},
+		{"get missing", func() error { _, err := rules.Get(ctx, uuid.NewString()); return err }, postgres.ErrNotFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.do()
+			if !errors.Is(err, tt.target) {
+				t.Fatalf("err = %v, want %v", err, tt.target)
+			}
+			if tt.field != "" {
+				var verr *alert.ValidationError
+				if !errors.As(err, &verr) || verr.Field != tt.field {
+					t.Errorf("err = %v, want an *alert.ValidationError for field %q", err, tt.field)
+				}
+			}
+		})
+	}
+
+	list, err := rules.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || !sameRule(t, list[1], existing) || !sameRule(t, list[0], other) {
+		t.Errorf("rules after failed changes = %+v, want only the two created unchanged", list)
+	}
+	if n := len(auditRows(t, audit)); n != auditBefore {
+		t.Errorf("audit log has %d rows after failed changes, want %d", n, auditBefore)
+	}
+	var links int
+	if err := db.GetContext(ctx, &links, `SELECT count(*) FROM alert_rule_channels`); err != nil {
+		t.Fatal(err)
+	}
+	if links != 0 {
+		t.Errorf("alert_rule_channels has %d rows after failed changes, want 0", links)
+	}
+}
+
+// A channel that a rule names cannot be deleted; deleting the rule frees it, and the rule's
+// events stay in the history.
+func TestRuleChannelReferences(t *testing.T) {
+	ctx := context.Background()
+	db, _ := testenv.Postgres(t)
+	rules := postgres.NewRuleStore(db)
+	channels := postgres.NewChannelStore(db)
+	events := postgres.NewAlertEventStore(db)
+	ch := newChannel(t, channels, "ops")
+	r := cpuRule("uses ops")
+	r.Channels = []string{ch.ID}
+	r, err := rules.Create(ctx, r, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = channels.Delete(ctx, ch.ID, "bob")
+	if !errors.Is(err, postgres.ErrConflict) || !strings.Contains(err.Error(), "uses ops") {
+		t.Fatalf("Delete(channel in use) = %v, want ErrConflict naming the rule", err)
+	}
+	if _, err := channels.Get(ctx, ch.ID); err != nil {
+		t.Fatalf("channel gone after refused delete: %v", err)
+	}
+
+	ev := sampleEvent("ev-1", time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
+	ev.RuleID = r.ID
+	if err := events.Insert(ctx, []postgres.AlertEvent{ev}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rules.Delete(ctx, r.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := channels.Delete(ctx, ch.ID, "bob"); err != nil {
+		t.Errorf("Delete(channel no longer in use) = %v, want nil", err)
+	}
+	got, total, err := events.History(ctx, postgres.HistoryFilter{RuleID: r.ID, Limit: 10})
+	if err != nil || total != 1 || len(got) != 1 || got[0].ID != "ev-1" {
+		t.Errorf("History(deleted rule) = %+v, %d, %v; want its event kept", got, total, err)
+	}
+}
