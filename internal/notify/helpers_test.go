@@ -1,0 +1,336 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/silence"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
+)
+
+// env is one test's world: its own Redis prefix, its own database with the real channel and
+// silence stores, and a log kept in memory and printed when the test fails.
+type env struct {
+	t        *testing.T
+	rdb      *redis.Client
+	prefix   string
+	channels *postgres.ChannelStore
+	silences *postgres.SilenceStore
+	log      *slog.Logger
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	rdb, prefix := testenv.Redis(t)
+	db, _ := testenv.Postgres(t)
+	var buf syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("notifier log:\n%s", buf.String())
+		}
+	})
+	return &env{
+		t: t, rdb: rdb, prefix: prefix,
+		channels: postgres.NewChannelStore(db),
+		silences: postgres.NewSilenceStore(db),
+		log:      slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+}
+
+// config is fast enough for tests: short timeouts and backoff.
+func (e *env) config(consumer string) Config {
+	return Config{
+		Prefix:         e.prefix,
+		Consumer:       consumer,
+		WebhookTimeout: 2 * time.Second,
+		MaxRetries:     2,
+		RetryInitial:   20 * time.Millisecond,
+		RetryMax:       100 * time.Millisecond,
+		CacheTTL:       50 * time.Millisecond,
+		MaxIdle:        5 * time.Minute,
+	}
+}
+
+// running is a Notifier running in the background.
+type running struct {
+	reg  *prometheus.Registry
+	stop func() (error, time.Duration) // cancels Run, waits for it; returns its error and how long it took
+}
+
+// start runs a Notifier with cfg until the returned stop (or the test's cleanup) is called.
+func (e *env) start(cfg Config) *running {
+	e.t.Helper()
+	reg := prometheus.NewRegistry()
+	n, err := New(e.rdb, cfg, e.channels, e.silences, e.log.With("consumer", cfg.Consumer), reg)
+	if err != nil {
+		e.t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	var took time.Duration
+	stop := func() (error, time.Duration) {
+		once.Do(func() {
+			start := time.Now()
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(30 * time.Second):
+				runErr = fmt.Errorf("Run did not return 30s after its context was cancelled")
+			}
+			took = time.Since(start)
+		})
+		return runErr, took
+	}
+	e.t.Cleanup(func() {
+		if err, _ := stop(); err != nil {
+			e.t.Errorf("Run: %v", err)
+		}
+	})
+	return &running{reg: reg, stop: stop}
+}
+
+// outcome returns the deliveries counted with outcome by this copy.
+func (r *running) outcome(o string) float64 {
+	mfs, _ := r.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "agentmonitor_notifier_deliveries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == o {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// channel stores a webhook channel through the real store.
+func (e *env) channel(name, url, secret string, headers map[string]string) postgres.Channel {
+	e.t.Helper()
+	ch, err := e.channels.Create(context.Background(), postgres.Channel{
+		Name: name, Type: postgres.ChannelTypeWebhook, URL: url, Secret: secret, Headers: headers, Enabled: true,
+	}, "test")
+	if err != nil {
+		e.t.Fatalf("creating channel %q: %v", name, err)
+	}
+	return ch
+}
+
+// append adds ev to the alerts stream the way the alerter does (StreamValues in an XADD).
+func (e *env) append(ev alertstate.Event) {
+	e.t.Helper()
+	values, err := alertstate.StreamValues(ev)
+	if err != nil {
+		e.t.Fatalf("StreamValues: %v", err)
+	}
+	e.xadd(values)
+}
+
+func (e *env) xadd(values map[string]any) {
+	e.t.Helper()
+	if err := e.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: alertstate.StreamKey(e.prefix), Values: values}).Err(); err != nil {
+		e.t.Fatalf("XADD: %v", err)
+	}
+}
+
+// settled waits until the group has read and acknowledged every entry of the alerts stream.
+func (e *env) settled() {
+	e.t.Helper()
+	waitFor(e.t, 15*time.Second, "every alerts-stream entry acknowledged by the notifier group", func() bool {
+		groups, err := e.rdb.XInfoGroups(context.Background(), alertstate.StreamKey(e.prefix)).Result()
+		if err != nil {
+			return false
+		}
+		for _, g := range groups {
+			if g.Name == Group {
+				return g.Pending == 0 && g.Lag == 0
+			}
+		}
+		return false
+	})
+}
+
+// pending returns how many entries the group has delivered and not acknowledged.
+func (e *env) pending() int64 {
+	e.t.Helper()
+	groups, err := e.rdb.XInfoGroups(context.Background(), alertstate.StreamKey(e.prefix)).Result()
+	if err != nil {
+		e.t.Fatalf("XINFO GROUPS: %v", err)
+	}
+	for _, g := range groups {
+		if g.Name == Group {
+			return g.Pending
+		}
+	}
+	return 0
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var testAt = time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)
+
+// firing returns a transition pending -> firing of rule ruleID on agent, for channels.
+func firing(ruleID, agent string, channels ...string) alertstate.Event {
+	threshold := 95.0
+	return alertstate.Event{
+		ID:        uuid.NewString(),
+		AlertID:   alertstate.AlertID(ruleID, agent, ""),
+		RuleID:    ruleID,
+		RuleName:  "CPU busy",
+		Kind:      "threshold",
+		AgentID:   agent,
+		Metric:    "cpu.usage_percent",
+		From:      alertstate.StatusPending,
+		To:        alertstate.StatusFiring,
+		Severity:  "critical",
+		Value:     97.5,
+		Threshold: &threshold,
+		At:        testAt,
+		Labels:    map[string]string{"team": "infra"},
+		Summary:   "CPU busy: " + agent + " at 97.5%",
+		Channels:  channels,
+		Notify:    true,
+	}
+}
+
+// resolved returns the resolve of the alert ev fired, seconds later.
+func resolved(ev alertstate.Event, seconds float64) alertstate.Event {
+	recovery := 41.25
+	r := ev
+	r.ID = uuid.NewString()
+	r.From, r.To = alertstate.StatusFiring, alertstate.StatusResolved
+	r.Value = recovery
+	r.RecoveryValue = &recovery
+	r.DurationSeconds = seconds
+	r.At = ev.At.Add(time.Duration(seconds * float64(time.Second)))
+	return r
+}
+
+// receiver is a webhook endpoint that records what it gets and answers with status(n) for its
+// n-th request (1-based), after delay.
+type receiver struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	got    []request
+	status func(n int) int
+	delay  time.Duration
+	// entered, when set, is signalled as each request arrives.
+	entered chan struct{}
+}
+
+type request struct {
+	path   string
+	header http.Header
+	body   []byte
+	status int
+}
+
+func newReceiver(t *testing.T, status func(n int) int) *receiver {
+	t.Helper()
+	r := &receiver{status: status}
+	if r.status == nil {
+		r.status = func(int) int { return http.StatusOK }
+	}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		if r.entered != nil {
+			select {
+			case r.entered <- struct{}{}:
+			default:
+			}
+		}
+		r.mu.Lock()
+		delay := r.delay
+		r.mu.Unlock()
+		time.Sleep(delay)
+		r.mu.Lock()
+		code := r.status(len(r.got) + 1)
+		r.got = append(r.got, request{path: req.URL.Path, header: req.Header.Clone(), body: body, status: code})
+		r.mu.Unlock()
+		w.WriteHeader(code)
+		if code >= 300 {
+			io.WriteString(w, "receiver overloaded\n")
+		}
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) requests() []request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]request(nil), r.got...)
+}
+
+// setDelay changes how long the receiver waits before answering.
+func (r *receiver) setDelay(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.delay = d
+}
+
+// okCount counts the requests answered with a 2xx.
+func (r *receiver) okCount() int {
+	n := 0
+	for _, req := range r.requests() {
+		if req.status < 300 {
+			n++
+		}
+	}
+	return n
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fakeChannels and fakeSilences stand in for the stores where no database is needed.
+type fakeChannels struct{}
+
+func (fakeChannels) List(context.Context) ([]postgres.Channel, error) { return nil, nil }
+
+type fakeSilences struct{}
+
+func (fakeSilences) List(context.Context, bool) ([]silence.Silence, error) { return nil, nil }
