@@ -1,0 +1,475 @@
+package alerter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/metric"
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
+)
+
+// Evaluator turns samples and the agent registry into alert transitions. Handle evaluates
+// batches of metrics entries against the threshold rules; CheckSilent evaluates agent_silent
+// rules; Retire ends the alerts whose rule or agent went away. All three change states in Redis
+// the same way (see states.commit), so any number of Evaluators, in any number of processes,
+// emit each transition exactly once. It keeps nothing in memory but the rule and agent
+// snapshots: a new Evaluator on the same Redis carries on where another stopped. It is safe for
+// concurrent use.
+type Evaluator struct {
+	rules   *Rules
+	agents  *Agents
+	states  states
+	logger  *slog.Logger
+	metrics *metrics
+}
+
+// NewEvaluator returns an Evaluator that keeps its states under prefix in rdb, reads rules and
+// agents from the given snapshots, and registers its metrics on reg (nil: none).
+func NewEvaluator(rdb redis.UniversalClient, prefix string, rules *Rules, agents *Agents, logger *slog.Logger, reg prometheus.Registerer) *Evaluator {
+	logger = logger.With("component", "alerter")
+	m := newMetrics(reg)
+	return &Evaluator{
+		rules:   rules,
+		agents:  agents,
+		states:  states{rdb: rdb, prefix: prefix, logger: logger, metrics: m},
+		logger:  logger,
+		metrics: m,
+	}
+}
+
+// errNoRules is returned by Handle until the rules are loaded: evaluating against no rules would
+// ack samples that should have alerted.
+var errNoRules = errors.New("alert rules not loaded yet")
+
+// sample is one value of one series for one rule.
+type sample struct {
+	at       time.Time
+	v        float64
+	received time.Time // when the gateway accepted the entry; zero if unknown
+}
+
+// group gathers the samples of one alert (rule, agent, series) in a batch.
+type group struct {
+	key     alert.Key
+	rule    *alert.Rule
+	subj    subject
+	samples []sample
+}
+
+// Handle is the stream.Handler of the metrics consumer. For each entry it takes the agent id
+// from the metadata (stream.MetaAgent) and decodes the payload; an entry without either is
+// Rejected. For each point and numeric or boolean field it finds the rules that match (metric,
+// agent selector, tag filter) and groups the samples per alert, in sample-time order. Then, in
+// one transaction over every alert the batch touches, it applies alert.Step to each sample
+// (through the alert's Window for aggregated rules) and writes the new states with their
+// transitions (see states.commit). It returns nil only once that transaction committed; any
+// error is transient and the consumer retries the batch, which then changes nothing already
+// changed: a sample not newer than an alert's last evaluated one is ignored.
+func (e *Evaluator) Handle(ctx context.Context, batch []*stream.Message) error {
+	start := time.Now()
+	defer func() { e.metrics.evalSeconds.Observe(time.Since(start).Seconds()) }()
+	idx := e.rules.Index()
+	if idx == nil {
+		return errNoRules
+	}
+	type entry struct {
+		agentID  string
+		points   []metric.Point
+		received time.Time
+	}
+	entries := make([]entry, 0, len(batch))
+	unknown := false
+	for _, m := range batch {
+		agentID, points, received, err := decodeEntry(m)
+		if err != nil {
+			m.Reject(err)
+			e.metrics.rejected.Inc()
+			e.logger.Warn("rejecting metrics entry", "stream", m.Stream, "id", m.ID, "err", err)
+			continue
+		}
+		if _, ok := e.agents.Get(agentID); !ok {
+			unknown = true
+		}
+		entries = append(entries, entry{agentID, points, received})
+	}
+	if unknown {
+		// An agent registered since the last refresh: its labels decide the label selectors.
+		if err := e.agents.refreshIfOlder(ctx, minOnDemandRefresh); err != nil {
+			e.logger.Warn("reloading agents for an unknown agent", "err", err)
+		}
+	}
+
+	groups := map[alert.Key]*group{}
+	var order []*group
+	var n int
+	for _, en := range entries {
+		agent, _ := e.agents.Get(en.agentID)
+		var labels map[string]string
+		if agent != nil {
+			labels = agent.Labels
+		}
+		for i := range en.points {
+			p := &en.points[i]
+			series, seriesDone := "", false
+			for _, f := range p.Fields {
+				candidates := idx.For(p.Measurement, f.Key)
+				if len(candidates) == 0 {
+					continue
+				}
+				v, ok := alert.SampleValue(f.Value)
+				if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+					continue
+				}
+				for _, r := range candidates {
+					if !r.Matches(en.agentID, labels, p, f.Key) {
+						continue
+					}
+					if !seriesDone {
+						series, seriesDone = alert.SeriesKey(p), true
+					}
+					k := alert.Key{RuleID: r.ID, AgentID: en.agentID, Series: series}
+					g := groups[k]
+					if g == nil {
+						// The series key is made of the tags, so every sample of g has these.
+						g = &group{key: k, rule: r, subj: subject{agentID: en.agentID, agent: agent, tags: seriesTags(p)}}
+						groups[k] = g
+						order = append(order, g)
+					}
+					g.samples = append(g.samples, sample{at: time.Unix(0, p.Time).UTC(), v: v, received: en.received})
+					n++
+				}
+			}
+		}
+	}
+	e.metrics.samples.Add(float64(n))
+	if len(order) == 0 {
+		return nil
+	}
+	keys := make([]string, len(order))
+	for i, g := range order {
+		slices.SortStableFunc(g.samples, func(a, b sample) int { return a.at.Compare(b.at) })
+		keys[i] = StateKey(e.states.prefix, g.key)
+	}
+	ups, err := e.states.commit(ctx, keys, func(recs []*record) []update {
+		var ups []update
+		for i, g := range order {
+			if u, ok := e.step(keys[i], recs[i], g); ok {
+				ups = append(ups, u)
+			}
+		}
+		return ups
+	})
+	if err != nil {
+		return err
+	}
+	e.committed(ups)
+	return nil
+}
+
+// decodeEntry reads the agent id, the points and the acceptance time of a metrics entry.
+func decodeEntry(m *stream.Message) (string, []metric.Point, time.Time, error) {
+	if m.Msg == nil {
+		return "", nil, time.Time{}, errors.New("entry has no message")
+	}
+	agentID := m.Msg.Metadata.Get(stream.MetaAgent)
+	if agentID == "" {
+		return "", nil, time.Time{}, fmt.Errorf("metadata %q is missing", stream.MetaAgent)
+	}
+	points, err := metric.DecodeLineProtocol(m.Msg.Payload)
+	if err != nil {
+		return "", nil, time.Time{}, err
+	}
+	var received time.Time
+	if ns, err := strconv.ParseInt(m.Msg.Metadata.Get(stream.MetaReceivedAt), 10, 64); err == nil && ns > 0 {
+		received = time.Unix(0, ns)
+	}
+	return agentID, points, received, nil
+}
+
+// seriesTags returns p's tags other than "agent".
+func seriesTags(p *metric.Point) []metric.Tag {
+	out := make([]metric.Tag, 0, len(p.Tags))
+	for _, t := range p.Tags {
+		if t.Key != "agent" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// step applies g's samples to the stored record rec (nil: never evaluated) and returns the
+// update, or false when nothing changed (every sample already evaluated).
+func (e *Evaluator) step(key string, rec *record, g *group) (update, bool) {
+	rule := g.rule
+	st := alert.NewState(g.key)
+	if rec != nil {
+		st = rec.State
+		st.Key = g.key
+	}
+	var w *alert.Window
+	if rule.NeedsWindow() {
+		w = &alert.Window{}
+		if rec != nil && len(rec.Window) > 0 {
+			if dw, err := alert.DecodeWindow(rec.Window); err == nil {
+				w = dw
+			} else {
+				e.metrics.corrupt.Inc()
+				e.logger.Error("unreadable alert window; starting it afresh", "key", key, "err", err)
+			}
+		}
+	}
+	changed := false
+	u := update{key: key}
+	for _, s := range g.samples {
+		v := s.v
+		if w != nil {
+			if w.Add(s.at, s.v, time.Duration(rule.Window)) {
+				changed = true // even a sample older than LastEval counts in later aggregates
+			}
+			agg, ok := w.Aggregate(rule.Aggregation)
+			if !ok {
+				continue
+			}
+			v = agg
+		}
+		next, trs := alert.Step(st, *rule, v, s.at)
+		if next.LastEval.After(st.LastEval) {
+			changed = true
+		}
+		st = next
+		for _, t := range trs {
+			u.events = append(u.events, event(rule, t, g.subj, e.logger))
+			u.received = append(u.received, s.received)
+		}
+	}
+	if !changed {
+		return update{}, false
+	}
+	u.rec = &record{State: st}
+	if w != nil {
+		u.rec.Window = w.Encode()
+	}
+	if st.Active() {
+		u.rec.Channels = rule.Channels
+	} else {
+		u.ttl = okTTL(rule)
+	}
+	transitionUpdate(&u, st, u.events)
+	return u, true
+}
+
+// committed counts and logs the transitions of updates just committed.
+func (e *Evaluator) committed(ups []update) {
+	now := time.Now()
+	for _, u := range ups {
+		for i, ev := range u.events {
+			e.metrics.transitions.WithLabelValues(ev.To).Inc()
+			if i < len(u.received) && !u.received[i].IsZero() {
+				e.metrics.latency.Observe(now.Sub(u.received[i]).Seconds())
+			}
+			e.logger.Info("alert transition", "rule", ev.RuleID, "rule_name", ev.RuleName, "agent", ev.AgentID,
+				"series", ev.Series, "from", ev.From, "to", ev.To, "severity", ev.Severity, "value", ev.Value,
+				"at", ev.At, "id", ev.ID)
+		}
+	}
+}
+
+// silentBatch bounds how many agent_silent states one transaction covers.
+const silentBatch = 500
+
+// CheckSilent evaluates every enabled agent_silent rule for every agent of the registry
+// snapshot it selects, at the evaluator's time now (alert.StepSilent): an agent that never sent
+// anything counts from its registration. Transitions are keyed by last_seen and registration
+// times, never by now, and committed like Handle's, so several copies checking at once emit
+// each one once. It returns the first error; states already committed stay.
+func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
+	start := time.Now()
+	defer func() { e.metrics.silentSeconds.Observe(time.Since(start).Seconds()) }()
+	idx := e.rules.Index()
+	if idx == nil || len(idx.Silent()) == 0 {
+		return nil
+	}
+	type item struct {
+		key   alert.Key
+		rule  *alert.Rule
+		agent *postgres.Agent
+	}
+	var items []item
+	agents := e.agents.All()
+	for _, r := range idx.Silent() {
+		for i := range agents {
+			a := &agents[i]
+			if r.Agents.Selects(a.ID, a.Labels) {
+				items = append(items, item{alert.Key{RuleID: r.ID, AgentID: a.ID}, r, a})
+			}
+		}
+	}
+	for chunk := range slices.Chunk(items, silentBatch) {
+		keys := make([]string, len(chunk))
+		for i, it := range chunk {
+			keys[i] = StateKey(e.states.prefix, it.key)
+		}
+		ups, err := e.states.commit(ctx, keys, func(recs []*record) []update {
+			var ups []update
+			for i, it := range chunk {
+				prev := alert.NewState(it.key)
+				if recs[i] != nil {
+					prev = recs[i].State
+					prev.Key = it.key
+				}
+				next, trs := alert.StepSilent(prev, *it.rule, it.agent.LastSeen, it.agent.CreatedAt, now)
+				if recs[i] != nil && len(trs) == 0 && next.LastEval.Equal(prev.LastEval) {
+					continue
+				}
+				u := update{key: keys[i], rec: &record{State: next}}
+				if next.Active() {
+					u.rec.Channels = it.rule.Channels
+				} else {
+					u.ttl = okTTL(it.rule)
+				}
+				subj := subject{agentID: it.agent.ID, agent: it.agent}
+				for _, t := range trs {
+					u.events = append(u.events, event(it.rule, t, subj, e.logger))
+				}
+				transitionUpdate(&u, next, u.events)
+				ups = append(ups, u)
+			}
+			return ups
+		})
+		if err != nil {
+			return fmt.Errorf("checking agent_silent rules: %w", err)
+		}
+		e.committed(ups)
+	}
+	return nil
+}
+
+// Retire ends the active alerts (alertstate.ActiveKey) whose rule was deleted or disabled,
+// changed kind or metric, no longer selects the agent, or whose agent was deleted
+// (alert.Retire: firing→resolved or pending→ok, with no recovery value). now is the time of the
+// transitions: the rule change has no sample time, and the transaction, not the id, is what
+// makes the transition happen once. The alert's state is deleted. An ActiveKey entry without a
+// state behind it is removed silently.
+func (e *Evaluator) Retire(ctx context.Context, now time.Time) error {
+	idx := e.rules.Index()
+	if idx == nil {
+		return nil
+	}
+	active, err := alertstate.ListActive(ctx, e.states.rdb, e.states.prefix)
+	if err != nil {
+		return fmt.Errorf("retiring alerts: %w", err)
+	}
+	var stale []alertstate.Active
+	refreshed := false
+	for _, a := range active {
+		r, ok := idx.Rule(a.RuleID)
+		agent, known := e.agents.Get(a.AgentID)
+		if !known && !refreshed && ok && r.Enabled {
+			// Registered since the last refresh, or deleted: ask the registry before ending it.
+			refreshed = true
+			if err := e.agents.refreshIfOlder(ctx, 0); err != nil {
+				return fmt.Errorf("retiring alerts: %w", err)
+			}
+			agent, known = e.agents.Get(a.AgentID)
+		}
+		if !ok || retired(r, a, agent, known) {
+			stale = append(stale, a)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	keys := make([]string, len(stale))
+	for i, a := range stale {
+		keys[i] = StateKey(e.states.prefix, alert.Key{RuleID: a.RuleID, AgentID: a.AgentID, Series: a.Series})
+	}
+	ups, err := e.states.commit(ctx, keys, func(recs []*record) []update {
+		var ups []update
+		for i, a := range stale {
+			u := update{key: keys[i], alertID: a.ID, inactive: true, clearAck: true}
+			rec := recs[i]
+			if rec == nil || !rec.State.Active() {
+				if rec == nil {
+					ups = append(ups, u) // an entry without a state: remove it
+				}
+				continue
+			}
+			_, trs := alert.Retire(rec.State, now)
+			rule := retiredRule(idx, a, rec)
+			subj := subject{agentID: a.AgentID, labels: a.Labels}
+			if agent, ok := e.agents.Get(a.AgentID); ok {
+				subj.agent = agent
+			}
+			for _, t := range trs {
+				u.events = append(u.events, event(rule, t, subj, e.logger))
+			}
+			ups = append(ups, u) // rec nil: the state is deleted
+		}
+		return ups
+	})
+	if err != nil {
+		return fmt.Errorf("retiring alerts: %w", err)
+	}
+	for _, u := range ups {
+		e.metrics.retired.Add(float64(len(u.events)))
+	}
+	e.committed(ups)
+	return nil
+}
+
+// retired reports whether rule r no longer produces alert a of agent (known: whether the
+// registry has the agent).
+func retired(r *alert.Rule, a alertstate.Active, agent *postgres.Agent, known bool) bool {
+	switch {
+	case !r.Enabled, string(r.Kind) != a.Kind:
+		return true
+	case r.Kind == alert.KindThreshold && r.Metric != a.Metric:
+		return true
+	case !known:
+		return true // the agent was deleted
+	}
+	return !r.Agents.Selects(agent.ID, agent.Labels)
+}
+
+// retiredRule returns the rule to describe a retired alert with: the rule itself while it
+// exists, else what the active entry and the state remember of it.
+func retiredRule(idx *alert.Index, a alertstate.Active, rec *record) *alert.Rule {
+	if r, ok := idx.Rule(a.RuleID); ok {
+		return r
+	}
+	// Summary stays empty (alert.DefaultSummary): a.Summary is rendered text, not a template.
+	return &alert.Rule{ID: a.RuleID, Name: a.RuleName, Kind: alert.Kind(a.Kind), Metric: a.Metric,
+		Channels: rec.Channels}
+}
+
+// RunSilent runs CheckSilent and then Retire every interval until ctx is done, then returns
+// nil. Errors are logged and the work is tried again at the next tick.
+func (e *Evaluator) RunSilent(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := e.CheckSilent(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			e.logger.Warn("agent_silent check failed; retrying at the next tick", "err", err)
+		}
+		if err := e.Retire(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			e.logger.Warn("retiring alerts of changed rules failed; retrying at the next tick", "err", err)
+		}
+	}
+}

@@ -1,0 +1,268 @@
+package alerter_test
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alerter"
+	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/metric"
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.RunInflux(m)) }
+
+var discard = slog.New(slog.DiscardHandler)
+
+// env is one test's Redis prefix and PostgreSQL database.
+type env struct {
+	rdb    *redis.Client
+	prefix string
+	db     *sqlx.DB
+	rules  *postgres.RuleStore
+	agents *postgres.AgentStore
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	rdb, prefix := testenv.Redis(t)
+	db, _ := testenv.Postgres(t)
+	return &env{rdb: rdb, prefix: prefix, db: db, rules: postgres.NewRuleStore(db), agents: postgres.NewAgentStore(db)}
+}
+
+// replica is one alerter copy's evaluation side: its own rule and agent snapshots and evaluator.
+type replica struct {
+	rules  *alerter.Rules
+	agents *alerter.Agents
+	eval   *alerter.Evaluator
+}
+
+// replica starts an alerter copy on the env's Redis and database, with rules and agents loaded.
+func (e *env) replica(t testing.TB) *replica {
+	t.Helper()
+	c := &replica{
+		rules:  alerter.NewRules(e.rules, e.rdb, e.prefix, discard, nil),
+		agents: alerter.NewAgents(e.agents, discard, nil),
+	}
+	if err := c.rules.Load(t.Context()); err != nil {
+		t.Fatalf("Rules.Load = %v", err)
+	}
+	if err := c.agents.Refresh(t.Context()); err != nil {
+		t.Fatalf("Agents.Refresh = %v", err)
+	}
+	c.eval = alerter.NewEvaluator(e.rdb, e.prefix, c.rules, c.agents, discard, nil)
+	return c
+}
+
+func (e *env) createAgent(t testing.TB, name string, labels map[string]string) postgres.Agent {
+	t.Helper()
+	a, err := e.agents.Create(t.Context(), name, labels, postgres.HashAPIKey(name), "test")
+	if err != nil {
+		t.Fatalf("AgentStore.Create(%s) = %v", name, err)
+	}
+	return a
+}
+
+func (e *env) createRule(t testing.TB, r alert.Rule) alert.Rule {
+	t.Helper()
+	out, err := e.rules.Create(t.Context(), r, "test")
+	if err != nil {
+		t.Fatalf("RuleStore.Create(%s) = %v", r.Name, err)
+	}
+	return out
+}
+
+func ptr(f float64) *float64 { return &f }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// cpuRule is a threshold rule on cpu.usage: critical above 80, recovering below 70, after forDur.
+func cpuRule(forDur time.Duration) alert.Rule {
+	return alert.Rule{
+		Name: "cpu busy", Kind: alert.KindThreshold, Metric: "cpu.usage",
+		Aggregation: alert.AggLast, Operator: alert.OpGT,
+		Thresholds: alert.Thresholds{Critical: &alert.Threshold{Value: ptr(80), Recovery: ptr(70)}},
+		For:        alert.Duration(forDur), Labels: map[string]string{"team": "infra"},
+		Summary: "{{.Agent}} cpu at {{.Value}}", Enabled: true,
+	}
+}
+
+// cpu is one cpu.usage sample of series core at time at.
+type cpu struct {
+	core string
+	v    float64
+	at   time.Time
+}
+
+// entry builds a metrics-stream message of agent's samples as the gateway publishes it.
+func entry(agentID string, samples ...cpu) *stream.Message {
+	points := make([]metric.Point, len(samples))
+	for i, s := range samples {
+		points[i] = metric.Point{
+			Measurement: "cpu",
+			Tags:        []metric.Tag{{Key: "core", Value: s.core}},
+			Fields:      []metric.Field{{Key: "usage", Value: metric.Value{Kind: metric.KindFloat, F: s.v}}},
+			Time:        s.at.UnixNano(),
+		}
+	}
+	msg := message.NewMessage(watermill.NewUUID(), metric.AppendLineProtocol(nil, points, agentID))
+	msg.Metadata.Set(stream.MetaAgent, agentID)
+	msg.Metadata.Set(stream.MetaReceivedAt, strconv.FormatInt(time.Now().UnixNano(), 10))
+	msg.Metadata.Set(stream.MetaPoints, strconv.Itoa(len(points)))
+	return &stream.Message{Stream: "metrics:{0}", ID: "1-0", Deliveries: 1, Msg: msg}
+}
+
+func handle(t *testing.T, c *replica, batch ...*stream.Message) {
+	t.Helper()
+	if err := c.eval.Handle(t.Context(), batch); err != nil {
+		t.Fatalf("Handle = %v", err)
+	}
+	for i, m := range batch {
+		if err := m.Rejected(); err != nil {
+			t.Fatalf("Handle rejected message %d: %v", i, err)
+		}
+	}
+}
+
+// streamEvents returns every event in the alerts stream, in order.
+func (e *env) streamEvents(t *testing.T) []alertstate.Event {
+	t.Helper()
+	msgs, err := e.rdb.XRange(t.Context(), alertstate.StreamKey(e.prefix), "-", "+").Result()
+	if err != nil {
+		t.Fatalf("XRANGE alerts = %v", err)
+	}
+	out := make([]alertstate.Event, len(msgs))
+	for i, m := range msgs {
+		wm, err := redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(m.Values)
+		if err != nil {
+			t.Fatalf("alerts-stream entry %s: %v", m.ID, err)
+		}
+		ev, err := alertstate.DecodeEvent(wm.Payload)
+		if err != nil {
+			t.Fatalf("alerts-stream entry %s: %v", m.ID, err)
+		}
+		if wm.UUID != ev.ID {
+			t.Errorf("alerts-stream entry %s: message UUID %s, want the event id %s", m.ID, wm.UUID, ev.ID)
+		}
+		out[i] = ev
+	}
+	return out
+}
+
+// transitions renders events as "from>to(severity)".
+func transitions(evs []alertstate.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = fmt.Sprintf("%s>%s(%s)", ev.From, ev.To, ev.Severity)
+	}
+	return out
+}
+
+// subscriber collects the events published on the alerts channel.
+type subscriber struct {
+	ps      *redis.PubSub
+	rdb     *redis.Client
+	channel string
+
+	mu     sync.Mutex
+	events []alertstate.Event
+	marks  map[string]bool
+}
+
+// subscribe listens on the env's alerts channel until the test ends.
+func (e *env) subscribe(t *testing.T) *subscriber {
+	t.Helper()
+	s := &subscriber{rdb: e.rdb, channel: alertstate.Channel(e.prefix), marks: map[string]bool{}}
+	s.ps = e.rdb.Subscribe(t.Context(), s.channel)
+	if _, err := s.ps.Receive(t.Context()); err != nil { // the subscription confirmation
+		t.Fatalf("SUBSCRIBE = %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m := range s.ps.Channel() {
+			s.mu.Lock()
+			if strings.HasPrefix(m.Payload, "mark:") {
+				s.marks[m.Payload] = true
+			} else if ev, err := alertstate.DecodeEvent([]byte(m.Payload)); err == nil {
+				s.events = append(s.events, ev)
+			} else {
+				s.events = append(s.events, alertstate.Event{ID: "undecodable: " + m.Payload})
+			}
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { s.ps.Close(); <-done })
+	return s
+}
+
+// received returns every event published so far: it publishes a marker and waits for it, and
+// since Redis delivers one channel's messages in the order it executed the PUBLISHes, every
+// event committed before the call is in the result.
+func (s *subscriber) received(t *testing.T) []alertstate.Event {
+	t.Helper()
+	mark := "mark:" + watermill.NewUUID()
+	if err := s.rdb.Publish(t.Context(), s.channel, mark).Err(); err != nil {
+		t.Fatalf("PUBLISH marker = %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		if s.marks[mark] {
+			out := append([]alertstate.Event(nil), s.events...)
+			s.mu.Unlock()
+			return out
+		}
+		s.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("pub/sub marker not received within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// active returns the active alerts by agent and series.
+func (e *env) active(t *testing.T) map[string]alertstate.Active {
+	t.Helper()
+	list, err := alertstate.ListActive(t.Context(), e.rdb, e.prefix)
+	if err != nil {
+		t.Fatalf("ListActive = %v", err)
+	}
+	out := map[string]alertstate.Active{}
+	for _, a := range list {
+		out[a.AgentID+"/"+a.Series] = a
+	}
+	return out
+}
+
+// eventually polls cond until it returns "" or the timeout passes, then fails with its last
+// answer.
+func eventually(t *testing.T, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msg := cond()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", timeout, msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,179 @@
+// Package alerter is the alerter worker. As consumer group "alerter" on the metrics streams it
+// evaluates every sample against the alert rules stored in PostgreSQL; beside it, it checks
+// agent_silent rules against the agent registry and ends the alerts of rules that went away.
+// Every alert state lives in Redis and changes in one WATCH/MULTI/EXEC with its side effects
+// (the active-alerts hash, the durable alerts stream, the pub/sub channel), so any number of
+// copies emit each transition exactly once and a restarted copy carries on. The same binary
+// records the alerts stream into history (group "alert-history": PostgreSQL alert_events and
+// InfluxDB measurement "alerts") and runs the webhook notifier (group "notifier").
+package alerter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/notify"
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
+)
+
+// Group is the consumer group every alerter copy joins on the metrics streams.
+const Group = "alerter"
+
+// Config is the alerter binary's configuration.
+type Config struct {
+	service.WorkerConfig
+	Postgres postgres.Config
+	Influx   influx.Config
+	Notify   notify.Config
+
+	// RulesPollInterval is how often the rules version is read (Rules.Run).
+	RulesPollInterval time.Duration `env:"RULES_POLL_INTERVAL" envDefault:"1s" help:"how often to check the rules version in Redis; rule changes take effect within it"`
+	// AgentsRefreshInterval is how often the agent registry is reloaded (Agents.Run).
+	AgentsRefreshInterval time.Duration `env:"AGENTS_REFRESH_INTERVAL" envDefault:"5s" help:"how often to reload the agent registry (labels, last_seen) for selectors and agent_silent rules"`
+	// SilentCheckInterval is how often agent_silent rules are checked and alerts of changed
+	// rules retired (Evaluator.RunSilent).
+	SilentCheckInterval time.Duration `env:"SILENT_CHECK_INTERVAL" envDefault:"5s" help:"how often to evaluate agent_silent rules and end the alerts of changed rules"`
+	// MaxWait replaces STREAM_MAX_WAIT for the metrics streams: batch sinks wait to fill big
+	// batches, but every millisecond waited here is alert latency (budget: 50ms from the
+	// sample's acceptance to the WebSocket). A backlog still fills whole batches at once.
+	MaxWait time.Duration `env:"ALERTER_MAX_WAIT" envDefault:"5ms" help:"how long to keep reading metrics entries to fill a batch before evaluating it (replaces STREAM_MAX_WAIT for the metrics streams)"`
+}
+
+// Validate fills the worker defaults and checks every setting, naming the variable at fault.
+func (c *Config) Validate() error {
+	if err := c.WorkerConfig.Prepare(Group, ":9103"); err != nil {
+		return err
+	}
+	// The notifier shares the copy's stable consumer name and the key prefix.
+	c.Notify.Prefix, c.Notify.Consumer = c.Redis.Prefix, c.Stream.Consumer
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"RULES_POLL_INTERVAL", c.RulesPollInterval},
+		{"AGENTS_REFRESH_INTERVAL", c.AgentsRefreshInterval},
+		{"SILENT_CHECK_INTERVAL", c.SilentCheckInterval},
+		{"ALERTER_MAX_WAIT", c.MaxWait},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%s: want a positive duration", d.name, d.v))
+		}
+	}
+	if 2*c.MaxWait > c.Stream.ClaimMinIdle {
+		errs = append(errs, fmt.Errorf("ALERTER_MAX_WAIT=%s: want at most half of STREAM_CLAIM_MIN_IDLE (%s)", c.MaxWait, c.Stream.ClaimMinIdle))
+	}
+	errs = append(errs, c.Postgres.Validate(), c.Influx.Validate(), c.Notify.Validate())
+	return errors.Join(errs...)
+}
+
+// historyConfig returns the consumer configuration of the history group: the worker's, reading
+// the alerts stream, with its own dead-letter stream.
+func historyConfig(w *service.WorkerConfig) stream.ConsumerConfig {
+	c := w.Stream
+	c.Streams = []string{alertstate.StreamKey(w.Redis.Prefix)}
+	c.DeadLetter = w.Redis.Prefix + "alerts:dead"
+	c.Group = HistoryGroup
+	return c
+}
+
+// Run runs the alerter until ctx is done, then drains: it loads the rules and the agents (and
+// fails if PostgreSQL or Redis does not answer), then consumes the metrics streams, checks
+// agent_silent rules, records history and sends notifications. InfluxDB need not be up: history
+// waits in the alerts stream until the bucket is provisioned.
+func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	db, err := postgres.Open(ctx, cfg.Postgres.URL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := postgres.Migrate(ctx, db); err != nil {
+		return fmt.Errorf("applying migrations: %w", err)
+	}
+	ifx, err := influx.New(cfg.Influx)
+	if err != nil {
+		return fmt.Errorf("building influxdb client: %w", err)
+	}
+	defer ifx.Close()
+	rdb, err := service.OpenRedis(ctx, cfg.Redis)
+	if err != nil {
+		return err
+	}
+	reg := service.NewRegistry()
+	prefix := cfg.Redis.Prefix
+
+	rules := NewRules(postgres.NewRuleStore(db), rdb, prefix, logger, reg)
+	agents := NewAgents(postgres.NewAgentStore(db), logger, reg)
+	if err := rules.Load(ctx); err != nil {
+		rdb.Close()
+		return err
+	}
+	if err := agents.Refresh(ctx); err != nil {
+		rdb.Close()
+		return err
+	}
+	eval := NewEvaluator(rdb, prefix, rules, agents, logger, reg)
+
+	provisioned := make(chan struct{})
+	hcfg := historyConfig(&cfg.WorkerConfig)
+	hcfg.Registerer = reg
+	history, err := stream.NewConsumer(rdb, hcfg,
+		NewHistory(postgres.NewAlertEventStore(db), ifx, provisioned, logger, reg).Handle, logger)
+	if err != nil {
+		rdb.Close()
+		return fmt.Errorf("building history consumer: %w", err)
+	}
+	notifier, err := notify.New(rdb, cfg.Notify, postgres.NewChannelStore(db), postgres.NewSilenceStore(db), logger, reg)
+	if err != nil {
+		rdb.Close()
+		return fmt.Errorf("building notifier: %w", err)
+	}
+
+	metricsCfg := cfg.WorkerConfig
+	metricsCfg.Stream.MaxWait = cfg.MaxWait
+	return service.RunWorker(ctx, rdb, service.Worker{
+		Config:   &metricsCfg,
+		Handler:  eval.Handle,
+		Registry: reg,
+		Checks: map[string]service.Check{
+			"postgres": db.PingContext,
+			"influxdb": func(ctx context.Context) error { _, err := ifx.Version(ctx); return err },
+		},
+		Background: []func(context.Context) error{
+			func(ctx context.Context) error { return rules.Run(ctx, cfg.RulesPollInterval) },
+			func(ctx context.Context) error { return agents.Run(ctx, cfg.AgentsRefreshInterval) },
+			func(ctx context.Context) error { return eval.RunSilent(ctx, cfg.SilentCheckInterval) },
+			func(ctx context.Context) error { provision(ctx, ifx, provisioned, logger); return nil },
+			history.Run,
+			notifier.Run,
+		},
+	}, logger)
+}
+
+// provision creates the bucket and its retention, retrying with backoff until InfluxDB answers,
+// then closes done.
+func provision(ctx context.Context, client *influx.Client, done chan<- struct{}, logger *slog.Logger) {
+	wait := 500 * time.Millisecond
+	for {
+		err := client.Provision(ctx)
+		if err == nil {
+			logger.Info("influxdb provisioned", "bucket", client.Bucket())
+			close(done)
+			return
+		}
+		logger.Warn("provisioning influxdb; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}

@@ -1,0 +1,226 @@
+package alerter
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+)
+
+// StateKey returns the Redis key holding the evaluation state of k:
+// prefix+"alert:state:"+alertstate.AlertID(rule, agent, series).
+func StateKey(prefix string, k alert.Key) string {
+	return prefix + "alert:state:" + alertstate.AlertID(k.RuleID, k.AgentID, k.Series)
+}
+
+// record is the value stored under a StateKey: the alert's State and, for windowed
+// aggregations, its Window, so that every alerter copy aggregates over the same samples.
+// Channels keeps the rule's notification channels while the alert is active, so that an alert
+// whose rule was deleted can still be resolved to them.
+type record struct {
+	State    alert.State `json:"state"`
+	Channels []string    `json:"channels,omitempty"`
+	Window   []byte      `json:"-"` // alert.Window.Encode
+}
+
+// recordVersion is the first byte of an encoded record.
+const recordVersion = 1
+
+// encode returns the stored form of r: a version byte, the length of the JSON of the State and
+// Channels (uvarint), that JSON, then the Window's own binary encoding. Not all JSON: a window is
+// a few KiB of binary that base64 and JSON string scanning made the costliest part of a batch.
+func (r *record) encode() ([]byte, error) {
+	head, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encoding alert state: %w", err)
+	}
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(head)+len(r.Window))
+	b = append(b, recordVersion)
+	b = binary.AppendUvarint(b, uint64(len(head)))
+	b = append(b, head...)
+	return append(b, r.Window...), nil
+}
+
+// decodeRecord reads what encode wrote.
+func decodeRecord(b []byte) (*record, error) {
+	if len(b) == 0 || b[0] != recordVersion {
+		return nil, errors.New("unknown alert state version")
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || n > uint64(len(b)-1-k) {
+		return nil, errors.New("truncated alert state")
+	}
+	head := b[1+k : 1+k+int(n)]
+	var r record
+	if err := json.Unmarshal(head, &r); err != nil {
+		return nil, fmt.Errorf("decoding alert state: %w", err)
+	}
+	if rest := b[1+k+int(n):]; len(rest) > 0 {
+		r.Window = rest
+	}
+	return &r, nil
+}
+
+// okGrace is how long an ok state outlives twice its rule's window (or after) without a new
+// sample: long enough that a stream entry redelivered hours late still meets the LastEval that
+// makes it harmless, short enough that series which stopped reporting do not pile up. Pending
+// and firing states never expire.
+const okGrace = 6 * time.Hour
+
+// okTTL returns how long an ok state of rule may stay without being written.
+func okTTL(rule *alert.Rule) time.Duration {
+	return 2*max(time.Duration(rule.Window), time.Duration(rule.After)) + okGrace
+}
+
+// update is one state change an evaluation decided on, with its side effects. They are all
+// written in one MULTI/EXEC.
+type update struct {
+	key string
+	// rec is the new record; nil deletes the key.
+	rec *record
+	// ttl expires the record (ok states); 0 keeps it forever (pending and firing).
+	ttl time.Duration
+	// alertID is the field of alertstate.ActiveKey and AcksKey for this alert.
+	alertID string
+	// active, when set, replaces the alert's entry in alertstate.ActiveKey.
+	active *alertstate.Active
+	// inactive removes the alert's entry from ActiveKey; clearAck removes its acknowledgement
+	// (the alert it acknowledged has ended).
+	inactive, clearAck bool
+	// events are the transitions, in order, appended to the alerts stream and published.
+	events []alertstate.Event
+	// received is, per event, when the gateway accepted the sample behind it (zero if unknown).
+	received []time.Time
+}
+
+// maxTxAttempts bounds how often one batch re-reads and recomputes its states after another
+// copy changed one of them first; past it the batch fails and the consumer retries it later.
+const maxTxAttempts = 20
+
+// errConflicts is returned when every attempt lost its race against other alerter copies.
+var errConflicts = errors.New("alert states kept changing under other alerter copies")
+
+// states reads and changes alert states in Redis.
+type states struct {
+	rdb     redis.UniversalClient
+	prefix  string
+	logger  *slog.Logger
+	metrics *metrics
+}
+
+// commit reads the records under keys (nil where there is none) with the keys WATCHed, asks
+// plan for the updates they lead to, and writes those in one MULTI/EXEC together with the
+// ActiveKey and AcksKey changes, the XADDs to the alerts stream and the PUBLISHes. When another
+// client changed a watched key in between, EXEC does nothing and commit reads and plans again,
+// up to maxTxAttempts times: so whichever copy commits first emits each transition, and the
+// others, planning again on the new states, find nothing left to do. plan must depend only on
+// the records it is given (it may run several times). commit returns the updates it wrote.
+func (s *states) commit(ctx context.Context, keys []string, plan func(recs []*record) []update) ([]update, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	for attempt := 1; ; attempt++ {
+		var ups []update
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			vals, err := tx.MGet(ctx, keys...).Result()
+			if err != nil {
+				return fmt.Errorf("reading alert states: %w", err)
+			}
+			recs := make([]*record, len(keys))
+			for i, v := range vals {
+				recs[i] = s.decode(keys[i], v)
+			}
+			if ups = plan(recs); len(ups) == 0 {
+				return nil
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error { return s.queue(ctx, p, ups) })
+			return err
+		}, keys...)
+		if err == nil {
+			return ups, nil
+		}
+		if !errors.Is(err, redis.TxFailedErr) {
+			return nil, fmt.Errorf("changing alert states: %w", err)
+		}
+		s.metrics.txConflicts.Inc()
+		if attempt == maxTxAttempts {
+			s.metrics.txExhausted.Inc()
+			return nil, fmt.Errorf("changing alert states: %w (%d attempts)", errConflicts, attempt)
+		}
+		// A short random pause, growing with the attempts, so that copies racing for the same
+		// keys fall out of step.
+		wait := time.Duration(rand.Int64N(int64(attempt)*int64(2*time.Millisecond) + 1))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("changing alert states: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// decode reads a stored record. A value that cannot be read (which only a foreign writer could
+// leave) is logged and treated as absent: failing would block the stream forever.
+func (s *states) decode(key string, v any) *record {
+	str, ok := v.(string)
+	if !ok {
+		return nil
+	}
+	rec, err := decodeRecord([]byte(str))
+	if err != nil {
+		s.metrics.corrupt.Inc()
+		s.logger.Error("unreadable alert state; starting it afresh", "key", key, "err", err)
+		return nil
+	}
+	return rec
+}
+
+// queue adds the commands of ups to the transaction p.
+func (s *states) queue(ctx context.Context, p redis.Pipeliner, ups []update) error {
+	activeKey, acksKey := alertstate.ActiveKey(s.prefix), alertstate.AcksKey(s.prefix)
+	for i := range ups {
+		u := &ups[i]
+		if u.rec == nil {
+			p.Del(ctx, u.key)
+		} else {
+			raw, err := u.rec.encode()
+			if err != nil {
+				return err
+			}
+			p.Set(ctx, u.key, raw, u.ttl) // 0: no expiry, and any earlier one removed
+		}
+		if u.active != nil {
+			raw, err := json.Marshal(u.active)
+			if err != nil {
+				return fmt.Errorf("encoding active alert: %w", err)
+			}
+			p.HSet(ctx, activeKey, u.alertID, raw)
+		} else if u.inactive {
+			p.HDel(ctx, activeKey, u.alertID)
+		}
+		if u.clearAck {
+			p.HDel(ctx, acksKey, u.alertID)
+		}
+		for _, ev := range u.events {
+			values, err := alertstate.StreamValues(ev)
+			if err != nil {
+				return err
+			}
+			payload, err := json.Marshal(ev)
+			if err != nil {
+				return fmt.Errorf("encoding alert event: %w", err)
+			}
+			p.XAdd(ctx, &redis.XAddArgs{Stream: alertstate.StreamKey(s.prefix), Values: values})
+			p.Publish(ctx, alertstate.Channel(s.prefix), payload)
+		}
+	}
+	return nil
+}
