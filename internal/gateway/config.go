@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ type Config struct {
 	Publish stream.PublisherConfig
 	Backlog stream.BacklogConfig
 	Trim    stream.TrimmerConfig
+	WS      WSConfig
 
 	// Addr is where the HTTP server listens.
 	Addr string `env:"GATEWAY_ADDR" envDefault:":8080" help:"address the gateway's HTTP server listens on (host:port)"`
@@ -36,7 +38,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"GATEWAY_SHUTDOWN_TIMEOUT" envDefault:"15s" help:"how long in-flight requests may take to finish on stop"`
 	// CORSOrigins lists the browser origins allowed to call the API; empty sends no CORS headers
 	// (same-origin only). "*" is refused.
-	CORSOrigins []string `env:"CORS_ALLOWED_ORIGINS" envSeparator:"," help:"comma-separated origins (https://dash.example.com) allowed to call the API from a browser; empty: same origin only"`
+	CORSOrigins []string `env:"CORS_ALLOWED_ORIGINS" envSeparator:"," help:"comma-separated origins (https://dash.example.com) allowed to call the API and open the alert WebSocket from a browser; empty: same origin only"`
 
 	// AdminPassword is the password of user "admin", created at the first start when no admin
 	// exists. Empty: a random one is generated and logged once.
@@ -85,6 +87,7 @@ func DefaultConfig() Config {
 		Publish:  stream.PublisherConfig{Shards: 4},
 		Backlog:  stream.BacklogConfig{Shards: 4, Max: 1_000_000, Interval: 500 * time.Millisecond},
 		Trim:     stream.TrimmerConfig{Shards: 4, Groups: []string{"influx-writer", "pg-sync"}, Interval: 5 * time.Second},
+		WS:       WSConfig{ClientQueue: 256, PingInterval: 20 * time.Second, WriteTimeout: 10 * time.Second},
 
 		Addr:                   ":8080",
 		ShutdownTimeout:        15 * time.Second,
@@ -151,6 +154,7 @@ func (c Config) Validate() error {
 	check(c.Publish.Validate())
 	check(c.Backlog.Validate())
 	check(c.Trim.Validate())
+	check(c.WS.Validate())
 	if err := c.Limits().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("INGEST_MAX_*: %w", err))
 	}
@@ -163,6 +167,9 @@ func (c Config) Validate() error {
 	for _, o := range c.CORSOrigins {
 		if o = strings.TrimSpace(o); o == "*" || !(strings.HasPrefix(o, "https://") || strings.HasPrefix(o, "http://")) {
 			errs = append(errs, fmt.Errorf("CORS_ALLOWED_ORIGINS: %q must be an origin like https://dash.example.com (\"*\" is refused)", o))
+		} else if _, err := path.Match(strings.ToLower(o), ""); err != nil {
+			// The WebSocket's Origin check matches these as path.Match patterns.
+			errs = append(errs, fmt.Errorf("CORS_ALLOWED_ORIGINS: %q is not a valid pattern: %w", o, err))
 		}
 	}
 	if c.AdminPassword != "" && (len(c.AdminPassword) < minPasswordLen || len(c.AdminPassword) > maxPasswordLen) {

@@ -1,7 +1,8 @@
 // Package gateway is the HTTP front of Agent Monitor: it authenticates agents and operators,
 // validates pushed metrics and appends them to the Redis streams, keeps the hot cache fresh, and
-// serves the operator API (sessions, users, agents, audit log, live values) and the operations
-// endpoints. Every route is described in api/openapi.yaml.
+// serves the operator API (sessions, users, agents, audit log, live values, alert rules, alerts,
+// silences, notification channels), the alert WebSocket and the operations endpoints. Every
+// route is described in api/openapi.yaml.
 package gateway
 
 import (
@@ -81,6 +82,13 @@ type Gateway struct {
 	sessions  *sessions
 	limiter   *redis_rate.Limiter
 
+	rules       ruleStore
+	channels    channelStore
+	silences    silenceStore
+	alertEvents alertEventStore
+	acks        ackStore
+	hub         *hub
+
 	limits     metric.Limits
 	agentLimit redis_rate.Limit
 	loginLimit redis_rate.Limit
@@ -141,6 +149,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	}
 	agents := postgres.NewAgentStore(g.db)
 	g.agents, g.users, g.audit = agents, postgres.NewUserStore(g.db), postgres.NewAuditStore(g.db)
+	g.rules, g.channels, g.silences = postgres.NewRuleStore(g.db), postgres.NewChannelStore(g.db), postgres.NewSilenceStore(g.db)
+	g.alertEvents, g.acks = postgres.NewAlertEventStore(g.db), postgres.NewAckStore(g.db)
 
 	if g.dummyHash, err = bcrypt.GenerateFromPassword([]byte("never anyone's password"), cfg.BcryptCost); err != nil {
 		return nil, fmt.Errorf("hashing: %w", err)
@@ -186,6 +196,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	}
 	g.keys = newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.AgentIDByKeyHash, func() time.Time { return g.now() })
 	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
+	if g.hub, err = newHub(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
+		return nil, err
+	}
 	g.limiter = redis_rate.NewLimiter(g.rdb)
 	g.e = g.newEcho()
 	ok = true
@@ -248,10 +261,11 @@ func (g *Gateway) Addr() string {
 }
 
 // Run listens on cfg.Addr and serves until ctx is done; it also runs the stream backlog check, the
-// stream trimmer and the audit-log purge. When ctx is done it stops accepting connections, lets
-// in-flight requests finish for at most ShutdownTimeout, stops the background loops, then closes
-// the PostgreSQL and Redis clients, and returns. It returns an error if it cannot listen or the
-// server fails; the clients are closed in every case. Run may be called once.
+// stream trimmer, the audit-log purge and the alert WebSocket hub. When ctx is done it stops
+// accepting connections, lets in-flight requests finish for at most ShutdownTimeout, stops the
+// background loops (closing every WebSocket client), then closes the PostgreSQL and Redis
+// clients, and returns. It returns an error if it cannot listen or the server fails; the clients
+// are closed in every case. Run may be called once.
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.Close()
 	ln, err := net.Listen("tcp", g.cfg.Addr)
@@ -274,6 +288,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.goLoop(loops, "stream backlog", g.backlogRn.Run)
 	g.goLoop(loops, "stream trimmer", g.trimmer.Run)
 	g.goLoop(loops, "audit purge", g.purgeAudit)
+	g.goLoop(loops, "alert websocket hub", g.hub.Run)
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.e.StartServer(srv) }()

@@ -40,7 +40,7 @@ func (g *Gateway) newEcho() *echo.Echo {
 	if len(g.cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  g.cfg.CORSOrigins,
-			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodDelete},
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
 			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, echo.HeaderContentEncoding, echo.HeaderXRequestID},
 			ExposeHeaders: []string{echo.HeaderXRequestID, "Retry-After"},
 			MaxAge:        600,
@@ -82,6 +82,25 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.POST("/api/v1/agents/:id/rotate-key", g.rotateKey, operator)
 	e.GET("/api/v1/agents/:id/metrics/latest", g.latest, viewer)
 	e.GET("/api/v1/agents/:id/metrics/recent", g.recent, viewer)
+
+	e.GET("/api/v1/alert-rules", g.listRules, viewer)
+	e.POST("/api/v1/alert-rules", g.createRule, operator)
+	e.GET("/api/v1/alert-rules/:id", g.getRule, viewer)
+	e.PUT("/api/v1/alert-rules/:id", g.updateRule, operator)
+	e.DELETE("/api/v1/alert-rules/:id", g.deleteRule, operator)
+	e.GET("/api/v1/alerts", g.listAlerts, viewer)
+	e.GET("/api/v1/alerts/history", g.alertHistory, viewer)
+	e.POST("/api/v1/alerts/:id/ack", g.ackAlert, operator)
+	e.GET("/api/v1/silences", g.listSilences, viewer)
+	e.POST("/api/v1/silences", g.createSilence, operator)
+	e.GET("/api/v1/silences/:id", g.getSilence, viewer)
+	e.DELETE("/api/v1/silences/:id", g.deleteSilence, operator)
+	e.GET("/api/v1/notification-channels", g.listChannels, operator)
+	e.POST("/api/v1/notification-channels", g.createChannel, operator)
+	e.GET("/api/v1/notification-channels/:id", g.getChannel, operator)
+	e.PUT("/api/v1/notification-channels/:id", g.updateChannel, operator)
+	e.DELETE("/api/v1/notification-channels/:id", g.deleteChannel, operator)
+	e.GET("/api/v1/ws/alerts", g.alertSocket, tokenFromQuery, viewer)
 
 	e.POST("/api/v1/agents/:id/metrics", g.ingestJSON)
 	e.POST("/api/v2/write", g.ingestLine)

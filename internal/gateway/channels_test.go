@@ -1,0 +1,140 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
+)
+
+func TestNotificationChannels(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	admin := e.adminToken()
+	op := e.userToken(admin, "op", "operator")
+	viewer := e.userToken(admin, "watcher", "viewer")
+	store := postgres.NewChannelStore(e.db)
+	ctx := context.Background()
+	const secret = "s3cret-never-shown"
+
+	// noSecret fails the test when an answer carries the secret or a "secret" member.
+	noSecret := func(what string, r resp) {
+		t.Helper()
+		if strings.Contains(string(r.body), secret) || strings.Contains(string(r.body), `"secret"`) {
+			t.Errorf("%s = %s: carries the secret", what, r)
+		}
+	}
+
+	r := e.do(req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op),
+		body: `{"name":"ops","url":"https://hooks.example.com/ops","secret":"` + secret + `","headers":{"X-Team":"infra"}}`})
+	noSecret("create", r)
+	ch := decode[channelView](t, r)
+	if r.status != http.StatusCreated || !ch.HasSecret || ch.Type != "webhook" || !ch.Enabled || ch.Headers["X-Team"] != "infra" {
+		t.Fatalf("create = %s, want 201, webhook, enabled, has_secret", r)
+	}
+	if stored, err := store.Get(ctx, ch.ID); err != nil || stored.Secret != secret {
+		t.Fatalf("stored channel = %+v, %v, want the secret kept", stored, err)
+	}
+
+	r = e.do(req{method: "GET", path: "/api/v1/notification-channels", auth: bearer(op)})
+	noSecret("list", r)
+	if list := decode[channelList](t, r); r.status != http.StatusOK || len(list.Channels) != 1 || !list.Channels[0].HasSecret {
+		t.Errorf("list = %s, want the one channel with has_secret", r)
+	}
+	r = e.do(req{method: "GET", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(op)})
+	noSecret("get", r)
+
+	// PUT without a secret keeps it; with one replaces it; "" removes it.
+	puts := []struct {
+		body       string
+		wantSecret string
+	}{
+		{`{"name":"ops","url":"https://hooks.example.com/v2","enabled":false}`, secret},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":null}`, secret},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":"other-` + secret + `"}`, "other-" + secret},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":""}`, ""},
+	}
+	for _, p := range puts {
+		r := e.do(req{method: "PUT", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(op), body: p.body})
+		noSecret("update", r)
+		got := decode[channelView](t, r)
+		if r.status != http.StatusOK || got.URL != "https://hooks.example.com/v2" || got.HasSecret != (p.wantSecret != "") || len(got.Headers) != 0 {
+			t.Errorf("update %s = %s, want 200, new url, no headers, has_secret %v", p.body, r, p.wantSecret != "")
+		}
+		if stored, err := store.Get(ctx, ch.ID); err != nil || stored.Secret != p.wantSecret {
+			t.Errorf("after update %s stored secret = %q, %v, want %q", p.body, stored.Secret, err, p.wantSecret)
+		}
+	}
+
+	// Refusals.
+	missing := "9d4c0000-0000-4000-8000-000000000000"
+	tests := []struct {
+		name   string
+		r      req
+		status int
+		field  string
+	}{
+		{"viewer lists", req{method: "GET", path: "/api/v1/notification-channels", auth: bearer(viewer)}, 403, ""},
+		{"viewer gets", req{method: "GET", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(viewer)}, 403, ""},
+		{"viewer creates", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(viewer), body: `{"name":"x","url":"https://x.example"}`}, 403, ""},
+		{"bad scheme", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"ftp://x.example"}`}, 400, "url"},
+		{"credentials in url", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://u:p@x.example"}`}, 400, "url"},
+		{"other type", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","type":"email","url":"https://x.example"}`}, 400, "type"},
+		{"reserved header", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","headers":{"content-type":"text/plain"}}`}, 400, "headers"},
+		{"blank name", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":" ","url":"https://x.example"}`}, 400, "name"},
+		{"unknown member", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","has_secret":true}`}, 400, "has_secret"},
+		{"duplicate name", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"ops","url":"https://x.example"}`}, 409, ""},
+		{"update unknown", req{method: "PUT", path: "/api/v1/notification-channels/" + missing, auth: bearer(op), body: `{"name":"x","url":"https://x.example"}`}, 404, ""},
+		{"update invalid", req{method: "PUT", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(op), body: `{"name":"ops","url":"x.example"}`}, 400, "url"},
+		{"delete unknown", req{method: "DELETE", path: "/api/v1/notification-channels/" + missing, auth: bearer(op)}, 404, ""},
+	}
+	for _, tt := range tests {
+		r := e.do(tt.r)
+		if r.status != tt.status {
+			t.Errorf("%s = %s, want %d", tt.name, r, tt.status)
+			continue
+		}
+		if tt.field != "" {
+			if eb := errorBodyOf(t, r); !slices.Equal(eb.Details, []string{tt.field}) {
+				t.Errorf("%s details = %q, want [%s]", tt.name, eb.Details, tt.field)
+			}
+		}
+	}
+	if list, err := store.List(ctx); err != nil || len(list) != 1 || list[0].URL != "https://hooks.example.com/v2" {
+		t.Errorf("channels after refusals = %+v, %v, want the one, unchanged", list, err)
+	}
+
+	// A channel that a rule names cannot be deleted until the rule stops naming it.
+	rule := strings.Replace(cpuRule, `"for":"2m"`, `"for":"2m","channels":["`+ch.ID+`"]`, 1)
+	r = e.do(req{method: "POST", path: "/api/v1/alert-rules", auth: bearer(op), body: rule})
+	if r.status != http.StatusCreated {
+		t.Fatalf("creating a rule with the channel = %s", r)
+	}
+	ruleID := decode[struct {
+		ID string `json:"id"`
+	}](t, r).ID
+	if r := e.do(req{method: "DELETE", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(op)}); r.status != http.StatusConflict ||
+		!strings.Contains(r.errorMessage(t), "CPU busy") {
+		t.Errorf("delete while used = %s, want 409 naming the rule", r)
+	}
+	if r := e.do(req{method: "PUT", path: "/api/v1/alert-rules/" + ruleID, auth: bearer(op), body: cpuRule}); r.status != http.StatusOK {
+		t.Fatalf("removing the channel from the rule = %s", r)
+	}
+	if r := e.do(req{method: "DELETE", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(op)}); r.status != http.StatusNoContent {
+		t.Errorf("delete = %s, want 204", r)
+	}
+	if r := e.do(req{method: "GET", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(op)}); r.status != http.StatusNotFound {
+		t.Errorf("get after delete = %s, want 404", r)
+	}
+
+	want := []string{"op channel.create", "op channel.update", "op channel.update", "op channel.update", "op channel.update", "op channel.delete"}
+	if got := e.auditActions(admin, "channel."); !slices.Equal(got, want) {
+		t.Errorf("channel audit = %q, want %q", got, want)
+	}
+	if r := e.do(req{method: "GET", path: "/api/v1/audit?limit=1000", auth: bearer(admin)}); strings.Contains(string(r.body), secret) {
+		t.Errorf("the audit log carries the secret: %s", r)
+	}
+}
