@@ -38,7 +38,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/gateway", "../cmd/influx-writer", "../cmd/pg-sync")
+	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/gateway", "../cmd/influx-writer", "../cmd/pg-sync", "../cmd/alerter")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)
@@ -65,9 +65,10 @@ type system struct {
 }
 
 type options struct {
-	server  *testenv.Influxd // nil: the package's shared server
-	writers int
-	syncs   int
+	server   *testenv.Influxd // nil: the package's shared server
+	writers  int
+	syncs    int
+	alerters int
 }
 
 func newSystem(t *testing.T, o options) *system {
@@ -95,6 +96,10 @@ func newSystem(t *testing.T, o options) *system {
 		"STREAM_RETRY_MAX=1s",
 		"STREAM_TRIM_INTERVAL=500ms",
 		"INFLUXDB_TIMEOUT=30s",
+		"RULES_POLL_INTERVAL=500ms",
+		"AGENTS_REFRESH_INTERVAL=500ms",
+		"SILENT_CHECK_INTERVAL=500ms",
+		"NOTIFIER_RETRY_INITIAL=100ms",
 		"ADMIN_PASSWORD=" + adminPassword,
 		"LOG_FORMAT=text",
 		"LOG_LEVEL=debug",
@@ -115,6 +120,9 @@ func newSystem(t *testing.T, o options) *system {
 	}
 	for i := range o.syncs {
 		s.startWorker("pg-sync", fmt.Sprintf("sync-%d", i))
+	}
+	for i := range o.alerters {
+		s.startWorker("alerter", fmt.Sprintf("alerter-%d", i))
 	}
 	s.admin = s.login("admin", adminPassword)
 	return s
@@ -173,6 +181,7 @@ func baseEnv() []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, "REDIS_") || strings.HasPrefix(k, "INFLUXDB_") || strings.HasPrefix(k, "STREAM_") ||
+			strings.HasPrefix(k, "NOTIFIER_") || strings.HasSuffix(k, "_INTERVAL") ||
 			k == "DATABASE_URL" || k == "GATEWAY_ADDR" || k == "OPS_ADDR" || k == "CONSUMER_NAME" || k == "ADMIN_PASSWORD" {
 			continue
 		}
