@@ -37,6 +37,7 @@ var (
 		"gateway":       "GATEWAY_ADDR",
 		"influx-writer": "OPS_ADDR",
 		"pg-sync":       "OPS_ADDR",
+		"alerter":       "OPS_ADDR",
 	}
 	// appEnv lists the variables every binary gets (each binary applies the migrations, and the
 	// stream settings must be the same everywhere).
@@ -332,7 +333,7 @@ func TestComposeCheckCatches(t *testing.T) {
 		change func(*types.Project)
 		want   string
 	}{
-		{"service missing", func(p *types.Project) { delete(p.Services, "pg-sync") }, "services = "},
+		{"service missing", func(p *types.Project) { delete(p.Services, "alerter") }, "services = "},
 		{"healthcheck removed", edit("pg-sync", func(s *types.ServiceConfig) { s.HealthCheck = nil }), "pg-sync: no working healthcheck"},
 		{"healthcheck disabled", edit("redis", func(s *types.ServiceConfig) { s.HealthCheck.Disable = true }), "redis: no working healthcheck"},
 		{"healthcheck NONE", edit("influxdb", func(s *types.ServiceConfig) { s.HealthCheck.Test = types.HealthCheckTest{"NONE"} }), "influxdb: no working healthcheck"},
@@ -351,7 +352,7 @@ func TestComposeCheckCatches(t *testing.T) {
 		{"database password mismatch", setEnv("postgres", "POSTGRES_PASSWORD", "other"), "DATABASE_URL"},
 		{"database host wrong", setEnv("pg-sync", "DATABASE_URL", "postgres://postgres:postgres@localhost:5432/agentmonitor"), "pg-sync: DATABASE_URL"},
 		{"redis url wrong", setEnv("gateway", "REDIS_URL", "redis://127.0.0.1:6379/0"), "gateway: REDIS_URL"},
-		{"redis password mismatch", setEnv("pg-sync", "REDIS_PASSWORD", "other"), "pg-sync: REDIS_PASSWORD"},
+		{"redis password mismatch", setEnv("alerter", "REDIS_PASSWORD", "other"), "alerter: REDIS_PASSWORD"},
 		{"influx token mismatch", setEnv("influxdb", "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN", "other"), "INFLUXDB_TOKEN"},
 		{"influx not set up", setEnv("influxdb", "DOCKER_INFLUXDB_INIT_MODE", "upgrade"), "DOCKER_INFLUXDB_INIT_MODE"},
 		{"shards differ", setEnv("pg-sync", "STREAM_SHARDS", "2"), "pg-sync: STREAM_SHARDS"},
