@@ -150,30 +150,9 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			func(ctx context.Context) error { return rules.Run(ctx, cfg.RulesPollInterval) },
 			func(ctx context.Context) error { return agents.Run(ctx, cfg.AgentsRefreshInterval) },
 			func(ctx context.Context) error { return eval.RunSilent(ctx, cfg.SilentCheckInterval) },
-			func(ctx context.Context) error { provision(ctx, ifx, provisioned, logger); return nil },
+			func(ctx context.Context) error { ifx.ProvisionUntilDone(ctx, provisioned, logger); return nil },
 			history.Run,
 			notifier.Run,
 		},
 	}, logger)
-}
-
-// provision creates the bucket and its retention, retrying with backoff until InfluxDB answers,
-// then closes done.
-func provision(ctx context.Context, client *influx.Client, done chan<- struct{}, logger *slog.Logger) {
-	wait := 500 * time.Millisecond
-	for {
-		err := client.Provision(ctx)
-		if err == nil {
-			logger.Info("influxdb provisioned", "bucket", client.Bucket())
-			close(done)
-			return
-		}
-		logger.Warn("provisioning influxdb; retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -329,4 +330,26 @@ func colIndex(cols []string, name string) int {
 		}
 	}
 	return -1
+}
+
+// ProvisionUntilDone calls Provision with exponential backoff (500ms up to 30s) until it succeeds,
+// then closes done; it returns early, leaving done open, when ctx is done. Binaries run it in the
+// background so they start while InfluxDB is still down.
+func (c *Client) ProvisionUntilDone(ctx context.Context, done chan<- struct{}, logger *slog.Logger) {
+	wait := 500 * time.Millisecond
+	for {
+		err := c.Provision(ctx)
+		if err == nil {
+			logger.Info("influxdb provisioned", "bucket", c.Bucket())
+			close(done)
+			return
+		}
+		logger.Warn("provisioning influxdb; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }

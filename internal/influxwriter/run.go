@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/service"
@@ -61,31 +60,10 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			return err
 		}},
 		Background: []func(context.Context) error{func(ctx context.Context) error {
-			provision(ctx, client, provisioned, logger)
+			client.ProvisionUntilDone(ctx, provisioned, logger)
 			return nil
 		}},
 	}, logger)
 }
 
 var errNotProvisioned = errors.New("influxdb bucket not provisioned yet")
-
-// provision creates the bucket and its retention, retrying with backoff until InfluxDB answers,
-// then closes done.
-func provision(ctx context.Context, client *influx.Client, done chan<- struct{}, logger *slog.Logger) {
-	wait := 500 * time.Millisecond
-	for {
-		err := client.Provision(ctx)
-		if err == nil {
-			logger.Info("influxdb provisioned", "bucket", client.Bucket())
-			close(done)
-			return
-		}
-		logger.Warn("provisioning influxdb; retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
-}
