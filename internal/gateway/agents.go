@@ -9,13 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/textcheck"
 )
 
 // Agent keys: "amk_" and 32 random bytes in unpadded base64url (43 characters). Only their
@@ -97,8 +97,8 @@ func (r createAgentRequest) validate() error {
 		return newError(http.StatusBadRequest, "name is longer than %d characters", maxAgentNameLen)
 	case strings.TrimSpace(name) != name:
 		return newError(http.StatusBadRequest, "name must not start or end with white space")
-	case strings.ContainsFunc(name, unicode.IsControl):
-		return newError(http.StatusBadRequest, "name must not contain control characters")
+	case textcheck.Name(name) != nil:
+		return newError(http.StatusBadRequest, "name %v", textcheck.Name(name))
 	}
 	if len(r.Labels) > maxLabels {
 		return newError(http.StatusBadRequest, "labels: at most %d labels, got %d", maxLabels, len(r.Labels))
@@ -110,8 +110,8 @@ func (r createAgentRequest) validate() error {
 		if utf8.RuneCountInString(v) > maxLabelValueLen {
 			return newError(http.StatusBadRequest, "labels: value of %q is longer than %d characters", k, maxLabelValueLen)
 		}
-		if strings.ContainsFunc(v, unicode.IsControl) {
-			return newError(http.StatusBadRequest, "labels: value of %q must not contain control characters", k)
+		if err := textcheck.Name(v); err != nil {
+			return newError(http.StatusBadRequest, "labels: value of %q %v", k, err)
 		}
 	}
 	return nil

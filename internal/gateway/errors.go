@@ -76,6 +76,8 @@ func answer(err error) (status int, body errorBody, retryAfter time.Duration, in
 		ne  net.Error
 	)
 	switch {
+	case badTextError(err): // before apiError: a store failure wrapped as 503 may be this
+		return http.StatusBadRequest, errorBody{Error: "a text value contains a NUL character or invalid UTF-8, which cannot be stored"}, 0, false
 	case errors.As(err, &ae):
 		status, body, retryAfter = ae.Status, errorBody{Error: ae.Message, Details: ae.Details}, ae.RetryAfter
 		return status, body, retryAfter, status >= 500

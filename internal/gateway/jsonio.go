@@ -42,7 +42,7 @@ func decodeBody(c echo.Context, v any) error {
 	if err := json.Unmarshal(body, v, strictJSON); err != nil {
 		return &apiError{Status: http.StatusBadRequest, Message: describeJSONError(err)}
 	}
-	return nil
+	return checkBodyText(body)
 }
 
 // requireJSON answers 415 unless the request says its body is application/json.

@@ -47,6 +47,7 @@ func (g *Gateway) newEcho() *echo.Echo {
 		}))
 	}
 	e.Use(g.observe)
+	e.Use(checkURLText)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/textcheck"
 )
 
 // Password policy. bcrypt reads at most 72 bytes, so longer passwords are refused rather than
@@ -61,6 +62,8 @@ func (r createUserRequest) validate() error {
 		return newError(http.StatusBadRequest, "username is required")
 	case len(r.Username) > maxUsernameLen:
 		return newError(http.StatusBadRequest, "username is longer than %d characters", maxUsernameLen)
+	case textcheck.Name(r.Username) != nil:
+		return newError(http.StatusBadRequest, "username %v", textcheck.Name(r.Username))
 	case utf8.RuneCountInString(r.Password) < minPasswordLen:
 		return newError(http.StatusBadRequest, "password must be at least %d characters", minPasswordLen)
 	case len(r.Password) > maxPasswordLen:
