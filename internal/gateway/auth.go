@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -233,27 +234,26 @@ func (g *Gateway) login(c echo.Context) error {
 	if len(req.Username) > maxUsernameLen || len(req.Password) > maxPasswordLen {
 		return badCredentials
 	}
-	// Attempts are limited per username (GCRA in Redis), so that guessing one account's
-	// password is slow from any number of clients.
-	res, err := g.limiter.Allow(ctx, g.cfg.Redis.Prefix+"login:"+hashToken(req.Username), g.loginLimit)
+	// Attempts are limited per source address and per username (loginlimit.go).
+	attempt, err := g.admitLogin(ctx, req.Username, c.RealIP())
 	if err != nil {
-		return unavailable("rate limiter", err)
-	}
-	if res.Allowed == 0 {
-		return &apiError{Status: http.StatusTooManyRequests, Message: "too many login attempts for this user, retry later", RetryAfter: res.RetryAfter}
+		return err
 	}
 	user, hash, err := g.users.Credentials(ctx, req.Username)
 	if errors.Is(err, postgres.ErrNotFound) {
 		// Compare anyway, so that a login for an unknown user takes as long as one with a wrong
 		// password and does not reveal which usernames exist.
 		_ = bcrypt.CompareHashAndPassword(g.dummyHash, []byte(req.Password))
-		return badCredentials
+		return cmp.Or[error](attempt.failed(ctx), badCredentials)
 	}
 	if err != nil {
 		return unavailable("user store", err)
 	}
 	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(req.Password)); err != nil {
-		return badCredentials
+		return cmp.Or[error](attempt.failed(ctx), badCredentials)
+	}
+	if err := attempt.succeeded(ctx); err != nil {
+		return err
 	}
 	token, expires, err := g.sessions.create(ctx, user.Username, user.Role, g.now())
 	if err != nil {

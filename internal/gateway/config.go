@@ -31,6 +31,7 @@ type Config struct {
 	Backlog stream.BacklogConfig
 	Trim    stream.TrimmerConfig
 	WS      WSConfig
+	Edge    EdgeConfig
 
 	// Addr is where the HTTP server listens.
 	Addr string `env:"GATEWAY_ADDR" envDefault:":8080" help:"address the gateway's HTTP server listens on (host:port)"`
@@ -45,8 +46,9 @@ type Config struct {
 	AdminPassword string `env:"ADMIN_PASSWORD" help:"password of the first admin user, created when no admin exists; empty: generated and logged once"`
 	// SessionTTL is how long an operator session lives after its last use.
 	SessionTTL time.Duration `env:"SESSION_TTL" envDefault:"12h" help:"operator sessions expire after this long without use (sliding)"`
-	// LoginAttemptsPerMinute limits login attempts per username.
-	LoginAttemptsPerMinute int `env:"LOGIN_ATTEMPTS_PER_MINUTE" envDefault:"10" help:"login attempts allowed per username and minute"`
+	// LoginAttemptsPerMinute limits failed login attempts per username from one source address
+	// (see EdgeConfig for the limits per address and per username overall).
+	LoginAttemptsPerMinute int `env:"LOGIN_ATTEMPTS_PER_MINUTE" envDefault:"10" help:"failed login attempts allowed per username from one source address a minute; a success clears them"`
 	// BcryptCost is the work factor of stored password hashes.
 	BcryptCost int `env:"BCRYPT_COST" envDefault:"10" help:"bcrypt work factor of operator passwords (4-31)"`
 
@@ -88,6 +90,7 @@ func DefaultConfig() Config {
 		Backlog:  stream.BacklogConfig{Shards: 4, Max: 1_000_000, Interval: 500 * time.Millisecond},
 		Trim:     stream.TrimmerConfig{Shards: 4, Groups: []string{"influx-writer", "pg-sync"}, Interval: 5 * time.Second},
 		WS:       WSConfig{ClientQueue: 256, PingInterval: 20 * time.Second, WriteTimeout: 10 * time.Second},
+		Edge:     DefaultEdgeConfig(),
 
 		Addr:                   ":8080",
 		ShutdownTimeout:        15 * time.Second,
@@ -155,6 +158,7 @@ func (c Config) Validate() error {
 	check(c.Backlog.Validate())
 	check(c.Trim.Validate())
 	check(c.WS.Validate())
+	check(c.Edge.Validate())
 	if err := c.Limits().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("INGEST_MAX_*: %w", err))
 	}

@@ -277,10 +277,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Addr:              addr,
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second, // a 10 MiB body on a slow link
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		// Bodies are paced by paceBody (BODY_*); ReadTimeout is only the backstop.
+		ReadTimeout:    g.cfg.Edge.BodyReadTimeout,
+		WriteTimeout:   g.cfg.Edge.BodyReadTimeout + 30*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 2 * g.cfg.Edge.MaxHeaderBytes, // limitHeaders answers above 1x in JSON
 	}
 
 	loops, stopLoops := context.WithCancel(g.bgCtx)

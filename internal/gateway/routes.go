@@ -46,8 +46,9 @@ func (g *Gateway) newEcho() *echo.Echo {
 			MaxAge:        600,
 		}))
 	}
+	e.IPExtractor = ipExtractor(g.cfg.Edge.TrustedProxies)
 	e.Use(g.observe)
-	e.Use(checkURLText)
+	e.Use(g.limitHeaders, checkURLText, g.paceBody)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
