@@ -447,8 +447,12 @@ func tokenFromQuery(next echo.HandlerFunc) echo.HandlerFunc {
 
 // alertSocket answers GET /api/v1/ws/alerts (viewer; the session token may come as ?token=):
 // it upgrades to a WebSocket and hands the connection to the hub. The Origin must be this
-// host's or match CORS_ALLOWED_ORIGINS (403 otherwise): the library's check, never skipped.
+// server's (scheme, host and port: checkOrigin) or match CORS_ALLOWED_ORIGINS (403 otherwise);
+// the library's own host check runs too, never skipped.
 func (g *Gateway) alertSocket(c echo.Context) error {
+	if err := g.checkOrigin(c.Request()); err != nil {
+		return err
+	}
 	w := &handshakeWriter{ResponseWriter: c.Response()}
 	conn, err := websocket.Accept(w, c.Request(), &websocket.AcceptOptions{OriginPatterns: g.cfg.CORSOrigins})
 	if err != nil {
