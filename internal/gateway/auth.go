@@ -180,7 +180,7 @@ func (g *Gateway) requireRole(role string) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			token := bearerToken(c.Request(), "Bearer")
 			if token == "" {
-				return newError(http.StatusUnauthorized, "missing session token: send Authorization: Bearer <token> from POST /api/v1/auth/login")
+				return credentialError(c.Request(), "session token", "Authorization: Bearer <token> from POST /api/v1/auth/login", "Bearer")
 			}
 			if !strings.HasPrefix(token, sessionTokenPrefix) || len(token) > 128 {
 				return newError(http.StatusUnauthorized, "invalid or expired session token")

@@ -324,7 +324,7 @@ func TestLogin(t *testing.T) {
 		{"garbage token", req{method: "GET", path: "/api/v1/agents", auth: "Bearer nonsense"}, 401, "invalid or expired"},
 		{"unknown token", req{method: "GET", path: "/api/v1/agents", auth: "Bearer ams_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, 401, "invalid or expired"},
 		{"agent key as session", req{method: "GET", path: "/api/v1/agents", auth: "Bearer amk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, 401, "invalid or expired"},
-		{"basic auth", req{method: "GET", path: "/api/v1/agents", auth: "Basic YWRtaW46eA=="}, 401, "missing session token"},
+		{"basic auth", req{method: "GET", path: "/api/v1/agents", auth: "Basic YWRtaW46eA=="}, 401, `Authorization scheme "Basic" is not accepted here, want Bearer`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -85,7 +85,10 @@ func (g *Gateway) ingest(c echo.Context, route string) (err error) {
 		key = bearerToken(r, "Token", "Bearer")
 	}
 	if key == "" {
-		return newError(http.StatusUnauthorized, "missing agent key: send Authorization: Bearer <key> (or Token <key> on /api/v2/write)")
+		if route == routeJSON {
+			return credentialError(r, "agent key", "Authorization: Bearer <agent key>", "Bearer")
+		}
+		return credentialError(r, "agent key", "Authorization: Token <agent key> (or Bearer <agent key>)", "Token", "Bearer")
 	}
 	if !wellFormedKey(key) {
 		return newError(http.StatusUnauthorized, "invalid agent key")

@@ -231,7 +231,7 @@ func TestIngestRejects(t *testing.T) {
 		{"unknown key", req{method: "POST", path: jsonPath, auth: bearer("amk_" + strings.Repeat("A", 43)), body: good}, 401, "invalid agent key"},
 		{"malformed key", req{method: "POST", path: jsonPath, auth: bearer("letmein"), body: good}, 401, "invalid agent key"},
 		{"session token as key", req{method: "POST", path: jsonPath, auth: bearer(admin), body: good}, 401, "invalid agent key"},
-		{"Token scheme on JSON route", req{method: "POST", path: jsonPath, auth: "Token " + a.APIKey, body: good}, 401, "missing agent key"},
+		{"Token scheme on JSON route", req{method: "POST", path: jsonPath, auth: "Token " + a.APIKey, body: good}, 401, `Authorization scheme "Token" is not accepted here, want Bearer`},
 		{"key of another agent", req{method: "POST", path: "/api/v1/agents/" + b.ID + "/metrics", auth: bearer(a.APIKey), body: good}, 403, "belongs to another agent"},
 		{"not JSON", req{method: "POST", path: jsonPath, auth: bearer(a.APIKey), body: good, contentType: "text/plain"}, 415, "Content-Type"},
 		{"brotli", req{method: "POST", path: jsonPath, auth: bearer(a.APIKey), body: good, headers: map[string]string{"Content-Encoding": "br"}}, 415, `"br"`},
