@@ -105,8 +105,8 @@ func TestInvisibleCharactersInNames(t *testing.T) {
 				r    req
 				want string
 			}{
-				{"agent name", req{method: "POST", path: "/api/v1/agents", auth: bearer(admin), body: map[string]any{"name": tt.s}}, "name contains"},
-				{"label value", req{method: "POST", path: "/api/v1/agents", auth: bearer(admin), body: map[string]any{"name": "web", "labels": map[string]string{"env": tt.s}}}, `labels: value of "env" contains`},
+				{"agent name", req{method: "POST", path: "/api/v1/agents", auth: bearer(admin), body: map[string]any{"name": tt.s}}, "name must not contain control characters"},
+				{"label value", req{method: "POST", path: "/api/v1/agents", auth: bearer(admin), body: map[string]any{"name": "web", "labels": map[string]string{"env": tt.s}}}, `labels: value of "env" must not contain`},
 				{"label key", req{method: "POST", path: "/api/v1/agents", auth: bearer(admin), body: map[string]any{"name": "web", "labels": map[string]string{tt.s: "x"}}}, "labels: key"},
 				{"username", req{method: "POST", path: "/api/v1/users", auth: bearer(admin), body: map[string]string{"username": tt.s, "password": "long-enough-pw", "role": "viewer"}}, "username"},
 			}

@@ -19,7 +19,7 @@ var (
 	ErrNUL = errors.New("contains the NUL character (U+0000), which cannot be stored")
 	// ErrInvisible is a name holding a control, format (bidirectional, zero-width) or other
 	// invisible character.
-	ErrInvisible = errors.New("contains an invisible or control character")
+	ErrInvisible = errors.New("must not contain control characters or invisible format characters (bidirectional, zero-width)")
 )
 
 // Storable returns nil when s is valid UTF-8 without NUL, the text PostgreSQL stores; otherwise an
@@ -52,7 +52,7 @@ func Name(s string) error {
 	for _, r := range s {
 		pos++
 		if invisible(r) {
-			return fmt.Errorf("%w: U+%04X (%s) at character %d", ErrInvisible, r, kind(r), pos)
+			return fmt.Errorf("%w: found U+%04X (%s) at character %d", ErrInvisible, r, kind(r), pos)
 		}
 	}
 	return nil

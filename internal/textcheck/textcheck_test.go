@@ -66,7 +66,7 @@ func TestName(t *testing.T) {
 
 func TestNameSaysWhichCharacter(t *testing.T) {
 	err := Name("ab\u202Ec")
-	want := "contains an invisible or control character: U+202E (a bidirectional control) at character 3"
+	want := "must not contain control characters or invisible format characters (bidirectional, zero-width): found U+202E (a bidirectional control) at character 3"
 	if err == nil || err.Error() != want {
 		t.Errorf("Name(%q) = %v, want %q", "ab\u202Ec", err, want)
 	}
