@@ -173,6 +173,13 @@ func (g *Gateway) paceBody(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		r.Body = pb
 		err := next(c)
+		// Give net/http its own body back (it drains what the handler left, up to 256 KiB, to
+		// keep the connection) and bound that drain by the same pace: a handler that refused
+		// the request early must not leave a trickle holding the connection until ReadTimeout.
+		r.Body = pb.body
+		if !pb.done.Load() {
+			_ = pb.rc.SetReadDeadline(pb.deadline())
+		}
 		if pb.timedOut.Load() && !c.Response().Committed {
 			c.Response().Header().Set(echo.HeaderConnection, "close")
 			return newError(http.StatusRequestTimeout, "request body arrived too slowly: at least %d bytes/s after the first %s, all within %s",
@@ -190,25 +197,31 @@ type pacedBody struct {
 	rate     float64   // least bytes a second after start
 	cap      time.Time // when the whole body must be in
 	n        int64     // bytes read so far
-	timedOut atomic.Bool
+	done     atomic.Bool // the body ended (EOF or an error)
+	timedOut atomic.Bool // a read ran past its deadline
+}
+
+// deadline is when more than the n bytes read so far must have come: start + n/rate, at most cap.
+func (b *pacedBody) deadline() time.Time {
+	d := b.start.Add(time.Duration(float64(b.n) / b.rate * float64(time.Second)))
+	if d.After(b.cap) {
+		return b.cap
+	}
+	return d
 }
 
 func (b *pacedBody) Read(p []byte) (int, error) {
-	// By start + n/rate more than n bytes must have come.
-	deadline := b.start.Add(time.Duration(float64(b.n) / b.rate * float64(time.Second)))
-	if deadline.After(b.cap) {
-		deadline = b.cap
-	}
 	// Not every ResponseWriter can (httptest's cannot): then only the server's timeouts apply.
-	_ = b.rc.SetReadDeadline(deadline)
+	_ = b.rc.SetReadDeadline(b.deadline())
 	n, err := b.body.Read(p)
 	b.n += int64(n)
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		b.timedOut.Store(true)
-	case err != nil:
-		// The body is in (or broken): the handler's own work must not run into the pace
-		// deadline, which would cancel the request's context; the server's ReadTimeout remains.
+	if err != nil {
+		b.done.Store(true)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			b.timedOut.Store(true)
+		}
+		// The handler's own work must not run into the pace deadline, which would cancel the
+		// request's context; the server's ReadTimeout remains.
 		_ = b.rc.SetReadDeadline(b.cap)
 	}
 	return n, err

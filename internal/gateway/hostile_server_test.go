@@ -76,6 +76,7 @@ func TestSlowBodies(t *testing.T) {
 	body := lineBody(16 << 10)
 	tests := []struct {
 		name    string
+		badKey  bool // refused before the body is read
 		chunked bool
 		length  int // Content-Length sent (when not chunked)
 		send    func(w io.Writer) error
@@ -84,19 +85,25 @@ func TestSlowBodies(t *testing.T) {
 		atLeast time.Duration
 	}{
 		// 0.5s grace + 100 bytes / 2000 B/s: cut within a second or so, not after 30s.
-		{"stalls after 100 bytes", false, len(body), func(w io.Writer) error { _, err := io.WriteString(w, body[:100]); return err }, 408, 2 * time.Second, 500 * time.Millisecond},
-		{"trickles 40 bytes/s", false, len(body), trickle(body, 40), 408, 2 * time.Second, 500 * time.Millisecond},
-		{"trickles chunked", true, 0, trickle(chunk(body), 40), 408, 2 * time.Second, 500 * time.Millisecond},
+		{"stalls after 100 bytes", false, false, len(body), func(w io.Writer) error { _, err := io.WriteString(w, body[:100]); return err }, 408, 2 * time.Second, 500 * time.Millisecond},
+		{"trickles 40 bytes/s", false, false, len(body), trickle(body, 40), 408, 2 * time.Second, 500 * time.Millisecond},
+		{"trickles chunked", false, true, 0, trickle(chunk(body), 40), 408, 2 * time.Second, 500 * time.Millisecond},
+		// Refused before the body is read: the trickle must not hold the connection either.
+		{"trickles to a refusing route", true, false, len(body), trickle(body, 40), 401, 2 * time.Second, 500 * time.Millisecond},
 		// Above the minimum rate but too long in all: cut at BODY_READ_TIMEOUT.
-		{"steady but longer than the timeout", false, 40 << 10, trickle(lineBody(40<<10), 5000), 408, 6 * time.Second, 4 * time.Second},
+		{"steady but longer than the timeout", false, false, 40 << 10, trickle(lineBody(40<<10), 5000), 408, 6 * time.Second, 4 * time.Second},
 		// A slow link: 16 KiB at 8 KB/s, two seconds, well above the minimum.
-		{"slow but steady", false, len(body), trickle(body, 8000), 204, 10 * time.Second, 0},
-		{"slow but steady, chunked", true, 0, trickle(chunk(body), 8000), 204, 10 * time.Second, 0},
+		{"slow but steady", false, false, len(body), trickle(body, 8000), 204, 10 * time.Second, 0},
+		{"slow but steady, chunked", false, true, 0, trickle(chunk(body), 8000), 204, 10 * time.Second, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			head := "POST /api/v2/write HTTP/1.1\r\nHost: " + e.g.Addr() + "\r\nAuthorization: Token " + key + "\r\nContent-Type: text/plain\r\n"
+			auth := key
+			if tt.badKey {
+				auth = "amk_" + strings.Repeat("A", 43)
+			}
+			head := "POST /api/v2/write HTTP/1.1\r\nHost: " + e.g.Addr() + "\r\nAuthorization: Token " + auth + "\r\nContent-Type: text/plain\r\n"
 			if tt.chunked {
 				head += "Transfer-Encoding: chunked\r\n"
 			} else {
@@ -111,6 +118,9 @@ func TestSlowBodies(t *testing.T) {
 			}
 			if took > tt.within || took < tt.atLeast {
 				t.Errorf("answered after %s, want between %s and %s", took, tt.atLeast, tt.within)
+			}
+			if tt.want >= 400 && !res.Close {
+				t.Errorf("%d answer to an unfinished body: the connection stays open, want it closed", res.StatusCode)
 			}
 			if tt.want == http.StatusRequestTimeout {
 				if !res.Close || res.Header.Get("X-Content-Type-Options") != "nosniff" || !strings.Contains(string(got), "too slowly") {
