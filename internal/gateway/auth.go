@@ -272,7 +272,8 @@ func (g *Gateway) logout(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// loginLimitOf is the per-username login rate: perMinute attempts a minute, bursting to as many.
+// loginLimitOf is the rate of failed logins per username from one address (loginlimit.go):
+// perMinute a minute, bursting to as many.
 func loginLimitOf(perMinute int) redis_rate.Limit {
 	return redis_rate.Limit{Rate: perMinute, Burst: perMinute, Period: time.Minute}
 }

@@ -193,10 +193,10 @@ func (g *Gateway) paceBody(next echo.HandlerFunc) echo.HandlerFunc {
 type pacedBody struct {
 	body     io.ReadCloser
 	rc       *http.ResponseController
-	start    time.Time // when the grace ends
-	rate     float64   // least bytes a second after start
-	cap      time.Time // when the whole body must be in
-	n        int64     // bytes read so far
+	start    time.Time   // when the grace ends
+	rate     float64     // least bytes a second after start
+	cap      time.Time   // when the whole body must be in
+	n        int64       // bytes read so far
 	done     atomic.Bool // the body ended (EOF or an error)
 	timedOut atomic.Bool // a read ran past its deadline
 }

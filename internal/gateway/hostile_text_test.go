@@ -35,6 +35,7 @@ func TestTextThatPostgresRefusesIs400(t *testing.T) {
 		{"channel id", req{method: "GET", path: "/api/v1/notification-channels/a%00b", auth: bearer(admin)}, `"id"`},
 		{"query parameter", req{method: "GET", path: "/api/v1/alerts/history?agent=a%00b", auth: bearer(admin)}, `"agent"`},
 		{"query parameter invalid UTF-8", req{method: "GET", path: "/api/v1/alerts?rule=%ff", auth: bearer(admin)}, `"rule"`},
+		{"malformed query escape", req{method: "GET", path: "/api/v1/alerts?agent=%zz", auth: bearer(admin)}, "malformed query string"},
 		{"metric query", req{method: "GET", path: "/api/v1/agents/" + agent.ID + "/metrics/latest?metric=cpu%00", auth: bearer(admin)}, `"metric"`},
 		{"rule name", req{method: "POST", path: "/api/v1/alert-rules", auth: bearer(admin), body: `{"name":"r\u0000"}`}, `"/name"`},
 		{"silence comment", req{method: "POST", path: "/api/v1/silences", auth: bearer(admin), body: `{"comment":"\u0000"}`}, `"/comment"`},
