@@ -36,11 +36,10 @@ type BlockedError struct {
 
 // Error names the address, and the host that resolved to it, and how to allow it when it can be.
 func (e *BlockedError) Error() string {
-	what := e.Addr.String()
+	msg := fmt.Sprintf("%s is a %s address (%s): refused", e.Addr, e.Kind, e.Range)
 	if e.Host != "" {
-		what = fmt.Sprintf("host %q resolves to %s,", e.Host, e.Addr)
+		msg = fmt.Sprintf("host %q resolves to %s, a %s address (%s): refused", e.Host, e.Addr, e.Kind, e.Range)
 	}
-	msg := fmt.Sprintf("%s a %s address (%s): refused", what, e.Kind, e.Range)
 	if !e.Always {
 		msg += "; an operator can allow it with " + AllowSetting
 	}

@@ -31,7 +31,7 @@ func TestCheckURL(t *testing.T) {
 		}
 	}
 	// Loopback, every spelling.
-	f("http://127.0.0.1/", "127.0.0.1 a loopback address")
+	f("http://127.0.0.1/", "127.0.0.1 is a loopback address")
 	f("http://127.0.0.1:8080/hook", "loopback")
 	f("http://127.255.255.254/", "loopback")
 	f("http://2130706433/", "non-standard spelling of the IPv4 address 127.0.0.1")
@@ -43,9 +43,9 @@ func TestCheckURL(t *testing.T) {
 	f("http://127.0.1/", "127.0.0.1")
 	f("http://017700000001/", "127.0.0.1")
 	f("http://127.0.0.1./", "trailing dot")
-	f("http://[::1]/", "::1 a loopback address")
+	f("http://[::1]/", "::1 is a loopback address")
 	f("http://[0:0:0:0:0:0:0:1]/", "loopback")
-	f("http://[::ffff:127.0.0.1]/", "127.0.0.1 a loopback address")
+	f("http://[::ffff:127.0.0.1]/", "127.0.0.1 is a loopback address")
 	f("http://[::ffff:7f00:1]/", "loopback")
 	f("http://localhost/", `host "localhost" resolves to 127.0.0.1`)
 	f("http://LOCALHOST.:9000/", "loopback")

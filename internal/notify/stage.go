@@ -78,7 +78,9 @@ type panicError struct {
 	stack []byte
 }
 
-func (e panicError) Error() string { return fmt.Sprintf("panic in the notification pipeline: %v", e.value) }
+func (e panicError) Error() string {
+	return fmt.Sprintf("panic in the notification pipeline: %v", e.value)
+}
 
 // safeExec runs s, turning a panic into a permanent error.
 func safeExec(ctx context.Context, logger *slog.Logger, s Stage, n *Notification) (err error) {
