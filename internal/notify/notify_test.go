@@ -6,17 +6,20 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentmonitor/agentmonitor/internal/alertstate"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
@@ -491,7 +494,7 @@ func TestOlderTransitionAfterNewerIsSkipped(t *testing.T) {
 }
 
 // Stopped in the middle of a retry cycle, the copy stops at once without poisoning the entry;
-// restarted under the same name, it resumes that entry first (without waiting MaxIdle) and then
+// restarted under the same name, it resumes that entry first (without waiting STREAM_CLAIM_MIN_IDLE) and then
 // those appended while it was down.
 func TestRestartResumesOwnPendingEntry(t *testing.T) {
 	t.Parallel()
@@ -742,5 +745,66 @@ func TestFanoutRecoversPanics(t *testing.T) {
 	_, _, err := FanoutStage{Stages: []Stage{ok, bad}, Notifications: []*Notification{nt, nt}}.Exec(context.Background(), slog.New(slog.DiscardHandler), nt)
 	if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "boom") {
 		t.Errorf("FanoutStage with a panicking stage = %v, want a permanent error naming the panic", err)
+	}
+}
+
+// silencesDown is the real silence store behind a switch that makes it fail, as PostgreSQL
+// being unreachable would.
+type silencesDown struct {
+	SilenceSource
+	down *atomic.Bool
+}
+
+func (s silencesDown) List(ctx context.Context, includeExpired bool) ([]silence.Silence, error) {
+	if s.down.Load() {
+		return nil, errors.New("connection refused")
+	}
+	return s.SilenceSource.List(ctx, includeExpired)
+}
+
+// Our own store failing is not the entry's fault: nothing is dead-lettered, the batch waits
+// and is delivered once the store answers again.
+func TestStoreOutageIsRetriedNotDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rcv := newReceiver(t, nil)
+	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	var down atomic.Bool
+	down.Store(true)
+	reg := prometheus.NewRegistry()
+	n, err := New(e.rdb, e.config("n1"), consumerConfig(), e.channels, silencesDown{e.silences, &down}, e.log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	ev := firing(uuid.NewString(), "agent-1", ch.ID)
+	e.append(ev)
+	// Several attempts at the batch fail while the store is down (well past MaxRetries 2).
+	waitFor(t, 10*time.Second, "retries of the batch", func() bool {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "agentmonitor_stream_handler_retries_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue() >= 4
+			}
+		}
+		return false
+	})
+	if got := e.pending(); got != 1 {
+		t.Errorf("pending while the store is down = %d, want 1", got)
+	}
+	if got := e.rdb.XLen(context.Background(), PoisonKey(e.prefix)).Val(); got != 0 {
+		t.Errorf("dead letters while the store is down = %d, want 0", got)
+	}
+	down.Store(false)
+	e.settled()
+	if got := rcv.requests(); len(got) != 1 || got[0].header.Get(EventHeader) != ev.ID {
+		t.Errorf("receiver got %d requests after the store came back, want the event once", len(got))
+	}
+	if got := e.rdb.XLen(context.Background(), PoisonKey(e.prefix)).Val(); got != 0 {
+		t.Errorf("dead letters = %d, want 0", got)
 	}
 }
