@@ -381,8 +381,9 @@ func (n *Notifier) startsAt(ctx context.Context, ev alertstate.Event) time.Time 
 	return *a.FiringSince
 }
 
-// post sends body to ch and returns nil on a 2xx. Errors never contain the URL, which may
-// carry a credential (chat webhooks put their token in the path).
+// post sends body to ch and returns nil on a 2xx. A redirect is a failure (not followed); an
+// address the egress policy refuses, like a 4xx, is a permanent one. Errors never contain the
+// URL, which may carry a credential (chat webhooks put their token in the path).
 func (n *Notifier) post(ctx context.Context, ch postgres.Channel, eventID string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ch.URL, bytes.NewReader(body))
 	if err != nil {
