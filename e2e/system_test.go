@@ -100,6 +100,9 @@ func newSystem(t *testing.T, o options) *system {
 		"AGENTS_REFRESH_INTERVAL=500ms",
 		"SILENT_CHECK_INTERVAL=500ms",
 		"NOTIFIER_RETRY_INITIAL=100ms",
+		// The tests' webhook receivers are httptest servers on loopback, which channels may
+		// only point at when an operator allows it (gateway at create time, alerter at connect).
+		"WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8",
 		"ADMIN_PASSWORD=" + adminPassword,
 		"LOG_FORMAT=text",
 		"LOG_LEVEL=debug",
@@ -181,7 +184,7 @@ func baseEnv() []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, "REDIS_") || strings.HasPrefix(k, "INFLUXDB_") || strings.HasPrefix(k, "STREAM_") ||
-			strings.HasPrefix(k, "NOTIFIER_") || strings.HasSuffix(k, "_INTERVAL") ||
+			strings.HasPrefix(k, "NOTIFIER_") || strings.HasSuffix(k, "_INTERVAL") || k == "WEBHOOK_ALLOWED_NETWORKS" ||
 			k == "DATABASE_URL" || k == "GATEWAY_ADDR" || k == "OPS_ADDR" || k == "CONSUMER_NAME" || k == "ADMIN_PASSWORD" {
 			continue
 		}

@@ -130,7 +130,8 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		rdb.Close()
 		return fmt.Errorf("building history consumer: %w", err)
 	}
-	notifier, err := notify.New(rdb, cfg.Notify, postgres.NewChannelStore(db), postgres.NewSilenceStore(db), logger, reg)
+	// The notifier runs on the same batch consumer, with the worker's STREAM_* settings.
+	notifier, err := notify.New(rdb, cfg.Notify, cfg.Stream, postgres.NewChannelStore(db), postgres.NewSilenceStore(db), logger, reg)
 	if err != nil {
 		rdb.Close()
 		return fmt.Errorf("building notifier: %w", err)

@@ -35,6 +35,7 @@ func TestConfigValidate(t *testing.T) {
 		{map[string]string{"INFLUXDB_URL": "influx:8086"}, "INFLUXDB_URL"},
 		{map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL"},
 		{map[string]string{"NOTIFIER_MAX_RETRIES": "-1"}, "NOTIFIER_MAX_RETRIES"},
+		{map[string]string{"WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8,not a host"}, "WEBHOOK_ALLOWED_NETWORKS"},
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprint(c.env), func(t *testing.T) {
@@ -83,6 +84,8 @@ func TestRunWiresEverything(t *testing.T) {
 		"OPS_ADDR": "127.0.0.1:0", "CONSUMER_NAME": "alerter-test", "STREAM_SHARDS": "2", "STREAM_MAX_WAIT": "10ms",
 		"RULES_POLL_INTERVAL": "50ms", "AGENTS_REFRESH_INTERVAL": "100ms", "SILENT_CHECK_INTERVAL": "100ms",
 		"LOG_LEVEL": "error",
+		// The webhook is an httptest server on loopback: the operator's allow-list path.
+		"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
 	} {
 		t.Setenv(k, v)
 	}

@@ -112,6 +112,9 @@ func (g *Gateway) createChannel(c echo.Context) error {
 	if err := ch.Validate(); err != nil {
 		return fieldProblem(err)
 	}
+	if err := g.checkEgress(c.Request().Context(), ch.URL); err != nil {
+		return err
+	}
 	created, err := g.channels.Create(c.Request().Context(), ch, sessionOf(c).Username)
 	if err != nil {
 		return fieldProblem(err)
@@ -136,6 +139,9 @@ func (g *Gateway) updateChannel(c echo.Context) error {
 	if err := ch.Validate(); err != nil {
 		return fieldProblem(err)
 	}
+	if err := g.checkEgress(c.Request().Context(), ch.URL); err != nil {
+		return err
+	}
 	updated, err := g.channels.Update(ctx, ch, sessionOf(c).Username)
 	if err != nil {
 		return fieldProblem(err)
@@ -153,4 +159,14 @@ func (g *Gateway) deleteChannel(c echo.Context) error {
 	}
 	g.logger.Info("notification channel deleted", "channel", id, "actor", sessionOf(c).Username)
 	return c.NoContent(http.StatusNoContent)
+}
+
+// checkEgress answers 400 naming the url when it points where webhooks may not go (loopback,
+// private, link-local, metadata addresses, or a name resolving there) and
+// WEBHOOK_ALLOWED_NETWORKS does not allow it. The notifier checks again at every connection.
+func (g *Gateway) checkEgress(ctx context.Context, rawURL string) error {
+	if err := g.egress.CheckURL(ctx, rawURL); err != nil {
+		return fieldErrorf("url", "%v", err)
+	}
+	return nil
 }

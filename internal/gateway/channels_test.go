@@ -138,3 +138,69 @@ func TestNotificationChannels(t *testing.T) {
 		t.Errorf("the audit log carries the secret: %s", r)
 	}
 }
+
+// Channels pointing inside (loopback, private, link-local, metadata, in any spelling, or a name
+// resolving there) are refused with a 400 naming the url and the address, on create and on
+// update; WEBHOOK_ALLOWED_NETWORKS opens what an operator allows.
+func TestChannelURLsPointingInsideAreRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	op := e.userToken(e.adminToken(), "op", "operator")
+	create := func(url string) resp {
+		return e.do(req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op),
+			body: `{"name":"n-` + strings.NewReplacer("/", "", ":", "", "[", "", "]", "").Replace(url) + `","url":"` + url + `"}`})
+	}
+	for url, want := range map[string]string{
+		"http://127.0.0.1:9000/hook":               "127.0.0.1 is a loopback address",
+		"http://2130706433/":                       "non-standard spelling of the IPv4 address 127.0.0.1",
+		"http://0x7f000001/":                       "127.0.0.1",
+		"http://0177.0.0.1/":                       "127.0.0.1",
+		"http://127.1/":                            "127.0.0.1",
+		"http://[::ffff:127.0.0.1]/":               "loopback",
+		"http://[::1]/":                            "loopback",
+		"http://0.0.0.0/":                          "unspecified",
+		"http://[::]/":                             "unspecified",
+		"http://localhost:8080/":                   `host "localhost" resolves to 127.0.0.1`,
+		"http://169.254.169.254/latest/meta-data/": "link-local",
+		"http://10.0.0.5/":                         "private",
+		"http://192.168.0.10/":                     "private",
+		"http://[fd00::1]/":                        "private",
+		"http://[fe80::1]/":                        "link-local",
+		"http://100.64.0.1/":                       "CGNAT",
+		"http://224.0.0.1/":                        "multicast",
+	} {
+		r := create(url)
+		if r.status != http.StatusBadRequest || !strings.Contains(r.errorMessage(t), want) {
+			t.Errorf("create %s = %s, want 400 containing %q", url, r, want)
+			continue
+		}
+		if eb := errorBodyOf(t, r); !slices.Equal(eb.Details, []string{"url"}) {
+			t.Errorf("create %s details = %q, want [url]", url, eb.Details)
+		}
+	}
+	r := create("https://8.8.8.8/hook")
+	if r.status != http.StatusCreated {
+		t.Fatalf("create with a public address = %s, want 201", r)
+	}
+	id := decode[struct {
+		ID string `json:"id"`
+	}](t, r).ID
+	if r := e.do(req{method: "PUT", path: "/api/v1/notification-channels/" + id, auth: bearer(op),
+		body: `{"name":"public","url":"http://169.254.169.254/"}`}); r.status != http.StatusBadRequest || !strings.Contains(r.errorMessage(t), "169.254.169.254") {
+		t.Errorf("update to the metadata address = %s, want 400 naming it", r)
+	}
+
+	allowed := newEnv(t, func(c *Config) { c.WebhookAllowedNetworks = []string{"127.0.0.0/8", "10.1.0.0/16"} })
+	op2 := allowed.userToken(allowed.adminToken(), "op", "operator")
+	for _, url := range []string{"http://127.0.0.1:9000/hook", "http://[::ffff:127.0.0.1]/", "http://10.1.2.3/", "http://localhost:9000/"} {
+		r := allowed.do(req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op2),
+			body: `{"name":"` + url + `","url":"` + url + `"}`})
+		if r.status != http.StatusCreated {
+			t.Errorf("create %s with 127.0.0.0/8 and 10.1.0.0/16 allowed = %s, want 201", url, r)
+		}
+	}
+	if r := allowed.do(req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op2),
+		body: `{"name":"other","url":"http://10.2.0.1/"}`}); r.status != http.StatusBadRequest {
+		t.Errorf("create 10.2.0.1 with only 10.1.0.0/16 allowed = %s, want 400", r)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
@@ -40,6 +41,9 @@ type Config struct {
 	// CORSOrigins lists the browser origins allowed to call the API; empty sends no CORS headers
 	// (same-origin only). "*" is refused.
 	CORSOrigins []string `env:"CORS_ALLOWED_ORIGINS" envSeparator:"," help:"comma-separated origins (https://dash.example.com) allowed to call the API and open the alert WebSocket from a browser; empty: same origin only"`
+	// WebhookAllowedNetworks opens, for notification channels, addresses refused by default
+	// (loopback, private, link-local, CGNAT): CIDRs, addresses or host names (egress.NewPolicy).
+	WebhookAllowedNetworks []string `env:"WEBHOOK_ALLOWED_NETWORKS" envSeparator:"," help:"comma-separated CIDRs, addresses and host names notification channels may point at although private, loopback or link-local (default: none; the alerter reads the same variable)"`
 
 	// AdminPassword is the password of user "admin", created at the first start when no admin
 	// exists. Empty: a random one is generated and logged once.
@@ -175,6 +179,9 @@ func (c Config) Validate() error {
 			// The WebSocket's Origin check matches these as path.Match patterns.
 			errs = append(errs, fmt.Errorf("CORS_ALLOWED_ORIGINS: %q is not a valid pattern: %w", o, err))
 		}
+	}
+	if _, err := egress.NewPolicy(c.WebhookAllowedNetworks); err != nil {
+		errs = append(errs, err)
 	}
 	if c.AdminPassword != "" && (len(c.AdminPassword) < minPasswordLen || len(c.AdminPassword) > maxPasswordLen) {
 		errs = append(errs, fmt.Errorf("ADMIN_PASSWORD: must be %d to %d bytes", minPasswordLen, maxPasswordLen))

@@ -25,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
@@ -84,6 +85,7 @@ type Gateway struct {
 
 	rules       ruleStore
 	channels    channelStore
+	egress      *egress.Policy // where channels may point
 	silences    silenceStore
 	alertEvents alertEventStore
 	acks        ackStore
@@ -150,6 +152,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	agents := postgres.NewAgentStore(g.db)
 	g.agents, g.users, g.audit = agents, postgres.NewUserStore(g.db), postgres.NewAuditStore(g.db)
 	g.rules, g.channels, g.silences = postgres.NewRuleStore(g.db), postgres.NewChannelStore(g.db), postgres.NewSilenceStore(g.db)
+	if g.egress, err = egress.NewPolicy(cfg.WebhookAllowedNetworks); err != nil {
+		return nil, err
+	}
 	g.alertEvents, g.acks = postgres.NewAlertEventStore(g.db), postgres.NewAckStore(g.db)
 
 	if g.dummyHash, err = bcrypt.GenerateFromPassword([]byte("never anyone's password"), cfg.BcryptCost); err != nil {

@@ -11,21 +11,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
-	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 )
@@ -46,7 +45,7 @@ func Sign(secret string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-// permanentError is a failure that retrying cannot fix: it goes to the poison queue at once.
+// permanentError is a failure that retrying cannot fix: the entry is given up at once.
 type permanentError struct{ err error }
 
 func (e permanentError) Error() string { return e.err.Error() }
@@ -72,84 +71,78 @@ func isPermanent(err error) bool {
 	return errors.As(err, &pe)
 }
 
-// permanentPanics makes a panic that middleware.Recoverer turned into an error final: the
-// retries would only panic again.
-func permanentPanics(h message.HandlerFunc) message.HandlerFunc {
-	return func(msg *message.Message) ([]*message.Message, error) {
-		out, err := h(msg)
-		var panicked middleware.RecoveredPanicError
-		if errors.As(err, &panicked) {
-			return out, backoff.Permanent(err)
-		}
-		return out, err
-	}
+// storeError is a failure of our own stores (Redis, PostgreSQL): never the entry's fault, so
+// the entry is not given up for it; the batch is retried until the stores answer.
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return e.err.Error() }
+func (e storeError) Unwrap() error { return e.err }
+
+func storeFailure(err error) error { return storeError{err} }
+
+// markerError is a delivery whose marker could not be written: the lock stage keeps the lock.
+type markerError struct{ storeError }
+
+// errStopping ends the work in hand at shutdown; the entry stays pending.
+var errStopping = errors.New("notifier stopping")
+
+// transient reports whether err (or any error joined in it) means the entry must stay pending
+// and be tried again rather than given up.
+func transient(err error) bool {
+	var se storeError
+	var me markerError
+	return errors.Is(err, errStopping) || errors.As(err, &se) || errors.As(err, &me)
 }
 
-// handle delivers one alerts-stream entry to its channels. nil acks it; an error is retried,
-// and past the retries (or at once, when permanent) the entry goes to the poison queue.
-func (n *Notifier) handle(msg *message.Message) error {
-	err := n.process(msg)
-	if isPermanent(err) {
-		return backoff.Permanent(err) // the Retry middleware stops and unwraps it
-	}
-	return err
-}
-
-func (n *Notifier) process(msg *message.Message) error {
-	if reason := msg.Metadata.Get(undecodableKey); reason != "" {
-		return permanent(fmt.Errorf("undecodable stream entry: %s", reason))
-	}
-	ev, err := alertstate.DecodeEvent(msg.Payload)
-	if err != nil {
-		return permanent(err)
-	}
-	if !ev.Notify || len(ev.Channels) == 0 {
-		return nil
-	}
-	if ev.To != alertstate.StatusFiring && ev.To != alertstate.StatusResolved {
-		return permanent(fmt.Errorf("event %s notifies a transition to %q: only firing and resolved are sent", ev.ID, ev.To))
-	}
-	ctx := msg.Context()
-	log := n.logger.With("event", ev.ID, "alert", ev.AlertID, "rule", ev.RuleID, "agent", ev.AgentID, "to", ev.To)
-	channelIDs := slices.Compact(slices.Sorted(slices.Values(ev.Channels)))
-
-	labels := alertLabels(ev)
+// silence drops a transition a silence holds back.
+func (n *Notifier) silence(ctx context.Context, log *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
 	silences, err := n.silences.get(ctx, n.cfg.CacheTTL)
 	if err != nil {
-		return fmt.Errorf("reading silences: %w", err)
+		return ctx, nil, storeFailure(fmt.Errorf("reading silences: %w", err))
 	}
-	if silence.Silenced(silences, ev.RuleID, ev.AgentID, labels, time.Now()) {
-		n.metrics.deliveries.WithLabelValues(outcomeSilenced).Add(float64(len(channelIDs)))
-		log.Info("notification silenced", "channels", len(channelIDs))
-		return nil
+	ev := nt.Event
+	if silence.Silenced(silences, ev.RuleID, ev.AgentID, nt.Labels, time.Now()) {
+		channels := len(slices.Compact(slices.Sorted(slices.Values(ev.Channels))))
+		n.metrics.deliveries.WithLabelValues(outcomeSilenced).Add(float64(channels))
+		log.Info("notification silenced", "channels", channels)
+		return ctx, nil, nil
 	}
+	return ctx, nt, nil
+}
 
-	channels, err := n.lookupChannels(ctx, channelIDs)
+// routeStage sends the transition to each of its channels that exists and is enabled, through
+// perChannel, all channels at once.
+type routeStage struct {
+	n          *Notifier
+	perChannel Stage
+}
+
+// Exec looks the channels up and fans out.
+func (r routeStage) Exec(ctx context.Context, log *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
+	ids := slices.Compact(slices.Sorted(slices.Values(nt.Event.Channels)))
+	channels, err := r.n.lookupChannels(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("reading notification channels: %w", err)
+		return ctx, nil, storeFailure(fmt.Errorf("reading notification channels: %w", err))
 	}
-	errs := make([]error, len(channelIDs))
-	var wg sync.WaitGroup
-	for i, id := range channelIDs {
+	var fan FanoutStage
+	for _, id := range ids {
 		ch, ok := channels[id]
 		switch {
 		case !ok:
-			n.metrics.deliveries.WithLabelValues(outcomeNoChannel).Inc()
+			r.n.metrics.deliveries.WithLabelValues(outcomeNoChannel).Inc()
 			log.Warn("notification channel not found, skipped", "channel", id)
 			continue
 		case !ch.Enabled:
-			n.metrics.deliveries.WithLabelValues(outcomeNoChannel).Inc()
+			r.n.metrics.deliveries.WithLabelValues(outcomeNoChannel).Inc()
 			log.Debug("notification channel disabled, skipped", "channel", id)
 			continue
 		}
-		wg.Go(func() {
-			if err := n.deliver(ctx, ev, labels, ch); err != nil {
-				errs[i] = fmt.Errorf("channel %s (%s): %w", ch.ID, ch.Name, err)
-			}
-		})
+		one := *nt
+		one.Channel = ch
+		fan.Stages = append(fan.Stages, r.perChannel)
+		fan.Notifications = append(fan.Notifications, &one)
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return fan.Exec(ctx, log, nt)
 }
 
 // lookupChannels returns the channels of ids from the cache, rereading it once when one is
@@ -167,88 +160,153 @@ func (n *Notifier) lookupChannels(ctx context.Context, ids []string) (map[string
 	return byID, nil
 }
 
-// deliver sends ev to ch once: see the package comment for the keys involved.
-func (n *Notifier) deliver(ctx context.Context, ev alertstate.Event, labels map[string]string, ch postgres.Channel) error {
-	p := n.cfg.Prefix
-	marker := MarkerKey(p, ev.ID, ch.ID)
-	lock := lockKey(p, ev.AlertID, ch.ID)
-	last := lastKey(p, ev.AlertID, ch.ID)
-	at := strconv.FormatInt(ev.At.UnixMicro(), 10)
-	log := n.logger.With("event", ev.ID, "alert", ev.AlertID, "channel", ch.ID)
+// retryStage runs next until it succeeds, at most 1+MaxRetries times, waiting with
+// exponential backoff and jitter in between; a permanent error ends it at once, shutdown ends
+// its waits. The error names the channel.
+type retryStage struct {
+	n    *Notifier
+	next Stage
+}
 
-	if n.recent.has(marker) {
-		// Delivered by this process, and the marker write failed: write it now, do not resend.
-		if err := n.markDelivered(marker, last, at); err != nil {
-			return err
+// Exec runs the tries.
+func (r retryStage) Exec(ctx context.Context, log *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
+	log = log.With("channel", nt.Channel.ID)
+	fail := func(err error) (context.Context, *Notification, error) {
+		if ctx.Err() != nil && !errors.Is(err, errStopping) {
+			err = fmt.Errorf("%w: %w", errStopping, err)
 		}
-		n.recent.remove(marker)
-		n.metrics.deliveries.WithLabelValues(outcomeDuplicate).Inc()
-		return nil
+		return ctx, nil, fmt.Errorf("channel %s (%s): %w", nt.Channel.ID, nt.Channel.Name, err)
 	}
+	wait := r.n.cfg.RetryInitial
+	for attempt := 0; ; attempt++ {
+		_, _, err := r.next.Exec(ctx, log, nt)
+		if err == nil {
+			return ctx, nil, nil
+		}
+		if isPermanent(err) || attempt >= r.n.cfg.MaxRetries || ctx.Err() != nil {
+			return fail(err)
+		}
+		d := min(wait, r.n.cfg.RetryMax)
+		d += time.Duration(mrand.Float64() * retryJitter * float64(d))
+		wait *= 2
+		select {
+		case <-ctx.Done():
+			return fail(err)
+		case <-time.After(d):
+		}
+	}
+}
 
-	token, err := n.acquire(ctx, lock)
-	if err != nil {
-		return err
+// rerecord finishes a delivery this process made whose marker write failed: it writes the
+// marker now instead of sending again (the lock is still held for it).
+func (n *Notifier) rerecord(ctx context.Context, log *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
+	marker := MarkerKey(n.cfg.Prefix, nt.Event.ID, nt.Channel.ID)
+	if !n.recent.has(marker) {
+		return ctx, nt, nil
 	}
-	release := func() {
+	if err := n.markDelivered(nt); err != nil {
+		return ctx, nil, err
+	}
+	n.recent.remove(marker)
+	n.metrics.deliveries.WithLabelValues(outcomeDuplicate).Inc()
+	return ctx, nil, nil
+}
+
+// lockStage runs next under the lock of the alert and channel, taken with SET NX (waiting
+// while another delivery holds it) and released after, unless next could not record its
+// delivery: then the lock is kept until it expires, so that no other copy resends meanwhile.
+type lockStage struct {
+	n    *Notifier
+	next Stage
+}
+
+// Exec takes the lock, runs next, releases the lock.
+func (l lockStage) Exec(ctx context.Context, log *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
+	lock := lockKey(l.n.cfg.Prefix, nt.Event.AlertID, nt.Channel.ID)
+	token, err := l.n.acquire(ctx, lock)
+	if err != nil {
+		return ctx, nil, err
+	}
+	keep := false
+	defer func() { // also when next panics
+		if keep {
+			return
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
 		defer cancel()
-		if err := releaseScript.Run(rctx, n.rdb, []string{lock}, token).Err(); err != nil {
+		if err := releaseScript.Run(rctx, l.n.rdb, []string{lock}, token).Err(); err != nil {
 			log.Warn("releasing notification lock failed; it expires by itself", "err", err)
 		}
-	}
+	}()
+	_, out, err := l.next.Exec(ctx, log, nt)
+	var me markerError
+	keep = errors.As(err, &me)
+	return ctx, out, err
+}
 
-	// Under the lock: has another delivery of this transition, or a newer one, got through?
+// dedupe, under the lock, drops a transition that reached the channel already (a redelivery,
+// another copy) or that is older than one delivered (a firing overtaken by its resolve).
+func (n *Notifier) dedupe(ctx context.Context, log *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
+	p, ev := n.cfg.Prefix, nt.Event
 	pipe := n.rdb.Pipeline()
-	exists := pipe.Exists(ctx, marker)
-	lastAt := pipe.Get(ctx, last)
+	exists := pipe.Exists(ctx, MarkerKey(p, ev.ID, nt.Channel.ID))
+	lastAt := pipe.Get(ctx, lastKey(p, ev.AlertID, nt.Channel.ID))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		release()
-		return fmt.Errorf("reading delivery markers: %w", err)
+		return ctx, nil, storeFailure(fmt.Errorf("reading delivery markers: %w", err))
 	}
 	if exists.Val() == 1 {
-		release()
 		n.metrics.deliveries.WithLabelValues(outcomeDuplicate).Inc()
 		log.Debug("already delivered, skipped")
-		return nil
+		return ctx, nil, nil
 	}
 	if prev, err := strconv.ParseInt(lastAt.Val(), 10, 64); err == nil && prev > ev.At.UnixMicro() {
-		release()
 		n.metrics.deliveries.WithLabelValues(outcomeStale).Inc()
 		log.Info("a newer transition of this alert was delivered already, skipped")
-		return nil
+		return ctx, nil, nil
 	}
+	return ctx, nt, nil
+}
 
-	startsAt := n.startsAt(ctx, ev)
-	body, err := json.Marshal(n.webhookBody(ev, labels, ch.Name, startsAt))
-	if err != nil {
-		release()
-		return permanent(fmt.Errorf("encoding webhook body: %w", err))
+// postedKey carries the start of a successful POST from deliver to record.
+type postedKey struct{}
+
+// deliver POSTs the webhook body to the channel. The POST runs on a context shutdown does not
+// cancel: cutting it short would leave the receiver with a notification and us without the
+// marker. No POST starts once shutdown has begun.
+func (n *Notifier) deliver(ctx context.Context, log *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
+	if ctx.Err() != nil {
+		return ctx, nil, errStopping
 	}
-	// The POST runs on a context shutdown does not cancel: cutting it short would leave the
-	// receiver with a notification and us without the marker.
+	ev := nt.Event
+	body, err := json.Marshal(n.webhookBody(ev, nt.Labels, nt.Channel.Name, n.startsAt(ctx, ev)))
+	if err != nil {
+		return ctx, nil, permanent(fmt.Errorf("encoding webhook body: %w", err))
+	}
 	postCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.WebhookTimeout)
 	defer cancel()
 	start := time.Now()
-	err = n.post(postCtx, ch, ev.ID, body)
+	err = n.post(postCtx, nt.Channel, ev.ID, body)
 	n.metrics.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
-		release()
 		n.metrics.deliveries.WithLabelValues(outcomeFailed).Inc()
 		log.Warn("webhook delivery failed", "err", err)
-		return err
+		return ctx, nil, err
 	}
-	if err := n.markDelivered(marker, last, at); err != nil {
-		// The lock is kept until it expires, so that no other copy resends meanwhile; this
-		// process remembers the delivery for its retries.
-		n.recent.add(marker)
+	return context.WithValue(ctx, postedKey{}, start), nt, nil
+}
+
+// record writes the delivery marker after a 2xx. When that fails, this process remembers the
+// delivery (rerecord) and the lock is kept.
+func (n *Notifier) record(ctx context.Context, log *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
+	if err := n.markDelivered(nt); err != nil {
+		n.recent.add(MarkerKey(n.cfg.Prefix, nt.Event.ID, nt.Channel.ID))
 		log.Error("webhook delivered but the marker could not be written; a redelivery elsewhere may resend it", "err", err)
-		return err
+		return ctx, nil, markerError{storeError{err}}
 	}
-	release()
 	n.metrics.deliveries.WithLabelValues(outcomeSent).Inc()
-	log.Info("webhook delivered", "status", ev.To, "took", time.Since(start).Round(time.Millisecond))
-	return nil
+	start, _ := ctx.Value(postedKey{}).(time.Time)
+	log.Info("webhook delivered", "status", nt.Event.To, "took", time.Since(start).Round(time.Millisecond))
+	return ctx, nt, nil
 }
 
 // acquire takes the lock, waiting while another delivery holds it (at most the lock's TTL,
@@ -263,13 +321,13 @@ func (n *Notifier) acquire(ctx context.Context, lock string) (string, error) {
 	for {
 		ok, err := n.rdb.SetNX(ctx, lock, token, ttl).Result()
 		if err != nil {
-			return "", fmt.Errorf("taking notification lock: %w", err)
+			return "", storeFailure(fmt.Errorf("taking notification lock: %w", err))
 		}
 		if ok {
 			return token, nil
 		}
 		if time.Now().After(deadline) {
-			return "", errors.New("another delivery to this channel for this alert is still in progress")
+			return "", storeFailure(errors.New("another delivery to this channel for this alert is still in progress"))
 		}
 		select {
 		case <-ctx.Done():
@@ -287,15 +345,18 @@ return 0`)
 
 // markDelivered writes the delivery marker and the newest delivered sample time. The caller
 // holds the lock, so last cannot move meanwhile. Separate keys in a pipeline, not a script:
-// they may live in different Redis Cluster slots.
-func (n *Notifier) markDelivered(marker, last, at string) error {
+// they may live in different Redis Cluster slots. It runs on its own context: shutdown must not
+// cut it short after a POST.
+func (n *Notifier) markDelivered(nt *Notification) error {
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
+	p, ev := n.cfg.Prefix, nt.Event
+	at := strconv.FormatInt(ev.At.UnixMicro(), 10)
 	pipe := n.rdb.Pipeline()
-	pipe.Set(ctx, marker, at, markerTTL)
-	pipe.Set(ctx, last, at, markerTTL)
+	pipe.Set(ctx, MarkerKey(p, ev.ID, nt.Channel.ID), at, markerTTL)
+	pipe.Set(ctx, lastKey(p, ev.AlertID, nt.Channel.ID), at, markerTTL)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("writing delivery marker: %w", err)
+		return storeFailure(fmt.Errorf("writing delivery marker: %w", err))
 	}
 	return nil
 }
@@ -320,8 +381,9 @@ func (n *Notifier) startsAt(ctx context.Context, ev alertstate.Event) time.Time 
 	return *a.FiringSince
 }
 
-// post sends body to ch and returns nil on a 2xx. Errors never contain the URL, which may
-// carry a credential (chat webhooks put their token in the path).
+// post sends body to ch and returns nil on a 2xx. A redirect is a failure (not followed); an
+// address the egress policy refuses, like a 4xx, is a permanent one. Errors never contain the
+// URL, which may carry a credential (chat webhooks put their token in the path).
 func (n *Notifier) post(ctx context.Context, ch postgres.Channel, eventID string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ch.URL, bytes.NewReader(body))
 	if err != nil {
@@ -343,9 +405,13 @@ func (n *Notifier) post(ctx context.Context, ch postgres.Channel, eventID string
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
-			err = uerr.Err
+			err = uerr.Err // without the URL
 		}
-		return fmt.Errorf("POST: %w", err)
+		err = fmt.Errorf("POST: %w", err)
+		if errors.Is(err, egress.ErrBlocked) {
+			return permanent(err)
+		}
+		return err
 	}
 	defer resp.Body.Close()
 	// Read (a bounded amount of) the answer so the connection can be reused.
@@ -354,6 +420,9 @@ func (n *Notifier) post(ctx context.Context, ch postgres.Channel, eventID string
 		return nil
 	}
 	err = fmt.Errorf("POST answered %s: %s", resp.Status, snippet(answer))
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		err = fmt.Errorf("POST answered %s: redirects are not followed: configure the final URL", resp.Status)
+	}
 	if permanentStatus(resp.StatusCode) {
 		return permanent(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/alertstate"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
@@ -61,8 +62,14 @@ func (e *env) config(consumer string) Config {
 		RetryInitial:   20 * time.Millisecond,
 		RetryMax:       100 * time.Millisecond,
 		CacheTTL:       50 * time.Millisecond,
-		MaxIdle:        5 * time.Minute,
+		// The receivers are httptest servers on 127.0.0.1: the operator's allow-list path.
+		AllowedNetworks: []string{"127.0.0.0/8"},
 	}
+}
+
+// consumerConfig is the batch consumer's part, fast enough for tests.
+func consumerConfig() stream.ConsumerConfig {
+	return stream.ConsumerConfig{Block: 100 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}
 }
 
 // running is a Notifier running in the background.
@@ -71,13 +78,17 @@ type running struct {
 	stop func() (error, time.Duration) // cancels Run, waits for it; returns its error and how long it took
 }
 
-// start runs a Notifier with cfg until the returned stop (or the test's cleanup) is called.
-func (e *env) start(cfg Config) *running {
+// start runs a Notifier with cfg until the returned stop (or the test's cleanup) is called;
+// modify, when given, changes it before it runs.
+func (e *env) start(cfg Config, modify ...func(*Notifier)) *running {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
-	n, err := New(e.rdb, cfg, e.channels, e.silences, e.log.With("consumer", cfg.Consumer), reg)
+	n, err := New(e.rdb, cfg, consumerConfig(), e.channels, e.silences, e.log.With("consumer", cfg.Consumer), reg)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
+	}
+	for _, m := range modify {
+		m(n)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

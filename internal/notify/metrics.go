@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}))
 	poisoned, err3 := register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "poisoned_total",
-		Help: "Alerts-stream entries given up and moved to the poison queue.",
+		Help: "Alerts-stream entries the notifier gave up on (a delivery failed for good or past the retries, a panic), moved to the dead-letter stream alerts:poison.",
 	}))
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, fmt.Errorf("registering notifier metrics: %w", err)

@@ -1,8 +1,11 @@
-// Package notify delivers alert transitions to webhook notification channels: it consumes the
-// alerts stream in the consumer group "notifier" on Watermill's router (retry with backoff, a
-// poison queue, panic recovery), holds back silenced transitions, and posts the Alertmanager v4
-// webhook body, signed with the channel's secret, once per transition and channel however many
-// copies run and however often an entry is redelivered.
+// Package notify delivers alert transitions to webhook notification channels. It consumes the
+// alerts stream as consumer group "notifier" on the shared batch consumer (stream.Consumer:
+// batches, reclaim of a dead copy's entries, dead letters) and runs each entry through a chain
+// of small stages, read the way Alertmanager's notify.Stage chain reads: silence, route to the
+// channels, then per channel and concurrently: retry (bounded, with backoff) around the lock,
+// dedupe, deliver (the Alertmanager v4 webhook body, signed with the channel's secret) and
+// record. Each transition reaches each channel once however many copies run and however often
+// an entry is redelivered.
 //
 // # Once per transition and channel
 //
@@ -21,12 +24,21 @@
 // outage) there sends that transition to that channel again on redelivery. Within one process a
 // failed marker write is remembered, so its own retries do not resend.
 //
+// # Failures
+//
+// A receiver that keeps failing (past MaxRetries) or refuses for good (a 4xx, an address the
+// egress policy refuses), an entry that does not decode, and a stage that panics give the
+// entry up: it goes to the dead-letter stream PoisonKey with the reason, the rest of the batch
+// goes on. Our own stores failing (Redis, PostgreSQL with nothing cached) never give an entry
+// up: the batch is retried until they answer.
+//
 // # Shutdown
 //
-// When Run's context is done, no new entry is started (a further entry is held, unacked, for a
-// restart or another copy), retry waits and lock waits of the entries in hand end at once, a POST
-// in flight is allowed to finish (at most WebhookTimeout) so that its marker is written, the
-// router acknowledges what completed, and then the router and both Redis clients of Run close.
+// When Run's context is done, no new delivery starts, retry and lock waits end at once, a POST
+// in flight is allowed to finish (at most WebhookTimeout) so that its marker is written, and the
+// batch is acknowledged if every entry of it completed; otherwise it stays pending and this
+// consumer name resumes it at its next start (another copy reclaims it after
+// STREAM_CLAIM_MIN_IDLE).
 package notify
 
 import (
@@ -34,31 +46,30 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
-	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
 // Group is the consumer group of the notifier on the alerts stream.
 const Group = "notifier"
 
-// PoisonKey is the stream that receives, with the reason in the metadata key
-// middleware.ReasonForPoisonedKey ("reason_poisoned"), the alerts-stream entries the notifier
-// gave up on: undecodable ones, and deliveries still failing after the retries.
+// PoisonKey is the notifier's dead-letter stream: the alerts-stream entries it gave up on
+// (undecodable ones, deliveries that failed for good or past the retries, panics), in the
+// consumer's dead-letter format (stream.FieldReason holds the reason; the Watermill fields are
+// copied, so the entry is itself a Watermill message and can be replayed).
 func PoisonKey(prefix string) string { return prefix + "alerts:poison" }
 
 // MarkerKey is the key that records that transition eventID reached channelID.
@@ -85,13 +96,13 @@ const (
 	// redisTimeout bounds the Redis writes made after a POST, which must not be cut short by
 	// shutdown.
 	redisTimeout = 5 * time.Second
-	// nackResendSleep is how long the subscriber waits before handing a nacked entry over
-	// again (a poison-queue publish that failed); 0 would resend at once, forever.
-	nackResendSleep = 500 * time.Millisecond
-	// ackGrace bounds how long shutdown waits for the acknowledgements of completed entries.
-	ackGrace = 2 * time.Second
 	// retryJitter spreads the retries of copies that failed together.
 	retryJitter = 0.2
+	// maxWait bounds how long the consumer waits to fill a batch: a notification waits for
+	// nothing else.
+	maxWait = 20 * time.Millisecond
+	// parallel bounds the alerts of one batch delivered at once.
+	parallel = 16
 )
 
 // Config configures a Notifier. Prefix and Consumer are set by the binary; the rest is read from
@@ -105,21 +116,21 @@ type Config struct {
 
 	// WebhookTimeout bounds one POST, from connecting to reading the answer.
 	WebhookTimeout time.Duration `env:"NOTIFIER_WEBHOOK_TIMEOUT" envDefault:"10s" help:"timeout of one webhook POST"`
-	// MaxRetries is how many times a failing transition is tried again before it goes to the
-	// poison queue.
-	MaxRetries int `env:"NOTIFIER_MAX_RETRIES" envDefault:"5" help:"retries of a failing notification before it goes to the poison queue"`
+	// MaxRetries is how many times a failing delivery is tried again before the entry goes to
+	// the dead-letter stream.
+	MaxRetries int `env:"NOTIFIER_MAX_RETRIES" envDefault:"5" help:"retries of a failing notification before it goes to the dead-letter stream alerts:poison"`
 	// RetryInitial and RetryMax bound the exponential backoff (factor 2) between tries.
 	RetryInitial time.Duration `env:"NOTIFIER_RETRY_INITIAL" envDefault:"500ms" help:"first delay before retrying a failed notification"`
 	RetryMax     time.Duration `env:"NOTIFIER_RETRY_MAX" envDefault:"30s" help:"longest delay between retries of a notification"`
 	// CacheTTL is how long the channels and silences read from PostgreSQL are reused. A silence
 	// created less than CacheTTL ago may not hold back a notification yet.
 	CacheTTL time.Duration `env:"NOTIFIER_CACHE_TTL" envDefault:"5s" help:"how long channels and silences are cached"`
-	// MaxIdle is how long an entry stays unacknowledged before another copy claims it. It must
-	// exceed a whole retry cycle (RetryCycle), or a slow delivery is claimed and worked twice.
-	MaxIdle time.Duration `env:"NOTIFIER_MAX_IDLE" envDefault:"10m" help:"idle time after which another copy claims a pending notification; must exceed a whole retry cycle"`
 	// ExternalURL is the gateway's base URL as receivers reach it, for externalURL and
 	// generatorURL in the webhook body; empty leaves both empty.
 	ExternalURL string `env:"EXTERNAL_URL" help:"public base URL of the gateway, for links in notifications (may be empty)"`
+	// AllowedNetworks opens addresses the egress policy refuses by default (loopback, private,
+	// link-local, CGNAT): CIDRs, addresses or host names (egress.NewPolicy).
+	AllowedNetworks []string `env:"WEBHOOK_ALLOWED_NETWORKS" envSeparator:"," help:"comma-separated CIDRs, addresses and host names webhooks may reach although private, loopback or link-local (default: none; public addresses only)"`
 }
 
 // DefaultConfig returns the defaults of the envDefault tags, for tests and embedders.
@@ -130,24 +141,7 @@ func DefaultConfig() Config {
 		RetryInitial:   500 * time.Millisecond,
 		RetryMax:       30 * time.Second,
 		CacheTTL:       5 * time.Second,
-		MaxIdle:        10 * time.Minute,
 	}
-}
-
-// RetryCycle returns an upper bound of the time one entry can take, all tries included: each
-// try reads the sources, may wait for another copy's lock (at most its TTL), posts to every
-// channel at once (at most WebhookTimeout) and writes the markers; between tries the backoff
-// waits, jitter included.
-func (c Config) RetryCycle() time.Duration {
-	try := sourceTimeout + (c.WebhookTimeout + lockMargin) + c.WebhookTimeout + redisTimeout
-	var waits time.Duration
-	wait := c.RetryInitial
-	for range c.MaxRetries {
-		waits += min(wait, c.RetryMax)
-		wait *= 2
-	}
-	waits = time.Duration(float64(waits) * (1 + retryJitter))
-	return time.Duration(c.MaxRetries+1)*try + waits
 }
 
 // Validate returns an error naming the first invalid setting.
@@ -165,9 +159,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("NOTIFIER_RETRY_MAX=%s: must be at least NOTIFIER_RETRY_INITIAL (%s)", c.RetryMax, c.RetryInitial)
 	case c.CacheTTL < 0:
 		return fmt.Errorf("NOTIFIER_CACHE_TTL=%s: must not be negative", c.CacheTTL)
-	case c.MaxIdle <= c.RetryCycle():
-		return fmt.Errorf("NOTIFIER_MAX_IDLE=%s: must exceed a whole retry cycle (%s), or a slow notification is claimed by another copy and sent twice",
-			c.MaxIdle, c.RetryCycle().Round(time.Second))
 	}
 	if c.ExternalURL != "" {
 		u, err := url.Parse(c.ExternalURL)
@@ -175,11 +166,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("EXTERNAL_URL=%q: want an absolute http or https URL", c.ExternalURL)
 		}
 	}
+	if _, err := egress.NewPolicy(c.AllowedNetworks); err != nil {
+		return err
+	}
 	return nil
 }
-
-// claimInterval is how often the subscriber looks for entries idle past MaxIdle.
-func (c Config) claimInterval() time.Duration { return min(5*time.Second, c.MaxIdle/4) }
 
 // ChannelSource lists the notification channels; *postgres.ChannelStore satisfies it.
 type ChannelSource interface {
@@ -203,36 +194,41 @@ type Notifier struct {
 	channels *snapshot[map[string]postgres.Channel]
 	silences *snapshot[[]silence.Silence]
 	recent   *recentSet
+	consumer *stream.Consumer
 	started  atomic.Bool
 
-	// The shutdown gate: see gate and drain.
-	mu           sync.Mutex
-	draining     bool
-	inflight     map[*message.Message]context.CancelFunc
-	inflightWG   sync.WaitGroup
-	acksExpected atomic.Int64 // entries whose handler succeeded, so the router acks them
-	acksDone     atomic.Int64 // XACKs the subscriber completed
+	// pipeline is the chain of stages one transition goes through.
+	pipeline Stage
+	// stopping is done once Run's context is: waits end, no new POST starts.
+	stopping context.Context
+
+	// decided remembers, while one batch is retried, the entries already settled (nil) or
+	// given up (the reason), so that a retry of the batch does not run them again.
+	mu      sync.Mutex
+	decided map[string]error
 }
 
-// New returns a Notifier that uses rdb for its delivery markers and locks (rdb stays the
-// caller's: the Notifier never closes it), reads channels and silences through the sources
-// (cached for CacheTTL), logs to logger (nil discards) and registers its metrics on reg (nil
-// registers nothing; a registry shared by several Notifiers shares the metrics).
-func New(rdb redis.UniversalClient, cfg Config, channels ChannelSource, silences SilenceSource, logger *slog.Logger, reg prometheus.Registerer) (*Notifier, error) {
+// New returns a Notifier that uses rdb for the alerts stream, its delivery markers and locks
+// (rdb stays the caller's: the Notifier never closes it), reads channels and silences through
+// the sources (cached for CacheTTL), logs to logger (nil discards) and registers its metrics on
+// reg (nil registers nothing; a registry shared by several Notifiers shares the metrics).
+// consumer holds the batch consumer's settings (the worker's STREAM_* variables); its stream,
+// group, dead-letter stream, prefix, consumer name and registerer are the notifier's.
+func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, channels ChannelSource, silences SilenceSource, logger *slog.Logger, reg prometheus.Registerer) (*Notifier, error) {
 	if rdb == nil || channels == nil || silences == nil {
 		return nil, errors.New("creating notifier: nil redis client, channel source or silence source")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("creating notifier: %w", err)
 	}
-	switch rdb.(type) {
-	case *redis.Client, *redis.ClusterClient: // dedicatedClient can copy them
-	default:
-		return nil, fmt.Errorf("creating notifier: redis client type %T is not supported (want *redis.Client or *redis.ClusterClient)", rdb)
+	policy, err := egress.NewPolicy(cfg.AllowedNetworks)
+	if err != nil {
+		return nil, fmt.Errorf("creating notifier: %w", err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	consumerLogger := logger
 	logger = logger.With("component", "notifier")
 	m, err := newMetrics(reg)
 	if err != nil {
@@ -240,6 +236,10 @@ func New(rdb redis.UniversalClient, cfg Config, channels ChannelSource, silences
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.ResponseHeaderTimeout = cfg.WebhookTimeout
+	// Connect directly, never through HTTP(S)_PROXY: the egress check must see the address
+	// really connected to. Every attempt's address is checked, after name resolution.
+	transport.Proxy = nil
+	transport.DialContext = policy.DialContext(&net.Dialer{Timeout: cfg.WebhookTimeout, KeepAlive: 30 * time.Second})
 	n := &Notifier{
 		rdb:     rdb,
 		cfg:     cfg,
@@ -248,11 +248,13 @@ func New(rdb redis.UniversalClient, cfg Config, channels ChannelSource, silences
 		http: &http.Client{
 			Transport: transport,
 			// A redirect is an answer, not a delivery: following it would turn the POST into a
-			// GET (301-303) or send the signed body to a host the operator never configured.
+			// GET (301-303), send the signed body to a host the operator never configured, and
+			// let a receiver point us at an address the egress policy refuses.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		recent:   newRecentSet(10 * time.Minute),
-		inflight: make(map[*message.Message]context.CancelFunc),
+		stopping: context.Background(),
+		decided:  make(map[string]error),
 	}
 	n.channels = newSnapshot("channels", logger, func(ctx context.Context) (map[string]postgres.Channel, error) {
 		list, err := channels.List(ctx)
@@ -268,302 +270,34 @@ func New(rdb redis.UniversalClient, cfg Config, channels ChannelSource, silences
 	n.silences = newSnapshot("silences", logger, func(ctx context.Context) ([]silence.Silence, error) {
 		return silences.List(ctx, false)
 	})
+	n.pipeline = n.newPipeline()
+
+	consumer.Prefix, consumer.Consumer = cfg.Prefix, cfg.Consumer
+	consumer.Streams = []string{alertstate.StreamKey(cfg.Prefix)}
+	consumer.Group = Group
+	consumer.DeadLetter = PoisonKey(cfg.Prefix)
+	consumer.Registerer = reg
+	if consumer.MaxWait == 0 || consumer.MaxWait > maxWait {
+		consumer.MaxWait = maxWait
+	}
+	// Shutdown lets a POST in flight finish and write its marker before the ack.
+	consumer.DrainTimeout = max(consumer.DrainTimeout, cfg.WebhookTimeout+2*redisTimeout)
+	if n.consumer, err = stream.NewConsumer(rdb, consumer, n.handle, consumerLogger); err != nil {
+		return nil, fmt.Errorf("creating notifier: %w", err)
+	}
 	return n, nil
 }
 
 // Run consumes the alerts stream until ctx is done, then drains (see the package comment) and
-// returns nil; it returns an error when it cannot start, or when the subscription ends by
-// itself. Run may be called once. It opens two Redis clients of its own with rdb's options (the
-// Watermill subscriber and publisher close the client they are given) and closes both before
-// returning; rdb is left open.
+// returns nil. Run may be called once.
 func (n *Notifier) Run(ctx context.Context) error {
 	if !n.started.CompareAndSwap(false, true) {
 		return errors.New("notifier: Run called twice")
 	}
-	stream := alertstate.StreamKey(n.cfg.Prefix)
-	wlogger := watermill.NewSlogLoggerWithLevelMapping(n.logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-
-	subClient, err := dedicatedClient(n.rdb)
-	if err != nil {
-		return fmt.Errorf("notifier: %w", err)
-	}
-	subClient.AddHook(ackHook{done: &n.acksDone})
-	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-		Client:        subClient,
-		Unmarshaller:  tolerantUnmarshaller{},
-		Consumer:      n.cfg.Consumer,
-		ConsumerGroup: Group,
-		// "0": a group created after the first events were appended still gets them.
-		OldestId:        "0",
-		NackResendSleep: nackResendSleep,
-		// Not forever: the read loop notices Close within BlockTime.
-		DisableIndefiniteInitialBlock: true,
-		BlockTime:                     time.Second,
-		ClaimInterval:                 n.cfg.claimInterval(),
-		MaxIdleTime:                   n.cfg.MaxIdle,
-	}, wlogger)
-	if err != nil {
-		subClient.Close()
-		return fmt.Errorf("notifier: creating subscriber: %w", err)
-	}
-	defer sub.Close() // closes subClient; idempotent after the router closed it
-
-	pubClient, err := dedicatedClient(n.rdb)
-	if err != nil {
-		return fmt.Errorf("notifier: %w", err)
-	}
-	// Maxlen stays 0: MAXLEN trimming deletes entries nobody has looked at.
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: pubClient}, wlogger)
-	if err != nil {
-		pubClient.Close()
-		return fmt.Errorf("notifier: creating poison-queue publisher: %w", err)
-	}
-	defer pub.Close() // closes pubClient
-
-	if err := n.resumeOwnPending(ctx, subClient, stream); err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return err
-	}
-
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: n.drainTimeout() + ackGrace}, wlogger)
-	if err != nil {
-		return fmt.Errorf("notifier: creating router: %w", err)
-	}
-	poison, err := middleware.PoisonQueueWithFilter(poisonPublisher{pub: pub, n: n}, PoisonKey(n.cfg.Prefix), n.shouldPoison)
-	if err != nil {
-		return fmt.Errorf("notifier: creating poison queue: %w", err)
-	}
-	// No ShouldRetry: Watermill v1.5.1 advances the backoff once more for it, which would
-	// quadruple each wait. Permanent errors are returned as backoff.Permanent instead, and a
-	// cancelled entry stops the retries by its context.
-	retry := middleware.Retry{
-		MaxRetries:          n.cfg.MaxRetries,
-		InitialInterval:     n.cfg.RetryInitial,
-		MaxInterval:         n.cfg.RetryMax,
-		Multiplier:          2,
-		RandomizationFactor: retryJitter,
-	}
-	// Outermost first: the shutdown gate sees every entry; the poison queue takes what the
-	// retries gave up on; a recovered panic is permanent, as it would only panic again.
-	router.AddMiddleware(n.gate, poison, retry.Middleware, permanentPanics, middleware.Recoverer)
-	router.AddConsumerHandler(Group, stream, sub, n.handle)
-
-	// The router gets a context of its own: cancelling the one it runs with cancels every entry
-	// in hand at once, which is what drain avoids.
-	runDone := make(chan error, 1)
-	go func() { runDone <- router.Run(context.WithoutCancel(ctx)) }()
-	n.logger.Info("notifier running", "stream", stream, "group", Group, "consumer", n.cfg.Consumer)
-
-	select {
-	case err := <-runDone:
-		if err == nil {
-			err = errors.New("subscription ended")
-		}
-		return fmt.Errorf("notifier stopped by itself: %w", err)
-	case <-ctx.Done():
-	}
+	n.stopping = ctx
+	n.logger.Info("notifier running", "stream", alertstate.StreamKey(n.cfg.Prefix), "group", Group, "consumer", n.cfg.Consumer)
 	start := time.Now()
-	n.drain()
-	closeErr := router.Close()
-	runErr := <-runDone
+	err := n.consumer.Run(ctx)
 	n.logger.Info("notifier stopped", "took", time.Since(start).Round(time.Millisecond))
-	if err := errors.Join(closeErr, runErr); err != nil {
-		return fmt.Errorf("notifier: closing router: %w", err)
-	}
-	return nil
-}
-
-// drainTimeout bounds how long shutdown waits for the entries in hand: their POSTs in flight
-// (WebhookTimeout) and the marker writes after them.
-func (n *Notifier) drainTimeout() time.Duration { return n.cfg.WebhookTimeout + redisTimeout }
-
-// gate is the outermost middleware. It gives each entry a context that drain cancels, counts
-// the entries in hand, and once draining holds new entries back without handling them.
-func (n *Notifier) gate(h message.HandlerFunc) message.HandlerFunc {
-	return func(msg *message.Message) ([]*message.Message, error) {
-		n.mu.Lock()
-		if n.draining {
-			n.mu.Unlock()
-			// Held, not nacked: a nack would be handed over again at once. The router's close
-			// cancels this context; the entry stays pending for a restart or another copy.
-			<-msg.Context().Done()
-			return nil, msg.Context().Err()
-		}
-		ctx, cancel := context.WithCancel(msg.Context())
-		n.inflight[msg] = cancel
-		n.inflightWG.Add(1)
-		n.mu.Unlock()
-		defer func() {
-			n.mu.Lock()
-			delete(n.inflight, msg)
-			n.mu.Unlock()
-			cancel()
-			n.inflightWG.Done()
-		}()
-
-		msg.SetContext(ctx)
-		out, err := h(msg)
-		if err == nil {
-			n.acksExpected.Add(1)
-		}
-		return out, err
-	}
-}
-
-// drain stops new entries, cancels the waits of those in hand (their POSTs in flight run on
-// a context of their own), waits for them, then for the subscriber's XACKs of those that
-// completed, each wait bounded.
-func (n *Notifier) drain() {
-	n.mu.Lock()
-	n.draining = true
-	for _, cancel := range n.inflight {
-		cancel()
-	}
-	n.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() { n.inflightWG.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(n.drainTimeout()):
-		n.logger.Warn("entries still in hand at shutdown; they stay pending and are redelivered", "waited", n.drainTimeout())
-	}
-	deadline := time.Now().Add(ackGrace)
-	for n.acksDone.Load() < n.acksExpected.Load() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// shouldPoison decides which final errors go to the poison queue: not those of an entry cut
-// short by shutdown, which stays pending and is redelivered.
-func (n *Notifier) shouldPoison(err error) bool {
-	if errors.Is(err, context.Canceled) {
-		return false
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return !n.draining
-}
-
-// resumeOwnPending makes the entries this consumer had in hand when it last stopped claimable
-// at once, so that the subscriber's first claim pass (which runs before it reads new entries)
-// hands them over: the library only claims entries idle for MaxIdle, which would leave a
-// restarted copy's own entries waiting that long. XCLAIM to itself with IDLE sets their idle
-// time; JUSTID keeps the delivery count.
-func (n *Notifier) resumeOwnPending(ctx context.Context, client redis.UniversalClient, stream string) error {
-	err := client.XGroupCreateMkStream(ctx, stream, Group, "0").Err()
-	if err != nil && !isBusyGroup(err) {
-		return fmt.Errorf("notifier: creating consumer group: %w", err)
-	}
-	pending, err := client.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream: stream, Group: Group, Start: "-", End: "+", Count: 1000, Consumer: n.cfg.Consumer,
-	}).Result()
-	if err != nil {
-		return fmt.Errorf("notifier: listing own pending entries: %w", err)
-	}
-	if len(pending) == 0 {
-		return nil
-	}
-	args := []any{"XCLAIM", stream, Group, n.cfg.Consumer, 0}
-	for _, p := range pending {
-		args = append(args, p.ID)
-	}
-	args = append(args, "IDLE", n.cfg.MaxIdle.Milliseconds(), "JUSTID")
-	if err := client.Do(ctx, args...).Err(); err != nil {
-		return fmt.Errorf("notifier: resuming own pending entries: %w", err)
-	}
-	n.logger.Info("resuming own pending entries", "count", len(pending))
-	return nil
-}
-
-func isBusyGroup(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP")
-}
-
-// dedicatedClient returns a new client with rdb's options. The Watermill subscriber and
-// publisher close the client they are given on Close, so they never get the caller's.
-func dedicatedClient(rdb redis.UniversalClient) (redis.UniversalClient, error) {
-	switch c := rdb.(type) {
-	case *redis.Client:
-		opts := *c.Options()
-		return redis.NewClient(&opts), nil
-	case *redis.ClusterClient:
-		opts := *c.Options()
-		return redis.NewClusterClient(&opts), nil
-	}
-	return nil, fmt.Errorf("redis client type %T is not supported", rdb)
-}
-
-// ackHook counts the XACKs the subscriber's client completed, so that drain can wait for the
-// acknowledgement of the last entry handled before closing the router.
-type ackHook struct{ done *atomic.Int64 }
-
-func (ackHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h ackHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if err == nil && cmd.Name() == "xack" {
-			h.done.Add(1)
-		}
-		return err
-	}
-}
-
-func (ackHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
-// poisonPublisher counts and logs what goes to the poison queue.
-type poisonPublisher struct {
-	pub *redisstream.Publisher
-	n   *Notifier
-}
-
-func (p poisonPublisher) Publish(topic string, msgs ...*message.Message) error {
-	if err := p.pub.Publish(topic, msgs...); err != nil {
-		p.n.logger.Error("publishing to the poison queue failed; the entry is retried", "err", err)
-		return err
-	}
-	for _, msg := range msgs {
-		p.n.metrics.poisoned.Inc()
-		p.n.logger.Error("notification given up, sent to the poison queue",
-			"event", msg.UUID, "poison_stream", topic, "reason", msg.Metadata.Get(middleware.ReasonForPoisonedKey))
-	}
-	return nil
-}
-
-func (p poisonPublisher) Close() error { return nil } // pub is closed by Run
-
-// Undecodable entries: the redisstream subscriber stops its subscription when its
-// unmarshaller fails, so tolerantUnmarshaller hands such an entry over as a message that the
-// handler sends straight to the poison queue.
-const undecodableKey = "notify_undecodable"
-
-type tolerantUnmarshaller struct{}
-
-func (tolerantUnmarshaller) Unmarshal(values map[string]any) (msg *message.Message, err error) {
-	defer func() {
-		if r := recover(); r != nil { // the library type-asserts the fields
-			msg, err = nil, fmt.Errorf("malformed entry: %v", r)
-		}
-		if err != nil {
-			msg = undecodableMessage(values, err)
-			err = nil
-		}
-	}()
-	return redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(values)
-}
-
-func undecodableMessage(values map[string]any, cause error) *message.Message {
-	uuid, _ := values[redisstream.UUIDHeaderKey].(string)
-	if uuid == "" {
-		uuid = watermill.NewUUID()
-	}
-	payload, _ := values["payload"].(string)
-	msg := message.NewMessage(uuid, []byte(payload))
-	msg.Metadata.Set(undecodableKey, cause.Error())
-	return msg
+	return err
 }

@@ -6,19 +6,25 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
@@ -262,11 +268,13 @@ func (e *env) poisoned() []poisonEntry {
 	}
 	var out []poisonEntry
 	for _, x := range xs {
-		msg, err := redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(x.Values)
-		if err != nil {
-			e.t.Fatalf("poison entry %s: %v", x.ID, err)
+		uuid, _ := x.Values[stream.FieldUUID].(string)
+		payload, _ := x.Values[stream.FieldPayload].(string)
+		reason, _ := x.Values[stream.FieldReason].(string)
+		if group := x.Values[stream.FieldGroup]; group != Group {
+			e.t.Errorf("dead letter %s: group %v, want %s", x.ID, group, Group)
 		}
-		out = append(out, poisonEntry{uuid: msg.UUID, payload: string(msg.Payload), reason: msg.Metadata.Get(middleware.ReasonForPoisonedKey)})
+		out = append(out, poisonEntry{uuid: uuid, payload: payload, reason: reason})
 	}
 	return out
 }
@@ -368,9 +376,17 @@ func TestUndecodableEntriesArePoisonedNotStuck(t *testing.T) {
 	if len(poison) != 3 {
 		t.Fatalf("poison queue = %+v, want 3 entries", poison)
 	}
-	for i, want := range []string{"decoding alert event", "_watermill_message_uuid key is missing", "unmarshal metadata fail"} {
-		if !strings.Contains(poison[i].reason, want) {
-			t.Errorf("poison[%d] reason = %q, want it to contain %q", i, poison[i].reason, want)
+	// The consumer dead-letters what Watermill cannot decode before the batch reaches the
+	// notifier, which gives up on what does not decode as an event: order by kind, not by id.
+	for _, want := range []string{"decoding alert event", "_watermill_message_uuid key is missing", "unmarshal metadata fail"} {
+		found := 0
+		for _, p := range poison {
+			if strings.Contains(p.reason, want) {
+				found++
+			}
+		}
+		if found != 1 {
+			t.Errorf("poison queue %+v: %d reasons contain %q, want 1", poison, found, want)
 		}
 	}
 }
@@ -478,7 +494,7 @@ func TestOlderTransitionAfterNewerIsSkipped(t *testing.T) {
 }
 
 // Stopped in the middle of a retry cycle, the copy stops at once without poisoning the entry;
-// restarted under the same name, it resumes that entry first (without waiting MaxIdle) and then
+// restarted under the same name, it resumes that entry first (without waiting STREAM_CLAIM_MIN_IDLE) and then
 // those appended while it was down.
 func TestRestartResumesOwnPendingEntry(t *testing.T) {
 	t.Parallel()
@@ -492,7 +508,6 @@ func TestRestartResumesOwnPendingEntry(t *testing.T) {
 	ch := e.channel("ops", rcv.srv.URL, "", nil)
 	cfg := e.config("n1")
 	cfg.RetryInitial, cfg.RetryMax = 20*time.Second, 20*time.Second // the retry waits until shutdown
-	cfg.MaxIdle = 10 * time.Minute
 	first := e.start(cfg)
 	ev1 := firing(uuid.NewString(), "agent-1", ch.ID)
 	e.append(ev1)
@@ -584,7 +599,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative retries", func(c *Config) { c.MaxRetries = -1 }, "NOTIFIER_MAX_RETRIES"},
 		{"zero initial", func(c *Config) { c.RetryInitial = 0 }, "NOTIFIER_RETRY_INITIAL"},
 		{"max below initial", func(c *Config) { c.RetryMax = time.Millisecond }, "NOTIFIER_RETRY_MAX"},
-		{"idle within a retry cycle", func(c *Config) { c.MaxIdle = time.Minute }, "NOTIFIER_MAX_IDLE"},
+		{"allow-list entry", func(c *Config) { c.AllowedNetworks = []string{"10.0.0.0/33"} }, "WEBHOOK_ALLOWED_NETWORKS"},
 		{"relative external URL", func(c *Config) { c.ExternalURL = "/monitor" }, "EXTERNAL_URL"},
 		{"external URL scheme", func(c *Config) { c.ExternalURL = "ftp://example.com" }, "EXTERNAL_URL"},
 	}
@@ -598,24 +613,20 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	// The default idle time covers the default retry cycle with room to spare.
-	if cycle := valid.RetryCycle(); cycle <= 0 || cycle >= valid.MaxIdle {
-		t.Errorf("RetryCycle() = %s, want between 0 and MaxIdle %s", cycle, valid.MaxIdle)
-	}
 }
 
 func TestNewRejectsMissingDependencies(t *testing.T) {
 	rdb, _ := testenv.Redis(t)
 	cfg := DefaultConfig()
 	cfg.Consumer = "c"
-	if _, err := New(nil, cfg, fakeChannels{}, fakeSilences{}, nil, nil); err == nil {
+	if _, err := New(nil, cfg, consumerConfig(), fakeChannels{}, fakeSilences{}, nil, nil); err == nil {
 		t.Error("New(nil redis) = nil error")
 	}
-	if _, err := New(rdb, cfg, nil, fakeSilences{}, nil, nil); err == nil {
+	if _, err := New(rdb, cfg, consumerConfig(), nil, fakeSilences{}, nil, nil); err == nil {
 		t.Error("New(nil channels) = nil error")
 	}
 	cfg.Consumer = ""
-	if _, err := New(rdb, cfg, fakeChannels{}, fakeSilences{}, nil, nil); err == nil {
+	if _, err := New(rdb, cfg, consumerConfig(), fakeChannels{}, fakeSilences{}, nil, nil); err == nil {
 		t.Error("New(no consumer) = nil error")
 	}
 }
@@ -628,5 +639,172 @@ func TestPermanentStatus(t *testing.T) {
 		if got := permanentStatus(code); got != want {
 			t.Errorf("permanentStatus(%d) = %v, want %v", code, got, want)
 		}
+	}
+}
+
+// Without the operator's allow-list, a channel on loopback gets nothing: the address dialled is
+// refused, at once (no retries), and the entry is dead-lettered naming the address.
+func TestLoopbackRefusedWithoutAllowList(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rcv := newReceiver(t, nil)
+	loop := e.channel("loopback", rcv.srv.URL+"/hooks/T0KEN", "", nil)
+	byName := e.channel("localhost", strings.Replace(rcv.srv.URL, "127.0.0.1", "localhost", 1), "", nil)
+	cfg := e.config("n1")
+	cfg.AllowedNetworks = nil
+	n := e.start(cfg)
+	ev := firing(uuid.NewString(), "agent-1", loop.ID, byName.ID)
+	e.append(ev)
+	e.settled()
+
+	if got := len(rcv.requests()); got != 0 {
+		t.Errorf("loopback receiver got %d requests, want 0", got)
+	}
+	poison := e.poisoned()
+	if len(poison) != 1 || poison[0].uuid != ev.ID {
+		t.Fatalf("poison queue = %+v, want the event", poison)
+	}
+	for _, want := range []string{loop.ID, byName.ID, "127.0.0.1 is a loopback address", egress.AllowSetting} {
+		if !strings.Contains(poison[0].reason, want) {
+			t.Errorf("reason = %q, want it to contain %q", poison[0].reason, want)
+		}
+	}
+	if strings.Contains(poison[0].reason, "T0KEN") {
+		t.Errorf("reason %q leaks the channel URL", poison[0].reason)
+	}
+	if got := n.outcome(outcomeFailed); got != 2 {
+		t.Errorf("failed = %v, want 2 (one attempt per channel: a refused address is not retried)", got)
+	}
+}
+
+// A receiver that redirects is not followed: the redirect target (here on loopback, which only
+// the name the channel uses is allowed to reach) gets nothing, and the entry is dead-lettered.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	target := newReceiver(t, nil)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.srv.URL+"/internal", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+	ch := e.channel("redirecting", strings.Replace(redirector.URL, "127.0.0.1", "localhost", 1), "", nil)
+	cfg := e.config("n1")
+	cfg.AllowedNetworks = []string{"localhost"}
+	e.start(cfg)
+	ev := firing(uuid.NewString(), "agent-1", ch.ID)
+	e.append(ev)
+	e.settled()
+
+	if got := len(target.requests()); got != 0 {
+		t.Errorf("redirect target got %d requests, want 0", got)
+	}
+	poison := e.poisoned()
+	if len(poison) != 1 || !strings.Contains(poison[0].reason, "307 Temporary Redirect: redirects are not followed") {
+		t.Errorf("poison queue = %+v, want the event with a reason naming the redirect", poison)
+	}
+}
+
+// A stage that panics does not end the process: that entry is dead-lettered with the panic as
+// its reason, the others are delivered.
+func TestPanickingStageIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rcv := newReceiver(t, nil)
+	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	panicky := StageFunc(func(ctx context.Context, _ *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
+		if nt.Event.AgentID == "agent-panic" {
+			panic("stage bug")
+		}
+		return ctx, nt, nil
+	})
+	e.start(e.config("n1"), func(n *Notifier) { n.pipeline = MultiStage{panicky, n.pipeline} })
+	bad := firing(uuid.NewString(), "agent-panic", ch.ID)
+	good := firing(uuid.NewString(), "agent-1", ch.ID)
+	e.append(bad)
+	e.append(good)
+	e.settled()
+
+	if got := rcv.requests(); len(got) != 1 || got[0].header.Get(EventHeader) != good.ID {
+		t.Errorf("receiver got %d requests, want the good event once", len(got))
+	}
+	poison := e.poisoned()
+	if len(poison) != 1 || poison[0].uuid != bad.ID || !strings.Contains(poison[0].reason, "panic in the notification pipeline: stage bug") {
+		t.Errorf("poison queue = %+v, want the panicking event with the panic as reason", poison)
+	}
+}
+
+// A panic in one channel's goroutine is recovered there, as a permanent error of that channel.
+func TestFanoutRecoversPanics(t *testing.T) {
+	ok := StageFunc(func(ctx context.Context, _ *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
+		return ctx, nt, nil
+	})
+	bad := StageFunc(func(context.Context, *slog.Logger, *Notification) (context.Context, *Notification, error) {
+		panic("boom")
+	})
+	nt := &Notification{}
+	_, _, err := FanoutStage{Stages: []Stage{ok, bad}, Notifications: []*Notification{nt, nt}}.Exec(context.Background(), slog.New(slog.DiscardHandler), nt)
+	if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("FanoutStage with a panicking stage = %v, want a permanent error naming the panic", err)
+	}
+}
+
+// silencesDown is the real silence store behind a switch that makes it fail, as PostgreSQL
+// being unreachable would.
+type silencesDown struct {
+	SilenceSource
+	down *atomic.Bool
+}
+
+func (s silencesDown) List(ctx context.Context, includeExpired bool) ([]silence.Silence, error) {
+	if s.down.Load() {
+		return nil, errors.New("connection refused")
+	}
+	return s.SilenceSource.List(ctx, includeExpired)
+}
+
+// Our own store failing is not the entry's fault: nothing is dead-lettered, the batch waits
+// and is delivered once the store answers again.
+func TestStoreOutageIsRetriedNotDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rcv := newReceiver(t, nil)
+	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	var down atomic.Bool
+	down.Store(true)
+	reg := prometheus.NewRegistry()
+	n, err := New(e.rdb, e.config("n1"), consumerConfig(), e.channels, silencesDown{e.silences, &down}, e.log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	ev := firing(uuid.NewString(), "agent-1", ch.ID)
+	e.append(ev)
+	// Several attempts at the batch fail while the store is down (well past MaxRetries 2).
+	waitFor(t, 10*time.Second, "retries of the batch", func() bool {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "agentmonitor_stream_handler_retries_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue() >= 4
+			}
+		}
+		return false
+	})
+	if got := e.pending(); got != 1 {
+		t.Errorf("pending while the store is down = %d, want 1", got)
+	}
+	if got := e.rdb.XLen(context.Background(), PoisonKey(e.prefix)).Val(); got != 0 {
+		t.Errorf("dead letters while the store is down = %d, want 0", got)
+	}
+	down.Store(false)
+	e.settled()
+	if got := rcv.requests(); len(got) != 1 || got[0].header.Get(EventHeader) != ev.ID {
+		t.Errorf("receiver got %d requests after the store came back, want the event once", len(got))
+	}
+	if got := e.rdb.XLen(context.Background(), PoisonKey(e.prefix)).Val(); got != 0 {
+		t.Errorf("dead letters = %d, want 0", got)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/egress"
 )
 
 // ChannelTypeWebhook is the only channel type: an HTTP POST of an Alertmanager v4 webhook body.
@@ -120,6 +121,11 @@ func checkWebhookURL(raw string) *alert.ValidationError {
 		return fieldError("url", "must name a host")
 	case u.User != nil:
 		return fieldError("url", "must not contain a user or password: send credentials in headers or sign with the secret")
+	}
+	// Which addresses may be reached depends on the operator's allow-list: the gateway and the
+	// notifier check that (egress.Policy); a host that spells an address oddly is never valid.
+	if err := egress.CheckHostSpelling(u.Hostname()); err != nil {
+		return fieldError("url", "%v", err)
 	}
 	return nil
 }
