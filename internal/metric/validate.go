@@ -12,6 +12,10 @@ import (
 // agentTag is the tag every stored point carries: the id of the agent whose key sent it.
 const agentTag = "agent"
 
+// IsReservedTag reports whether key is a tag the pipeline sets itself on every stored point
+// (only "agent" today). No field may carry such a name.
+func IsReservedTag(key string) bool { return key == agentTag }
+
 const (
 	// maxSeriesKey is InfluxDB's limit on measurement + tags + field key of one series
 	// (models.MaxKeyLength); a longer point is refused by InfluxDB after we acknowledged it.
@@ -171,6 +175,12 @@ func reservedKey(what, key string) string {
 	}
 	if key == "time" {
 		return fmt.Sprintf("%s key \"time\" is reserved", what)
+	}
+	if what == "field" && IsReservedTag(key) {
+		// InfluxQL resolves a name to a field before a tag: with a field "agent", WHERE agent='B'
+		// would compare the field, so one agent could make its points read as another's.
+		return fmt.Sprintf("field key %s is reserved: every point carries the tag %s (the id of the sending agent), "+
+			"and a field of that name would shadow it in InfluxQL queries", quote(key), quote(key))
 	}
 	return ""
 }
