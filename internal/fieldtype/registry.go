@@ -300,4 +300,3 @@ func (r *Registry) SeedUntilDone(ctx context.Context, l Lister) {
 		wait = min(2*wait, time.Minute)
 	}
 }
-
