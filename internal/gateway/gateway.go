@@ -25,7 +25,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentmonitor/agentmonitor/internal/fieldtype"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/service"
@@ -70,17 +72,19 @@ type Gateway struct {
 	rdb *redis.Client
 	db  *sqlx.DB
 
-	agents    agentStore
-	users     userStore
-	audit     auditStore
-	publisher publisher
-	backlog   backlogGate
-	backlogRn *stream.Backlog
-	trimmer   *stream.Trimmer
-	hot       *hotcache.Cache
-	keys      *keyCache
-	sessions  *sessions
-	limiter   *redis_rate.Limiter
+	agents     agentStore
+	users      userStore
+	audit      auditStore
+	publisher  publisher
+	backlog    backlogGate
+	backlogRn  *stream.Backlog
+	trimmer    *stream.Trimmer
+	hot        *hotcache.Cache
+	influx     *influx.Client
+	fieldTypes *fieldtype.Registry
+	keys       *keyCache
+	sessions   *sessions
+	limiter    *redis_rate.Limiter
 
 	rules       ruleStore
 	channels    channelStore
@@ -194,6 +198,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	if g.hot, err = hotcache.New(g.rdb, cfg.Redis.Prefix, cfg.HotCache); err != nil {
 		return nil, err
 	}
+	if g.influx, err = influx.New(cfg.Influx); err != nil {
+		return nil, err
+	}
+	g.fieldTypes = fieldtype.New(g.rdb, cfg.Redis.Prefix, logger)
 	g.keys = newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.AgentIDByKeyHash, func() time.Time { return g.now() })
 	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
 	if g.hub, err = newHub(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
@@ -289,6 +297,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.goLoop(loops, "stream trimmer", g.trimmer.Run)
 	g.goLoop(loops, "audit purge", g.purgeAudit)
 	g.goLoop(loops, "alert websocket hub", g.hub.Run)
+	g.goLoop(loops, "field-type seed", func(ctx context.Context) error { g.fieldTypes.SeedUntilDone(ctx, g.influx); return nil })
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.e.StartServer(srv) }()
@@ -375,6 +384,9 @@ func (g *Gateway) Close() error {
 		g.bgCancel()
 		g.bgWG.Wait()
 		var errs []error
+		if g.influx != nil {
+			g.influx.Close()
+		}
 		if g.db != nil {
 			if err := g.db.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("closing postgres: %w", err))

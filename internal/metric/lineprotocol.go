@@ -229,6 +229,10 @@ func lineText(body []byte, line, col int) string {
 	return string(body[col-1:])
 }
 
+// LineOf returns the 1-based line of the point at index (as in PointError.Index) of a
+// line-protocol body that ParseLineProtocol accepted, for errors found after parsing.
+func LineOf(body []byte, index int) int { return lineOf(body, index) }
+
 // lineOf returns the 1-based line on which entry index of body starts. The decoder does not
 // expose its line count, so this repeats its skipping of blank and comment lines. It is exact
 // when every entry before index took one line, which holds whenever those entries were
