@@ -14,6 +14,8 @@
 //     InfluxDB and the line-protocol library read such backslashes differently;
 //   - names starting with "_" are InfluxDB's; "time" is neither a tag key nor a field key; a
 //     measurement cannot start with "#", which line protocol reads as a comment;
+//   - the measurement is not one the pipeline writes itself ("alerts", see
+//     IsReservedMeasurement);
 //   - no field is named like a reserved tag ("agent", see IsReservedTag): InfluxQL resolves a
 //     name to a field before a tag, so such a field would let one agent's points answer
 //     WHERE agent='<another agent>';

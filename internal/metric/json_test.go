@@ -49,6 +49,7 @@ func TestParseJSONRejects(t *testing.T) {
 	f(`{"points":[{"measurement":"cpu","fields":{"v":NaN}}]}`, "point 0: invalid JSON in /points/0/fields/v at byte 46: invalid character 'N' at start of value (JSON has no NaN or Infinity, and InfluxDB cannot store them")
 	f(`{"points":[{"measurement":"cpu","fields":{"v":-Infinity}}]}`, "(JSON has no NaN or Infinity, and InfluxDB cannot store them")
 	f(`{"points":[{"measurement":"cpu","fields":{"v":1e400}}]}`, `point 0: field "v": number 1e400 is out of float64 range`)
+	f(`{"points":[{"measurement":"alerts","fields":{"value":1}}]}`, `point 0: measurement "alerts" is reserved: it holds the alert history`)
 	// A field named like the tag every point carries would shadow it in InfluxQL.
 	f(`{"points":[{"measurement":"cpu","fields":{"agent":"b","v":1}}]}`, `point 0: field key "agent" is reserved: every point carries the tag "agent"`)
 	f(`{"points":[{"measurement":"cpu","fields":{"v":1}},"x"]}`, "point 1: must be an object, got a string")

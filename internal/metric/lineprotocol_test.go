@@ -52,6 +52,7 @@ func TestParseLineProtocolRejects(t *testing.T) {
 	f("cpu v=+Inf 1", "", `line 1: column 7: field value "+Inf": InfluxDB cannot store NaN or Inf`)
 	f("cpu v=inf", "", `line 1: column 7: field value "inf": InfluxDB cannot store NaN or Inf`)
 	f("cpu w=1,v=-Inf", "", `line 1: column 11: field value "-Inf": InfluxDB cannot store NaN or Inf`)
+	f("alerts,rule_id=x value=1", "", `line 1: measurement "alerts" is reserved`)
 	// Fields named like the tag every point carries.
 	f("cpu agent=1", "", `line 1: field key "agent" is reserved: every point carries the tag "agent"`)
 	f("cpu v=1,agent=\"b\"", "", `line 1: field key "agent" is reserved`)

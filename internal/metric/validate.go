@@ -12,6 +12,15 @@ import (
 // agentTag is the tag every stored point carries: the id of the agent whose key sent it.
 const agentTag = "agent"
 
+// alertsMeasurement is where the alerter records alert history, in the same bucket as the
+// agents' points (alerter.Measurement).
+const alertsMeasurement = "alerts"
+
+// IsReservedMeasurement reports whether the pipeline writes measurement itself (only "alerts",
+// the alert history, today), so that no agent may: its points would pass for alert history, and
+// a field type it fixed first would make InfluxDB refuse the alerter's writes.
+func IsReservedMeasurement(measurement string) bool { return measurement == alertsMeasurement }
+
 // IsReservedTag reports whether key is a tag the pipeline sets itself on every stored point
 // (only "agent" today). No field may carry such a name.
 func IsReservedTag(key string) bool { return key == agentTag }
@@ -68,6 +77,9 @@ func (c *checker) check(p *Point) string {
 		return fmt.Sprintf("measurement %s is reserved: names starting with \"_\" belong to InfluxDB", quote(p.Measurement))
 	case '#':
 		return fmt.Sprintf("measurement %s starts with \"#\", which line protocol reads as a comment", quote(p.Measurement))
+	}
+	if IsReservedMeasurement(p.Measurement) {
+		return fmt.Sprintf("measurement %s is reserved: it holds the alert history Agent Monitor records", quote(p.Measurement))
 	}
 	if len(p.Tags) > lim.MaxTags {
 		return fmt.Sprintf("has %d tags, more than the limit of %d", len(p.Tags), lim.MaxTags)
