@@ -2,6 +2,7 @@ package fieldtype
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -289,6 +290,12 @@ func (r *Registry) SeedUntilDone(ctx context.Context, l Lister) {
 			return
 		}
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, influx.ErrNoDBRP) {
+			// Retrying cannot help until an operator maps the bucket; the registry learns meanwhile.
+			r.logger.Warn("cannot seed field types from influxdb: map the bucket to a database and retention policy "+
+				"(influx v1 dbrp create) for the gateway to learn the types it already holds", "err", err)
 			return
 		}
 		r.logger.Warn("seeding field types from influxdb failed; retrying", "err", err, "in", wait)

@@ -27,8 +27,9 @@ type FieldKey struct {
 // InfluxQL's SHOW FIELD KEYS. On 1.x it asks the bucket's database and retention policy; on 2.x
 // the v1-compatible /query endpoint, addressed through the bucket's DBRP mapping (the default one
 // if several; the bucket's name when the server lists none, as 2.x creates a virtual mapping for
-// every bucket); it wraps ErrNoDBRP when the server knows no mapping either way. A field held
-// with different types in different shards is listed once per type.
+// every bucket); it wraps ErrNoDBRP when the server knows no mapping either way. A 1.x database
+// that does not exist yet holds no field: the answer is empty. A field held with different types
+// in different shards is listed once per type.
 func (c *Client) FieldKeys(ctx context.Context) ([]FieldKey, error) {
 	major, err := c.MajorVersion(ctx)
 	if err != nil {
@@ -45,10 +46,13 @@ func (c *Client) FieldKeys(ctx context.Context) ([]FieldKey, error) {
 		params.Set("rp", rp)
 	}
 	series, err := c.influxQLIn(ctx, params, "SHOW FIELD KEYS")
-	if err != nil {
-		if major == 2 && strings.Contains(err.Error(), "database not found") {
-			err = fmt.Errorf("%w: %w", ErrNoDBRP, err)
-		}
+	switch {
+	case err == nil:
+	case major == 1 && strings.Contains(err.Error(), "database not found"):
+		return nil, nil // not provisioned yet: it holds no field
+	case major == 2 && strings.Contains(err.Error(), "database not found"):
+		return nil, fmt.Errorf("listing field keys: %w: %w", ErrNoDBRP, err)
+	default:
 		return nil, fmt.Errorf("listing field keys: %w", err)
 	}
 	var keys []FieldKey

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 func TestFieldKeys(t *testing.T) {
@@ -46,6 +48,14 @@ func TestFieldKeys(t *testing.T) {
 				t.Errorf("FieldKeys = %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+func TestFieldKeysBeforeProvisioning(t *testing.T) {
+	env := testenv.Influx(t)
+	c := newClient(t, env.URL, env.Database, 30)
+	if keys, err := c.FieldKeys(context.Background()); err != nil || len(keys) != 0 {
+		t.Fatalf("FieldKeys of a database not created yet = %v, %v; want none and no error", keys, err)
 	}
 }
 
