@@ -150,9 +150,17 @@ func (r *Registry) claim(ctx context.Context, pts []metric.Point, pending []ref,
 			order = append(order, id)
 		}
 	}
-	got, err := r.register(ctx, order, func(id fieldID) string { return TypeName(proposed[id]) })
-	if err != nil {
-		return err
+	got := make(map[fieldID]metric.Kind, len(order))
+	for len(order) > 0 { // one round trip, unless the request brings more than batchSize new fields
+		n := min(len(order), batchSize)
+		part, err := r.register(ctx, order[:n], func(id fieldID) string { return TypeName(proposed[id]) })
+		if err != nil {
+			return err
+		}
+		for id, k := range part {
+			got[id] = k
+		}
+		order = order[n:]
 	}
 	for _, rf := range pending {
 		p := &pts[rf.i]
@@ -231,8 +239,9 @@ type Lister interface {
 	FieldKeys(ctx context.Context) ([]influx.FieldKey, error)
 }
 
-// seedBatch bounds one pipeline of Seed.
-const seedBatch = 1000
+// batchSize bounds the fields of one pipeline, so that a huge request or seed does not build
+// one huge pipeline.
+const batchSize = 1000
 
 // Seed registers the field types InfluxDB holds (as listed by l): a field not registered yet
 // gets InfluxDB's type (the first listed, when InfluxDB lists several); a field registered with
@@ -262,7 +271,7 @@ func (r *Registry) Seed(ctx context.Context, l Lister) (int, error) {
 		ids = append(ids, id)
 	}
 	for len(ids) > 0 {
-		n := min(len(ids), seedBatch)
+		n := min(len(ids), batchSize)
 		got, err := r.register(ctx, ids[:n], func(id fieldID) string { return influxType[id] })
 		if err != nil {
 			return 0, fmt.Errorf("seeding field types: %w", err)

@@ -305,3 +305,24 @@ func TestSeedUntilDoneWaitsForInfluxDB(t *testing.T) {
 	}
 	checkErr(t, "seeded after the outage", r.Check(ctx, lp(t, "disk free=1i"), fieldtype.LineProtocol), 0, `field "free" of measurement "disk" is float`)
 }
+
+// A request bringing more new fields than one pipeline holds registers them all.
+func TestCheckManyNewFields(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	r := fieldtype.New(rdb, prefix, nil)
+	var b strings.Builder
+	for i := range 2500 {
+		fmt.Fprintf(&b, "wide f%d=%di\n", i, i)
+	}
+	lim := metric.DefaultLimits()
+	pts, err := metric.ParseLineProtocol([]byte(b.String()), "", time.Now(), lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	checkErr(t, "2500 new fields", r.Check(ctx, pts, fieldtype.LineProtocol), 0, "")
+	if n, err := rdb.HLen(ctx, prefix+"fieldtypes:wide").Result(); err != nil || n != 2500 {
+		t.Errorf("HLEN fieldtypes:wide = %d, %v; want 2500", n, err)
+	}
+	checkErr(t, "a float for the last one", r.Check(ctx, lp(t, "wide f2499=1"), fieldtype.LineProtocol), 0, `field "f2499" of measurement "wide" is integer`)
+}
