@@ -72,19 +72,20 @@ type Gateway struct {
 	rdb *redis.Client
 	db  *sqlx.DB
 
-	agents     agentStore
-	users      userStore
-	audit      auditStore
-	publisher  publisher
-	backlog    backlogGate
-	backlogRn  *stream.Backlog
-	trimmer    *stream.Trimmer
-	hot        *hotcache.Cache
-	influx     *influx.Client
+	agents    agentStore
+	users     userStore
+	audit     auditStore
+	publisher publisher
+	backlog   backlogGate
+	backlogRn *stream.Backlog
+	trimmer   *stream.Trimmer
+	hot       *hotcache.Cache
+	keys      *keyCache
+	sessions  *sessions
+	limiter   *redis_rate.Limiter
+
+	influx     *influx.Client // only to seed fieldTypes
 	fieldTypes *fieldtype.Registry
-	keys       *keyCache
-	sessions   *sessions
-	limiter    *redis_rate.Limiter
 
 	rules       ruleStore
 	channels    channelStore

@@ -69,8 +69,8 @@ func (g *Gateway) ingestLine(c echo.Context) error {
 
 // ingest runs one batch through, in this order: authenticate the key; read the body within the
 // limit; parse and validate every point (400 with the first bad one, nothing stored); charge the
-// agent's rate (429); refuse while the backlog is over its bound (503); check every field's type
-// against the field-type registry (400 naming the field, 503 if Redis cannot be asked); append the canonical batch
+// agent's rate (429); refuse while the backlog is over its bound (503); check the field types
+// (400 naming the field and its type, 503 if Redis cannot be asked); append the canonical batch
 // to the agent's stream shard (503 if Redis refuses); refresh the hot cache; 204.
 func (g *Gateway) ingest(c echo.Context, route string) (err error) {
 	start := time.Now()
