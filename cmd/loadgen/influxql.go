@@ -105,7 +105,8 @@ func (q *influxQL) counts(ctx context.Context, from, to int64) (map[string]store
 	for i, m := range measurements {
 		sources[i] = quoteIdent(m)
 	}
-	stmt := fmt.Sprintf("SELECT count(*) FROM %s WHERE time >= %d AND time <= %d GROUP BY %s",
+	// ::tag: InfluxQL resolves a bare name to a field before a tag (PITFALLS.md).
+	stmt := fmt.Sprintf("SELECT count(*) FROM %s WHERE time >= %d AND time <= %d GROUP BY %s::tag",
 		strings.Join(sources, ","), from, to, quoteIdent("agent"))
 	series, err := q.query(ctx, stmt)
 	if err != nil {

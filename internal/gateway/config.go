@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/service"
@@ -27,6 +28,8 @@ type Config struct {
 	Redis    service.RedisConfig
 	Postgres postgres.Config
 	HotCache hotcache.Config
+	// Influx is where the field-type registry is seeded from (SHOW FIELD KEYS) at start.
+	Influx influx.Config
 
 	Publish stream.PublisherConfig
 	Backlog stream.BacklogConfig
@@ -90,6 +93,7 @@ func DefaultConfig() Config {
 		Redis:    service.RedisConfig{URL: "redis://127.0.0.1:6379/0"},
 		Postgres: postgres.Config{URL: "postgres://postgres:postgres@127.0.0.1:5432/agentmonitor?sslmode=disable", LogsRetentionDays: 7},
 		HotCache: hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000},
+		Influx:   influx.Config{URL: "http://127.0.0.1:8086", Bucket: "metrics", RetentionDays: 30, Timeout: 10 * time.Second},
 		Publish:  stream.PublisherConfig{Shards: 4},
 		Backlog:  stream.BacklogConfig{Shards: 4, Max: 1_000_000, Interval: 500 * time.Millisecond},
 		Trim:     stream.TrimmerConfig{Shards: 4, Groups: []string{"influx-writer", "pg-sync"}, Interval: 5 * time.Second},
@@ -158,6 +162,7 @@ func (c Config) Validate() error {
 	check(c.Redis.Validate())
 	check(c.Postgres.Validate())
 	check(c.HotCache.Validate())
+	check(c.Influx.Validate())
 	check(c.Publish.Validate())
 	check(c.Backlog.Validate())
 	check(c.Trim.Validate())

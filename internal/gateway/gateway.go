@@ -26,7 +26,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/agentmonitor/agentmonitor/internal/egress"
+	"github.com/agentmonitor/agentmonitor/internal/fieldtype"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/service"
@@ -82,6 +84,9 @@ type Gateway struct {
 	keys      *keyCache
 	sessions  *sessions
 	limiter   *redis_rate.Limiter
+
+	influx     *influx.Client // only to seed fieldTypes
+	fieldTypes *fieldtype.Registry
 
 	rules       ruleStore
 	channels    channelStore
@@ -199,6 +204,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	if g.hot, err = hotcache.New(g.rdb, cfg.Redis.Prefix, cfg.HotCache); err != nil {
 		return nil, err
 	}
+	if g.influx, err = influx.New(cfg.Influx); err != nil {
+		return nil, err
+	}
+	g.fieldTypes = fieldtype.New(g.rdb, cfg.Redis.Prefix, logger)
 	g.keys = newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.AgentIDByKeyHash, func() time.Time { return g.now() })
 	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
 	if g.hub, err = newHub(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
@@ -295,6 +304,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.goLoop(loops, "stream trimmer", g.trimmer.Run)
 	g.goLoop(loops, "audit purge", g.purgeAudit)
 	g.goLoop(loops, "alert websocket hub", g.hub.Run)
+	g.goLoop(loops, "field-type seed", func(ctx context.Context) error { g.fieldTypes.SeedUntilDone(ctx, g.influx); return nil })
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.e.StartServer(srv) }()
@@ -381,6 +391,9 @@ func (g *Gateway) Close() error {
 		g.bgCancel()
 		g.bgWG.Wait()
 		var errs []error
+		if g.influx != nil {
+			g.influx.Close()
+		}
 		if g.db != nil {
 			if err := g.db.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("closing postgres: %w", err))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/agentmonitor/agentmonitor/internal/fieldtype"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
@@ -68,7 +69,8 @@ func (g *Gateway) ingestLine(c echo.Context) error {
 
 // ingest runs one batch through, in this order: authenticate the key; read the body within the
 // limit; parse and validate every point (400 with the first bad one, nothing stored); charge the
-// agent's rate (429); refuse while the backlog is over its bound (503); append the canonical batch
+// agent's rate (429); refuse while the backlog is over its bound (503); check the field types
+// (400 naming the field and its type, 503 if Redis cannot be asked); append the canonical batch
 // to the agent's stream shard (503 if Redis refuses); refresh the hot cache; 204.
 func (g *Gateway) ingest(c echo.Context, route string) (err error) {
 	start := time.Now()
@@ -155,6 +157,10 @@ func (g *Gateway) ingest(c echo.Context, route string) (err error) {
 		}
 	}
 
+	if err := g.checkFieldTypes(r.Context(), pts, route, buf.body.Bytes()); err != nil {
+		return err
+	}
+
 	buf.payload = metric.AppendLineProtocol(buf.payload[:0], pts, agentID)
 	meta := map[string]string{
 		stream.MetaAgent:      agentID,
@@ -176,6 +182,27 @@ func (g *Gateway) ingest(c echo.Context, route string) (err error) {
 		g.logger.Warn("refreshing hot cache failed", "agent", agentID, "err", err)
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// checkFieldTypes refuses points whose field types differ from those InfluxDB holds (see package
+// fieldtype): a 400 naming the point (its line, for line protocol), the field and its type.
+func (g *Gateway) checkFieldTypes(ctx context.Context, pts []metric.Point, route string, body []byte) error {
+	src := fieldtype.LineProtocol
+	if route == routeJSON {
+		src = fieldtype.JSON
+	}
+	err := g.fieldTypes.Check(ctx, pts, src)
+	var pe *metric.PointError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe):
+		if route == routeLine {
+			pe.Line = metric.LineOf(body, pe.Index)
+		}
+		return &apiError{Status: http.StatusBadRequest, Message: pe.Error()}
+	}
+	return unavailable("field-type registry", err)
 }
 
 // readBody reads the request body into buf.body, decompressing gzip, and enforces the body limit

@@ -221,7 +221,16 @@ type qlSeries struct {
 
 // influxQL runs one InfluxQL statement on a 1.x server (POST /query) and returns its series.
 func (c *Client) influxQL(ctx context.Context, stmt string) ([]qlSeries, error) {
+	return c.influxQLIn(ctx, url.Values{}, stmt)
+}
+
+// influxQLIn runs one InfluxQL statement through POST /query with the extra form parameters
+// (db, rp) and returns its series. 2.x serves the same endpoint for buckets with a DBRP mapping.
+func (c *Client) influxQLIn(ctx context.Context, params url.Values, stmt string) ([]qlSeries, error) {
 	form := url.Values{"q": {stmt}}
+	for k, v := range params {
+		form[k] = v
+	}
 	resp, err := c.do(ctx, http.MethodPost, "query", strings.NewReader(form.Encode()), "application/x-www-form-urlencoded")
 	if err != nil {
 		return nil, fmt.Errorf("running %s: %w", stmt, err)

@@ -319,7 +319,7 @@ func TestWriteDuringOutage(t *testing.T) {
 	if err := c.Write(ctx, line); err != nil {
 		t.Fatalf("Write after restart: %v", err)
 	}
-	raw, err := srv.Query(ctx, `SELECT count("v") FROM "outage"."autogen"."up" WHERE "agent" = 'a1'`)
+	raw, err := srv.Query(ctx, `SELECT count("v") FROM "outage"."autogen"."up" WHERE "agent"::tag = 'a1'`)
 	if err != nil {
 		t.Fatalf("counting after restart: %v", err)
 	}

@@ -14,6 +14,11 @@
 //     InfluxDB and the line-protocol library read such backslashes differently;
 //   - names starting with "_" are InfluxDB's; "time" is neither a tag key nor a field key; a
 //     measurement cannot start with "#", which line protocol reads as a comment;
+//   - the measurement is not one the pipeline writes itself ("alerts", see
+//     IsReservedMeasurement);
+//   - no field is named like a reserved tag ("agent", see IsReservedTag): InfluxQL resolves a
+//     name to a field before a tag, so such a field would let one agent's points answer
+//     WHERE agent='<another agent>';
 //   - floats are finite; strings are valid UTF-8, fit Limits.MaxStringLen and hold no '\n',
 //     '\r' or '\t' (the encoder would write them as escapes that InfluxDB stores literally);
 //   - no unsigned integer fields (suffix u): InfluxDB 1.x, as released, refuses the whole write;
@@ -24,4 +29,7 @@
 // A client may send a tag named "agent": it is accepted here and replaced by AppendLineProtocol
 // with the id of the agent the gateway authenticated, so the stored value never comes from the
 // body. Accepted points have their tags and fields sorted by key.
+//
+// What a single request cannot show, the type a field already has in InfluxDB, is checked
+// after parsing by the field-type registry (package fieldtype).
 package metric

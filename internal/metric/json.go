@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +21,9 @@ import (
 // the wrong type are errors. "tags" and "time" are optional; a missing time becomes now.
 // A time is an RFC 3339 string or an integer of Unix nanoseconds. Every JSON number becomes a
 // float field (so that a value that happens to be whole does not change the field's type in
-// InfluxDB); true/false become bool fields and strings string fields; null, arrays and objects
-// are refused. Each point is then checked by the rules shared with ParseLineProtocol (see
+// InfluxDB); the field-type registry (package fieldtype) later turns an integral number into an
+// integer when the field is already an integer field in InfluxDB, and refuses a fractional one.
+// true/false become bool fields and strings string fields; null, arrays and objects are refused. Each point is then checked by the rules shared with ParseLineProtocol (see
 // the package documentation) and returned with its tags and fields sorted by key.
 //
 // The error is a *PointError for the first bad point, or a plain error for the body as a
@@ -301,6 +303,10 @@ func (p *jsonParser) syntaxError(err error) error {
 			reason = "the JSON ends too early"
 		default:
 			reason = fmt.Sprintf("invalid JSON in %s at byte %d: %v", pointerText(ptr), se.ByteOffset, se.Err)
+			if m := se.Err.Error(); strings.Contains(m, "'N' at start of value") || strings.Contains(m, "'I' at start of value") ||
+				strings.Contains(m, "'I' in number") {
+				reason += " (JSON has no NaN or Infinity, and InfluxDB cannot store them: send a finite number or leave the field out)"
+			}
 		}
 	}
 	if p.index >= 0 {

@@ -45,6 +45,13 @@ func TestParseJSONRejects(t *testing.T) {
 	f("{\"points\xff\":[]}", "invalid UTF-8")
 	// Types and keys inside a point.
 	f(`{"points":[1]}`, "point 0: must be an object, got a number")
+	// NaN and Infinity are not JSON; the message says InfluxDB could not store them anyway.
+	f(`{"points":[{"measurement":"cpu","fields":{"v":NaN}}]}`, "point 0: invalid JSON in /points/0/fields/v at byte 46: invalid character 'N' at start of value (JSON has no NaN or Infinity, and InfluxDB cannot store them")
+	f(`{"points":[{"measurement":"cpu","fields":{"v":-Infinity}}]}`, "(JSON has no NaN or Infinity, and InfluxDB cannot store them")
+	f(`{"points":[{"measurement":"cpu","fields":{"v":1e400}}]}`, `point 0: field "v": number 1e400 is out of float64 range`)
+	f(`{"points":[{"measurement":"alerts","fields":{"value":1}}]}`, `point 0: measurement "alerts" is reserved: it holds the alert history`)
+	// A field named like the tag every point carries would shadow it in InfluxQL.
+	f(`{"points":[{"measurement":"cpu","fields":{"agent":"b","v":1}}]}`, `point 0: field key "agent" is reserved: every point carries the tag "agent"`)
 	f(`{"points":[{"measurement":"cpu","fields":{"v":1}},"x"]}`, "point 1: must be an object, got a string")
 	f(jp(`{"measurement":"cpu","fields":{"v":1},"host":"a"}`), `point 0: unknown key "host"`)
 	f(jp(`{"Measurement":"cpu","fields":{"v":1}}`), `point 0: unknown key "Measurement"`)

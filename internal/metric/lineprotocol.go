@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -160,14 +161,77 @@ func parseTimestamp(ts []byte, unit int64) (int64, error) {
 	return n * unit, nil
 }
 
-// decodeError turns a syntax error of the decoder into a *PointError.
+// decodeError turns a syntax error of the decoder into a *PointError, rewording the decoder's
+// messages that do not say what is wrong (issue 7).
 func decodeError(err error, index int, body []byte) error {
 	var de *lineprotocol.DecodeError
 	if errors.As(err, &de) {
-		return &PointError{Index: index, Line: int(de.Line), Reason: fmt.Sprintf("column %d: %v", de.Column, de.Err)}
+		return &PointError{Index: index, Line: int(de.Line), Reason: fmt.Sprintf("column %d: %s", de.Column, decodeReason(de, body))}
 	}
 	return &PointError{Index: index, Line: lineOf(body, index), Reason: err.Error()}
 }
+
+// missingFieldSet is the reason given for a line without a field set.
+const missingFieldSet = "the field set is missing: a line is `measurement[,tag=value...] field=value[,field=value...] [timestamp]`, " +
+	"with a space between the tags and the fields"
+
+// decodeReason explains a decoder error. The decoder reports a line without a field set as
+// "empty tag name" (for "cpu") or "expected field key but none found" (for "cpu,host=a"), and
+// NaN and Inf values as "unrecognized type" or "non-number": say what the line lacks and that
+// InfluxDB cannot store NaN or Inf.
+func decodeReason(de *lineprotocol.DecodeError, body []byte) string {
+	msg := de.Err.Error()
+	switch {
+	case strings.Contains(msg, "expected field key but none found"),
+		strings.Contains(msg, "expected tag key or field but found '\\n'"),
+		strings.Contains(msg, "expected tag key or field but found '\\r'"):
+		return missingFieldSet
+	case strings.Contains(msg, "empty tag name"):
+		if rest := lineText(body, int(de.Line), int(de.Column)); rest == "" || rest == "\r" {
+			return missingFieldSet // "cpu" or "cpu,host=a" at the end of the line
+		}
+	case strings.Contains(msg, "non-number"), strings.Contains(msg, "unrecognized type"):
+		v := lineText(body, int(de.Line), int(de.Column))
+		if i := strings.IndexAny(v, ", "); i >= 0 {
+			v = v[:i]
+		}
+		switch strings.ToLower(strings.TrimLeft(v, "+-")) {
+		case "nan", "inf", "infinity":
+			return fmt.Sprintf("field value %s: InfluxDB cannot store NaN or Inf; send a finite number or leave the field out", quote(v))
+		}
+		if v == "" && strings.Contains(msg, "unrecognized type") {
+			return "field value is missing after '='"
+		}
+		if strings.Contains(msg, "unrecognized type") {
+			return fmt.Sprintf("field value %s has no line-protocol type: write a number (1.5), an integer (3i), "+
+				"a boolean (t, false) or a double-quoted string", quote(v))
+		}
+	}
+	return msg
+}
+
+// lineText returns what follows column col (1-based, in bytes) of line (1-based) in body,
+// up to the end of that line.
+func lineText(body []byte, line, col int) string {
+	for l := 1; l < line; l++ {
+		i := bytes.IndexByte(body, '\n')
+		if i < 0 {
+			return ""
+		}
+		body = body[i+1:]
+	}
+	if i := bytes.IndexByte(body, '\n'); i >= 0 {
+		body = body[:i]
+	}
+	if col < 1 || col > len(body)+1 {
+		return ""
+	}
+	return string(body[col-1:])
+}
+
+// LineOf returns the 1-based line of the point at index (as in PointError.Index) of a
+// line-protocol body that ParseLineProtocol accepted, for errors found after parsing.
+func LineOf(body []byte, index int) int { return lineOf(body, index) }
 
 // lineOf returns the 1-based line on which entry index of body starts. The decoder does not
 // expose its line count, so this repeats its skipping of blank and comment lines. It is exact

@@ -32,17 +32,30 @@ func TestParseLineProtocolRejects(t *testing.T) {
 	f("", "", "no points in the request: the body has no line-protocol entry")
 	f("\n  \n# only a comment\r\n\n", "", "no points in the request: the body has no line-protocol entry")
 	// Syntax, with the line of the first bad entry.
-	f("cpu", "", "line 1: column 4: empty tag name")
-	f("cpu\n", "", "line 1: column 4: expected tag key or field but found '\\n' instead")
-	f("cpu,host=a", "", "line 1: column 11: expected field key but none found")
+	// A line without a field set says so (issue 7), whatever the decoder says about it.
+	f("cpu", "", "line 1: column 4: the field set is missing")
+	f("cpu\n", "", "line 1: column 4: the field set is missing")
+	f("cpu\r\n", "", "line 1: column 4: the field set is missing")
+	f("cpu,host=a", "", "line 1: column 11: the field set is missing")
+	f("name,v=1", "", "line 1: column 9: the field set is missing")
+	f("cpu ", "", "line 1: column 5: the field set is missing")
+	f("cpu v=1\ncpu,host=a\n", "", "line 2: column 11: the field set is missing")
 	f("cpu,host= v=1", "", `line 1: column 10: expected tag value after tag key "host", but none found`)
 	f("cpu,=a v=1", "", "line 1: column 5: expected tag key or field but found '=' instead")
 	f("cpu v=", "", "line 1: column 7: expected field value, found end of input")
 	f("cpu v=\"abc", "", "line 1: column 7: expected closing quote for string field value, found end of input")
 	f("cpu v=1,w", "", `line 1: column 10: want '=' after field key "w", found end of input`)
-	f("cpu v=xyz", "", "line 1: column 7: field value has unrecognized type")
-	f("cpu v=NaN", "", "line 1: column 7: field value has unrecognized type")
-	f("cpu v=-Inf", "", `line 1: column 7: cannot parse value for field key "v": non-number "-Inf" cannot be represented as a line-protocol field value`)
+	f("cpu v=xyz", "", `line 1: column 7: field value "xyz" has no line-protocol type`)
+	// NaN and Inf say that InfluxDB cannot store them (issue 7).
+	f("cpu v=NaN", "", `line 1: column 7: field value "NaN": InfluxDB cannot store NaN or Inf`)
+	f("cpu v=nan,w=1", "", `line 1: column 7: field value "nan": InfluxDB cannot store NaN or Inf`)
+	f("cpu v=+Inf 1", "", `line 1: column 7: field value "+Inf": InfluxDB cannot store NaN or Inf`)
+	f("cpu v=inf", "", `line 1: column 7: field value "inf": InfluxDB cannot store NaN or Inf`)
+	f("cpu w=1,v=-Inf", "", `line 1: column 11: field value "-Inf": InfluxDB cannot store NaN or Inf`)
+	f("alerts,rule_id=x value=1", "", `line 1: measurement "alerts" is reserved`)
+	// Fields named like the tag every point carries.
+	f("cpu agent=1", "", `line 1: field key "agent" is reserved: every point carries the tag "agent"`)
+	f("cpu v=1,agent=\"b\"", "", `line 1: field key "agent" is reserved`)
 	f("cpu v=1e999", "", `line 1: column 7: cannot parse value for field key "v": line-protocol value out of range`)
 	f("cpu v=9223372036854775808i", "", `cannot parse value for field key "v": line-protocol value out of range`)
 	f("cpu v=-1u", "", `cannot parse value for field key "v": invalid unsigned integer value syntax`)
@@ -206,6 +219,6 @@ func TestDecodeLineProtocol(t *testing.T) {
 		}
 	}
 	fail("cpu,agent=A v=1 1\ncpu,agent=A v=1\n", "decoding line protocol: line 2: no timestamp")
-	fail("cpu,agent=A v=1 1\ncpu,agent=A v= 1\n", "decoding line protocol: line 2: column 15: field value has unrecognized type")
+	fail("cpu,agent=A v=1 1\ncpu,agent=A v= 1\n", "decoding line protocol: line 2: column 15: field value is missing after '='")
 	fail("cpu,agent=A v=1 99999999999999999999\n", "decoding line protocol: line 1: time 99999999999999999999 is outside")
 }

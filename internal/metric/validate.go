@@ -12,6 +12,19 @@ import (
 // agentTag is the tag every stored point carries: the id of the agent whose key sent it.
 const agentTag = "agent"
 
+// alertsMeasurement is where the alerter records alert history, in the same bucket as the
+// agents' points (alerter.Measurement).
+const alertsMeasurement = "alerts"
+
+// IsReservedMeasurement reports whether the pipeline writes measurement itself (only "alerts",
+// the alert history, today), so that no agent may: its points would pass for alert history, and
+// a field type it fixed first would make InfluxDB refuse the alerter's writes.
+func IsReservedMeasurement(measurement string) bool { return measurement == alertsMeasurement }
+
+// IsReservedTag reports whether key is a tag the pipeline sets itself on every stored point
+// (only "agent" today). No field may carry such a name.
+func IsReservedTag(key string) bool { return key == agentTag }
+
 const (
 	// maxSeriesKey is InfluxDB's limit on measurement + tags + field key of one series
 	// (models.MaxKeyLength); a longer point is refused by InfluxDB after we acknowledged it.
@@ -64,6 +77,9 @@ func (c *checker) check(p *Point) string {
 		return fmt.Sprintf("measurement %s is reserved: names starting with \"_\" belong to InfluxDB", quote(p.Measurement))
 	case '#':
 		return fmt.Sprintf("measurement %s starts with \"#\", which line protocol reads as a comment", quote(p.Measurement))
+	}
+	if IsReservedMeasurement(p.Measurement) {
+		return fmt.Sprintf("measurement %s is reserved: it holds the alert history Agent Monitor records", quote(p.Measurement))
 	}
 	if len(p.Tags) > lim.MaxTags {
 		return fmt.Sprintf("has %d tags, more than the limit of %d", len(p.Tags), lim.MaxTags)
@@ -171,6 +187,12 @@ func reservedKey(what, key string) string {
 	}
 	if key == "time" {
 		return fmt.Sprintf("%s key \"time\" is reserved", what)
+	}
+	if what == "field" && IsReservedTag(key) {
+		// InfluxQL resolves a name to a field before a tag: with a field "agent", WHERE agent='B'
+		// would compare the field, so one agent could make its points read as another's.
+		return fmt.Sprintf("field key %s is reserved: every point carries the tag %s (the id of the sending agent), "+
+			"and a field of that name would shadow it in InfluxQL queries", quote(key), quote(key))
 	}
 	return ""
 }
