@@ -93,10 +93,13 @@ func (f *jsonFloat) UnmarshalJSON(b []byte) error {
 		*f = jsonFloat(math.Inf(1))
 	case `"-Inf"`:
 		*f = jsonFloat(math.Inf(-1))
+	case "null":
+		*f = 0
 	default:
-		var v float64
-		if err := json.Unmarshal(b, &v); err != nil {
-			return err
+		// The decoder hands over only valid JSON values: here a number, which ParseFloat reads.
+		v, err := strconv.ParseFloat(string(b), 64)
+		if err != nil {
+			return fmt.Errorf("decoding a number: %w", err)
 		}
 		*f = jsonFloat(v)
 	}
