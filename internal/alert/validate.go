@@ -412,8 +412,15 @@ func checkText(field, s string, limit int) *ValidationError {
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
-// num formats a number the way messages and summaries show it: no exponent, no trailing zeros.
-func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+// num formats a number the way messages and summaries show it: the shortest form that reads
+// back, no trailing zeros, and no exponent unless the magnitude is below 1e-6 or at least 1e21
+// (as JavaScript prints numbers): 1.7e308 in 309 digits would swamp a summary.
+func num(f float64) string {
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
 
 // sortedKeys returns m's keys in order, so that Validate names the same problem every time.
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

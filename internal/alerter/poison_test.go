@@ -154,8 +154,8 @@ func TestHugeValuesNeitherOverflowNorStallOthers(t *testing.T) {
 	p.publish(t, web2.ID, cpu{"0", 95, atMs(500)})
 	p.drained(t)
 	active := e.active(t)
-	if a, ok := active[huge.ID+"/core=0"]; !ok || a.Status != "firing" || a.Value != 1.7e308 {
-		t.Errorf("active alert of the huge agent's core 0 = %+v (%v), want firing at 1.7e308", a, ok)
+	if a, ok := active[huge.ID+"/core=0"]; !ok || a.Status != "firing" || a.Value != 1.7e308 || a.Summary != "huge cpu at 1.7e+308" {
+		t.Errorf("active alert of the huge agent's core 0 = %+v (%v), want firing at 1.7e308, summary %q", a, ok, "huge cpu at 1.7e+308")
 	}
 	// The active entry shows the value that fired it (the first sample), not later ones.
 	if a, ok := active[huge.ID+"/core=1"]; !ok || a.Status != "firing" || a.Value != math.MaxFloat64 {
