@@ -16,7 +16,7 @@
 //	  "tags": {"core": "total"},              // optional: exact tag matches (not "agent")
 //	  "agents": {"labels": {"env": "prod"}},  // {"ids": [...]} or {"labels": {...}}; omitted: all agents
 //	  "aggregation": "avg",                   // last | avg | min | max | count
-//	  "window": "5m",                         // Go duration; required except for "last"
+//	  "window": "5m",                         // Go duration, 1s to 24h; required except for "last"
 //	  "operator": ">",                        // > >= < <= == !=
 //	  "thresholds": {
 //	    "warning":  {"value": 80, "recovery": 70},

@@ -116,11 +116,12 @@ type AgentSelector struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// Selects reports whether the agent with this id and these labels is chosen.
+// Selects reports whether the agent with this id and these labels is chosen. Ids compare
+// without regard to letter case, as UUIDs do.
 func (s AgentSelector) Selects(agentID string, labels map[string]string) bool {
 	if len(s.IDs) > 0 {
 		for _, id := range s.IDs {
-			if id == agentID {
+			if strings.EqualFold(id, agentID) {
 				return true
 			}
 		}

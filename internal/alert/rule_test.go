@@ -13,6 +13,15 @@ import (
 
 func fp(v float64) *float64 { return &v }
 
+// uid returns the n-th test UUID.
+func uid(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
+
+// Test UUIDs of agents and channels.
+var (
+	chanA, chanB   = uid(1), uid(2)
+	agentA, agentB = uid(11), uid(12)
+)
+
 // thresholdRule returns a valid threshold rule: warning above 80 (recovers at 70), critical
 // above 95 (recovers at 90), avg over 5m, for 2m.
 func thresholdRule() Rule {
@@ -27,7 +36,7 @@ func thresholdRule() Rule {
 		},
 		For: Duration(2 * time.Minute), Labels: map[string]string{"team": "infra"},
 		Summary:  "{{.Rule}} on {{.Agent}}: {{.Value}}",
-		Channels: []string{"c1", "c2"}, Enabled: true,
+		Channels: []string{chanA, chanB}, Enabled: true,
 	}
 }
 
@@ -47,7 +56,7 @@ func TestValidate(t *testing.T) {
 	ids := func(n int) []string {
 		s := make([]string, n)
 		for i := range s {
-			s[i] = fmt.Sprint("id", i)
+			s[i] = uid(i)
 		}
 		return s
 	}
@@ -75,7 +84,7 @@ func TestValidate(t *testing.T) {
 			r.Operator = OpEQ
 			r.Thresholds = Thresholds{Warning: &Threshold{Value: fp(1)}, Critical: &Threshold{Value: fp(0)}}
 		}, "", ""},
-		{"valid: agent ids", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: []string{"a", "b"}} }, "", ""},
+		{"valid: agent ids", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: []string{agentA, strings.ToUpper(agentB)}} }, "", ""},
 		{"valid: all agents, no tags, no labels, no summary", thresholdRule, func(r *Rule) {
 			r.Agents, r.Tags, r.Labels, r.Summary, r.Channels = AgentSelector{}, nil, nil, "", nil
 		}, "", ""},
@@ -101,14 +110,24 @@ func TestValidate(t *testing.T) {
 			r.Tags = many(MaxMapEntries+1, func(i int) string { return fmt.Sprint("k", i) })
 		}, "tags", "at most"},
 		{"tags control in value", thresholdRule, func(r *Rule) { r.Tags = map[string]string{"core": "a\x00"} }, "tags", "control"},
-		{"agents both", thresholdRule, func(r *Rule) { r.Agents.IDs = []string{"a"} }, "agents", "not both"},
+		{"agents both", thresholdRule, func(r *Rule) { r.Agents.IDs = []string{agentA} }, "agents", "not both"},
 		{"agents ids empty id", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: []string{""}} }, "agents.ids", "empty"},
-		{"agents ids duplicate", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: []string{"a", "a"}} }, "agents.ids", `"a" twice`},
+		{"agents ids duplicate", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: []string{agentA, agentA}} }, "agents.ids", agentA + `" twice`},
+		{"agents ids duplicate in another case", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: []string{agentA, strings.ToUpper(agentA)}} }, "agents.ids", "twice"},
+		{"agents ids not a UUID", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: []string{"web-1"}} }, "agents.ids", `"web-1" is not a UUID`},
+		{"agents ids UUID without hyphens", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: []string{strings.ReplaceAll(agentA, "-", "")}} }, "agents.ids", "not a UUID"},
+		{"agents ids UUID in braces", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: []string{"{" + agentA + "}"}} }, "agents.ids", "not a UUID"},
+		{"agents ids UUID with a non-hex digit", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: []string{"g" + agentA[1:]}} }, "agents.ids", "not a UUID"},
 		{"agents ids too many", thresholdRule, func(r *Rule) { r.Agents = AgentSelector{IDs: ids(MaxAgentIDs + 1)} }, "agents.ids", "at most"},
 		{"agents labels empty value", thresholdRule, func(r *Rule) { r.Agents.Labels = map[string]string{"env": ""} }, "agents.labels", `"env"`},
 		{"aggregation missing", thresholdRule, func(r *Rule) { r.Aggregation = "" }, "aggregation", "required"},
 		{"aggregation unknown", thresholdRule, func(r *Rule) { r.Aggregation = "p95" }, "aggregation", `"p95"`},
-		{"window missing for avg", thresholdRule, func(r *Rule) { r.Window = 0 }, "window", "required"},
+		{"window missing for avg", thresholdRule, func(r *Rule) { r.Window = 0 }, "window", `required for aggregation "avg": at least 1s (got none or 0s)`},
+		{"window 1ns", thresholdRule, func(r *Rule) { r.Window = Duration(time.Nanosecond) }, "window", "must be at least 1s, got 1ns"},
+		{"window 999ms", thresholdRule, func(r *Rule) { r.Window = Duration(999 * time.Millisecond) }, "window", "must be at least 1s, got 999ms"},
+		{"window 1ns on last", thresholdRule, func(r *Rule) { r.Aggregation, r.Window = AggLast, Duration(1) }, "window", "at least 1s"},
+		{"valid: window 1s", thresholdRule, func(r *Rule) { r.Window = Duration(time.Second) }, "", ""},
+		{"valid: window 24h", thresholdRule, func(r *Rule) { r.Window = Duration(MaxWindow) }, "", ""},
 		{"window negative", thresholdRule, func(r *Rule) { r.Window = Duration(-time.Second) }, "window", "negative"},
 		{"window too long", thresholdRule, func(r *Rule) { r.Window = Duration(MaxWindow + 1) }, "window", "at most 24h"},
 		{"operator missing", thresholdRule, func(r *Rule) { r.Operator = "" }, "operator", "required"},
@@ -143,7 +162,9 @@ func TestValidate(t *testing.T) {
 			r.Thresholds.Warning.Recovery = nil
 			r.Thresholds.Critical.Recovery = fp(79)
 		}, "thresholds.critical.recovery", "warning recovery level (80)"},
-		{"for negative", thresholdRule, func(r *Rule) { r.For = Duration(-time.Second) }, "for", "negative"},
+		{"for negative", thresholdRule, func(r *Rule) { r.For = Duration(-time.Second) }, "for", "must not be negative, got -1s"},
+		{"for 1ns", thresholdRule, func(r *Rule) { r.For = Duration(1) }, "for", "must be 0s (fire on the first crossing sample) or at least 1s, got 1ns"},
+		{"valid: for 0s", thresholdRule, func(r *Rule) { r.For = 0 }, "", ""},
 		{"for too long", thresholdRule, func(r *Rule) { r.For = Duration(MaxFor + time.Second) }, "for", "at most 168h"},
 		{"after on threshold rule", thresholdRule, func(r *Rule) { r.After = Duration(time.Minute) }, "after", "agent_silent"},
 		{"severity on threshold rule", thresholdRule, func(r *Rule) { r.Severity = SeverityWarning }, "severity", "agent_silent"},
@@ -158,7 +179,8 @@ func TestValidate(t *testing.T) {
 		{"summary too long", thresholdRule, func(r *Rule) { r.Summary = strings.Repeat("x", MaxSummaryLen+1) }, "summary", "at most"},
 		{"summary control", thresholdRule, func(r *Rule) { r.Summary = "a\x07" }, "summary", "control"},
 		{"channels empty id", thresholdRule, func(r *Rule) { r.Channels = []string{""} }, "channels", "empty"},
-		{"channels duplicate", thresholdRule, func(r *Rule) { r.Channels = []string{"c", "c"} }, "channels", `"c" twice`},
+		{"channels duplicate", thresholdRule, func(r *Rule) { r.Channels = []string{chanA, chanA} }, "channels", chanA + `" twice`},
+		{"channels not a UUID", thresholdRule, func(r *Rule) { r.Channels = []string{chanA, "ops"} }, "channels", `"ops" is not a UUID`},
 		{"channels too many", thresholdRule, func(r *Rule) { r.Channels = ids(MaxChannels + 1) }, "channels", "at most"},
 
 		{"silent: metric", silentRule, func(r *Rule) { r.Metric = "cpu.x" }, "metric", "threshold rules"},
@@ -171,14 +193,15 @@ func TestValidate(t *testing.T) {
 		{"silent: operator", silentRule, func(r *Rule) { r.Operator = OpGT }, "operator", "threshold rules"},
 		{"silent: thresholds", silentRule, func(r *Rule) { r.Thresholds.Critical = &Threshold{Value: fp(1)} }, "thresholds", "threshold rules"},
 		{"silent: for", silentRule, func(r *Rule) { r.For = Duration(time.Minute) }, "for", "after"},
-		{"silent: after missing", silentRule, func(r *Rule) { r.After = 0 }, "after", "required"},
-		{"silent: after too short", silentRule, func(r *Rule) { r.After = Duration(time.Second) }, "after", "at least 10s"},
+		{"silent: after missing or 0s", silentRule, func(r *Rule) { r.After = 0 }, "after", "required for agent_silent rules: at least 10s (got none or 0s)"},
+		{"silent: after negative", silentRule, func(r *Rule) { r.After = Duration(-time.Minute) }, "after", "must not be negative, got -1m"},
+		{"silent: after too short", silentRule, func(r *Rule) { r.After = Duration(time.Second) }, "after", "must be at least 10s, got 1s"},
 		{"silent: after too long", silentRule, func(r *Rule) { r.After = Duration(MaxAfter + 1) }, "after", "at most 720h"},
 		{"silent: severity missing", silentRule, func(r *Rule) { r.Severity = "" }, "severity", "required"},
 		{"silent: severity unknown", silentRule, func(r *Rule) { r.Severity = "page" }, "severity", `"page"`},
 		{"silent: labels", silentRule, func(r *Rule) { r.Labels = map[string]string{"agent": "x"} }, "labels", "reserved"},
 		{"silent: summary", silentRule, func(r *Rule) { r.Summary = "{{range .Labels}}{{end}}" }, "summary", "not allowed"},
-		{"silent: channels", silentRule, func(r *Rule) { r.Channels = []string{"a", "a"} }, "channels", "twice"},
+		{"silent: channels", silentRule, func(r *Rule) { r.Channels = []string{chanA, chanA} }, "channels", "twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,7 +246,7 @@ const docRule = `{
   "for": "2m",
   "labels": {"team": "infra"},
   "summary": "{{.Rule}}: {{.Agent}} at {{.Value}}% ({{.Severity}} above {{.Threshold}})",
-  "channels": ["9d4c"],
+  "channels": ["9d4c1f6e-2b7a-4c3d-8e5f-0a1b2c3d4e5f"],
   "enabled": true
 }`
 
@@ -239,7 +262,7 @@ func TestRuleJSON(t *testing.T) {
 		Thresholds: Thresholds{Warning: &Threshold{Value: fp(80), Recovery: fp(70)}, Critical: &Threshold{Value: fp(95)}},
 		For:        Duration(2 * time.Minute), Labels: map[string]string{"team": "infra"},
 		Summary:  "{{.Rule}}: {{.Agent}} at {{.Value}}% ({{.Severity}} above {{.Threshold}})",
-		Channels: []string{"9d4c"}, Enabled: true,
+		Channels: []string{"9d4c1f6e-2b7a-4c3d-8e5f-0a1b2c3d4e5f"}, Enabled: true,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Unmarshal(docRule) = %+v, want %+v", got, want)

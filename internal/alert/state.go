@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"math"
 	"strconv"
 	"time"
 )
@@ -130,8 +129,10 @@ func (t Transition) Notifies() bool { return t.To == StatusFiring || t.To == Sta
 // Step evaluates value, the rule's aggregate at sample time at, against the thresholds of rule
 // (a threshold rule), and returns the next state and the transition that leads to it, if any.
 //
-// A sample not newer than prev.LastEval, or a NaN value, returns prev and nothing: redelivered
-// and reordered samples cause nothing, and a transition is caused by exactly one sample.
+// A sample not newer than prev.LastEval, or a value that is not finite (NaN, ±Inf: the caller's
+// aggregation failed, and no state or event could carry it), returns prev and nothing:
+// redelivered and reordered samples cause nothing, and a transition is caused by exactly one
+// sample.
 //
 // Each severity's condition starts to hold when rule.Operator holds against its threshold, and
 // keeps holding until it no longer holds against its recovery level (the threshold when no
@@ -153,7 +154,7 @@ func (t Transition) Notifies() bool { return t.To == StatusFiring || t.To == Sta
 //   - pending→ok when the conditions stop holding before For: a transition that does not
 //     notify, so that dashboards can drop the pending alert.
 func Step(prev State, rule Rule, value float64, at time.Time) (State, []Transition) {
-	if !at.After(prev.LastEval) || math.IsNaN(value) {
+	if !at.After(prev.LastEval) || !finite(value) {
 		return prev, nil
 	}
 	if prev.Status == "" {

@@ -125,8 +125,8 @@ func TestStep(t *testing.T) {
 		{"out-of-order and equal times are ignored", withFor(base, 0),
 			[]sample{{100, 85}, {50, 10}, {100, 10}, {99.999, 10}, {110, 85}},
 			[]string{"ok>firing:warning@100"}},
-		{"NaN is ignored", withFor(base, 0),
-			[]sample{{0, 85}, {10, math.NaN()}, {20, 85}},
+		{"NaN and Inf are ignored", withFor(base, 0),
+			[]sample{{0, 85}, {10, math.NaN()}, {15, math.Inf(1)}, {17, math.Inf(-1)}, {20, 85}},
 			[]string{"ok>firing:warning@0"}},
 	}
 	for _, tt := range tests {

@@ -22,6 +22,9 @@ func TestRenderSummary(t *testing.T) {
 		{"plain text", d, "plain text"},
 		{"{{/* only a comment */}}", d, ""},
 		{"small {{.Value}}", SummaryData{Value: 0.000125}, "small 0.000125"},
+		{"{{.Value}} {{.Threshold}}", SummaryData{Value: 1e20, Threshold: 1e-6}, "100000000000000000000 0.000001"},
+		{"huge {{.Value}} {{.Threshold}}", SummaryData{Value: 1.7e308, Threshold: -1e21}, "huge 1.7e+308 -1e+21"},
+		{"tiny {{.Value}}", SummaryData{Value: 5e-324}, "tiny 5e-324"},
 		{"html is not escaped: {{.Agent}}", SummaryData{Agent: "<b>"}, "html is not escaped: <b>"},
 	}
 	for _, tt := range tests {

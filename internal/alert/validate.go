@@ -29,6 +29,11 @@ const (
 	MaxAfter       = 30 * 24 * time.Hour
 )
 
+// MinWindow is the shortest window, and the shortest For other than 0: agents report every few
+// seconds at most, so a shorter window holds one sample or none, and "1ns" is a slip rather
+// than a choice; one second is also the finest unit people set alerting durations in.
+const MinWindow = time.Second
+
 // reservedLabels are set on every alert by the notifier (Alertmanager's body): a rule label
 // with one of these names would be overwritten or would overwrite them.
 var reservedLabels = map[string]bool{"alertname": true, "severity": true, "agent": true}
@@ -111,11 +116,13 @@ func (r *Rule) validateThreshold() *ValidationError {
 	}
 	switch w := time.Duration(r.Window); {
 	case w < 0:
-		return invalid("window", "must not be negative")
+		return invalid("window", "must not be negative, got %s", Duration(w))
 	case w == 0 && r.Aggregation != AggLast:
-		return invalid("window", "is required for aggregation %q", r.Aggregation)
+		return invalid("window", "is required for aggregation %q: at least %s (got none or 0s)", r.Aggregation, Duration(MinWindow))
+	case w > 0 && w < MinWindow:
+		return invalid("window", "must be at least %s, got %s", Duration(MinWindow), Duration(w))
 	case w > MaxWindow:
-		return invalid("window", "must be at most %s", Duration(MaxWindow))
+		return invalid("window", "must be at most %s, got %s", Duration(MaxWindow), Duration(w))
 	}
 	switch r.Operator {
 	case OpGT, OpGE, OpLT, OpLE, OpEQ, OpNE:
@@ -129,9 +136,11 @@ func (r *Rule) validateThreshold() *ValidationError {
 	}
 	switch f := time.Duration(r.For); {
 	case f < 0:
-		return invalid("for", "must not be negative")
+		return invalid("for", "must not be negative, got %s", Duration(f))
+	case f > 0 && f < MinWindow:
+		return invalid("for", "must be 0s (fire on the first crossing sample) or at least %s, got %s", Duration(MinWindow), Duration(f))
 	case f > MaxFor:
-		return invalid("for", "must be at most %s", Duration(MaxFor))
+		return invalid("for", "must be at most %s, got %s", Duration(MaxFor), Duration(f))
 	}
 	if r.After != 0 {
 		return invalid("after", "applies only to agent_silent rules")
@@ -246,11 +255,13 @@ func (r *Rule) validateSilent() *ValidationError {
 	}
 	switch a := time.Duration(r.After); {
 	case a == 0:
-		return invalid("after", "is required for agent_silent rules")
+		return invalid("after", "is required for agent_silent rules: at least %s (got none or 0s)", Duration(MinAfter))
+	case a < 0:
+		return invalid("after", "must not be negative, got %s", Duration(a))
 	case a < MinAfter:
-		return invalid("after", "must be at least %s", Duration(MinAfter))
+		return invalid("after", "must be at least %s, got %s", Duration(MinAfter), Duration(a))
 	case a > MaxAfter:
-		return invalid("after", "must be at most %s", Duration(MaxAfter))
+		return invalid("after", "must be at most %s, got %s", Duration(MaxAfter), Duration(a))
 	}
 	switch r.Severity {
 	case SeverityWarning, SeverityCritical:
@@ -285,7 +296,8 @@ func checkSelector(s AgentSelector) *ValidationError {
 	return checkMap("agents.labels", s.Labels)
 }
 
-// checkIDs checks a list of ids: bounded, each non-empty, printable and listed once.
+// checkIDs checks a list of ids (of agents or channels, which the stores key by UUID): bounded,
+// each a UUID, listed once (in any letter case).
 func checkIDs(field string, ids []string, limit int) *ValidationError {
 	if len(ids) > limit {
 		return invalid(field, "must list at most %d ids, got %d", limit, len(ids))
@@ -298,12 +310,40 @@ func checkIDs(field string, ids []string, limit int) *ValidationError {
 		if err := checkText(field, id, MaxIDLen); err != nil {
 			return err
 		}
-		if seen[id] {
+		if !IsUUID(id) {
+			return invalid(field, "%q is not a UUID: want 32 hex digits as 8-4-4-4-12, such as %q", id, exampleUUID)
+		}
+		if seen[strings.ToLower(id)] {
 			return invalid(field, "lists %q twice", id)
 		}
-		seen[id] = true
+		seen[strings.ToLower(id)] = true
 	}
 	return nil
+}
+
+const exampleUUID = "9d4c1f6e-2b7a-4c3d-8e5f-0a1b2c3d4e5f"
+
+// IsUUID reports whether s is a UUID in its text form: 32 hex digits, in either case, grouped
+// 8-4-4-4-12 by hyphens (RFC 9562), the form PostgreSQL prints and the API returns. Any
+// version and variant is accepted: the stores assign the ids.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // checkMap checks a tag or label map: bounded, non-empty printable keys and values.
@@ -372,8 +412,15 @@ func checkText(field, s string, limit int) *ValidationError {
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
-// num formats a number the way messages and summaries show it: no exponent, no trailing zeros.
-func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+// num formats a number the way messages and summaries show it: the shortest form that reads
+// back, no trailing zeros, and no exponent unless the magnitude is below 1e-6 or at least 1e21
+// (as JavaScript prints numbers): 1.7e308 in 309 digits would swamp a summary.
+func num(f float64) string {
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
 
 // sortedKeys returns m's keys in order, so that Validate names the same problem every time.
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

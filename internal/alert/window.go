@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"sort"
 	"time"
 )
@@ -13,8 +14,13 @@ import (
 // 12 bytes per raw sample, 46 per merged entry: under 6 KiB).
 const MaxSamples = 128
 
-// windowVersion is the first byte of an encoded Window.
-const windowVersion = 1
+// windowVersion is the first byte of an encoded Window. Version 1 stored each merged entry's
+// sum, which overflows to ±Inf for huge samples (issue 7); version 2 stores its mean instead.
+// DecodeWindow still reads version 1, converting the sums.
+const (
+	windowVersion   = 2
+	windowVersionV1 = 1
+)
 
 // Window holds the recent samples of one series for one rule (one Key) and aggregates them over
 // [t-span, t], t being the time of its newest sample. It is a value computed only from the
@@ -22,8 +28,9 @@ const windowVersion = 1
 // aggregate; the zero Window is empty and ready to use. It is not safe for concurrent use.
 //
 // A Window keeps at most MaxSamples entries. Past that, each new sample makes it merge the two
-// adjacent entries that span the shortest time into one entry holding their count, sum, min,
-// max and newest value, so avg, min, max, count and last stay exact over the samples kept.
+// adjacent entries that span the shortest time into one entry holding their count, mean, min,
+// max and newest value, so avg, min, max, count and last stay exact over the samples kept (avg
+// up to rounding).
 // What is lost is the time of each merged sample: a merged entry leaves the window only when
 // its newest sample does, so for series sending more than MaxSamples samples per window the
 // oldest merged samples may count a little past the window's start (by at most the span of
@@ -32,11 +39,13 @@ type Window struct {
 	b []entry // sorted by time; entries never overlap and never share a time
 }
 
-// entry is one sample (n == 1, first == last) or several merged ones.
+// entry is one sample (n == 1, first == last) or several merged ones. It keeps the mean of its
+// samples rather than their sum: a mean lies between min and max, so it stays finite whatever
+// the samples (two of 1.7e308 sum to +Inf).
 type entry struct {
-	first, last         int64 // Unix ns of the oldest and newest sample
-	n                   uint64
-	sum, min, max, newV float64 // newV: value of the newest sample
+	first, last          int64 // Unix ns of the oldest and newest sample
+	n                    uint64
+	mean, min, max, newV float64 // newV: value of the newest sample
 }
 
 // Add adds the sample (at, v) to the window and drops the samples more than span older than
@@ -50,7 +59,7 @@ func (w *Window) Add(at time.Time, v float64, span time.Duration) bool {
 		return false
 	}
 	t := at.UnixNano()
-	e := entry{first: t, last: t, n: 1, sum: v, min: v, max: v, newV: v}
+	e := entry{first: t, last: t, n: 1, mean: v, min: v, max: v, newV: v}
 	switch n := len(w.b); {
 	case n == 0 || t > w.b[n-1].last:
 		w.b = append(w.b, e)
@@ -97,8 +106,9 @@ func (w *Window) mergeClosest() {
 		}
 	}
 	a, b := w.b[best], w.b[best+1]
-	w.b[best] = entry{first: a.first, last: b.last, n: a.n + b.n, sum: a.sum + b.sum,
-		min: min(a.min, b.min), max: max(a.max, b.max), newV: b.newV}
+	e := entry{first: a.first, last: b.last, n: a.n + b.n, min: min(a.min, b.min), max: max(a.max, b.max), newV: b.newV}
+	e.mean = weightedMean(e.min, e.max, e.n, a, b)
+	w.b[best] = e
 	w.b = append(w.b[:best+1], w.b[best+2:]...)
 }
 
@@ -115,11 +125,11 @@ func (w *Window) Aggregate(agg Aggregation) (float64, bool) {
 	case AggLast:
 		return w.b[len(w.b)-1].newV, true
 	case AggAvg:
-		var sum float64
-		for _, e := range w.b {
-			sum += e.sum
+		lo, hi := w.b[0].min, w.b[0].max
+		for _, e := range w.b[1:] {
+			lo, hi = min(lo, e.min), max(hi, e.max)
 		}
-		return sum / float64(w.Count()), true
+		return weightedMean(lo, hi, uint64(w.Count()), w.b...), true
 	case AggMin:
 		m := w.b[0].min
 		for _, e := range w.b[1:] {
@@ -134,6 +144,34 @@ func (w *Window) Aggregate(agg Aggregation) (float64, bool) {
 		return m, true
 	}
 	return 0, false
+}
+
+// weightedMean returns the mean of the entries' samples, n in all, whose values lie in [lo, hi]:
+// the sum of each entry's mean times its count (with Neumaier's compensation, so that many
+// terms do not lose precision) over n. It never overflows: when the values are large enough for
+// the sum to pass the float maximum, every term is first scaled down by a power of two (exact)
+// so that the sum stays below it, and the result is clamped to [lo, hi], where the exact mean
+// lies, against rounding. It is finite whenever lo and hi are.
+func weightedMean(lo, hi float64, n uint64, entries ...entry) float64 {
+	if len(entries) == 1 {
+		return entries[0].mean
+	}
+	scale := 1.0
+	if max(math.Abs(lo), math.Abs(hi)) > math.MaxFloat64/2/float64(n) {
+		scale = math.Ldexp(1, -(bits.Len64(n) + 1)) // scale × n ≤ 1/2
+	}
+	var sum, comp float64
+	for _, e := range entries {
+		term := e.mean * scale * float64(e.n)
+		t := sum + term
+		if math.Abs(sum) >= math.Abs(term) {
+			comp += (sum - t) + term
+		} else {
+			comp += (term - t) + sum
+		}
+		sum = t
+	}
+	return min(max((sum+comp)/float64(n)/scale, lo), hi)
 }
 
 // Count returns the number of samples in the window.
@@ -166,7 +204,7 @@ func (w *Window) merged() int {
 
 // Encode returns the window in a compact binary form that DecodeWindow reads back: a version
 // byte, the number of entries, then per entry the time since the previous entry (varint) and
-// either the value (one sample) or the count, span, sum, min, max and newest value.
+// either the value (one sample) or the count, span, mean, min, max and newest value.
 func (w *Window) Encode() []byte {
 	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(w.b)*(2*binary.MaxVarintLen64+8)+w.merged()*(binary.MaxVarintLen64+24))
 	b = append(b, windowVersion)
@@ -180,10 +218,10 @@ func (w *Window) Encode() []byte {
 		}
 		b = binary.AppendUvarint(b, e.n)
 		if e.n == 1 {
-			b = appendFloat(b, e.sum)
+			b = appendFloat(b, e.mean)
 		} else {
 			b = binary.AppendUvarint(b, uint64(e.last-e.first))
-			for _, f := range [...]float64{e.sum, e.min, e.max, e.newV} {
+			for _, f := range [...]float64{e.mean, e.min, e.max, e.newV} {
 				b = appendFloat(b, f)
 			}
 		}
@@ -201,11 +239,14 @@ var errCorrupt = errors.New("corrupt window encoding")
 
 // DecodeWindow reads a window written by Encode. It checks everything it reads (version,
 // bounds, time order, counts, finite values) and fails with an error rather than return a
-// window Add could misbehave on.
+// window Add could misbehave on. It also reads version 1 encodings, whose merged entries held a
+// sum (possibly ±Inf) instead of a mean: the mean is then the sum over the count, clamped to the
+// entry's min and max.
 func DecodeWindow(data []byte) (*Window, error) {
 	d := decoder{b: data}
-	if v := d.byte(); v != windowVersion {
-		return nil, fmt.Errorf("decoding window: %w: version %d", errCorrupt, v)
+	version := d.byte()
+	if version != windowVersion && version != windowVersionV1 {
+		return nil, fmt.Errorf("decoding window: %w: version %d", errCorrupt, version)
 	}
 	n := d.uvarint()
 	if d.err == nil && n > MaxSamples {
@@ -236,7 +277,7 @@ func DecodeWindow(data []byte) (*Window, error) {
 			if d.err == nil && !finite(v) {
 				d.fail("entry %d: value %v", i, v)
 			}
-			e.last, e.sum, e.min, e.max, e.newV = e.first, v, v, v, v
+			e.last, e.mean, e.min, e.max, e.newV = e.first, v, v, v, v
 		default:
 			span := d.uvarint()
 			if span > uint64(math.MaxInt64-e.first) {
@@ -244,12 +285,17 @@ func DecodeWindow(data []byte) (*Window, error) {
 				break
 			}
 			e.last = e.first + int64(span)
-			e.sum, e.min, e.max, e.newV = d.float(), d.float(), d.float(), d.float()
-			// The sum alone may have overflowed to ±Inf (many huge samples); the rest are
-			// sample values, finite by construction.
+			e.mean, e.min, e.max, e.newV = d.float(), d.float(), d.float(), d.float()
 			if d.err == nil && (!finite(e.min) || !finite(e.max) || !finite(e.newV) ||
 				e.min > e.max || e.newV < e.min || e.newV > e.max) {
 				d.fail("entry %d: min %v, max %v, newest %v", i, e.min, e.max, e.newV)
+			}
+			if version == windowVersionV1 {
+				// A sum, which may have overflowed to ±Inf (many huge samples).
+				e.mean = min(max(e.mean/float64(e.n), e.min), e.max)
+			}
+			if d.err == nil && (e.mean < e.min || e.mean > e.max) {
+				d.fail("entry %d: mean %v outside [%v, %v]", i, e.mean, e.min, e.max)
 			}
 		}
 		entries = append(entries, e)

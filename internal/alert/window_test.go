@@ -203,7 +203,7 @@ func TestWindowEncodeRoundTrip(t *testing.T) {
 		"empty":     {},
 		"one":       build(time.Minute, sample{0, 1.5}),
 		"several":   build(time.Minute, sample{0, -1}, sample{0.001, 2}, sample{59, math.MaxFloat64}),
-		"pre-1970":  {b: []entry{{first: -5e18, last: -5e18, n: 1, sum: 1, min: 1, max: 1, newV: 1}}},
+		"pre-1970":  {b: []entry{{first: -5e18, last: -5e18, n: 1, mean: 1, min: 1, max: 1, newV: 1}}},
 		"merged":    big,
 		"huge sums": big,
 	}
@@ -229,8 +229,8 @@ func TestWindowEncodeRoundTrip(t *testing.T) {
 
 func TestDecodeWindowErrors(t *testing.T) {
 	valid := (&Window{b: []entry{
-		{first: 1000, last: 1000, n: 1, sum: 2, min: 2, max: 2, newV: 2},
-		{first: 2000, last: 3000, n: 3, sum: 6, min: 1, max: 3, newV: 2},
+		{first: 1000, last: 1000, n: 1, mean: 2, min: 2, max: 2, newV: 2},
+		{first: 2000, last: 3000, n: 3, mean: 2, min: 1, max: 3, newV: 2},
 	}}).Encode()
 	if _, err := DecodeWindow(valid); err != nil {
 		t.Fatalf("DecodeWindow(valid) = %v", err)
@@ -247,7 +247,8 @@ func TestDecodeWindowErrors(t *testing.T) {
 	hdr := func(n uint64) []byte { return u([]byte{windowVersion}, n) }
 	tests := map[string][]byte{
 		"nil":              nil,
-		"bad version":      append([]byte{2}, valid[1:]...),
+		"bad version":      append([]byte{3}, valid[1:]...),
+		"mean outside":     f(f(f(f(u(u(v(hdr(1), 5), 2), 10), 9), 1), 2), 2),
 		"trailing bytes":   append(append([]byte(nil), valid...), 0),
 		"too many entries": hdr(MaxSamples + 1),
 		"zero samples":     u(v(hdr(1), 5), 0),
@@ -263,6 +264,112 @@ func TestDecodeWindowErrors(t *testing.T) {
 		w, err := DecodeWindow(data)
 		if err == nil || !errors.Is(err, errCorrupt) {
 			t.Errorf("DecodeWindow(%s) = %+v, %v; want an error wrapping errCorrupt", name, w, err)
+		}
+	}
+}
+
+// TestWindowExtremeValues feeds samples near the float maximum (issue 7: two of 1.7e308 made
+// avg +Inf, which then blocked the alerter): every aggregation stays finite and right, before
+// and after merging and through an encoding.
+func TestWindowExtremeValues(t *testing.T) {
+	const big = 1.7e308
+	repeat := func(n int, vs ...float64) []float64 {
+		var out []float64
+		for i := range n {
+			out = append(out, vs[i%len(vs)])
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		values []float64
+		want   map[Aggregation]float64
+		tol    float64 // allowed |avg - want|, relative to the largest |value|
+	}{
+		{"two huge", []float64{big, big},
+			map[Aggregation]float64{AggLast: big, AggAvg: big, AggMin: big, AggMax: big, AggCount: 2}, 0},
+		{"two huge negative", []float64{-big, -big},
+			map[Aggregation]float64{AggLast: -big, AggAvg: -big, AggMin: -big, AggMax: -big, AggCount: 2}, 0},
+		{"float maximum thrice", []float64{math.MaxFloat64, math.MaxFloat64, math.MaxFloat64},
+			map[Aggregation]float64{AggLast: math.MaxFloat64, AggAvg: math.MaxFloat64, AggMin: math.MaxFloat64,
+				AggMax: math.MaxFloat64, AggCount: 3}, 0},
+		{"mixed signs", []float64{big, -big},
+			map[Aggregation]float64{AggLast: -big, AggAvg: 0, AggMin: -big, AggMax: big, AggCount: 2}, 0},
+		{"maximum and its negative", []float64{math.MaxFloat64, math.MaxFloat64, -math.MaxFloat64},
+			map[Aggregation]float64{AggLast: -math.MaxFloat64, AggAvg: math.MaxFloat64 / 3, AggMin: -math.MaxFloat64,
+				AggMax: math.MaxFloat64, AggCount: 3}, 1e-15},
+		{"huge and small", []float64{big, 1, -3},
+			map[Aggregation]float64{AggLast: -3, AggAvg: big / 3, AggMin: -3, AggMax: big, AggCount: 3}, 1e-15},
+		{"many huge, merged", repeat(1000, big),
+			map[Aggregation]float64{AggLast: big, AggAvg: big, AggMin: big, AggMax: big, AggCount: 1000}, 0},
+		{"many huge negative, merged", repeat(1000, -math.MaxFloat64),
+			map[Aggregation]float64{AggLast: -math.MaxFloat64, AggAvg: -math.MaxFloat64, AggMin: -math.MaxFloat64,
+				AggMax: -math.MaxFloat64, AggCount: 1000}, 0},
+		{"many alternating signs, merged", repeat(1001, big, -big),
+			map[Aggregation]float64{AggLast: big, AggAvg: big / 1001, AggMin: -big, AggMax: big, AggCount: 1001}, 1e-12},
+		{"many mixed magnitudes, merged", repeat(999, big, 1, -big/2),
+			map[Aggregation]float64{AggLast: -big / 2, AggAvg: big / 6, AggMin: -big / 2, AggMax: big, AggCount: 999}, 1e-12},
+		{"many smallest subnormals", repeat(500, 5e-324),
+			map[Aggregation]float64{AggLast: 5e-324, AggAvg: 5e-324, AggMin: 5e-324, AggMax: 5e-324, AggCount: 500}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w Window
+			for i, v := range tt.values {
+				if !w.Add(sec(float64(i)), v, time.Hour) {
+					t.Fatalf("Add(%v) = false", v)
+				}
+				// Every intermediate aggregate is finite too.
+				for _, agg := range []Aggregation{AggAvg, AggMin, AggMax, AggLast, AggCount} {
+					if got, ok := w.Aggregate(agg); !ok || !finite(got) {
+						t.Fatalf("after %d samples Aggregate(%s) = %v, %v, want a finite value", i+1, agg, got, ok)
+					}
+				}
+			}
+			back, err := DecodeWindow(w.Encode())
+			if err != nil {
+				t.Fatalf("DecodeWindow(Encode()) = %v", err)
+			}
+			for name, win := range map[string]*Window{"window": &w, "decoded": back} {
+				for agg, want := range tt.want {
+					got, ok := win.Aggregate(agg)
+					tol := 0.0
+					if agg == AggAvg {
+						tol = tt.tol * max(math.Abs(tt.want[AggMin]), math.Abs(tt.want[AggMax]))
+					}
+					if !ok || !finite(got) || math.Abs(got-want) > tol {
+						t.Errorf("%s: Aggregate(%s) = %v, %v, want %v (±%g)", name, agg, got, ok, want, tol)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestDecodeWindowVersion1 reads the encoding of earlier releases, whose merged entries held a
+// sum that could be +Inf: the window decodes with a finite mean.
+func TestDecodeWindowVersion1(t *testing.T) {
+	u := binary.AppendUvarint
+	f := func(b []byte, x float64) []byte { return binary.LittleEndian.AppendUint64(b, math.Float64bits(x)) }
+	entry := func(b []byte, n uint64, sum, lo, hi, newV float64) []byte {
+		return f(f(f(f(u(u(b, n), 10), sum), lo), hi), newV)
+	}
+	tests := []struct {
+		name string
+		data []byte
+		want float64 // avg
+	}{
+		{"finite sum", entry(binary.AppendVarint(u([]byte{windowVersionV1}, 1), 5), 4, 10, 1, 4, 2), 2.5},
+		{"overflowed sum", entry(binary.AppendVarint(u([]byte{windowVersionV1}, 1), 5), 2, math.Inf(1), 1.7e308, 1.7e308, 1.7e308), 1.7e308},
+		{"overflowed negative sum", entry(binary.AppendVarint(u([]byte{windowVersionV1}, 1), 5), 3, math.Inf(-1), -1.7e308, -1e308, -1e308), -1.7e308},
+	}
+	for _, tt := range tests {
+		w, err := DecodeWindow(tt.data)
+		if err != nil {
+			t.Fatalf("%s: DecodeWindow = %v", tt.name, err)
+		}
+		if got, ok := w.Aggregate(AggAvg); !ok || got != tt.want {
+			t.Errorf("%s: Aggregate(avg) = %v, %v, want %v", tt.name, got, ok, tt.want)
 		}
 	}
 }

@@ -74,9 +74,18 @@ type group struct {
 // agent selector, tag filter) and groups the samples per alert, in sample-time order. Then, in
 // one transaction over every alert the batch touches, it applies alert.Step to each sample
 // (through the alert's Window for aggregated rules) and writes the new states with their
-// transitions (see states.commit). It returns nil only once that transaction committed; any
-// error is transient and the consumer retries the batch, which then changes nothing already
-// changed: a sample not newer than an alert's last evaluated one is ignored.
+// transitions (see states.commit). A sample whose aggregate is not finite is skipped and counted
+// as an error of its rule (rule_errors_total), never a failure of the batch.
+//
+// When the transaction cannot be written for a reason that the same entries cause every time
+// (a state or event that cannot be encoded: a permanentError), Handle splits the batch in halves
+// and commits each on its own, recursively, so that every entry that can be evaluated is, and
+// only the single entries that fail on their own are Rejected with the reason; the consumer
+// dead-letters those and acks the rest, so one poisoned entry never holds back the alerts of
+// other agents. It returns nil once every entry not Rejected is committed; any error it returns
+// is transient (Redis unreachable, transaction conflicts) and the consumer retries the batch,
+// which then changes nothing already changed: a sample not newer than an alert's last evaluated
+// one is ignored, and halves committed before the failure count as such.
 func (e *Evaluator) Handle(ctx context.Context, batch []*stream.Message) error {
 	start := time.Now()
 	defer func() { e.metrics.evalSeconds.Observe(time.Since(start).Seconds()) }()
@@ -84,12 +93,7 @@ func (e *Evaluator) Handle(ctx context.Context, batch []*stream.Message) error {
 	if idx == nil {
 		return errNoRules
 	}
-	type entry struct {
-		agentID  string
-		points   []metric.Point
-		received time.Time
-	}
-	entries := make([]entry, 0, len(batch))
+	entries := make([]decoded, 0, len(batch))
 	unknown := false
 	for _, m := range batch {
 		agentID, points, received, err := decodeEntry(m)
@@ -102,7 +106,7 @@ func (e *Evaluator) Handle(ctx context.Context, batch []*stream.Message) error {
 		if _, ok := e.agents.Get(agentID); !ok {
 			unknown = true
 		}
-		entries = append(entries, entry{agentID, points, received})
+		entries = append(entries, decoded{m, agentID, points, received})
 	}
 	if unknown {
 		// An agent registered since the last refresh: its labels decide the label selectors.
@@ -110,7 +114,43 @@ func (e *Evaluator) Handle(ctx context.Context, batch []*stream.Message) error {
 			e.logger.Warn("reloading agents for an unknown agent", "err", err)
 		}
 	}
+	return e.evaluateOrSplit(ctx, idx, entries)
+}
 
+// decoded is a metrics entry read by Handle.
+type decoded struct {
+	m        *stream.Message
+	agentID  string
+	points   []metric.Point
+	received time.Time
+}
+
+// evaluateOrSplit evaluates entries in one transaction; on a permanentError it bisects them
+// (see Handle) and Rejects the single entries that fail on their own. It returns only
+// transient errors.
+func (e *Evaluator) evaluateOrSplit(ctx context.Context, idx *alert.Index, entries []decoded) error {
+	err := e.evaluate(ctx, idx, entries)
+	if err == nil || !isPermanent(err) {
+		return err
+	}
+	if len(entries) == 1 {
+		m := entries[0].m
+		m.Reject(err)
+		e.metrics.rejected.Inc()
+		e.logger.Error("metrics entry cannot be evaluated; dead-lettering it", "stream", m.Stream, "id", m.ID,
+			"agent", entries[0].agentID, "err", err)
+		return nil
+	}
+	mid := len(entries) / 2
+	if err := e.evaluateOrSplit(ctx, idx, entries[:mid]); err != nil {
+		return err
+	}
+	return e.evaluateOrSplit(ctx, idx, entries[mid:])
+}
+
+// evaluate groups the samples of entries per alert and commits their evaluation in one
+// transaction.
+func (e *Evaluator) evaluate(ctx context.Context, idx *alert.Index, entries []decoded) error {
 	groups := map[alert.Key]*group{}
 	var order []*group
 	var n int
@@ -153,7 +193,6 @@ func (e *Evaluator) Handle(ctx context.Context, batch []*stream.Message) error {
 			}
 		}
 	}
-	e.metrics.samples.Add(float64(n))
 	if len(order) == 0 {
 		return nil
 	}
@@ -162,10 +201,12 @@ func (e *Evaluator) Handle(ctx context.Context, batch []*stream.Message) error {
 		slices.SortStableFunc(g.samples, func(a, b sample) int { return a.at.Compare(b.at) })
 		keys[i] = StateKey(e.states.prefix, g.key)
 	}
+	var ruleErrs []ruleError
 	ups, err := e.states.commit(ctx, keys, func(recs []*record) []update {
 		var ups []update
+		ruleErrs = ruleErrs[:0]
 		for i, g := range order {
-			if u, ok := e.step(keys[i], recs[i], g); ok {
+			if u, ok := e.step(keys[i], recs[i], g, &ruleErrs); ok {
 				ups = append(ups, u)
 			}
 		}
@@ -174,8 +215,22 @@ func (e *Evaluator) Handle(ctx context.Context, batch []*stream.Message) error {
 	if err != nil {
 		return err
 	}
+	e.metrics.samples.Add(float64(n))
+	for _, re := range ruleErrs {
+		e.metrics.ruleErrors.WithLabelValues(re.rule, re.reason).Inc()
+		e.logger.Error("alert rule cannot evaluate a sample; skipping it", "rule", re.rule, "agent", re.key.AgentID,
+			"series", re.key.Series, "reason", re.reason, "err", re.err)
+	}
 	e.committed(ups)
 	return nil
+}
+
+// ruleError is a sample a rule could not evaluate, reported once its batch committed.
+type ruleError struct {
+	rule   string
+	key    alert.Key
+	reason string // metric label
+	err    error
 }
 
 // decodeEntry reads the agent id, the points and the acceptance time of a metrics entry.
@@ -210,8 +265,10 @@ func seriesTags(p *metric.Point) []metric.Tag {
 }
 
 // step applies g's samples to the stored record rec (nil: never evaluated) and returns the
-// update, or false when nothing changed (every sample already evaluated).
-func (e *Evaluator) step(key string, rec *record, g *group) (update, bool) {
+// update, or false when nothing changed (every sample already evaluated). A sample whose
+// aggregate is not finite (which the Window's arithmetic rules out for finite samples) is not
+// evaluated and is added to errs.
+func (e *Evaluator) step(key string, rec *record, g *group, errs *[]ruleError) (update, bool) {
 	rule := g.rule
 	st := alert.NewState(g.key)
 	if rec != nil {
@@ -240,6 +297,11 @@ func (e *Evaluator) step(key string, rec *record, g *group) (update, bool) {
 			}
 			agg, ok := w.Aggregate(rule.Aggregation)
 			if !ok {
+				continue
+			}
+			if math.IsNaN(agg) || math.IsInf(agg, 0) {
+				*errs = append(*errs, ruleError{rule: rule.ID, key: g.key, reason: "non_finite_aggregate",
+					err: fmt.Errorf("%s over %s of the samples up to %s is %v", rule.Aggregation, rule.Window, s.at.Format(time.RFC3339Nano), agg)})
 				continue
 			}
 			v = agg
@@ -284,6 +346,22 @@ func (e *Evaluator) committed(ups []update) {
 				"at", ev.At, "id", ev.ID)
 		}
 	}
+}
+
+// keepEncodable prepares ups and returns those that could be encoded, logging and counting the
+// others, so that one alert that cannot be stored never holds back the rest of a periodic check;
+// the check tries it again next time.
+func (e *Evaluator) keepEncodable(ups []update) []update {
+	out := ups[:0]
+	for _, u := range ups {
+		if err := u.prepare(); err != nil {
+			e.metrics.unencodable.Inc()
+			e.logger.Error("alert state change cannot be encoded; leaving it out", "key", u.key, "err", err)
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
 }
 
 // silentBatch bounds how many agent_silent states one transaction covers.
@@ -346,7 +424,7 @@ func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
 				transitionUpdate(&u, next, u.events)
 				ups = append(ups, u)
 			}
-			return ups
+			return e.keepEncodable(ups)
 		})
 		if err != nil {
 			return fmt.Errorf("checking agent_silent rules: %w", err)
@@ -417,7 +495,7 @@ func (e *Evaluator) Retire(ctx context.Context, now time.Time) error {
 			}
 			ups = append(ups, u) // rec nil: the state is deleted
 		}
-		return ups
+		return e.keepEncodable(ups)
 	})
 	if err != nil {
 		return fmt.Errorf("retiring alerts: %w", err)

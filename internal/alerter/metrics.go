@@ -14,6 +14,8 @@ type metrics struct {
 	txExhausted   prometheus.Counter
 	corrupt       prometheus.Counter
 	rejected      prometheus.Counter
+	ruleErrors    *prometheus.CounterVec // by rule id and reason
+	unencodable   prometheus.Counter
 	evalSeconds   prometheus.Histogram
 	latency       prometheus.Histogram
 	rulesLoaded   prometheus.Gauge
@@ -50,7 +52,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		corrupt: register(reg, prometheus.NewCounter(prometheus.CounterOpts(opts("state_unreadable_total",
 			"Stored alert states that could not be decoded and were started afresh.")))),
 		rejected: register(reg, prometheus.NewCounter(prometheus.CounterOpts(opts("entries_rejected_total",
-			"Stream entries dead-lettered because their payload or metadata could not be read.")))),
+			"Stream entries dead-lettered because their payload or metadata could not be read, or their evaluation fails every time (an alert state or event that cannot be encoded).")))),
+		ruleErrors: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts(opts("rule_errors_total",
+			"Samples a rule could not evaluate and skipped, by rule id and reason (non_finite_aggregate).")), []string{"rule", "reason"})),
+		unencodable: register(reg, prometheus.NewCounter(prometheus.CounterOpts(opts("unencodable_updates_total",
+			"Alert state changes of agent_silent checks or retirements left out because they could not be encoded; tried again at the next check.")))),
 		evalSeconds: hist("evaluation_duration_seconds",
 			"Time to evaluate one batch of metrics entries and commit its states, transaction retries included.",
 			prometheus.ExponentialBuckets(0.0002, 2, 16)),

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,6 +36,75 @@ type record struct {
 
 // recordVersion is the first byte of an encoded record.
 const recordVersion = 1
+
+// recordJSON is the JSON form of a record. State.Value goes through jsonFloat (the shallower
+// field wins over the embedded one), so that a non-finite value, which encoding/json refuses,
+// never makes a state unstorable (issue 7).
+type recordJSON struct {
+	State    stateJSON `json:"state"`
+	Channels []string  `json:"channels,omitempty"`
+}
+
+type stateJSON struct {
+	alert.State
+	Value jsonFloat `json:"value"`
+}
+
+// MarshalJSON writes r as recordJSON.
+func (r record) MarshalJSON() ([]byte, error) {
+	return json.Marshal(recordJSON{State: stateJSON{State: r.State, Value: jsonFloat(r.State.Value)}, Channels: r.Channels})
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote (and the plain numbers of earlier releases).
+func (r *record) UnmarshalJSON(b []byte) error {
+	var rj recordJSON
+	if err := json.Unmarshal(b, &rj); err != nil {
+		return err
+	}
+	r.State, r.Channels = rj.State.State, rj.Channels
+	r.State.Value = float64(rj.State.Value)
+	return nil
+}
+
+// jsonFloat is a float64 whose JSON form is a number, or for NaN and ±Inf the strings "NaN",
+// "+Inf" and "-Inf" (as Prometheus writes them).
+type jsonFloat float64
+
+// MarshalJSON writes f as a number or, when not finite, a string.
+func (f jsonFloat) MarshalJSON() ([]byte, error) {
+	switch v := float64(f); {
+	case math.IsNaN(v):
+		return []byte(`"NaN"`), nil
+	case math.IsInf(v, 1):
+		return []byte(`"+Inf"`), nil
+	case math.IsInf(v, -1):
+		return []byte(`"-Inf"`), nil
+	default:
+		return strconv.AppendFloat(nil, v, 'g', -1, 64), nil
+	}
+}
+
+// UnmarshalJSON reads a number or one of the strings MarshalJSON writes.
+func (f *jsonFloat) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case `"NaN"`:
+		*f = jsonFloat(math.NaN())
+	case `"+Inf"`:
+		*f = jsonFloat(math.Inf(1))
+	case `"-Inf"`:
+		*f = jsonFloat(math.Inf(-1))
+	case "null":
+		*f = 0
+	default:
+		// The decoder hands over only valid JSON values: here a number, which ParseFloat reads.
+		v, err := strconv.ParseFloat(string(b), 64)
+		if err != nil {
+			return fmt.Errorf("decoding a number: %w", err)
+		}
+		*f = jsonFloat(v)
+	}
+	return nil
+}
 
 // encode returns the stored form of r: a version byte, the length of the JSON of the State and
 // Channels (uvarint), that JSON, then the Window's own binary encoding. Not all JSON: a window is
@@ -100,6 +171,80 @@ type update struct {
 	events []alertstate.Event
 	// received is, per event, when the gateway accepted the sample behind it (zero if unknown).
 	received []time.Time
+
+	// Filled by prepare: the encodings queue writes.
+	prepared      bool
+	raw           []byte           // rec encoded
+	activeRaw     []byte           // active encoded
+	streamValues  []map[string]any // per event, the alerts-stream entry
+	eventPayloads [][]byte         // per event, the pub/sub message
+}
+
+// permanentError is a failure that the same input causes every time, such as an alert state or
+// event that cannot be encoded: retrying cannot help, so Handle dead-letters the entries behind
+// it instead of returning it to the consumer. Every other error (Redis unreachable, transaction
+// conflicts, a cancelled context) is transient.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// isPermanent reports whether err is, or wraps, a permanentError.
+func isPermanent(err error) bool {
+	var pe *permanentError
+	return errors.As(err, &pe)
+}
+
+// prepare encodes what queue writes for u, once. Its errors are permanentErrors naming the
+// alert's rule: the same update fails the same way every time.
+func (u *update) prepare() error {
+	if u.prepared {
+		return nil
+	}
+	fail := func(err error) error {
+		return &permanentError{fmt.Errorf("alert %s: %w", u.describe(), err)}
+	}
+	if u.rec != nil {
+		raw, err := u.rec.encode()
+		if err != nil {
+			return fail(err)
+		}
+		u.raw = raw
+	}
+	if u.active != nil {
+		raw, err := json.Marshal(u.active)
+		if err != nil {
+			return fail(fmt.Errorf("encoding active alert: %w", err))
+		}
+		u.activeRaw = raw
+	}
+	u.streamValues, u.eventPayloads = make([]map[string]any, len(u.events)), make([][]byte, len(u.events))
+	for i, ev := range u.events {
+		values, err := alertstate.StreamValues(ev)
+		if err != nil {
+			return fail(err)
+		}
+		payload, err := json.Marshal(ev)
+		if err != nil {
+			return fail(fmt.Errorf("encoding alert event: %w", err))
+		}
+		u.streamValues[i], u.eventPayloads[i] = values, payload
+	}
+	u.prepared = true
+	return nil
+}
+
+// describe names u's alert in errors: rule, agent and series when known.
+func (u *update) describe() string {
+	switch {
+	case u.rec != nil:
+		k := u.rec.State.Key
+		return fmt.Sprintf("of rule %s, agent %s, series %q", k.RuleID, k.AgentID, k.Series)
+	case len(u.events) > 0:
+		ev := u.events[0]
+		return fmt.Sprintf("of rule %s, agent %s, series %q", ev.RuleID, ev.AgentID, ev.Series)
+	}
+	return u.key
 }
 
 // maxTxAttempts bounds how often one batch re-reads and recomputes its states after another
@@ -119,7 +264,9 @@ type states struct {
 
 // commit reads the records under keys (nil where there is none) with the keys WATCHed, asks
 // plan for the updates they lead to, and writes those in one MULTI/EXEC together with the
-// ActiveKey and AcksKey changes, the XADDs to the alerts stream and the PUBLISHes. When another
+// ActiveKey and AcksKey changes, the XADDs to the alerts stream and the PUBLISHes. An update
+// that cannot be encoded (update.prepare) fails the whole commit, before anything is written,
+// with a permanentError; plan may prepare updates itself to leave such ones out. When another
 // client changed a watched key in between, EXEC does nothing and commit reads and plans again,
 // up to maxTxAttempts times: so whichever copy commits first emits each transition, and the
 // others, planning again on the new states, find nothing left to do. plan must depend only on
@@ -142,11 +289,19 @@ func (s *states) commit(ctx context.Context, keys []string, plan func(recs []*re
 			if ups = plan(recs); len(ups) == 0 {
 				return nil
 			}
+			for i := range ups {
+				if err := ups[i].prepare(); err != nil {
+					return err
+				}
+			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error { return s.queue(ctx, p, ups) })
 			return err
 		}, keys...)
 		if err == nil {
 			return ups, nil
+		}
+		if isPermanent(err) {
+			return nil, err
 		}
 		if !errors.Is(err, redis.TxFailedErr) {
 			return nil, fmt.Errorf("changing alert states: %w", err)
@@ -183,43 +338,30 @@ func (s *states) decode(key string, v any) *record {
 	return rec
 }
 
-// queue adds the commands of ups to the transaction p.
+// queue adds the commands of ups, prepared, to the transaction p.
 func (s *states) queue(ctx context.Context, p redis.Pipeliner, ups []update) error {
 	activeKey, acksKey := alertstate.ActiveKey(s.prefix), alertstate.AcksKey(s.prefix)
 	for i := range ups {
 		u := &ups[i]
+		if !u.prepared {
+			return errors.New("queueing an alert state change that was not prepared")
+		}
 		if u.rec == nil {
 			p.Del(ctx, u.key)
 		} else {
-			raw, err := u.rec.encode()
-			if err != nil {
-				return err
-			}
-			p.Set(ctx, u.key, raw, u.ttl) // 0: no expiry, and any earlier one removed
+			p.Set(ctx, u.key, u.raw, u.ttl) // 0: no expiry, and any earlier one removed
 		}
 		if u.active != nil {
-			raw, err := json.Marshal(u.active)
-			if err != nil {
-				return fmt.Errorf("encoding active alert: %w", err)
-			}
-			p.HSet(ctx, activeKey, u.alertID, raw)
+			p.HSet(ctx, activeKey, u.alertID, u.activeRaw)
 		} else if u.inactive {
 			p.HDel(ctx, activeKey, u.alertID)
 		}
 		if u.clearAck {
 			p.HDel(ctx, acksKey, u.alertID)
 		}
-		for _, ev := range u.events {
-			values, err := alertstate.StreamValues(ev)
-			if err != nil {
-				return err
-			}
-			payload, err := json.Marshal(ev)
-			if err != nil {
-				return fmt.Errorf("encoding alert event: %w", err)
-			}
-			p.XAdd(ctx, &redis.XAddArgs{Stream: alertstate.StreamKey(s.prefix), Values: values})
-			p.Publish(ctx, alertstate.Channel(s.prefix), payload)
+		for j := range u.events {
+			p.XAdd(ctx, &redis.XAddArgs{Stream: alertstate.StreamKey(s.prefix), Values: u.streamValues[j]})
+			p.Publish(ctx, alertstate.Channel(s.prefix), u.eventPayloads[j])
 		}
 	}
 	return nil

@@ -92,7 +92,7 @@ func TestOpenAPIDescribesAlerting(t *testing.T) {
 	id := decode[struct {
 		ID string `json:"id"`
 	}](t, r).ID
-	check(req{method: "POST", path: "/api/v1/alert-rules", auth: admin, body: `{"name":"Silent","kind":"agent_silent","after":"5m","severity":"critical","agents":{"ids":["a1"]},"enabled":false}`})
+	check(req{method: "POST", path: "/api/v1/alert-rules", auth: admin, body: `{"name":"Silent","kind":"agent_silent","after":"5m","severity":"critical","agents":{"ids":["9d4c1f6e-0000-4000-8000-0000000000b1"]},"enabled":false}`})
 	check(req{method: "GET", path: "/api/v1/alert-rules", auth: viewer})
 	check(req{method: "GET", path: "/api/v1/alert-rules/" + id, auth: viewer})
 	check(req{method: "PUT", path: "/api/v1/alert-rules/" + id, auth: admin, body: `{"name":"CPU busy","kind":"threshold","metric":"cpu.usage_percent","aggregation":"last","operator":">","thresholds":{"critical":{"value":95}}}`})
@@ -103,12 +103,12 @@ func TestOpenAPIDescribesAlerting(t *testing.T) {
 	check(req{method: "GET", path: "/api/v1/alert-rules/" + id, auth: viewer})
 
 	now := time.Now().UTC().Truncate(time.Second)
-	r = check(req{method: "POST", path: "/api/v1/silences", auth: admin, body: `{"matchers":{"rule_id":"r1","labels":{"team":"infra"}},"starts_at":"` +
+	r = check(req{method: "POST", path: "/api/v1/silences", auth: admin, body: `{"matchers":{"rule_id":"5b0c6a52-0000-4000-8000-0000000000a1","labels":{"team":"infra"}},"starts_at":"` +
 		now.Format(time.RFC3339) + `","ends_at":"` + now.Add(time.Hour).Format(time.RFC3339) + `","comment":"migration"}`})
 	sid := decode[struct {
 		ID string `json:"id"`
 	}](t, r).ID
-	check(req{method: "POST", path: "/api/v1/silences", auth: admin, body: `{"matchers":{"agent_id":"a1"},"weekly":{"days":["sat"],"start":"22:00","end":"06:00","time_zone":"UTC"}}`})
+	check(req{method: "POST", path: "/api/v1/silences", auth: admin, body: `{"matchers":{"agent_id":"9d4c1f6e-0000-4000-8000-0000000000b1"},"weekly":{"days":["sat"],"start":"22:00","end":"06:00","time_zone":"UTC"}}`})
 	check(req{method: "GET", path: "/api/v1/silences?expired=true", auth: viewer})
 	check(req{method: "GET", path: "/api/v1/silences/" + sid, auth: viewer})
 	refused(req{method: "POST", path: "/api/v1/silences", auth: admin, body: `{"matchers":{}}`})

@@ -218,10 +218,24 @@ func decodeInto(c echo.Context, v any) error {
 		return fieldErrorf(field, "%v", se.Err)
 	case textual && got != "":
 		return fieldErrorf(field, "%s is not allowed here, want a string", got)
+	case se.JSONKind == '0' && se.GoType != nil && goKindName(se.GoType.Kind().String()) == "a number":
+		// A number that does not fit the member ("1e400" for a float64), not a wrong type.
+		return fieldErrorf(field, "%s", numberProblem(se.GoType.Kind()))
 	case se.GoType != nil && got != "":
 		return fieldErrorf(field, "%s is not allowed here, want %s", got, goKindName(se.GoType.Kind().String()))
 	}
 	return &apiError{Status: http.StatusBadRequest, Message: describeJSONError(err), Details: []string{field}}
+}
+
+// numberProblem says why a JSON number does not fit a member of kind k.
+func numberProblem(k reflect.Kind) string {
+	switch k {
+	case reflect.Float64:
+		return "is out of the range of a 64-bit float (magnitude at most about 1.8e308)"
+	case reflect.Float32:
+		return "is out of the range of a 32-bit float (magnitude at most about 3.4e38)"
+	}
+	return "must be a whole number within the range of " + k.String()
 }
 
 // fieldOfPointer turns a JSON pointer ("/thresholds/warning/value", "/channels/0") into the

@@ -185,6 +185,14 @@ func TestAlertRuleValidation(t *testing.T) {
 		{"no metric", with(`"metric":"cpu.usage_percent",`, ``), "metric", ""},
 		{"bad aggregation", with(`"aggregation":"avg"`, `"aggregation":"p99"`), "aggregation", "p99"},
 		{"no window", with(`"window":"5m",`, ``), "window", "required"},
+		{"window 0s", with(`"window":"5m"`, `"window":"0s"`), "window", "at least 1s"},
+		{"window 1ns", with(`"window":"5m"`, `"window":"1ns"`), "window", "must be at least 1s, got 1ns"},
+		{"window over a day", with(`"window":"5m"`, `"window":"25h"`), "window", "must be at most 24h, got 25h"},
+		{"for 1ns", with(`"for":"2m"`, `"for":"1ns"`), "for", "at least 1s, got 1ns"},
+		{"threshold out of float range", with(`"critical":{"value":95}`, `"critical":{"value":1e400}`), "thresholds.critical.value", "out of the range of a 64-bit float"},
+		{"negative threshold out of float range", with(`"recovery":70`, `"recovery":-1e400`), "thresholds.warning.recovery", "out of the range of a 64-bit float"},
+		{"agent id not a UUID", with(`"for":"2m"`, `"for":"2m","agents":{"ids":["web-1"]}`), "agents.ids", `"web-1" is not a UUID`},
+		{"channel not a UUID", with(`"for":"2m"`, `"for":"2m","channels":["ops"]`), "channels", `"ops" is not a UUID`},
 		{"bad duration", with(`"window":"5m"`, `"window":"5x"`), "window", "invalid duration"},
 		{"number duration", with(`"window":"5m"`, `"window":300`), "window", "want a string"},
 		{"bad operator", with(`"operator":">"`, `"operator":"=>"`), "operator", "=>"},
@@ -196,6 +204,8 @@ func TestAlertRuleValidation(t *testing.T) {
 		{"unknown channel", with(`"for":"2m"`, `"for":"2m","channels":["`+chID+`","9d4c0000-0000-4000-8000-000000000000"]`), "channels[1]", "no notification channel"},
 		{"channel not a string", with(`"for":"2m"`, `"for":"2m","channels":[7]`), "channels[0]", "number"},
 		{"reserved label", with(`"labels":{"team":"infra"}`, `"labels":{"severity":"x"}`), "labels", "severity"},
+		{"silent rule after 0s", `{"name":"quiet","kind":"agent_silent","after":"0s","severity":"critical"}`, "after", "at least 10s"},
+		{"silent rule after 1s", `{"name":"quiet","kind":"agent_silent","after":"1s","severity":"critical"}`, "after", "must be at least 10s, got 1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,11 +29,11 @@ func TestSilenceLifecycle(t *testing.T) {
 	startBerlin := start.In(berlin)
 	current := silence.Silence{
 		ID:       "ignored",
-		Matchers: silence.Matchers{RuleID: "r1", AgentID: "a1", Labels: map[string]string{"team": "db"}},
+		Matchers: silence.Matchers{RuleID: "5b0c6a52-0000-4000-8000-0000000000a1", AgentID: "9d4c1f6e-0000-4000-8000-0000000000b1", Labels: map[string]string{"team": "db"}},
 		StartsAt: &startBerlin, EndsAt: &end, Comment: "migration", CreatedBy: "mallory",
 	}
 	endedStart, endedEnd := now.Add(-2*time.Hour), now.Add(-time.Minute)
-	ended := silence.Silence{Matchers: silence.Matchers{AgentID: "a2"}, StartsAt: &endedStart, EndsAt: &endedEnd}
+	ended := silence.Silence{Matchers: silence.Matchers{AgentID: "9d4c1f6e-0000-4000-8000-0000000000b2"}, StartsAt: &endedStart, EndsAt: &endedEnd}
 	weekly := silence.Silence{
 		Matchers: silence.Matchers{Labels: map[string]string{"env": "dev"}},
 		Weekly:   &silence.Weekly{Days: []string{"sat", "sun"}, Start: "22:00", End: "06:00", TimeZone: "Europe/Berlin"},
@@ -136,16 +136,16 @@ func TestSilenceFailedChangesAreNotStoredOrAudited(t *testing.T) {
 			return err
 		}, postgres.ErrInvalid, "matchers"},
 		{"end before start", func() error {
-			_, err := silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "r"}, StartsAt: &end, EndsAt: &start}, "alice")
+			_, err := silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "5b0c6a52-0000-4000-8000-0000000000a1"}, StartsAt: &end, EndsAt: &start}, "alice")
 			return err
 		}, postgres.ErrInvalid, "ends_at"},
 		{"bad time zone", func() error {
-			_, err := silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "r"},
+			_, err := silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "5b0c6a52-0000-4000-8000-0000000000a1"},
 				Weekly: &silence.Weekly{Days: []string{"mon"}, Start: "01:00", End: "02:00", TimeZone: "Nowhere/Town"}}, "alice")
 			return err
 		}, postgres.ErrInvalid, "weekly.time_zone"},
 		{"no actor", func() error {
-			_, err := silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "r"}, StartsAt: &start, EndsAt: &end}, "")
+			_, err := silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "5b0c6a52-0000-4000-8000-0000000000a1"}, StartsAt: &start, EndsAt: &end}, "")
 			return err
 		}, postgres.ErrInvalid, ""},
 		{"delete missing", func() error { return silences.Delete(ctx, uuid.NewString(), "alice") }, postgres.ErrNotFound, ""},

@@ -44,6 +44,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+
 	// Embedded zone data: a container image without /usr/share/zoneinfo would otherwise reject
 	// every time zone but UTC, and silence windows would depend on the host.
 	_ "time/tzdata"
@@ -137,10 +139,10 @@ func (m Matchers) validate() error {
 	if m.empty() {
 		return invalid("matchers", "at least one of rule_id, agent_id and labels is required")
 	}
-	if err := checkText("matchers.rule_id", m.RuleID, MaxIDLen); err != nil {
+	if err := checkID("matchers.rule_id", m.RuleID); err != nil {
 		return err
 	}
-	if err := checkText("matchers.agent_id", m.AgentID, MaxIDLen); err != nil {
+	if err := checkID("matchers.agent_id", m.AgentID); err != nil {
 		return err
 	}
 	if len(m.Labels) > MaxLabels {
@@ -159,6 +161,20 @@ func (m Matchers) validate() error {
 		if err := checkText("matchers.labels", m.Labels[k], MaxLabelValueLen); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkID checks an optional rule or agent id: empty, or a UUID (the ids the stores assign).
+func checkID(field, id string) error {
+	if id == "" {
+		return nil
+	}
+	if err := checkText(field, id, MaxIDLen); err != nil {
+		return err
+	}
+	if !alert.IsUUID(id) {
+		return invalid(field, "%q is not a UUID: want 32 hex digits as 8-4-4-4-12, such as %q", id, "9d4c1f6e-2b7a-4c3d-8e5f-0a1b2c3d4e5f")
 	}
 	return nil
 }
@@ -315,17 +331,17 @@ func (s Silence) Expired(at time.Time) bool {
 }
 
 // Matches reports whether the alert of rule ruleID on agent agentID with labels is selected by
-// the silence's matchers: each matcher that is set must match, and a silence without matchers
-// matches nothing.
+// the silence's matchers: each matcher that is set must match (ids without regard to letter
+// case, as UUIDs compare), and a silence without matchers matches nothing.
 func (s Silence) Matches(ruleID, agentID string, labels map[string]string) bool {
 	m := s.Matchers
 	if m.empty() {
 		return false
 	}
-	if m.RuleID != "" && m.RuleID != ruleID {
+	if m.RuleID != "" && !strings.EqualFold(m.RuleID, ruleID) {
 		return false
 	}
-	if m.AgentID != "" && m.AgentID != agentID {
+	if m.AgentID != "" && !strings.EqualFold(m.AgentID, agentID) {
 		return false
 	}
 	for k, v := range m.Labels {

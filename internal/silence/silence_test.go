@@ -19,15 +19,21 @@ func ts(s string) *time.Time {
 	return &t
 }
 
+// Ids of a rule and an agent, as the stores assign them.
+const (
+	ruleA  = "5b0c6a52-0000-4000-8000-000000000001"
+	agentA = "9d4c1f6e-0000-4000-8000-000000000002"
+)
+
 func weekly(days []string, start, end, tz string) silence.Silence {
 	return silence.Silence{
-		Matchers: silence.Matchers{RuleID: "r1"},
+		Matchers: silence.Matchers{RuleID: ruleA},
 		Weekly:   &silence.Weekly{Days: days, Start: start, End: end, TimeZone: tz},
 	}
 }
 
 func oneOff(start, end string) silence.Silence {
-	return silence.Silence{Matchers: silence.Matchers{RuleID: "r1"}, StartsAt: ts(start), EndsAt: ts(end)}
+	return silence.Silence{Matchers: silence.Matchers{RuleID: ruleA}, StartsAt: ts(start), EndsAt: ts(end)}
 }
 
 func TestValidate(t *testing.T) {
@@ -43,13 +49,20 @@ func TestValidate(t *testing.T) {
 		}, ""},
 		{"weekly until midnight", func(s *silence.Silence) { *s = weekly([]string{"sun"}, "20:00", "24:00", "UTC") }, ""},
 		{"labels only", func(s *silence.Silence) { s.Matchers = silence.Matchers{Labels: map[string]string{"team": "db"}} }, ""},
-		{"agent only", func(s *silence.Silence) { s.Matchers = silence.Matchers{AgentID: "a1"} }, ""},
+		{"agent only", func(s *silence.Silence) { s.Matchers = silence.Matchers{AgentID: agentA} }, ""},
+		{"ids in upper case", func(s *silence.Silence) {
+			s.Matchers = silence.Matchers{RuleID: strings.ToUpper(ruleA), AgentID: strings.ToUpper(agentA)}
+		}, ""},
 		{"comment with newline", func(s *silence.Silence) { s.Comment = "line 1\nline 2" }, ""},
 
 		{"no matchers", func(s *silence.Silence) { s.Matchers = silence.Matchers{} }, "matchers"},
 		{"empty labels map is no matcher", func(s *silence.Silence) { s.Matchers = silence.Matchers{Labels: map[string]string{}} }, "matchers"},
 		{"control char in rule id", func(s *silence.Silence) { s.Matchers.RuleID = "r\x01" }, "matchers.rule_id"},
 		{"long agent id", func(s *silence.Silence) { s.Matchers.AgentID = strings.Repeat("a", 129) }, "matchers.agent_id"},
+		{"rule id not a UUID", func(s *silence.Silence) { s.Matchers.RuleID = "r1" }, "matchers.rule_id"},
+		{"rule id UUID without hyphens", func(s *silence.Silence) { s.Matchers.RuleID = strings.ReplaceAll(ruleA, "-", "") }, "matchers.rule_id"},
+		{"agent id not a UUID", func(s *silence.Silence) { s.Matchers.AgentID = "web-1" }, "matchers.agent_id"},
+		{"agent id UUID with a non-hex digit", func(s *silence.Silence) { s.Matchers.AgentID = "x" + agentA[1:] }, "matchers.agent_id"},
 		{"empty label key", func(s *silence.Silence) { s.Matchers.Labels = map[string]string{"": "x"} }, "matchers.labels"},
 		{"empty label value", func(s *silence.Silence) { s.Matchers.Labels = map[string]string{"team": ""} }, "matchers.labels"},
 		{"no window", func(s *silence.Silence) { s.StartsAt, s.EndsAt = nil, nil }, "starts_at"},
@@ -224,6 +237,7 @@ func TestMatches(t *testing.T) {
 		{"one label of two missing", silence.Matchers{Labels: map[string]string{"team": "db", "region": "eu"}}, false},
 		{"rule and label differs", silence.Matchers{RuleID: "r1", Labels: map[string]string{"team": "web"}}, false},
 		{"no matchers match nothing", silence.Matchers{}, false},
+		{"ids in another letter case", silence.Matchers{RuleID: "R1", AgentID: "A1"}, true},
 	}
 	for _, tt := range tests {
 		s := silence.Silence{Matchers: tt.m}
@@ -290,7 +304,7 @@ func TestJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const wantOne = `{"id":"","matchers":{"rule_id":"r1"},"starts_at":"2025-06-01T22:00:00Z","ends_at":"2025-06-02T02:00:00Z","comment":"","created_by":"","created_at":"0001-01-01T00:00:00Z"}`
+	const wantOne = `{"id":"","matchers":{"rule_id":"` + ruleA + `"},"starts_at":"2025-06-01T22:00:00Z","ends_at":"2025-06-02T02:00:00Z","comment":"","created_by":"","created_at":"0001-01-01T00:00:00Z"}`
 	if string(out) != wantOne {
 		t.Errorf("Marshal(one-off) = %s, want %s", out, wantOne)
 	}
