@@ -139,7 +139,7 @@ func TestRunWiresEverything(t *testing.T) {
 	}
 
 	store := postgres.NewAlertEventStore(db)
-	eventually(t, 20*time.Second, func() string {
+	testenv.Eventually(t, 20*time.Second, func() string {
 		evs, _, err := store.History(t.Context(), postgres.HistoryFilter{AgentID: agent.ID, Limit: 10})
 		if err != nil || len(evs) != 1 || evs[0].To != "firing" {
 			return fmt.Sprintf("history %v (%v), want one firing", evs, err)
@@ -149,7 +149,7 @@ func TestRunWiresEverything(t *testing.T) {
 		}
 		return ""
 	})
-	eventually(t, 20*time.Second, func() string {
+	testenv.Eventually(t, 20*time.Second, func() string {
 		out, err := ifx.Server.Query(t.Context(), `SELECT count("value") FROM "`+ifx.Database+`".."alerts"`)
 		if err != nil {
 			return fmt.Sprintf("querying InfluxDB: %v", err)

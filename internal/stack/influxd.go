@@ -93,7 +93,7 @@ func InfluxdBinary() (string, error) {
 	if p, err := exec.LookPath("influxd"); err == nil {
 		return p, nil
 	}
-	if gobin := goBin(); gobin != "" {
+	if gobin := GoBin(); gobin != "" {
 		p := filepath.Join(gobin, "influxd")
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
@@ -102,8 +102,9 @@ func InfluxdBinary() (string, error) {
 	return "", fmt.Errorf("influxd not found in $INFLUXD_BIN, PATH or $(go env GOPATH)/bin; install it with: %s", InfluxdInstall)
 }
 
-// goBin returns where go install writes: $GOBIN, else the first GOPATH entry's bin.
-func goBin() string {
+// GoBin returns where go install writes: $GOBIN, else the first GOPATH entry's bin ("" when go
+// env fails).
+func GoBin() string {
 	out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output()
 	if err != nil {
 		return ""
