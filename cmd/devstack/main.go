@@ -8,6 +8,7 @@
 // internal/stack.
 //
 //	devstack up|down|stores|status|build
+//	devstack stores redis|postgres|influxdb...   only those
 //	devstack logs [lines]
 //	devstack test [packages]
 package main
@@ -114,6 +115,9 @@ func run(ctx context.Context, args []string) error {
 	case "up":
 		return d.up(ctx)
 	case "stores":
+		if len(args) > 0 {
+			return d.some(ctx, args)
+		}
 		return d.stores(ctx)
 	case "build":
 		return d.build(ctx)
@@ -133,8 +137,8 @@ func run(ctx context.Context, args []string) error {
 	case "test":
 		return d.test(ctx, args)
 	case "-h", "--help", "help":
-		fmt.Println("usage: devstack up|down|stores|status|build|logs [lines]|test [packages]")
+		fmt.Println("usage: devstack up|down|stores [redis|postgres|influxdb...]|status|build|logs [lines]|test [packages]")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (usage: devstack up|down|stores|status|build|logs [lines]|test [packages])", cmd)
+	return fmt.Errorf("unknown command %q (usage: devstack up|down|stores [redis|postgres|influxdb...]|status|build|logs [lines]|test [packages])", cmd)
 }

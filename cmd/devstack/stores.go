@@ -129,6 +129,32 @@ func (d *dev) stores(ctx context.Context) error {
 	return d.ensureInfluxDB(ctx)
 }
 
+// some makes sure the named stores answer (for go tool task bench: redis postgres).
+func (d *dev) some(ctx context.Context, names []string) error {
+	for _, dir := range []string{d.cfg.data, d.run, d.logDir, d.bin} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", dir, err)
+		}
+	}
+	for _, n := range names {
+		var err error
+		switch n {
+		case "redis":
+			err = d.ensureRedis(ctx, d.cfg.redisURL)
+		case "postgres":
+			err = d.ensurePostgres(ctx, d.cfg.databaseURL)
+		case "influxdb":
+			err = d.ensureInfluxDB(ctx)
+		default:
+			err = fmt.Errorf("stores %q: want redis, postgres or influxdb", n)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ensureRedis makes sure a Redis answers at rawURL, starting a local redis-server if needed.
 func (d *dev) ensureRedis(ctx context.Context, rawURL string) error {
 	opts, err := redis.ParseURL(rawURL)
