@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/influx/influxql"
 )
 
 // influxQL counts and creates on an InfluxDB 1.x server through internal/influx's InfluxQL
-// helper: counting with InfluxQL is far cheaper for the server than Flux, which matters while the
+// (internal/influx/influxql, the one InfluxQL client): counting with InfluxQL is far cheaper for the server than Flux, which matters while the
 // server is still absorbing the run's writes.
 type influxQL struct {
 	c  *influx.Client
@@ -32,7 +33,7 @@ func (q *influxQL) close() { q.c.Close() }
 
 // createDatabase creates the database (idempotent on InfluxDB 1.x).
 func (q *influxQL) createDatabase(ctx context.Context) error {
-	if _, err := q.c.InfluxQL(ctx, "CREATE DATABASE "+influx.QuoteIdent(q.db)); err != nil {
+	if _, err := q.c.InfluxQL(ctx, "CREATE DATABASE "+influxql.QuoteIdent(q.db)); err != nil {
 		return fmt.Errorf("creating influxdb database %s: %w", q.db, err)
 	}
 	return nil
@@ -50,10 +51,10 @@ type stored struct {
 func (q *influxQL) counts(ctx context.Context, from, to int64) (map[string]stored, error) {
 	sources := make([]string, len(measurements))
 	for i, m := range measurements {
-		sources[i] = influx.QuoteIdent(m)
+		sources[i] = influxql.QuoteIdent(m)
 	}
 	stmt := fmt.Sprintf("SELECT count(*) FROM %s WHERE time >= %d AND time <= %d GROUP BY %s",
-		strings.Join(sources, ","), from, to, influx.QuoteIdent("agent"))
+		strings.Join(sources, ","), from, to, influxql.QuoteIdent("agent"))
 	series, err := q.c.InfluxQL(ctx, stmt)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,8 @@ import (
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
+
+	"github.com/agentmonitor/agentmonitor/internal/influx/influxql"
 )
 
 // Config addresses the InfluxDB server and names where raw points go.
@@ -229,10 +231,10 @@ func retentionV1(days int) (duration, shard string) {
 
 func (c *Client) provisionV1(ctx context.Context) error {
 	db, rp, _ := strings.Cut(c.cfg.Bucket, "/")
-	if _, err := c.InfluxQL(ctx, "CREATE DATABASE "+QuoteIdent(db)); err != nil {
+	if _, err := c.InfluxQL(ctx, "CREATE DATABASE "+influxql.QuoteIdent(db)); err != nil {
 		return err
 	}
-	series, err := c.InfluxQL(ctx, "SHOW RETENTION POLICIES ON "+QuoteIdent(db))
+	series, err := c.InfluxQL(ctx, "SHOW RETENTION POLICIES ON "+influxql.QuoteIdent(db))
 	if err != nil {
 		return err
 	}
@@ -259,7 +261,7 @@ func (c *Client) provisionV1(ctx context.Context) error {
 		}
 	}
 	dur, shard := retentionV1(c.cfg.RetentionDays)
-	target := QuoteIdent(rp) + " ON " + QuoteIdent(db)
+	target := influxql.QuoteIdent(rp) + " ON " + influxql.QuoteIdent(db)
 	alter := fmt.Sprintf("ALTER RETENTION POLICY %s DURATION %s SHARD DURATION %s DEFAULT", target, dur, shard)
 	if exists {
 		_, err = c.InfluxQL(ctx, alter)

@@ -1,19 +1,18 @@
 package stack
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/influx/influxql"
 )
 
 // InfluxdModule and InfluxdVersion name the InfluxDB 1.8 build the tests and local runs use.
@@ -215,39 +214,9 @@ func (s *Influxd) Stop() error { return s.proc.Stop(10 * time.Second) }
 // Kill ends the server with SIGKILL, keeping its data (what the WAL holds survives).
 func (s *Influxd) Kill() error { return s.proc.Kill() }
 
-// Query runs one InfluxQL statement through POST /query and returns the raw answer, or the first
-// statement's error. Tests use it to inspect or prepare a server without a database of their own;
-// it stays here rather than on internal/influx's client because influx's own tests start servers
-// through this package.
-func (s *Influxd) Query(ctx context.Context, stmt string) (json.RawMessage, error) {
-	form := url.Values{"q": {stmt}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL()+"/query", strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, fmt.Errorf("building query request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("querying influxd: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("reading query answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("query %q: status %d: %s", stmt, resp.StatusCode, bytes.TrimSpace(body))
-	}
-	var out struct {
-		Results []struct {
-			Error string `json:"error"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, fmt.Errorf("decoding query answer: %w", err)
-	}
-	if len(out.Results) > 0 && out.Results[0].Error != "" {
-		return nil, fmt.Errorf("query %q: %s", stmt, out.Results[0].Error)
-	}
-	return body, nil
+// Query runs one InfluxQL statement (internal/influx/influxql) with db as the default database
+// (may be empty) and returns the first statement's series. Tests use it to inspect or prepare a
+// server.
+func (s *Influxd) Query(ctx context.Context, db, stmt string) ([]influxql.Series, error) {
+	return influxql.Client{URL: s.URL()}.Query(ctx, db, "", stmt)
 }

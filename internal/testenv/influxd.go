@@ -124,7 +124,7 @@ func Influx(t testing.TB) InfluxDB {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := srv.Query(ctx, `DROP DATABASE "`+db+`"`); err != nil {
+		if _, err := srv.Query(ctx, "", `DROP DATABASE "`+db+`"`); err != nil {
 			t.Errorf("dropping test database: %v", err)
 		}
 	})
