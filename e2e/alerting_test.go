@@ -199,6 +199,26 @@ func (s *system) historyCount(t *testing.T, agentID string) int {
 	return out.Total
 }
 
+// waitAlertersLoaded waits until every alerter has loaded the rules and the agents (their
+// rules_loaded and agents_cached gauges), which they poll every RULES_POLL_INTERVAL and
+// AGENTS_REFRESH_INTERVAL.
+func (s *system) waitAlertersLoaded(t *testing.T, rules, agents int) {
+	t.Helper()
+	for _, p := range s.procs {
+		if !strings.HasPrefix(p.Name(), "alerter") {
+			continue
+		}
+		testenv.Eventually(t, 20*time.Second, func() string {
+			r := metricValue(t, p.ops, "agentmonitor_alerter_rules_loaded")
+			a := metricValue(t, p.ops, "agentmonitor_alerter_agents_cached")
+			if int(r) != rules || int(a) < agents {
+				return fmt.Sprintf("%s has %v rules and %v agents loaded, want %d and at least %d", p.Name(), r, a, rules, agents)
+			}
+			return ""
+		})
+	}
+}
+
 // waitAlertersDrained waits until the alerters have handled every metrics entry and every
 // consumer of the alerts stream (history, notifier) every alert event: after it, a transition or
 // a delivery that has not happened will not happen from what was sent so far.
@@ -216,7 +236,7 @@ func TestAlertFiresResolvesWithHysteresisEverywhere(t *testing.T) {
 	s.createJSON(t, "/api/v1/alert-rules", cpuRule(fmt.Sprint(ch["id"]), 80, 70))
 	ws := s.dialAlerts(t)
 	a := s.registerAgent("busy")
-	time.Sleep(1500 * time.Millisecond) // the alerters poll the rules version every 500ms
+	s.waitAlertersLoaded(t, 1, 1)
 
 	t0 := time.Now().Add(-30 * time.Second).Truncate(time.Second)
 	// Crosses at t0, holds for 3s: pending, then firing after "for" (2s). Then it oscillates
@@ -381,7 +401,7 @@ func TestAlertLatency(t *testing.T) {
 	for i := range 20 {
 		agents = append(agents, s.registerAgent(fmt.Sprintf("lat-%d", i)))
 	}
-	time.Sleep(1500 * time.Millisecond)
+	s.waitAlertersLoaded(t, 1, len(agents))
 	sent := map[string]time.Time{}
 	for _, a := range agents {
 		start := time.Now()
