@@ -13,6 +13,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/agentmonitor/agentmonitor/internal/stack"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
@@ -60,7 +61,7 @@ func TestPidOf(t *testing.T) {
 
 // isInfluxd18 tells the influxd 1.8.10 module's binary from any other.
 func TestIsInfluxd18(t *testing.T) {
-	bin, err := testenv.InfluxdBinary()
+	bin, err := stack.InfluxdBinary()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,20 +19,11 @@ import (
 // result: a start with Flux costs seconds of CPU.
 type Influxd = stack.Influxd
 
-// InfluxdOption tunes a server started by StartInfluxd or PrivateInfluxd.
+// InfluxdOption tunes a server started by PrivateInfluxd.
 type InfluxdOption = stack.InfluxdOption
 
 // WithoutFlux turns Flux off: the server starts in milliseconds but answers only InfluxQL.
 func WithoutFlux() InfluxdOption { return stack.WithoutFlux() }
-
-// InfluxdBinary finds the influxd binary ($INFLUXD_BIN, PATH, $(go env GOPATH)/bin).
-func InfluxdBinary() (string, error) { return stack.InfluxdBinary() }
-
-// StartInfluxd starts influxd with its data under dir on free loopback ports and waits until it
-// answers /ping. The caller stops it with Stop.
-func StartInfluxd(dir string, opts ...InfluxdOption) (*Influxd, error) {
-	return stack.StartInfluxd(dir, opts...)
-}
 
 // The shared server of a test binary, started on first use by Influx when RunInflux ran the tests.
 var shared struct {
@@ -78,7 +69,7 @@ func sharedInfluxd() (*Influxd, error) {
 		if shared.err != nil {
 			return
 		}
-		shared.srv, shared.err = StartInfluxd(shared.dir)
+		shared.srv, shared.err = stack.StartInfluxd(shared.dir)
 	})
 	return shared.srv, shared.err
 }
@@ -87,7 +78,7 @@ func sharedInfluxd() (*Influxd, error) {
 // stops it in t.Cleanup.
 func PrivateInfluxd(t testing.TB, opts ...InfluxdOption) *Influxd {
 	t.Helper()
-	srv, err := StartInfluxd(t.TempDir(), opts...)
+	srv, err := stack.StartInfluxd(t.TempDir(), opts...)
 	if err != nil {
 		t.Fatalf("starting influxd: %v", err)
 	}
