@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/stack"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
@@ -126,13 +127,7 @@ func newSystem(t *testing.T, o options) *system {
 const shards = 2
 
 // metricStreams returns the keys of the test's metrics streams, for testenv.WaitDrained.
-func (s *system) metricStreams() []string {
-	keys := make([]string, shards)
-	for i := range keys {
-		keys[i] = s.prefix + "metrics:{" + strconv.Itoa(i) + "}"
-	}
-	return keys
-}
+func (s *system) metricStreams() []string { return stream.StreamKeys(s.prefix, shards) }
 
 // startWorker starts a worker binary with a stable consumer name and waits for its /readyz.
 func (s *system) startWorker(bin, name string, extraEnv ...string) *proc {

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/stack"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
 // Bench settings that are not flags.
@@ -282,10 +283,7 @@ func (b *bench) measureAll(ctx context.Context, stdout io.Writer) (int, error) {
 // waitDrained waits until every group has read and acknowledged every metrics entry, so that one
 // run's backlog does not slow the next.
 func (b *bench) waitDrained(ctx context.Context) {
-	keys := make([]string, benchShards)
-	for i := range keys {
-		keys[i] = b.prefix + "metrics:{" + strconv.Itoa(i) + "}"
-	}
+	keys := stream.StreamKeys(b.prefix, benchShards)
 	deadline := time.Now().Add(benchDrainTimeout)
 	for {
 		ok, why, err := stack.Drained(ctx, b.rdb, "", keys...)
