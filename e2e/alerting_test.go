@@ -22,6 +22,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/alertstate"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // webhookReceiver records every notification it is sent.
@@ -198,6 +199,35 @@ func (s *system) historyCount(t *testing.T, agentID string) int {
 	return out.Total
 }
 
+// waitAlertersLoaded waits until every alerter has loaded the rules and the agents (their
+// rules_loaded and agents_cached gauges), which they poll every RULES_POLL_INTERVAL and
+// AGENTS_REFRESH_INTERVAL.
+func (s *system) waitAlertersLoaded(t *testing.T, rules, agents int) {
+	t.Helper()
+	for _, p := range s.procs {
+		if !strings.HasPrefix(p.Name(), "alerter") {
+			continue
+		}
+		testenv.Eventually(t, 20*time.Second, func() string {
+			r := metricValue(t, p.ops, "agentmonitor_alerter_rules_loaded")
+			a := metricValue(t, p.ops, "agentmonitor_alerter_agents_cached")
+			if int(r) != rules || int(a) < agents {
+				return fmt.Sprintf("%s has %v rules and %v agents loaded, want %d and at least %d", p.Name(), r, a, rules, agents)
+			}
+			return ""
+		})
+	}
+}
+
+// waitAlertersDrained waits until the alerters have handled every metrics entry and every
+// consumer of the alerts stream (history, notifier) every alert event: after it, a transition or
+// a delivery that has not happened will not happen from what was sent so far.
+func (s *system) waitAlertersDrained(t *testing.T) {
+	t.Helper()
+	testenv.WaitDrained(t, s.rdb, "alerter", s.metricStreams()...)
+	testenv.WaitDrained(t, s.rdb, "", alertstate.StreamKey(s.prefix))
+}
+
 func TestAlertFiresResolvesWithHysteresisEverywhere(t *testing.T) {
 	s := newSystem(t, options{writers: 1, syncs: 1, alerters: 2})
 	hook := newWebhookReceiver(t, "s3cret")
@@ -206,7 +236,7 @@ func TestAlertFiresResolvesWithHysteresisEverywhere(t *testing.T) {
 	s.createJSON(t, "/api/v1/alert-rules", cpuRule(fmt.Sprint(ch["id"]), 80, 70))
 	ws := s.dialAlerts(t)
 	a := s.registerAgent("busy")
-	time.Sleep(1500 * time.Millisecond) // the alerters poll the rules version every 500ms
+	s.waitAlertersLoaded(t, 1, 1)
 
 	t0 := time.Now().Add(-30 * time.Second).Truncate(time.Second)
 	// Crosses at t0, holds for 3s: pending, then firing after "for" (2s). Then it oscillates
@@ -217,7 +247,7 @@ func TestAlertFiresResolvesWithHysteresisEverywhere(t *testing.T) {
 	}
 	// A redelivered entry: the same samples appended to the stream again.
 	want := []string{"ok>pending(critical)", "pending>firing(critical)", "firing>resolved(critical)"}
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		if got := ws.transitions(a.ID); !slices.Equal(got, want) {
 			return fmt.Sprintf("WebSocket transitions %v, want %v", got, want)
 		}
@@ -258,7 +288,7 @@ func TestAlertFiresResolvesWithHysteresisEverywhere(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(3 * time.Second)
+	s.waitAlertersDrained(t)
 	if got := ws.transitions(a.ID); !slices.Equal(got, want) {
 		t.Errorf("after redelivery WebSocket transitions %v, want still %v", got, want)
 	}
@@ -279,7 +309,7 @@ func TestAgentSilentFiresForSilentAndNeverSeenAgents(t *testing.T) {
 		"name": "silent", "kind": "agent_silent", "after": "10s", "severity": "critical",
 		"agents": map[string]any{"ids": []string{never.ID, quiet.ID}}, "enabled": true})
 	ws := s.dialAlerts(t)
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		for _, a := range []agent{never, quiet} {
 			if _, ok := ws.event(a.ID, "firing"); !ok {
 				return fmt.Sprintf("no firing agent_silent event for %s yet (got %v)", a.Name, ws.transitions(a.ID))
@@ -288,14 +318,14 @@ func TestAgentSilentFiresForSilentAndNeverSeenAgents(t *testing.T) {
 		return ""
 	})
 	s.postCPU(t, quiet, 11, time.Now())
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		if _, ok := ws.event(quiet.ID, "resolved"); !ok {
 			return fmt.Sprintf("went-quiet not resolved after reporting again (got %v)", ws.transitions(quiet.ID))
 		}
 		return ""
 	})
 	// Each transition exactly once, although two alerters check every agent.
-	time.Sleep(2 * time.Second)
+	s.waitAlertersDrained(t)
 	for _, a := range []agent{never, quiet} {
 		got := ws.transitions(a.ID)
 		seen := map[string]int{}
@@ -340,7 +370,7 @@ func TestRuleEditAndSilenceTakeEffectWithoutRestart(t *testing.T) {
 		s.postCPU(t, a, 90, t0.Add(time.Duration(i)*time.Second))
 		s.postCPU(t, b, 99, t0.Add(time.Duration(i)*time.Second))
 	}
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		if _, ok := ws.event(b.ID, "firing"); !ok {
 			return fmt.Sprintf("silenced agent's alert not firing yet (%v)", ws.transitions(b.ID))
 		}
@@ -349,7 +379,7 @@ func TestRuleEditAndSilenceTakeEffectWithoutRestart(t *testing.T) {
 		}
 		return ""
 	})
-	time.Sleep(2 * time.Second)
+	s.waitAlertersDrained(t)
 	if got := ws.transitions(a.ID); len(got) != 0 {
 		t.Errorf("agent at 90 under the edited threshold 95 got transitions %v, want none", got)
 	}
@@ -371,7 +401,7 @@ func TestAlertLatency(t *testing.T) {
 	for i := range 20 {
 		agents = append(agents, s.registerAgent(fmt.Sprintf("lat-%d", i)))
 	}
-	time.Sleep(1500 * time.Millisecond)
+	s.waitAlertersLoaded(t, 1, len(agents))
 	sent := map[string]time.Time{}
 	for _, a := range agents {
 		start := time.Now()
@@ -379,7 +409,7 @@ func TestAlertLatency(t *testing.T) {
 		sent[a.ID] = start
 	}
 	var lat []time.Duration
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		lat = lat[:0]
 		ws.mu.Lock()
 		defer ws.mu.Unlock()

@@ -83,13 +83,13 @@ func TestTwoCopiesOfEachWorkerShareTheLoad(t *testing.T) {
 		}
 		group := "influx-writer"
 		switch {
-		case strings.HasPrefix(p.name, "sync"):
+		case strings.HasPrefix(p.Name(), "sync"):
 			group = "pg-sync"
-		case strings.HasPrefix(p.name, "alerter"):
+		case strings.HasPrefix(p.Name(), "alerter"):
 			continue
 		}
 		if n := metricValue(t, p.ops, "agentmonitor_stream_acked_total", `group="`+group+`"`); n == 0 {
-			t.Errorf("%s acked %v entries, want a share of the load", p.name, n)
+			t.Errorf("%s acked %v entries, want a share of the load", p.Name(), n)
 		}
 	}
 }
@@ -135,7 +135,7 @@ func TestKilledWriterMidBatchLosesNothingAndDuplicatesNothing(t *testing.T) {
 	l := newLedger()
 	start := time.Now().Add(-time.Minute)
 	s.load(a, 40, start, l, nil)
-	eventually(t, 20*time.Second, func() string {
+	testenv.Eventually(t, 20*time.Second, func() string {
 		if hang.forwarded.Load() == 0 {
 			return "the hung writer has not written a batch yet"
 		}
@@ -156,7 +156,7 @@ func TestKilledWriterMidBatchLosesNothingAndDuplicatesNothing(t *testing.T) {
 	}
 	// The live writer takes over the dead one's entries once they are idle, and writes them again.
 	ok := s.procs[len(s.procs)-1]
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		if got := metricValue(t, ok.ops, "agentmonitor_stream_reclaimed_total"); got == 0 {
 			return "writer-ok has reclaimed nothing from the dead writer yet"
 		}
@@ -218,7 +218,7 @@ func TestUnwritableEntryIsDeadLetteredOthersFlow(t *testing.T) {
 	s.waitAllPoints(t, a.ID, 1+l.total(), 30*time.Second)
 
 	dead := stream.DeadLetterKey(s.prefix)
-	eventually(t, 20*time.Second, func() string {
+	testenv.Eventually(t, 20*time.Second, func() string {
 		entries, err := s.rdb.XRange(context.Background(), dead, "-", "+").Result()
 		if err != nil {
 			return err.Error()

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // batch is one agent request: six points (cpu, mem, disk, net, load, procs) at one timestamp, 30
@@ -74,19 +76,20 @@ func (l *ledger) total() int {
 	return l.points
 }
 
-// waitAllPoints waits until InfluxDB holds exactly want points for the agent, then checks that
-// the count stays there (a duplicate would push it over).
+// waitAllPoints waits until InfluxDB holds exactly want points for the agent, then, once the
+// writers have acknowledged every entry, checks that the count stayed there (a duplicate would
+// push it over).
 func (s *system) waitAllPoints(t *testing.T, agentID string, want int, timeout time.Duration) {
 	t.Helper()
 	var last int
-	eventually(t, timeout, func() string {
+	testenv.Eventually(t, timeout, func() string {
 		last = s.countPoints(agentID)
 		if last == want {
 			return ""
 		}
 		return fmt.Sprintf("InfluxDB holds %d points for agent %s, want %d", last, agentID, want)
 	})
-	time.Sleep(time.Second)
+	testenv.WaitDrained(t, s.rdb, "influx-writer", s.metricStreams()...)
 	if got := s.countPoints(agentID); got != want {
 		t.Fatalf("InfluxDB count moved from %d to %d after settling, want it to stay at %d", want, got, want)
 	}
@@ -121,7 +124,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	}
 
 	// last_seen advances through pg-sync, and the agent shows online.
-	eventually(t, 20*time.Second, func() string {
+	testenv.Eventually(t, 20*time.Second, func() string {
 		code, b, _ := s.do("GET", "/api/v1/agents/"+a.ID, "Bearer "+s.admin, nil)
 		var got struct {
 			LastSeen *time.Time `json:"last_seen"`

@@ -8,19 +8,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/stack"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
@@ -38,9 +36,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/gateway", "../cmd/influx-writer", "../cmd/pg-sync", "../cmd/alerter")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := stack.Build(context.Background(), dir, os.Stderr, "gateway", "influx-writer", "pg-sync", "alerter"); err != nil {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)
 		return 1
 	}
@@ -51,13 +47,13 @@ func run(m *testing.M) int {
 const adminPassword = "e2e-admin-password"
 
 // system is one test's deployment: its own Redis prefix, PostgreSQL database and InfluxDB
-// database, and the binaries it started.
+// database, and the binaries it started (internal/stack runs them).
 type system struct {
 	t        *testing.T
 	rdb      *redis.Client
 	prefix   string
 	influx   *influx.Client
-	env      []string
+	sys      *stack.System
 	gateway  string // base URL
 	procs    []*proc
 	admin    string // admin session token
@@ -82,13 +78,13 @@ func newSystem(t *testing.T, o options) *system {
 		idb = testenv.Influx(t)
 	}
 	s := &system{t: t, rdb: rdb, prefix: prefix, influxDB: idb}
-	s.env = []string{
+	s.sys = &stack.System{BinDir: binDir, LogDir: t.TempDir(), Env: []string{
 		"REDIS_URL=" + redisURL(),
 		"REDIS_KEY_PREFIX=" + prefix,
 		"DATABASE_URL=" + dbURL,
 		"INFLUXDB_URL=" + idb.URL,
 		"INFLUXDB_BUCKET=" + idb.Database,
-		"STREAM_SHARDS=2",
+		"STREAM_SHARDS=" + strconv.Itoa(shards),
 		"STREAM_MAX_WAIT=50ms",
 		"STREAM_BLOCK=200ms",
 		"STREAM_CLAIM_MIN_IDLE=2s",
@@ -106,7 +102,7 @@ func newSystem(t *testing.T, o options) *system {
 		"ADMIN_PASSWORD=" + adminPassword,
 		"LOG_FORMAT=text",
 		"LOG_LEVEL=debug",
-	}
+	}}
 	client, err := influx.New(influx.Config{URL: idb.URL, Bucket: idb.Database, RetentionDays: 30, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatalf("influx.New: %v", err)
@@ -114,10 +110,9 @@ func newSystem(t *testing.T, o options) *system {
 	t.Cleanup(client.Close)
 	s.influx = client
 
-	gwAddr := freeAddr(t)
-	s.start("gateway", "gateway", "GATEWAY_ADDR="+gwAddr)
-	s.gateway = "http://" + gwAddr
-	waitReady(t, s.gateway+"/readyz", 30*time.Second)
+	gw, err := s.sys.StartGateway(t.Context(), "gateway")
+	s.track(gw, err)
+	s.gateway = gw.URL
 	for i := range o.writers {
 		s.startWorker("influx-writer", fmt.Sprintf("writer-%d", i))
 	}
@@ -131,99 +126,53 @@ func newSystem(t *testing.T, o options) *system {
 	return s
 }
 
+// shards is STREAM_SHARDS of every binary the tests start.
+const shards = 2
+
+// metricStreams returns the keys of the test's metrics streams, for testenv.WaitDrained.
+func (s *system) metricStreams() []string { return stream.StreamKeys(s.prefix, shards) }
+
 // startWorker starts a worker binary with a stable consumer name and waits for its /readyz.
 func (s *system) startWorker(bin, name string, extraEnv ...string) *proc {
 	s.t.Helper()
-	ops := freeAddr(s.t)
-	env := append([]string{"OPS_ADDR=" + ops, "CONSUMER_NAME=" + name}, extraEnv...)
-	p := s.start(bin, name, env...)
-	p.ops = "http://" + ops
-	waitReady(s.t, p.ops+"/readyz", 30*time.Second)
+	a, err := s.sys.StartWorker(s.t.Context(), bin, name, extraEnv...)
+	p := s.track(a, err)
+	p.ops = a.URL
 	return p
 }
 
-// proc is one running binary; its output goes to a log file shown when the test fails.
+// proc is one running binary; its log is shown when the test fails.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	ops  string
-	done chan struct{}
+	*stack.App
+	ops string // a worker's ops server base URL
 }
 
-func (s *system) start(bin, name string, extraEnv ...string) *proc {
+// track fails the test when a start failed, else stops the binary at cleanup and shows its log
+// if the test failed.
+func (s *system) track(a *stack.App, err error) *proc {
 	s.t.Helper()
-	logPath := filepath.Join(s.t.TempDir(), name+".log")
-	f, err := os.Create(logPath)
 	if err != nil {
-		s.t.Fatal(err)
+		s.t.Fatalf("starting: %v", err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, bin))
-	cmd.Env = append(append(baseEnv(), s.env...), extraEnv...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("starting %s: %v", bin, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); f.Close(); close(p.done) }()
+	p := &proc{App: a}
 	s.procs = append(s.procs, p)
 	s.t.Cleanup(func() {
-		p.stop(s.t)
+		if err := a.Stop(20 * time.Second); err != nil {
+			s.t.Error(err)
+		}
 		if s.t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			s.t.Logf("---- %s log (last 4 KiB) ----\n%s", name, tail(b, 4096))
+			s.t.Logf("---- %s log (last 4 KiB) ----\n%s", a.Name(), a.LogTail(4096))
 		}
 	})
 	return p
 }
 
-// baseEnv is the test process's environment without the variables the binaries read, so that a
-// developer's shell cannot change what the test runs.
-func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "REDIS_") || strings.HasPrefix(k, "INFLUXDB_") || strings.HasPrefix(k, "STREAM_") ||
-			strings.HasPrefix(k, "NOTIFIER_") || strings.HasSuffix(k, "_INTERVAL") || k == "WEBHOOK_ALLOWED_NETWORKS" ||
-			k == "DATABASE_URL" || k == "GATEWAY_ADDR" || k == "OPS_ADDR" || k == "CONSUMER_NAME" || k == "ADMIN_PASSWORD" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
 // kill ends the process with SIGKILL: no drain, no acks.
 func (p *proc) kill(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("killing %s: %v", p.name, err)
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
 	}
-	<-p.done
-}
-
-// stop sends SIGTERM and waits for a graceful exit.
-func (p *proc) stop(t *testing.T) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		t.Errorf("%s did not stop within 20s of SIGTERM", p.name)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }
 
 func redisURL() string {
@@ -231,50 +180,6 @@ func redisURL() string {
 		return u
 	}
 	return testenv.DefaultRedisURL
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitReady(t *testing.T, url string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s (last: %v)", url, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// eventually polls cond until it returns "" or the timeout passes, then fails with its last word.
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, msg)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // do sends a request to the gateway and returns the status and body.

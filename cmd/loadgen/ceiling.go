@@ -22,7 +22,13 @@ func runCeiling(ctx context.Context, cfg config, logger *slog.Logger) (*report, 
 	hc := newHTTPClient(cfg.concurrency, cfg.timeout)
 	defer hc.CloseIdleConnections()
 	if cfg.influxCreate {
-		if err := newInfluxQL(hc, cfg.influxURL, cfg.influxDB, cfg.influxToken).createDatabase(ctx); err != nil {
+		q, err := newInfluxQL(cfg.influxURL, cfg.influxDB, cfg.influxToken)
+		if err != nil {
+			return nil, err
+		}
+		err = q.createDatabase(ctx)
+		q.close()
+		if err != nil {
 			return nil, err
 		}
 	}

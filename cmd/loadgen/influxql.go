@@ -2,90 +2,38 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"strings"
+	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/influx/influxql"
 )
 
-// influxQL runs InfluxQL statements on an InfluxDB 1.x server (POST /query). Hand-written over
-// net/http because influxdb-client-go speaks only Flux, and counting with InfluxQL is far cheaper
-// for the server than Flux, which matters while the server is still absorbing the run's writes.
+// influxQL counts and creates on an InfluxDB 1.x server through internal/influx's InfluxQL
+// (internal/influx/influxql, the one InfluxQL client): counting with InfluxQL is far cheaper for the server than Flux, which matters while the
+// server is still absorbing the run's writes.
 type influxQL struct {
-	hc    *http.Client
-	url   string // base URL
-	db    string
-	rp    string
-	token string
+	c  *influx.Client
+	db string
 }
 
-func newInfluxQL(hc *http.Client, base, bucket, token string) *influxQL {
-	db, rp, _ := strings.Cut(bucket, "/")
-	return &influxQL{hc: hc, url: strings.TrimSuffix(base, "/"), db: db, rp: rp, token: token}
+// newInfluxQL returns a client for the database (or db/rp) bucket at base; close it after use.
+func newInfluxQL(base, bucket, token string) (*influxQL, error) {
+	c, err := influx.New(influx.Config{URL: base, Bucket: bucket, Token: token, Timeout: time.Minute})
+	if err != nil {
+		return nil, fmt.Errorf("influxdb client: %w", err)
+	}
+	db, _, _ := strings.Cut(bucket, "/")
+	return &influxQL{c: c, db: db}, nil
 }
 
-// qlSeries is one series of an InfluxQL answer.
-type qlSeries struct {
-	Name    string            `json:"name"`
-	Tags    map[string]string `json:"tags"`
-	Columns []string          `json:"columns"`
-	Values  [][]any           `json:"values"`
-}
-
-// query runs stmt in the database and returns the first statement's series.
-func (q *influxQL) query(ctx context.Context, stmt string) ([]qlSeries, error) {
-	form := url.Values{"q": {stmt}, "epoch": {"ns"}}
-	if q.db != "" {
-		form.Set("db", q.db)
-	}
-	if q.rp != "" {
-		form.Set("rp", q.rp)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.url+"/query", strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if q.token != "" {
-		req.Header.Set("Authorization", "Token "+q.token)
-	}
-	resp, err := q.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("running %s: %w", stmt, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("reading answer to %s: %w", stmt, err)
-	}
-	var out struct {
-		Error   string `json:"error"`
-		Results []struct {
-			Error  string     `json:"error"`
-			Series []qlSeries `json:"series"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, fmt.Errorf("running %s: status %d: %.200s", stmt, resp.StatusCode, body)
-	}
-	switch {
-	case out.Error != "":
-		return nil, fmt.Errorf("running %s: %s", stmt, out.Error)
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("running %s: status %d", stmt, resp.StatusCode)
-	case len(out.Results) == 0:
-		return nil, nil
-	case out.Results[0].Error != "":
-		return nil, fmt.Errorf("running %s: %s", stmt, out.Results[0].Error)
-	}
-	return out.Results[0].Series, nil
-}
+// close releases the client's connections.
+func (q *influxQL) close() { q.c.Close() }
 
 // createDatabase creates the database (idempotent on InfluxDB 1.x).
 func (q *influxQL) createDatabase(ctx context.Context) error {
-	if _, err := q.query(ctx, "CREATE DATABASE "+quoteIdent(q.db)); err != nil {
+	if _, err := q.c.InfluxQL(ctx, "CREATE DATABASE "+influxql.QuoteIdent(q.db)); err != nil {
 		return fmt.Errorf("creating influxdb database %s: %w", q.db, err)
 	}
 	return nil
@@ -103,12 +51,12 @@ type stored struct {
 func (q *influxQL) counts(ctx context.Context, from, to int64) (map[string]stored, error) {
 	sources := make([]string, len(measurements))
 	for i, m := range measurements {
-		sources[i] = quoteIdent(m)
+		sources[i] = influxql.QuoteIdent(m)
 	}
 	// ::tag: InfluxQL resolves a bare name to a field before a tag (PITFALLS.md).
 	stmt := fmt.Sprintf("SELECT count(*) FROM %s WHERE time >= %d AND time <= %d GROUP BY %s::tag",
-		strings.Join(sources, ","), from, to, quoteIdent("agent"))
-	series, err := q.query(ctx, stmt)
+		strings.Join(sources, ","), from, to, influxql.QuoteIdent("agent"))
+	series, err := q.c.InfluxQL(ctx, stmt)
 	if err != nil {
 		return nil, err
 	}
@@ -134,10 +82,4 @@ func (q *influxQL) counts(ctx context.Context, from, to int64) (map[string]store
 		got[agent] = st
 	}
 	return got, nil
-}
-
-// quoteIdent quotes an InfluxQL identifier (the escapes InfluxQL's scanner accepts in double
-// quotes).
-func quoteIdent(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
 }

@@ -222,9 +222,14 @@ func runLoad(ctx context.Context, cfg config, logger *slog.Logger) (*report, err
 		}
 		build = gatewayRequester(cfg.gateway, agents, base, cfg.batchPoints)
 	case "influx":
-		q := newInfluxQL(hc, cfg.influxURL, cfg.influxDB, cfg.influxToken)
 		if cfg.influxCreate {
-			if err := q.createDatabase(ctx); err != nil {
+			q, err := newInfluxQL(cfg.influxURL, cfg.influxDB, cfg.influxToken)
+			if err != nil {
+				return nil, err
+			}
+			err = q.createDatabase(ctx)
+			q.close()
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -244,7 +249,11 @@ func runLoad(ctx context.Context, cfg config, logger *slog.Logger) (*report, err
 		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 	if cfg.verify {
-		q := newInfluxQL(hc, cfg.influxURL, cfg.influxDB, cfg.influxToken)
+		q, err := newInfluxQL(cfg.influxURL, cfg.influxDB, cfg.influxToken)
+		if err != nil {
+			return nil, err
+		}
+		defer q.close()
 		v, err := verify(ctx, q, ids, mergeLedger(res.workers), cfg.batchPoints, base, res, cfg.verifyTimeout, logger)
 		if err != nil {
 			return nil, err

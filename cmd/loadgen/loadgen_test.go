@@ -124,7 +124,11 @@ func TestVerify(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	for _, points := range []int{pointsPerBatch, 20} {
 		db := fmt.Sprintf("lg%d", points)
-		q := newInfluxQL(hc, srv.URL(), db, "")
+		q, err := newInfluxQL(srv.URL(), db, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(q.close)
 		if err := q.createDatabase(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -12,10 +12,13 @@
 //	--mode ceiling     InfluxDB's own ceiling: 5000-point batches through the official client's
 //	                   blocking write API, a few writers
 //	--mode summary     medians and budget ratios of the reports of several runs (--results DIR)
+//	--mode bench       DESIGN.md's performance budget on this machine: builds and starts a private
+//	                   influxd, the gateway and the workers (internal/stack), runs the kinds of run
+//	                   above against each other in rounds, then the summary (go tool task bench)
 //
 // --verify (gateway or influx target) keeps a ledger of every point answered 2xx, then waits until
 // InfluxDB holds all of them and reports the end-to-end rate of persisted values and the points
-// lost (which must be 0). scripts/bench.sh runs these against each other: go tool task bench.
+// lost (which must be 0).
 package main
 
 import (
@@ -69,6 +72,15 @@ type config struct {
 
 	results string // --mode summary
 	strict  bool
+
+	// --mode bench
+	rounds             int
+	writers            int
+	ceilingConcurrency int
+	gotest             bool
+	keep               bool
+	redisURL           string
+	databaseURL        string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -85,12 +97,13 @@ Examples:
   loadgen --gateway http://127.0.0.1:8080 --verify --influx-url http://127.0.0.1:8086 --influx-db metrics
   loadgen --target influx --influx-url http://127.0.0.1:8086 --influx-db loadgen
   loadgen --mode ceiling --influx-url http://127.0.0.1:8086 --influx-db ceiling --concurrency 4
+  loadgen --mode bench --rounds 3 --duration 10s   (go tool task bench: the whole budget, ~4 min)
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.mode, "mode", "load", "load: agent batches to --target; ceiling: InfluxDB's own ceiling (--ceiling-batch points per write, official client); summary: medians and budget ratios of the reports in --results")
+	fs.StringVar(&c.mode, "mode", "load", "load: agent batches to --target; ceiling: InfluxDB's own ceiling (--ceiling-batch points per write, official client); bench: start a private deployment and measure the performance budget; summary: medians and budget ratios of the reports in --results")
 	fs.StringVar(&c.target, "target", "gateway", "where load goes: gateway (POST /api/v1/agents/{id}/metrics) or influx (line protocol to InfluxDB's /api/v2/write)")
 	fs.StringVar(&c.gateway, "gateway", "http://127.0.0.1:8080", "gateway base URL")
 	fs.StringVar(&c.adminUser, "admin-user", "admin", "operator who registers the agents (role operator or admin)")
@@ -111,13 +124,22 @@ Flags:
 	fs.BoolVar(&c.verify, "verify", false, "after the run, wait until InfluxDB holds every acknowledged point; report end-to-end values/s and lost points")
 	fs.DurationVar(&c.verifyTimeout, "verify-timeout", 120*time.Second, "longest wait for --verify")
 	fs.StringVar(&c.label, "label", "", "name of this run in the report (default: the target or mode)")
-	fs.IntVar(&c.round, "round", 0, "round number recorded in the report (scripts/bench.sh alternates kinds of run in rounds)")
+	fs.IntVar(&c.round, "round", 0, "round number recorded in the report (--mode bench alternates kinds of run in rounds)")
 	fs.StringVar(&c.results, "results", "", "--mode summary: directory of reports (one JSON file per run, labels direct, gateway, e2e, ceiling) and optional cpu.tsv")
-	fs.BoolVar(&c.strict, "strict", false, "--mode summary: exit 4 when a budget is missed")
+	fs.BoolVar(&c.strict, "strict", false, "--mode summary and bench: exit 4 when a budget is missed")
 	fs.BoolVar(&c.quiet, "quiet", false, "log only warnings and errors")
+	fs.IntVar(&c.rounds, "rounds", 3, "--mode bench: rounds of the six kinds of run")
+	fs.IntVar(&c.writers, "writers", 2, "--mode bench: influx-writer copies (one copy has one write in flight)")
+	fs.IntVar(&c.ceilingConcurrency, "ceiling-concurrency", 4, "--mode bench: writers of the ceiling run")
+	noGotest := fs.Bool("no-gotest", false, "--mode bench: skip the go test -bench of internal/metric and internal/stream at the end")
+	fs.BoolVar(&c.keep, "keep", false, "--mode bench: keep the temporary directory (logs, reports, InfluxDB data)")
+	fs.StringVar(&c.redisURL, "redis-url", envOr("REDIS_URL", "redis://127.0.0.1:6379/0"), "--mode bench: the Redis to use, under a key prefix of its own; $REDIS_URL sets the default")
+	fs.StringVar(&c.databaseURL, "database-url", envOr("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/agentmonitor?sslmode=disable"),
+		"--mode bench: the PostgreSQL server to use, with a database of its own; $DATABASE_URL sets the default")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.gotest = !*noGotest
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q (flags only; see --help)", fs.Args())
 	}
@@ -134,6 +156,16 @@ func (c *config) validate() error {
 		return nil
 	}
 	switch c.mode {
+	case "bench":
+		if c.rounds < 1 || c.rounds > 100 {
+			bad("--rounds %d: want 1 to 100", c.rounds)
+		}
+		if c.writers < 1 || c.writers > 32 {
+			bad("--writers %d: want 1 to 32", c.writers)
+		}
+		if c.ceilingConcurrency < 1 || c.ceilingConcurrency > 64 {
+			bad("--ceiling-concurrency %d: want 1 to 64", c.ceilingConcurrency)
+		}
 	case "load":
 		switch c.target {
 		case "gateway":
@@ -152,7 +184,7 @@ func (c *config) validate() error {
 			bad("--ceiling-batch %d: want 1 to 100000", c.ceilingBatch)
 		}
 	default:
-		bad("--mode %q: want load, ceiling or summary", c.mode)
+		bad("--mode %q: want load, ceiling, bench or summary", c.mode)
 	}
 	needInflux := c.mode == "ceiling" || c.target == "influx" || c.verify
 	if needInflux {
@@ -216,6 +248,13 @@ func loopbackURL(raw string) error {
 	return fmt.Errorf("%q: only loopback addresses (127.0.0.1, ::1, localhost) are allowed", raw)
 }
 
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
 // adminPassword returns the flag's password, else $ADMIN_PASSWORD, else the file's content.
 func (c config) adminPassword() (string, error) {
 	if c.adminPass != "" {
@@ -251,14 +290,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return code
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cfg.mode == "bench" {
+		code, err := runBench(ctx, cfg, stdout, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "loadgen:", err)
+		}
+		return code
+	}
 	level := slog.LevelInfo
 	if cfg.quiet {
 		level = slog.LevelWarn
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	rep, err := runMode(ctx, cfg, logger)
 	if err != nil {
 		logger.Error("loadgen failed", "err", err)

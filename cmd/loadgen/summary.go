@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 )
 
-// The labels --mode summary expects (scripts/bench.sh gives its runs these).
+// The labels --mode summary expects (--mode bench gives its runs these).
 const (
 	labelDirect  = "direct"       // agent batches straight to InfluxDB: the baseline
 	labelGateway = "gateway"      // agent batches through the gateway

@@ -220,20 +220,17 @@ func (s *subscriber) received(t *testing.T) []alertstate.Event {
 	if err := s.rdb.Publish(t.Context(), s.channel, mark).Err(); err != nil {
 		t.Fatalf("PUBLISH marker = %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var out []alertstate.Event
+	testenv.Eventually(t, 5*time.Second, func() string {
 		s.mu.Lock()
-		if s.marks[mark] {
-			out := append([]alertstate.Event(nil), s.events...)
-			s.mu.Unlock()
-			return out
+		defer s.mu.Unlock()
+		if !s.marks[mark] {
+			return "pub/sub marker not received"
 		}
-		s.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatal("pub/sub marker not received within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		out = append([]alertstate.Event(nil), s.events...)
+		return ""
+	})
+	return out
 }
 
 // active returns the active alerts by agent and series.
@@ -248,21 +245,4 @@ func (e *env) active(t *testing.T) map[string]alertstate.Active {
 		out[a.AgentID+"/"+a.Series] = a
 	}
 	return out
-}
-
-// eventually polls cond until it returns "" or the timeout passes, then fails with its last
-// answer.
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -83,7 +83,7 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 	go func() { done <- consumer.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	eventually(t, 10*time.Second, func() string {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		groups, err := e.rdb.XInfoGroups(t.Context(), key).Result()
 		if err != nil || len(groups) != 1 {
 			return fmt.Sprintf("XINFO GROUPS = %v, %v", groups, err)

@@ -2,7 +2,6 @@ package alerter_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -142,7 +141,7 @@ func TestRunWiresEverything(t *testing.T) {
 	}
 
 	store := postgres.NewAlertEventStore(db)
-	eventually(t, 20*time.Second, func() string {
+	testenv.Eventually(t, 20*time.Second, func() string {
 		evs, _, err := store.History(t.Context(), postgres.HistoryFilter{AgentID: agent.ID, Limit: 10})
 		if err != nil || len(evs) != 1 || evs[0].To != "firing" {
 			return fmt.Sprintf("history %v (%v), want one firing", evs, err)
@@ -152,22 +151,13 @@ func TestRunWiresEverything(t *testing.T) {
 		}
 		return ""
 	})
-	eventually(t, 20*time.Second, func() string {
-		out, err := ifx.Server.Query(t.Context(), `SELECT count("value") FROM "`+ifx.Database+`".."alerts"`)
+	testenv.Eventually(t, 20*time.Second, func() string {
+		series, err := ifx.Server.Query(t.Context(), ifx.Database, `SELECT count("value") FROM "alerts"`)
 		if err != nil {
 			return fmt.Sprintf("querying InfluxDB: %v", err)
 		}
-		var res struct {
-			Results []struct {
-				Series []struct{ Values [][]any } `json:"series"`
-			} `json:"results"`
-		}
-		if err := json.Unmarshal(out, &res); err != nil {
-			return fmt.Sprintf("InfluxDB answer %s: %v", out, err)
-		}
-		if len(res.Results) != 1 || len(res.Results[0].Series) != 1 || len(res.Results[0].Series[0].Values) != 1 ||
-			res.Results[0].Series[0].Values[0][1] != 1.0 {
-			return fmt.Sprintf("InfluxDB alerts count: %s, want 1", out)
+		if len(series) != 1 || len(series[0].Values) != 1 || series[0].Values[0][1] != 1.0 {
+			return fmt.Sprintf("InfluxDB alerts count: %+v, want 1", series)
 		}
 		return ""
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
 	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // concurrently runs fn on every replica at once and fails the test on any error.
@@ -124,7 +125,7 @@ func TestRuleChangeTakesEffectWithoutRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		want, _ := alertstate.RulesVersion(t.Context(), e.rdb, e.prefix)
-		eventually(t, 5*time.Second, func() string {
+		testenv.Eventually(t, 5*time.Second, func() string {
 			if v := r.rules.Version(); v != want {
 				return "rules not reloaded after the version bump"
 			}

@@ -130,18 +130,6 @@ func (e *env) publish(ev alertstate.Event) {
 	}
 }
 
-// waitFor polls cond every 10ms until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestAlertSocketRefuses(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.CORSOrigins = []string{"https://dash.example.com"} })
@@ -240,7 +228,12 @@ func TestAlertSocketSnapshotThenEvents(t *testing.T) {
 
 	// A client that leaves is removed: the gauge drops and the hub goes on.
 	_ = conn.Close(websocket.StatusNormalClosure, "bye")
-	waitFor(t, 5*time.Second, "ws_clients back to 0", func() bool { return metricValue(t, e.g.hub.clientsGauge) == 0 })
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if metricValue(t, e.g.hub.clientsGauge) == 0 {
+			return ""
+		}
+		return "ws_clients back to 0"
+	})
 }
 
 // TestAlertSocketDropsStalledClient shows that a client that stops reading is disconnected with
@@ -339,7 +332,12 @@ func TestAlertSocketDropsStalledClient(t *testing.T) {
 	if data >= sent {
 		t.Errorf("stalled client read %d messages of %d sent, want fewer (it was dropped)", data, sent+1)
 	}
-	waitFor(t, 5*time.Second, "ws_clients = 1", func() bool { return metricValue(t, e.g.hub.clientsGauge) == 1 })
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if metricValue(t, e.g.hub.clientsGauge) == 1 {
+			return ""
+		}
+		return "ws_clients = 1"
+	})
 }
 
 // TestAlertSocketShutdown shows that stopping the gateway closes its clients with 1001.
@@ -356,7 +354,12 @@ func TestAlertSocketShutdown(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
-	waitFor(t, 5*time.Second, "listening", func() bool { return g.Addr() != "" })
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if g.Addr() != "" {
+			return ""
+		}
+		return "listening"
+	})
 	e := &env{t: t, g: g, url: "http://" + g.Addr(), rdb: rdb, prefix: prefix, cfg: cfg}
 
 	conn := e.mustDialWS(e.adminToken())
@@ -462,8 +465,18 @@ func TestAlertSocketPings(t *testing.T) {
 		_ = alive.CloseNow()
 		<-aliveErr
 	}()
-	waitFor(t, 5*time.Second, "ws_clients = 2", func() bool { return metricValue(t, e.g.hub.clientsGauge) == 2 })
-	waitFor(t, 5*time.Second, "the deaf client disconnected", func() bool { return metricValue(t, e.g.hub.clientsGauge) == 1 })
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if metricValue(t, e.g.hub.clientsGauge) == 2 {
+			return ""
+		}
+		return "ws_clients = 2"
+	})
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if metricValue(t, e.g.hub.clientsGauge) == 1 {
+			return ""
+		}
+		return "the deaf client disconnected"
+	})
 	time.Sleep(500 * time.Millisecond) // five more intervals
 	select {
 	case err := <-aliveErr:

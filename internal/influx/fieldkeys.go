@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/influxdata/influxdb-client-go/v2/domain"
@@ -41,11 +40,7 @@ func (c *Client) FieldKeys(ctx context.Context) ([]FieldKey, error) {
 	} else if db, rp, err = c.dbrpV2(ctx); err != nil {
 		return nil, fmt.Errorf("listing field keys: %w", err)
 	}
-	params := url.Values{"db": {db}}
-	if rp != "" {
-		params.Set("rp", rp)
-	}
-	series, err := c.influxQLIn(ctx, params, "SHOW FIELD KEYS")
+	series, err := c.InfluxQLIn(ctx, db, rp, "SHOW FIELD KEYS")
 	switch {
 	case err == nil:
 	case major == 1 && strings.Contains(err.Error(), "database not found"):

@@ -5,7 +5,6 @@ package influx
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,8 @@ import (
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
+
+	"github.com/agentmonitor/agentmonitor/internal/influx/influxql"
 )
 
 // Config addresses the InfluxDB server and names where raw points go.
@@ -212,64 +213,6 @@ func drain(resp *http.Response) {
 	resp.Body.Close()
 }
 
-// qlSeries is one series of an InfluxQL answer.
-type qlSeries struct {
-	Name    string   `json:"name"`
-	Columns []string `json:"columns"`
-	Values  [][]any  `json:"values"`
-}
-
-// influxQL runs one InfluxQL statement on a 1.x server (POST /query) and returns its series.
-func (c *Client) influxQL(ctx context.Context, stmt string) ([]qlSeries, error) {
-	return c.influxQLIn(ctx, url.Values{}, stmt)
-}
-
-// influxQLIn runs one InfluxQL statement through POST /query with the extra form parameters
-// (db, rp) and returns its series. 2.x serves the same endpoint for buckets with a DBRP mapping.
-func (c *Client) influxQLIn(ctx context.Context, params url.Values, stmt string) ([]qlSeries, error) {
-	form := url.Values{"q": {stmt}}
-	for k, v := range params {
-		form[k] = v
-	}
-	resp, err := c.do(ctx, http.MethodPost, "query", strings.NewReader(form.Encode()), "application/x-www-form-urlencoded")
-	if err != nil {
-		return nil, fmt.Errorf("running %s: %w", stmt, err)
-	}
-	defer drain(resp)
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("reading answer to %s: %w", stmt, err)
-	}
-	var out struct {
-		Error   string `json:"error"`
-		Results []struct {
-			Error  string     `json:"error"`
-			Series []qlSeries `json:"series"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, fmt.Errorf("running %s: status %d: %.200s", stmt, resp.StatusCode, body)
-	}
-	switch {
-	case out.Error != "":
-		return nil, fmt.Errorf("running %s: status %d: %s", stmt, resp.StatusCode, out.Error)
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("running %s: status %d", stmt, resp.StatusCode)
-	case len(out.Results) == 0:
-		return nil, nil
-	case out.Results[0].Error != "":
-		return nil, fmt.Errorf("running %s: %s", stmt, out.Results[0].Error)
-	}
-	return out.Results[0].Series, nil
-}
-
-// quoteIdent quotes an InfluxQL identifier. Hand-written (three replacements, as
-// influxql.QuoteIdent does) rather than importing the InfluxQL parser for it; the scanner
-// accepts exactly these escapes inside double quotes.
-func quoteIdent(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
-}
-
 // retentionV1 returns the InfluxQL duration and shard group duration for days of retention. The
 // shard duration follows InfluxDB's own defaults for such a duration; it is set explicitly because
 // ALTER refuses a retention shorter than the current shard duration (autogen has 7d shards).
@@ -288,10 +231,10 @@ func retentionV1(days int) (duration, shard string) {
 
 func (c *Client) provisionV1(ctx context.Context) error {
 	db, rp, _ := strings.Cut(c.cfg.Bucket, "/")
-	if _, err := c.influxQL(ctx, "CREATE DATABASE "+quoteIdent(db)); err != nil {
+	if _, err := c.InfluxQL(ctx, "CREATE DATABASE "+influxql.QuoteIdent(db)); err != nil {
 		return err
 	}
-	series, err := c.influxQL(ctx, "SHOW RETENTION POLICIES ON "+quoteIdent(db))
+	series, err := c.InfluxQL(ctx, "SHOW RETENTION POLICIES ON "+influxql.QuoteIdent(db))
 	if err != nil {
 		return err
 	}
@@ -318,16 +261,16 @@ func (c *Client) provisionV1(ctx context.Context) error {
 		}
 	}
 	dur, shard := retentionV1(c.cfg.RetentionDays)
-	target := quoteIdent(rp) + " ON " + quoteIdent(db)
+	target := influxql.QuoteIdent(rp) + " ON " + influxql.QuoteIdent(db)
 	alter := fmt.Sprintf("ALTER RETENTION POLICY %s DURATION %s SHARD DURATION %s DEFAULT", target, dur, shard)
 	if exists {
-		_, err = c.influxQL(ctx, alter)
+		_, err = c.InfluxQL(ctx, alter)
 		return err
 	}
-	_, err = c.influxQL(ctx, fmt.Sprintf("CREATE RETENTION POLICY %s DURATION %s REPLICATION 1 SHARD DURATION %s DEFAULT", target, dur, shard))
+	_, err = c.InfluxQL(ctx, fmt.Sprintf("CREATE RETENTION POLICY %s DURATION %s REPLICATION 1 SHARD DURATION %s DEFAULT", target, dur, shard))
 	if err != nil && strings.Contains(err.Error(), "already exists") {
 		// Another process created it, differently, between our SHOW and CREATE.
-		_, err = c.influxQL(ctx, alter)
+		_, err = c.InfluxQL(ctx, alter)
 	}
 	return err
 }

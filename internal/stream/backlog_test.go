@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // TestBacklogFlipsOverItsBound: Over turns true once the streams hold more than Max entries,
@@ -26,17 +28,32 @@ func TestBacklogFlipsOverItsBound(t *testing.T) {
 
 	p := e.publisher()
 	e.publish(p, []string{"a", "b", "c", "d", "e"}, 1) // spread over shards: 5 entries, at the bound
-	eventually(t, 5*time.Second, "Len() never reached 5", func() bool { return b.Len() == 5 })
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if b.Len() == 5 {
+			return ""
+		}
+		return "Len() never reached 5"
+	})
 	if b.Over() {
 		t.Fatalf("Over() = true with 5 entries and Max 5, want false")
 	}
 	e.publish(p, []string{"f"}, 1)
-	eventually(t, 5*time.Second, "Over() still false with 6 entries and Max 5", b.Over)
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if b.Over() {
+			return ""
+		}
+		return "Over() still false with 6 entries and Max 5"
+	})
 
 	for _, k := range e.keys() {
 		if err := e.client.XTrimMaxLen(context.Background(), k, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, "Over() still true after the streams emptied", func() bool { return !b.Over() })
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if !b.Over() {
+			return ""
+		}
+		return "Over() still true after the streams emptied"
+	})
 }

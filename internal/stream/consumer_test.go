@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // TestConsumerHandlesEverythingInOrder: one consumer gets every entry once, in each agent's order,
@@ -52,7 +54,7 @@ func TestConsumerHandlesEverythingInOrder(t *testing.T) {
 			t.Errorf("batch of %d entries, want at most BatchSize %d", len(b), cfg.BatchSize)
 		}
 	}
-	eventually(t, 5*time.Second, "entries still pending after being handled", func() bool { return len(e.pending("g")) == 0 })
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 	if got := value(t, s.c.metrics.acked); got != float64(len(sent)) {
 		t.Errorf("acked_total = %v, want %d", got, len(sent))
 	}
@@ -84,10 +86,8 @@ func TestTwoConsumersSplitTheWork(t *testing.T) {
 	e.start(cfg1, slow(rec1))
 	e.start(cfg2, slow(rec2))
 
-	eventually(t, 15*time.Second, "not every entry handled", func() bool {
-		return len(rec1.all())+len(rec2.all()) >= len(sent)
-	})
-	time.Sleep(100 * time.Millisecond) // a duplicate would show up now
+	// Every entry handled and acknowledged: a duplicate would have been handled by now.
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 	got1, got2 := rec1.all(), rec2.all()
 	if len(got1) == 0 || len(got2) == 0 {
 		t.Errorf("consumer 1 handled %d, consumer 2 handled %d entries: want both to share the work", len(got1), len(got2))
@@ -101,7 +101,7 @@ func TestTwoConsumersSplitTheWork(t *testing.T) {
 			t.Errorf("entry %q handled %d times, want once", p, seen[p])
 		}
 	}
-	eventually(t, 5*time.Second, "entries still pending", func() bool { return len(e.pending("g")) == 0 })
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 	if got := gatherSum(t, reg, "agentmonitor_stream_acked_total"); got != float64(len(sent)) {
 		t.Errorf("acked_total over both consumers = %v, want %d", got, len(sent))
 	}
@@ -160,7 +160,12 @@ func TestHandlerErrorRetriesWithoutLosingTheClaim(t *testing.T) {
 	cfgA.ClaimMinIdle = 500 * time.Millisecond
 	cfgA.RetryMin, cfgA.RetryMax = 20*time.Millisecond, 80*time.Millisecond
 	a := e.start(cfgA, rec.handle)
-	eventually(t, 5*time.Second, "consumer a never read the entries", func() bool { return len(e.pending("g")) == len(sent) })
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if len(e.pending("g")) == len(sent) {
+			return ""
+		}
+		return "consumer a never read the entries"
+	})
 
 	thief := newRecorder()
 	cfgB := e.consumerConfig("g", "b")
@@ -176,8 +181,7 @@ func TestHandlerErrorRetriesWithoutLosingTheClaim(t *testing.T) {
 		}
 	}
 	got := rec.waitFor(t, len(sent), 10*time.Second)
-	eventually(t, 5*time.Second, "entries still pending after success", func() bool { return len(e.pending("g")) == 0 })
-	time.Sleep(100 * time.Millisecond)
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 	if n := len(thief.all()); n != 0 {
 		t.Errorf("consumer b took over %d entries consumer a was retrying, want 0", n)
 	}
@@ -262,7 +266,7 @@ func TestDeadConsumersEntriesAreReclaimed(t *testing.T) {
 			t.Errorf("entry %s reclaimed %s after the ghost read it, want >= ClaimMinIdle %s", h.id, h.at.Sub(readAt), cfg.ClaimMinIdle)
 		}
 	}
-	eventually(t, 5*time.Second, "reclaimed entries still pending", func() bool { return len(e.pending("g")) == 0 })
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 	if r := value(t, s.c.metrics.reclaimed); r != float64(len(sent)) {
 		t.Errorf("reclaimed_total = %v, want %d", r, len(sent))
 	}
@@ -300,7 +304,7 @@ func TestConsumerKilledMidBatchLosesNothing(t *testing.T) {
 	if !sameSet(payloads(got), sent) {
 		t.Errorf("b handled %q, want %q", payloads(got), sent)
 	}
-	eventually(t, 5*time.Second, "entries still pending", func() bool { return len(e.pending("g")) == 0 })
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 }
 
 // TestShutdownFinishesTheBatchInHand: cancelling Run while the handler works does not cancel the
@@ -387,7 +391,7 @@ func TestRestartedConsumerResumesOwnPendingFirst(t *testing.T) {
 			t.Errorf("resumed entry %s handed over with Deliveries %d, want 2", h.id, h.deliveries)
 		}
 	}
-	eventually(t, 5*time.Second, "entries still pending", func() bool { return len(e.pending("g")) == 0 })
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 }
 
 // TestRejectedMessagesAreDeadLettered: a message the handler rejects goes to the dead-letter
@@ -413,7 +417,7 @@ func TestRejectedMessagesAreDeadLettered(t *testing.T) {
 		return rec.handle(ctx, keep)
 	})
 	rec.waitFor(t, len(sent), 10*time.Second)
-	eventually(t, 5*time.Second, "entries still pending", func() bool { return len(e.pending("g")) == 0 })
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 	dead := e.deadLetters()
 	if len(dead) != 1 {
 		t.Fatalf("dead-letter stream holds %d entries, want 1", len(dead))
@@ -457,7 +461,12 @@ func TestPoisonEntriesAreDeadLettered(t *testing.T) {
 	}
 	rec := newRecorder()
 	s := e.start(e.consumerConfig("g", "c"), rec.handle)
-	eventually(t, 5*time.Second, "poison entries not dead-lettered", func() bool { return len(e.deadLetters()) == 2 })
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if len(e.deadLetters()) == 2 {
+			return ""
+		}
+		return "poison entries not dead-lettered"
+	})
 	// The consumer is still consuming.
 	sent := e.publish(e.publisher(), []string{"after"}, 2)
 	got := rec.waitFor(t, len(sent), 5*time.Second)
@@ -473,7 +482,7 @@ func TestPoisonEntriesAreDeadLettered(t *testing.T) {
 			t.Errorf("dead letter %d has no %s field with the original fields", i, FieldRaw)
 		}
 	}
-	eventually(t, 5*time.Second, "entries still pending", func() bool { return len(e.pending("g")) == 0 })
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 	if got := value(t, s.c.metrics.dead.WithLabelValues("undecodable")); got != 2 {
 		t.Errorf("dead_letters_total{reason=undecodable} = %v, want 2", got)
 	}
@@ -500,8 +509,7 @@ func TestOverDeliveredEntriesAreDeadLettered(t *testing.T) {
 	cfg.ClaimMinIdle = 100 * time.Millisecond
 	e.start(cfg, rec.handle)
 	got := rec.waitFor(t, 1, 5*time.Second)
-	eventually(t, 5*time.Second, "entries still pending", func() bool { return len(e.pending("g")) == 0 })
-	time.Sleep(50 * time.Millisecond)
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 	if got = rec.all(); len(got) != 1 || got[0].id != read[1].ID || got[0].deliveries != 2 {
 		t.Errorf("handled %+v, want only entry %s with Deliveries 2", got, read[1].ID)
 	}
@@ -529,7 +537,7 @@ func TestDeletedPendingEntryIsAcked(t *testing.T) {
 	cfg.ClaimMinIdle = 100 * time.Millisecond
 	e.start(cfg, rec.handle)
 	rec.waitFor(t, 1, 5*time.Second)
-	eventually(t, 5*time.Second, "entries still pending", func() bool { return len(e.pending("g")) == 0 })
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 	if got := rec.all(); len(got) != 1 || got[0].id != read[1].ID {
 		t.Errorf("handled %+v, want only the surviving entry %s", got, read[1].ID)
 	}
@@ -548,7 +556,7 @@ func TestOwnDeletedPendingEntryIsAcked(t *testing.T) {
 	rec := newRecorder()
 	e.start(e.consumerConfig("g", "c"), rec.handle)
 	rec.waitFor(t, 1, 5*time.Second)
-	eventually(t, 5*time.Second, "entries still pending", func() bool { return len(e.pending("g")) == 0 })
+	testenv.WaitDrained(t, e.client, "g", e.keys()...)
 	if got := rec.all(); len(got) != 1 || got[0].id != read[1].ID {
 		t.Errorf("handled %+v, want only the surviving entry %s", got, read[1].ID)
 	}

@@ -229,18 +229,6 @@ func (r *recorder) waitFor(t testing.TB, n int, timeout time.Duration) []handled
 	}
 }
 
-// eventually polls cond every 10ms until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func payloads(hs []handled) []string {
 	out := make([]string, len(hs))
 	for i, h := range hs {

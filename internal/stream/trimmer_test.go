@@ -2,11 +2,14 @@ package stream
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 func (e *env) ids(key string) []string {
@@ -144,12 +147,19 @@ func TestTrimmerRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- tr.Run(ctx) }()
-	eventually(t, 5*time.Second, "group g not created by Run", func() bool {
-		g, err := e.client.XInfoGroups(context.Background(), key).Result()
-		return err == nil && len(g) == 1
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if g, err := e.client.XInfoGroups(context.Background(), key).Result(); err != nil || len(g) != 1 {
+			return fmt.Sprintf("group g not created by Run: groups %v, err %v", g, err)
+		}
+		return ""
 	})
 	e.ackIDs(key, "g", e.readAs(key, "g", "c", 100)...)
-	eventually(t, 5*time.Second, "acked entries not trimmed by Run", func() bool { return len(e.ids(key)) == 0 })
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if len(e.ids(key)) == 0 {
+			return ""
+		}
+		return "acked entries not trimmed by Run"
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run() = %v, want nil", err)
