@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/stream"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // drainedAndNoDeadLetters waits until the influx-writer group has read and acknowledged every
 // entry of the metrics streams, then checks that the dead-letter stream is empty.
 func (s *system) drainedAndNoDeadLetters(t *testing.T) {
 	t.Helper()
-	eventually(t, 60*time.Second, func() string {
+	testenv.Eventually(t, 60*time.Second, func() string {
 		for _, key := range stream.StreamKeys(s.prefix, 2) {
 			groups, err := s.rdb.XInfoGroups(context.Background(), key).Result()
 			if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // pipeline is the metrics consumer of one alerter copy running against the env: entries
@@ -76,7 +77,7 @@ func (p *pipeline) publish(t *testing.T, agentID string, samples ...cpu) {
 // pending 0): after it, everything published before has been evaluated or dead-lettered.
 func (p *pipeline) drained(t *testing.T) {
 	t.Helper()
-	eventually(t, 20*time.Second, func() string {
+	testenv.Eventually(t, 20*time.Second, func() string {
 		for _, key := range stream.StreamKeys(p.e.prefix, p.shards) {
 			groups, err := p.e.rdb.XInfoGroups(t.Context(), key).Result()
 			if err != nil {
@@ -317,7 +318,7 @@ func TestTransientRedisFailureIsRetriedNotDeadLettered(t *testing.T) {
 	p.publish(t, web2.ID, cpu{"0", 99, at(0)})
 	p.publish(t, web1.ID, cpu{"0", 10, at(1)})
 	// Wait for several failed attempts at the batch.
-	eventually(t, 10*time.Second, func() string {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		if n := dials.Load() - before; n < 3 {
 			return fmt.Sprintf("%d dial attempts while down, want at least 3", n)
 		}
