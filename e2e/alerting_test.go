@@ -20,7 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -67,8 +67,8 @@ func (w *webhookReceiver) statuses() []string {
 // wsClient reads the alert WebSocket into a list of events.
 type wsClient struct {
 	mu       sync.Mutex
-	snapshot []alertstate.Active
-	events   []alertstate.Event
+	snapshot []alert.Active
+	events   []alert.Event
 	received map[string]time.Time // event id -> when it arrived
 	conn     *websocket.Conn
 }
@@ -93,9 +93,9 @@ func (s *system) dialAlerts(t *testing.T) *wsClient {
 				return
 			}
 			var msg struct {
-				Type   string              `json:"type"`
-				Alerts []alertstate.Active `json:"alerts"`
-				Event  alertstate.Event    `json:"event"`
+				Type   string         `json:"type"`
+				Alerts []alert.Active `json:"alerts"`
+				Event  alert.Event    `json:"event"`
 			}
 			if err := json.Unmarshal(data, &msg); err != nil {
 				continue
@@ -131,21 +131,21 @@ func (c *wsClient) transitions(agentID string) []string {
 	var out []string
 	for _, e := range c.events {
 		if e.AgentID == agentID {
-			out = append(out, e.From+">"+e.To+"("+e.Severity+")")
+			out = append(out, string(e.From)+">"+string(e.To)+"("+e.Severity+")")
 		}
 	}
 	return out
 }
 
-func (c *wsClient) event(agentID, to string) (alertstate.Event, bool) {
+func (c *wsClient) event(agentID, to string) (alert.Event, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.events {
-		if e.AgentID == agentID && e.To == to {
+		if e.AgentID == agentID && string(e.To) == to {
 			return e, true
 		}
 	}
-	return alertstate.Event{}, false
+	return alert.Event{}, false
 }
 
 func (s *system) createJSON(t *testing.T, path string, v any) map[string]any {

@@ -15,7 +15,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/notify"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
@@ -78,7 +78,7 @@ func (c *Config) Validate() error {
 // the alerts stream, with its own dead-letter stream.
 func historyConfig(w *service.WorkerConfig) stream.ConsumerConfig {
 	c := w.Stream
-	c.Streams = []string{alertstate.StreamKey(w.Redis.Prefix)}
+	c.Streams = []string{alertredis.StreamKey(w.Redis.Prefix)}
 	c.DeadLetter = w.Redis.Prefix + "alerts:dead"
 	c.Group = HistoryGroup
 	return c

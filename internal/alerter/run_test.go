@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/service"
@@ -91,12 +93,12 @@ func TestRunWiresEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ch, err := postgres.NewChannelStore(db).Create(t.Context(), postgres.Channel{Name: "ops", Type: "webhook", URL: hook.URL, Enabled: true}, "test")
+	ch, err := postgres.NewChannelStore(db).Create(t.Context(), alert.Channel{Name: "ops", Type: "webhook", URL: hook.URL, Enabled: true}, "test")
 	if err != nil {
 		t.Fatalf("creating channel: %v", err)
 	}
 	agents := postgres.NewAgentStore(db)
-	agent, err := agents.Create(t.Context(), "web-1", nil, postgres.HashAPIKey("web-1"), "test")
+	agent, err := agents.Create(t.Context(), "web-1", nil, agent.HashAPIKey("web-1"), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,14 +12,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
-
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
 // Agent keys: "amk_" and 32 random bytes in unpadded base64url (43 characters). Only their
-// SHA-256 (postgres.HashAPIKey) is stored.
+// SHA-256 (agent.HashAPIKey) is stored.
 const (
 	agentKeyPrefix = "amk_"
 	agentKeyLen    = len(agentKeyPrefix) + 43
@@ -70,7 +69,7 @@ type agentView struct {
 }
 
 // viewOfAgent adds the online status: online while last_seen lies within AGENT_ONLINE_WINDOW.
-func (g *Gateway) viewOfAgent(a postgres.Agent, now time.Time) agentView {
+func (g *Gateway) viewOfAgent(a agent.Agent, now time.Time) agentView {
 	status := "offline"
 	if a.LastSeen != nil && now.Sub(*a.LastSeen) <= g.cfg.AgentOnlineWindow {
 		status = "online"
@@ -139,7 +138,7 @@ func (g *Gateway) createAgent(c echo.Context) error {
 		return err
 	}
 	actor := sessionOf(c).Username
-	a, err := g.agents.Create(c.Request().Context(), req.Name, req.Labels, postgres.HashAPIKey(key), actor)
+	a, err := g.agents.Create(c.Request().Context(), req.Name, req.Labels, agent.HashAPIKey(key), actor)
 	if err != nil {
 		return err
 	}
@@ -216,7 +215,7 @@ func (g *Gateway) rotateKey(c echo.Context) error {
 		return err
 	}
 	actor := sessionOf(c).Username
-	if err := g.agents.RotateKey(c.Request().Context(), id, postgres.HashAPIKey(key), actor); err != nil {
+	if err := g.agents.RotateKey(c.Request().Context(), id, agent.HashAPIKey(key), actor); err != nil {
 		return err
 	}
 	g.keys.invalidateAgent(id)

@@ -25,27 +25,29 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/service"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
+	"github.com/agentmonitor/agentmonitor/internal/user"
 )
 
 // The stores the handlers use, as small consumer-side interfaces; New wires the postgres ones.
 type (
 	agentStore interface {
-		Create(ctx context.Context, name string, labels map[string]string, keyHash, actor string) (postgres.Agent, error)
-		Get(ctx context.Context, id string) (postgres.Agent, error)
-		List(ctx context.Context, limit, offset int) ([]postgres.Agent, int, error)
+		Create(ctx context.Context, name string, labels map[string]string, keyHash, actor string) (agent.Agent, error)
+		Get(ctx context.Context, id string) (agent.Agent, error)
+		List(ctx context.Context, limit, offset int) ([]agent.Agent, int, error)
 		RotateKey(ctx context.Context, id, keyHash, actor string) error
 		Delete(ctx context.Context, id, actor string) error
 		AgentIDByKeyHash(ctx context.Context, keyHash string) (string, error)
 	}
 	userStore interface {
-		Create(ctx context.Context, username, passwordHash, role, actor string) (postgres.User, error)
-		Credentials(ctx context.Context, username string) (postgres.User, string, error)
-		List(ctx context.Context) ([]postgres.User, error)
+		Create(ctx context.Context, username, passwordHash, role, actor string) (user.User, error)
+		Credentials(ctx context.Context, username string) (user.User, string, error)
+		List(ctx context.Context) ([]user.User, error)
 		Delete(ctx context.Context, username, actor string) error
 		EnsureAdmin(ctx context.Context, passwordHash string) (bool, error)
 	}
@@ -238,9 +240,9 @@ func (g *Gateway) ensureAdmin(ctx context.Context) error {
 		g.adminPassword = password
 		// Shown this once: only its bcrypt hash is stored.
 		g.logger.Warn("GENERATED ADMIN PASSWORD: no admin existed, so user \"admin\" was created with this password; it is shown only this once, store it now",
-			"username", postgres.AdminUsername, "password", password)
+			"username", user.AdminUsername, "password", password)
 	case created:
-		g.logger.Info("created user \"admin\" with ADMIN_PASSWORD", "username", postgres.AdminUsername)
+		g.logger.Info("created user \"admin\" with ADMIN_PASSWORD", "username", user.AdminUsername)
 	}
 	return nil
 }

@@ -16,7 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 )
 
 // WSConfig configures the alert WebSocket, GET /api/v1/ws/alerts.
@@ -70,14 +71,14 @@ const (
 // wsSnapshot is the first message on a connection, and the message after the hub resubscribed:
 // every active alert. A client replaces what it shows with it.
 type wsSnapshot struct {
-	Type   string              `json:"type"` // "snapshot"
-	Alerts []alertstate.Active `json:"alerts"`
+	Type   string         `json:"type"` // "snapshot"
+	Alerts []alert.Active `json:"alerts"`
 }
 
 // wsEvent carries one alert transition.
 type wsEvent struct {
-	Type  string           `json:"type"` // "event"
-	Event alertstate.Event `json:"event"`
+	Type  string      `json:"type"` // "event"
+	Event alert.Event `json:"event"`
 }
 
 // wsClient is one WebSocket connection. The hub owns its membership and fills queue; the
@@ -154,7 +155,7 @@ func newHub(rdb redis.UniversalClient, prefix string, cfg WSConfig, reg promethe
 // active set and publishes in one transaction), one received after follows it. Pub/sub is at
 // most once, so whenever the subscription is (re)established every client gets a fresh snapshot.
 func (h *hub) Run(ctx context.Context) error {
-	sub := h.rdb.Subscribe(ctx, alertstate.Channel(h.prefix))
+	sub := h.rdb.Subscribe(ctx, alertredis.Channel(h.prefix))
 	msgs := sub.ChannelWithSubscriptions(redis.WithChannelSize(hubBuffer))
 	clients := make(map[*wsClient]struct{})
 	defer func() {
@@ -218,7 +219,7 @@ func (h *hub) Run(ctx context.Context) error {
 func (h *hub) snapshot(ctx context.Context) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
-	active, err := alertstate.ListActive(ctx, h.rdb, h.prefix)
+	active, err := alertredis.ListActive(ctx, h.rdb, h.prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -259,9 +260,9 @@ func (h *hub) resync(ctx context.Context, clients map[*wsClient]struct{}) bool {
 	return true
 }
 
-// fanOut queues one pub/sub payload, an alertstate.Event, for every client.
+// fanOut queues one pub/sub payload, an alert.Event, for every client.
 func (h *hub) fanOut(clients map[*wsClient]struct{}, payload string) {
-	ev, err := alertstate.DecodeEvent([]byte(payload))
+	ev, err := alert.DecodeEvent([]byte(payload))
 	if err != nil {
 		h.logger.Warn("ignoring an undecodable alert event", "err", err)
 		return

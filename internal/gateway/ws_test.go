@@ -15,7 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
@@ -73,9 +74,9 @@ func statusOf(res *http.Response) any {
 
 // wsMessage is any message of the alert socket.
 type wsMessage struct {
-	Type   string              `json:"type"`
-	Alerts []alertstate.Active `json:"alerts"`
-	Event  *alertstate.Event   `json:"event"`
+	Type   string         `json:"type"`
+	Alerts []alert.Active `json:"alerts"`
+	Event  *alert.Event   `json:"event"`
 }
 
 // readWS reads one message within d.
@@ -107,25 +108,25 @@ func mustReadWS(t testing.TB, conn *websocket.Conn) wsMessage {
 }
 
 // testEvent is a transition of alert n with a summary of pad bytes.
-func testEvent(n, pad int) alertstate.Event {
+func testEvent(n, pad int) alert.Event {
 	th := 90.0
-	return alertstate.Event{
-		ID: fmt.Sprintf("ev-%06d", n), AlertID: alertstate.AlertID("rule-1", "agent-1", fmt.Sprint(n)),
+	return alert.Event{
+		ID: fmt.Sprintf("ev-%06d", n), AlertID: alert.ID("rule-1", "agent-1", fmt.Sprint(n)),
 		RuleID: "rule-1", RuleName: "CPU busy", Kind: "threshold", AgentID: "agent-1", Series: fmt.Sprint(n),
-		Metric: "cpu.usage_percent", From: alertstate.StatusPending, To: alertstate.StatusFiring,
+		Metric: "cpu.usage_percent", From: alert.StatusPending, To: alert.StatusFiring,
 		Severity: "critical", Value: 97.5, Threshold: &th, At: time.Date(2025, 6, 1, 12, 0, 0, n, time.UTC),
 		Summary: strings.Repeat("x", pad), Notify: true,
 	}
 }
 
 // publish sends ev on the alerts pub/sub channel as the alerter does.
-func (e *env) publish(ev alertstate.Event) {
+func (e *env) publish(ev alert.Event) {
 	e.t.Helper()
 	b, err := json.Marshal(ev)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.rdb.Publish(context.Background(), alertstate.Channel(e.prefix), b).Err(); err != nil {
+	if err := e.rdb.Publish(context.Background(), alertredis.Channel(e.prefix), b).Err(); err != nil {
 		e.t.Fatalf("publishing: %v", err)
 	}
 }
@@ -202,9 +203,9 @@ func TestAlertSocketSnapshotThenEvents(t *testing.T) {
 	token := e.userToken(e.adminToken(), "watcher", "viewer")
 	ctx := context.Background()
 
-	active := alertstate.Active{
-		ID: alertstate.AlertID("rule-1", "agent-1", ""), RuleID: "rule-1", RuleName: "CPU busy", Kind: "threshold",
-		AgentID: "agent-1", Metric: "cpu.usage_percent", Status: alertstate.StatusFiring, Severity: "critical",
+	active := alert.Active{
+		ID: alert.ID("rule-1", "agent-1", ""), RuleID: "rule-1", RuleName: "CPU busy", Kind: "threshold",
+		AgentID: "agent-1", Metric: "cpu.usage_percent", Status: alert.StatusFiring, Severity: "critical",
 		Value: 97, Since: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC),
 	}
 	e.seedActive(active)
@@ -227,7 +228,7 @@ func TestAlertSocketSnapshotThenEvents(t *testing.T) {
 	}
 
 	// Garbage on the channel is skipped; the next event still arrives.
-	if err := e.rdb.Publish(ctx, alertstate.Channel(e.prefix), "not json").Err(); err != nil {
+	if err := e.rdb.Publish(ctx, alertredis.Channel(e.prefix), "not json").Err(); err != nil {
 		t.Fatal(err)
 	}
 	e.publish(testEvent(7, 0))
@@ -388,8 +389,8 @@ func TestAlertSocketResyncsAfterReconnect(t *testing.T) {
 	token := e.adminToken()
 	ctx := context.Background()
 
-	first := alertstate.Active{ID: alertstate.AlertID("r", "a1", ""), RuleID: "r", RuleName: "R", Kind: "threshold",
-		AgentID: "a1", Status: alertstate.StatusFiring, Value: 1, Since: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}
+	first := alert.Active{ID: alert.ID("r", "a1", ""), RuleID: "r", RuleName: "R", Kind: "threshold",
+		AgentID: "a1", Status: alert.StatusFiring, Value: 1, Since: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}
 	e.seedActive(first)
 	conn := e.mustDialWS(token)
 	if m := mustReadWS(t, conn); m.Type != "snapshot" || len(m.Alerts) != 1 {
@@ -398,7 +399,7 @@ func TestAlertSocketResyncsAfterReconnect(t *testing.T) {
 
 	// An alert becomes active while its event is lost, then the subscription breaks.
 	second := first
-	second.ID, second.AgentID = alertstate.AlertID("r", "a2", ""), "a2"
+	second.ID, second.AgentID = alert.ID("r", "a2", ""), "a2"
 	e.seedActive(second)
 	clients, err := e.rdb.ClientList(ctx).Result()
 	if err != nil {

@@ -25,8 +25,8 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 )
 
@@ -99,14 +99,14 @@ func (n *Notifier) process(msg *message.Message) error {
 	if reason := msg.Metadata.Get(undecodableKey); reason != "" {
 		return permanent(fmt.Errorf("undecodable stream entry: %s", reason))
 	}
-	ev, err := alertstate.DecodeEvent(msg.Payload)
+	ev, err := alert.DecodeEvent(msg.Payload)
 	if err != nil {
 		return permanent(err)
 	}
 	if !ev.Notify || len(ev.Channels) == 0 {
 		return nil
 	}
-	if ev.To != alertstate.StatusFiring && ev.To != alertstate.StatusResolved {
+	if ev.To != alert.StatusFiring && ev.To != alert.StatusResolved {
 		return permanent(fmt.Errorf("event %s notifies a transition to %q: only firing and resolved are sent", ev.ID, ev.To))
 	}
 	ctx := msg.Context()
@@ -154,7 +154,7 @@ func (n *Notifier) process(msg *message.Message) error {
 
 // lookupChannels returns the channels of ids from the cache, rereading it once when one is
 // missing (a channel created moments ago), unless it is younger than a second.
-func (n *Notifier) lookupChannels(ctx context.Context, ids []string) (map[string]postgres.Channel, error) {
+func (n *Notifier) lookupChannels(ctx context.Context, ids []string) (map[string]alert.Channel, error) {
 	byID, err := n.channels.get(ctx, n.cfg.CacheTTL)
 	if err != nil {
 		return nil, err
@@ -168,7 +168,7 @@ func (n *Notifier) lookupChannels(ctx context.Context, ids []string) (map[string
 }
 
 // deliver sends ev to ch once: see the package comment for the keys involved.
-func (n *Notifier) deliver(ctx context.Context, ev alertstate.Event, labels map[string]string, ch postgres.Channel) error {
+func (n *Notifier) deliver(ctx context.Context, ev alert.Event, labels map[string]string, ch alert.Channel) error {
 	p := n.cfg.Prefix
 	marker := MarkerKey(p, ev.ID, ch.ID)
 	lock := lockKey(p, ev.AlertID, ch.ID)
@@ -302,18 +302,18 @@ func (n *Notifier) markDelivered(marker, last, at string) error {
 
 // startsAt is when the alert began firing: for a resolve, At minus how long it fired; for a
 // severity change while firing, FiringSince of the active alert when Redis still has it; else At.
-func (n *Notifier) startsAt(ctx context.Context, ev alertstate.Event) time.Time {
+func (n *Notifier) startsAt(ctx context.Context, ev alert.Event) time.Time {
 	switch {
-	case ev.To == alertstate.StatusResolved:
+	case ev.To == alert.StatusResolved:
 		return ev.At.Add(-time.Duration(ev.DurationSeconds * float64(time.Second)))
-	case ev.From != alertstate.StatusFiring:
+	case ev.From != alert.StatusFiring:
 		return ev.At
 	}
-	raw, err := n.rdb.HGet(ctx, alertstate.ActiveKey(n.cfg.Prefix), ev.AlertID).Bytes()
+	raw, err := n.rdb.HGet(ctx, alertredis.ActiveKey(n.cfg.Prefix), ev.AlertID).Bytes()
 	if err != nil {
 		return ev.At
 	}
-	var a alertstate.Active
+	var a alert.Active
 	if json.Unmarshal(raw, &a) != nil || a.FiringSince == nil || a.FiringSince.After(ev.At) {
 		return ev.At
 	}
@@ -322,7 +322,7 @@ func (n *Notifier) startsAt(ctx context.Context, ev alertstate.Event) time.Time 
 
 // post sends body to ch and returns nil on a 2xx. Errors never contain the URL, which may
 // carry a credential (chat webhooks put their token in the path).
-func (n *Notifier) post(ctx context.Context, ch postgres.Channel, eventID string, body []byte) error {
+func (n *Notifier) post(ctx context.Context, ch alert.Channel, eventID string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ch.URL, bytes.NewReader(body))
 	if err != nil {
 		return permanent(errors.New("invalid channel URL"))

@@ -16,7 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
@@ -125,10 +126,10 @@ func (r *running) outcome(o string) float64 {
 }
 
 // channel stores a webhook channel through the real store.
-func (e *env) channel(name, url, secret string, headers map[string]string) postgres.Channel {
+func (e *env) channel(name, url, secret string, headers map[string]string) alert.Channel {
 	e.t.Helper()
-	ch, err := e.channels.Create(context.Background(), postgres.Channel{
-		Name: name, Type: postgres.ChannelTypeWebhook, URL: url, Secret: secret, Headers: headers, Enabled: true,
+	ch, err := e.channels.Create(context.Background(), alert.Channel{
+		Name: name, Type: alert.ChannelTypeWebhook, URL: url, Secret: secret, Headers: headers, Enabled: true,
 	}, "test")
 	if err != nil {
 		e.t.Fatalf("creating channel %q: %v", name, err)
@@ -137,9 +138,9 @@ func (e *env) channel(name, url, secret string, headers map[string]string) postg
 }
 
 // append adds ev to the alerts stream the way the alerter does (StreamValues in an XADD).
-func (e *env) append(ev alertstate.Event) {
+func (e *env) append(ev alert.Event) {
 	e.t.Helper()
-	values, err := alertstate.StreamValues(ev)
+	values, err := alertredis.StreamValues(ev)
 	if err != nil {
 		e.t.Fatalf("StreamValues: %v", err)
 	}
@@ -148,7 +149,7 @@ func (e *env) append(ev alertstate.Event) {
 
 func (e *env) xadd(values map[string]any) {
 	e.t.Helper()
-	if err := e.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: alertstate.StreamKey(e.prefix), Values: values}).Err(); err != nil {
+	if err := e.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: alertredis.StreamKey(e.prefix), Values: values}).Err(); err != nil {
 		e.t.Fatalf("XADD: %v", err)
 	}
 }
@@ -157,7 +158,7 @@ func (e *env) xadd(values map[string]any) {
 func (e *env) settled() {
 	e.t.Helper()
 	waitFor(e.t, 15*time.Second, "every alerts-stream entry acknowledged by the notifier group", func() bool {
-		groups, err := e.rdb.XInfoGroups(context.Background(), alertstate.StreamKey(e.prefix)).Result()
+		groups, err := e.rdb.XInfoGroups(context.Background(), alertredis.StreamKey(e.prefix)).Result()
 		if err != nil {
 			return false
 		}
@@ -173,7 +174,7 @@ func (e *env) settled() {
 // pending returns how many entries the group has delivered and not acknowledged.
 func (e *env) pending() int64 {
 	e.t.Helper()
-	groups, err := e.rdb.XInfoGroups(context.Background(), alertstate.StreamKey(e.prefix)).Result()
+	groups, err := e.rdb.XInfoGroups(context.Background(), alertredis.StreamKey(e.prefix)).Result()
 	if err != nil {
 		e.t.Fatalf("XINFO GROUPS: %v", err)
 	}
@@ -199,18 +200,18 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 var testAt = time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)
 
 // firing returns a transition pending -> firing of rule ruleID on agent, for channels.
-func firing(ruleID, agent string, channels ...string) alertstate.Event {
+func firing(ruleID, agent string, channels ...string) alert.Event {
 	threshold := 95.0
-	return alertstate.Event{
+	return alert.Event{
 		ID:        uuid.NewString(),
-		AlertID:   alertstate.AlertID(ruleID, agent, ""),
+		AlertID:   alert.ID(ruleID, agent, ""),
 		RuleID:    ruleID,
 		RuleName:  "CPU busy",
 		Kind:      "threshold",
 		AgentID:   agent,
 		Metric:    "cpu.usage_percent",
-		From:      alertstate.StatusPending,
-		To:        alertstate.StatusFiring,
+		From:      alert.StatusPending,
+		To:        alert.StatusFiring,
 		Severity:  "critical",
 		Value:     97.5,
 		Threshold: &threshold,
@@ -223,11 +224,11 @@ func firing(ruleID, agent string, channels ...string) alertstate.Event {
 }
 
 // resolved returns the resolve of the alert ev fired, seconds later.
-func resolved(ev alertstate.Event, seconds float64) alertstate.Event {
+func resolved(ev alert.Event, seconds float64) alert.Event {
 	recovery := 41.25
 	r := ev
 	r.ID = uuid.NewString()
-	r.From, r.To = alertstate.StatusFiring, alertstate.StatusResolved
+	r.From, r.To = alert.StatusFiring, alert.StatusResolved
 	r.Value = recovery
 	r.RecoveryValue = &recovery
 	r.DurationSeconds = seconds
@@ -329,7 +330,7 @@ func (s *syncBuffer) String() string {
 // fakeChannels and fakeSilences stand in for the stores where no database is needed.
 type fakeChannels struct{}
 
-func (fakeChannels) List(context.Context) ([]postgres.Channel, error) { return nil, nil }
+func (fakeChannels) List(context.Context) ([]alert.Channel, error) { return nil, nil }
 
 type fakeSilences struct{}
 

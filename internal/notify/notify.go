@@ -48,8 +48,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 )
 
@@ -183,7 +183,7 @@ func (c Config) claimInterval() time.Duration { return min(5*time.Second, c.MaxI
 
 // ChannelSource lists the notification channels; *postgres.ChannelStore satisfies it.
 type ChannelSource interface {
-	List(ctx context.Context) ([]postgres.Channel, error)
+	List(ctx context.Context) ([]alert.Channel, error)
 }
 
 // SilenceSource lists the silences; *postgres.SilenceStore satisfies it. The notifier asks
@@ -200,7 +200,7 @@ type Notifier struct {
 	logger   *slog.Logger
 	metrics  *metrics
 	http     *http.Client
-	channels *snapshot[map[string]postgres.Channel]
+	channels *snapshot[map[string]alert.Channel]
 	silences *snapshot[[]silence.Silence]
 	recent   *recentSet
 	started  atomic.Bool
@@ -254,12 +254,12 @@ func New(rdb redis.UniversalClient, cfg Config, channels ChannelSource, silences
 		recent:   newRecentSet(10 * time.Minute),
 		inflight: make(map[*message.Message]context.CancelFunc),
 	}
-	n.channels = newSnapshot("channels", logger, func(ctx context.Context) (map[string]postgres.Channel, error) {
+	n.channels = newSnapshot("channels", logger, func(ctx context.Context) (map[string]alert.Channel, error) {
 		list, err := channels.List(ctx)
 		if err != nil {
 			return nil, err
 		}
-		byID := make(map[string]postgres.Channel, len(list))
+		byID := make(map[string]alert.Channel, len(list))
 		for _, ch := range list {
 			byID[ch.ID] = ch
 		}
@@ -280,7 +280,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	if !n.started.CompareAndSwap(false, true) {
 		return errors.New("notifier: Run called twice")
 	}
-	stream := alertstate.StreamKey(n.cfg.Prefix)
+	stream := alertredis.StreamKey(n.cfg.Prefix)
 	wlogger := watermill.NewSlogLoggerWithLevelMapping(n.logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 
 	subClient, err := dedicatedClient(n.rdb)

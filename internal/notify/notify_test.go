@@ -17,7 +17,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/google/uuid"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
@@ -31,7 +32,7 @@ func TestWebhookBodySignatureAndHeaders(t *testing.T) {
 	ruleID := uuid.NewString()
 	fire := firing(ruleID, "agent-1", signed.ID, plain.ID)
 	fire.Series = "core=0"
-	fire.AlertID = alertstate.AlertID(ruleID, "agent-1", "core=0")
+	fire.AlertID = alert.ID(ruleID, "agent-1", "core=0")
 	res := resolved(fire, 90)
 	// Appended before the notifier group exists: they are not skipped.
 	e.append(fire)
@@ -162,11 +163,11 @@ func TestSeverityChangeWhileFiringKeepsStartsAt(t *testing.T) {
 	e.start(e.config("n1"))
 
 	ev := firing(uuid.NewString(), "agent-1", ch.ID)
-	ev.From, ev.Severity = alertstate.StatusFiring, "critical"
+	ev.From, ev.Severity = alert.StatusFiring, "critical"
 	ev.At = testAt.Add(10 * time.Minute)
 	firingSince := testAt
-	active, _ := json.Marshal(alertstate.Active{ID: ev.AlertID, Status: alertstate.StatusFiring, FiringSince: &firingSince})
-	if err := e.rdb.HSet(context.Background(), alertstate.ActiveKey(e.prefix), ev.AlertID, active).Err(); err != nil {
+	active, _ := json.Marshal(alert.Active{ID: ev.AlertID, Status: alert.StatusFiring, FiringSince: &firingSince})
+	if err := e.rdb.HSet(context.Background(), alertredis.ActiveKey(e.prefix), ev.AlertID, active).Err(); err != nil {
 		t.Fatal(err)
 	}
 	e.append(ev)
@@ -304,7 +305,7 @@ func TestPoisonQueueAfterRetries(t *testing.T) {
 		t.Fatalf("poison queue = %+v, want 2 entries", poison)
 	}
 	for i, want := range []struct {
-		ev     alertstate.Event
+		ev     alert.Event
 		reason []string
 	}{
 		{evDown, []string{chDown.ID, "(down)", "502 Bad Gateway", "receiver overloaded"}},
@@ -314,7 +315,7 @@ func TestPoisonQueueAfterRetries(t *testing.T) {
 		if p.uuid != want.ev.ID {
 			t.Errorf("poison[%d] uuid = %q, want the event id %q", i, p.uuid, want.ev.ID)
 		}
-		if got, err := alertstate.DecodeEvent([]byte(p.payload)); err != nil || got.ID != want.ev.ID {
+		if got, err := alert.DecodeEvent([]byte(p.payload)); err != nil || got.ID != want.ev.ID {
 			t.Errorf("poison[%d] payload decodes to %v, %v; want the event", i, got.ID, err)
 		}
 		for _, s := range want.reason {
@@ -407,10 +408,10 @@ func TestNotSent(t *testing.T) {
 	silenced := firing(uuid.NewString(), "agent-1", ch.ID)
 	silenced.Labels = map[string]string{"team": "db"}
 	pending := firing(uuid.NewString(), "agent-2", ch.ID)
-	pending.To, pending.Notify = alertstate.StatusPending, false
+	pending.To, pending.Notify = alert.StatusPending, false
 	noChannel := firing(uuid.NewString(), "agent-3", disabled.ID, uuid.NewString())
 	sent := firing(uuid.NewString(), "agent-4", ch.ID) // team=infra: its silence is over
-	for _, ev := range []alertstate.Event{silenced, pending, noChannel, sent} {
+	for _, ev := range []alert.Event{silenced, pending, noChannel, sent} {
 		e.append(ev)
 	}
 	e.settled()
