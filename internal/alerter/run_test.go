@@ -16,8 +16,8 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/service"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
@@ -46,10 +46,10 @@ func TestConfigValidate(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			var cfg alerter.Config
-			err := service.LoadConfig("alerter", nil, &cfg, io.Discard)
+			err := config.Load("alerter", nil, &cfg, io.Discard)
 			if c.want == "" {
 				if err != nil {
-					t.Fatalf("LoadConfig = %v, want nil", err)
+					t.Fatalf("config.Load = %v, want nil", err)
 				}
 				if cfg.Stream.Group != alerter.Group || cfg.OpsAddr != ":9103" || cfg.RulesPollInterval != time.Second ||
 					cfg.AgentsRefreshInterval != 5*time.Second || cfg.SilentCheckInterval != 5*time.Second ||
@@ -60,7 +60,7 @@ func TestConfigValidate(t *testing.T) {
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("LoadConfig = %v, want an error naming %s", err, c.want)
+				t.Errorf("config.Load = %v, want an error naming %s", err, c.want)
 			}
 		})
 	}
@@ -89,7 +89,7 @@ func TestRunWiresEverything(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	var cfg alerter.Config
-	if err := service.LoadConfig("alerter", nil, &cfg, io.Discard); err != nil {
+	if err := config.Load("alerter", nil, &cfg, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 

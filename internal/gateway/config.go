@@ -11,9 +11,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/logging"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -22,8 +23,8 @@ import (
 // variables, and New makes them follow Redis.Prefix and Publish.Shards so that a Config built in
 // code cannot disagree with itself.
 type Config struct {
-	Log      service.LogConfig
-	Redis    service.RedisConfig
+	Log      logging.Config
+	Redis    redisconn.Config
 	Postgres postgres.Config
 	HotCache hotcache.Config
 
@@ -80,8 +81,8 @@ type Config struct {
 func DefaultConfig() Config {
 	lim := metric.DefaultLimits()
 	return Config{
-		Log:      service.LogConfig{Level: "info", Format: "json"},
-		Redis:    service.RedisConfig{URL: "redis://127.0.0.1:6379/0"},
+		Log:      logging.Config{Level: "info", Format: "json"},
+		Redis:    redisconn.Config{URL: "redis://127.0.0.1:6379/0"},
 		Postgres: postgres.Config{URL: "postgres://postgres:postgres@127.0.0.1:5432/agentmonitor?sslmode=disable", LogsRetentionDays: 7},
 		HotCache: hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000},
 		Publish:  stream.PublisherConfig{Shards: 4},

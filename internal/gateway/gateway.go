@@ -28,8 +28,9 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/user"
 )
@@ -140,7 +141,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	}()
 
 	var err error
-	if g.rdb, err = service.OpenRedis(ctx, cfg.Redis); err != nil {
+	if g.rdb, err = redisconn.Open(ctx, cfg.Redis); err != nil {
 		return nil, err
 	}
 	if g.db, err = postgres.Open(ctx, cfg.Postgres.URL); err != nil {
@@ -161,7 +162,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 
-	g.reg = service.NewRegistry()
+	g.reg = ops.NewRegistry()
 	if g.metrics, err = newGatewayMetrics(g.reg); err != nil {
 		return nil, err
 	}
@@ -208,7 +209,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 }
 
 // Run builds a gateway for cfg and runs it until ctx is done: New then (*Gateway).Run. Its
-// signature is the one service.Main expects of a binary.
+// signature is the one process.Main expects of a binary.
 func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	g, err := New(ctx, *cfg, logger)
 	if err != nil {

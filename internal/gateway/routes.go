@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/agentmonitor/agentmonitor/api"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/user"
 )
 
@@ -59,8 +59,8 @@ func (g *Gateway) newEcho() *echo.Echo {
 	operator := g.requireRole(user.RoleOperator)
 	admin := g.requireRole(user.RoleAdmin)
 
-	e.GET("/healthz", echo.WrapHandler(service.HealthHandler()))
-	e.GET("/readyz", echo.WrapHandler(service.ReadyHandler(map[string]service.Check{
+	e.GET("/healthz", echo.WrapHandler(ops.HealthHandler()))
+	e.GET("/readyz", echo.WrapHandler(ops.ReadyHandler(map[string]ops.Check{
 		"redis":    func(ctx context.Context) error { return g.rdb.Ping(ctx).Err() },
 		"postgres": func(ctx context.Context) error { return g.db.PingContext(ctx) },
 	})))

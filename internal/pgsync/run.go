@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
+	"github.com/agentmonitor/agentmonitor/internal/worker"
 )
 
 // Group is the consumer group every pg-sync copy joins.
@@ -14,13 +16,13 @@ const Group = "pg-sync"
 
 // Config is the pg-sync binary's configuration.
 type Config struct {
-	service.WorkerConfig
+	worker.Config
 	Postgres postgres.Config
 }
 
 // Validate fills the worker defaults and checks every setting.
 func (c *Config) Validate() error {
-	if err := c.WorkerConfig.Prepare(Group, ":9102"); err != nil {
+	if err := c.Config.Prepare(Group, ":9102"); err != nil {
 		return err
 	}
 	return c.Postgres.Validate()
@@ -36,15 +38,15 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err := postgres.Migrate(ctx, db); err != nil {
 		return fmt.Errorf("applying migrations: %w", err)
 	}
-	rdb, err := service.OpenRedis(ctx, cfg.Redis)
+	rdb, err := redisconn.Open(ctx, cfg.Redis)
 	if err != nil {
 		return err
 	}
-	reg := service.NewRegistry()
-	return service.RunWorker(ctx, rdb, service.Worker{
-		Config:   &cfg.WorkerConfig,
+	reg := ops.NewRegistry()
+	return worker.Run(ctx, rdb, worker.Worker{
+		Config:   &cfg.Config,
 		Handler:  NewSink(postgres.NewAgentStore(db), logger, reg).Handle,
 		Registry: reg,
-		Checks:   map[string]service.Check{"postgres": db.PingContext},
+		Checks:   map[string]ops.Check{"postgres": db.PingContext},
 	}, logger)
 }
