@@ -218,7 +218,7 @@ func (g *Gateway) rotateKey(c echo.Context) error {
 	if err := g.agents.RotateKey(c.Request().Context(), id, agent.HashAPIKey(key), actor); err != nil {
 		return err
 	}
-	g.keys.invalidateAgent(id)
+	g.keys.InvalidateAgent(id)
 	g.logger.Info("agent key rotated", "agent", id, "actor", actor)
 	return c.JSON(http.StatusOK, rotatedKey{ID: id, APIKey: key})
 }
@@ -233,7 +233,7 @@ func (g *Gateway) deleteAgent(c echo.Context) error {
 	if err := g.agents.Delete(c.Request().Context(), id, actor); err != nil {
 		return err
 	}
-	g.keys.invalidateAgent(id)
+	g.keys.InvalidateAgent(id)
 	if err := g.hot.Forget(c.Request().Context(), id); err != nil {
 		// The agent is gone; its cached values expire after REDIS_TTL_SECONDS anyway.
 		g.logger.Warn("forgetting hot cache of deleted agent failed", "agent", id, "err", err)

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentmonitor/agentmonitor/internal/alertfeed"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/logging"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
@@ -31,7 +32,7 @@ type Config struct {
 	Publish stream.PublisherConfig
 	Backlog stream.BacklogConfig
 	Trim    stream.TrimmerConfig
-	WS      WSConfig
+	WS      alertfeed.Config
 
 	// Addr is where the HTTP server listens.
 	Addr string `env:"GATEWAY_ADDR" envDefault:":8080" help:"address the gateway's HTTP server listens on (host:port)"`
@@ -88,7 +89,7 @@ func DefaultConfig() Config {
 		Publish:  stream.PublisherConfig{Shards: 4},
 		Backlog:  stream.BacklogConfig{Shards: 4, Max: 1_000_000, Interval: 500 * time.Millisecond},
 		Trim:     stream.TrimmerConfig{Shards: 4, Groups: []string{"influx-writer", "pg-sync"}, Interval: 5 * time.Second},
-		WS:       WSConfig{ClientQueue: 256, PingInterval: 20 * time.Second, WriteTimeout: 10 * time.Second},
+		WS:       alertfeed.Config{ClientQueue: 256, PingInterval: 20 * time.Second, WriteTimeout: 10 * time.Second},
 
 		Addr:                   ":8080",
 		ShutdownTimeout:        15 * time.Second,

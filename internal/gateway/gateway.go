@@ -26,7 +26,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/agentmonitor/agentmonitor/internal/agent"
+	"github.com/agentmonitor/agentmonitor/internal/alertfeed"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/keycache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
@@ -81,7 +83,7 @@ type Gateway struct {
 	backlogRn *stream.Backlog
 	trimmer   *stream.Trimmer
 	hot       *hotcache.Cache
-	keys      *keyCache
+	keys      *keycache.Cache
 	sessions  *sessions
 	limiter   *redis_rate.Limiter
 
@@ -90,7 +92,7 @@ type Gateway struct {
 	silences    silenceStore
 	alertEvents alertEventStore
 	acks        ackStore
-	hub         *hub
+	hub         *alertfeed.Hub
 
 	limits     metric.Limits
 	agentLimit redis_rate.Limit
@@ -197,9 +199,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	if g.hot, err = hotcache.New(g.rdb, cfg.Redis.Prefix, cfg.HotCache); err != nil {
 		return nil, err
 	}
-	g.keys = newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.AgentIDByKeyHash, func() time.Time { return g.now() })
+	g.keys = keycache.New(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.AgentIDByKeyHash, func() time.Time { return g.now() })
 	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
-	if g.hub, err = newHub(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
+	if g.hub, err = alertfeed.New(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
 		return nil, err
 	}
 	g.limiter = redis_rate.NewLimiter(g.rdb)

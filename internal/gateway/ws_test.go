@@ -13,24 +13,31 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertfeed"
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
-// metricValue returns the value of a gauge or counter.
-func metricValue(t testing.TB, m prometheus.Metric) float64 {
+// registryValue returns the value of the unlabelled gauge or counter name in reg.
+func registryValue(t testing.TB, reg prometheus.Gatherer, name string) float64 {
 	t.Helper()
-	var out dto.Metric
-	if err := m.Write(&out); err != nil {
-		t.Fatalf("reading metric: %v", err)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gathering metrics: %v", err)
 	}
-	if out.Counter != nil {
-		return out.Counter.GetValue()
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			m := f.GetMetric()[0]
+			if m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+			return m.Gauge.GetValue()
+		}
 	}
-	return out.Gauge.GetValue()
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }
 
 // wsURL is the WebSocket URL of the alert socket of e, with query (may be "").
@@ -235,13 +242,13 @@ func TestAlertSocketSnapshotThenEvents(t *testing.T) {
 	if m := mustReadWS(t, conn); m.Event == nil || m.Event.ID != testEvent(7, 0).ID {
 		t.Fatalf("message after garbage = %+v, want event %s", m, testEvent(7, 0).ID)
 	}
-	if got := metricValue(t, e.g.hub.clientsGauge); got != 1 {
+	if got := registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients"); got != 1 {
 		t.Errorf("ws_clients = %v, want 1", got)
 	}
 
 	// A client that leaves is removed: the gauge drops and the hub goes on.
 	_ = conn.Close(websocket.StatusNormalClosure, "bye")
-	waitFor(t, 5*time.Second, "ws_clients back to 0", func() bool { return metricValue(t, e.g.hub.clientsGauge) == 0 })
+	waitFor(t, 5*time.Second, "ws_clients back to 0", func() bool { return registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients") == 0 })
 }
 
 // TestAlertSocketDropsStalledClient shows that a client that stops reading is disconnected with
@@ -308,7 +315,7 @@ func TestAlertSocketDropsStalledClient(t *testing.T) {
 	// Events of 64 KiB fill the stalled client's socket buffers within some megabytes; then its
 	// writes block, its queue fills and the hub drops it.
 	const pad = 64 << 10
-	for metricValue(t, e.g.hub.dropped) == 0 {
+	for registryValue(t, e.g.reg, "agentmonitor_gateway_ws_dropped_clients_total") == 0 {
 		if sent >= 2000 {
 			t.Fatalf("stalled client not dropped after %d events of %d bytes", sent, pad)
 		}
@@ -332,15 +339,15 @@ func TestAlertSocketDropsStalledClient(t *testing.T) {
 			continue
 		}
 		var ce websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != reasonTooSlow {
-			t.Fatalf("stalled client's read after %d messages = %v, want close 1008 %q", data, err, reasonTooSlow)
+		if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != alertfeed.ReasonTooSlow {
+			t.Fatalf("stalled client's read after %d messages = %v, want close 1008 %q", data, err, alertfeed.ReasonTooSlow)
 		}
 		break
 	}
 	if data >= sent {
 		t.Errorf("stalled client read %d messages of %d sent, want fewer (it was dropped)", data, sent+1)
 	}
-	waitFor(t, 5*time.Second, "ws_clients = 1", func() bool { return metricValue(t, e.g.hub.clientsGauge) == 1 })
+	waitFor(t, 5*time.Second, "ws_clients = 1", func() bool { return registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients") == 1 })
 }
 
 // TestAlertSocketShutdown shows that stopping the gateway closes its clients with 1001.
@@ -463,8 +470,8 @@ func TestAlertSocketPings(t *testing.T) {
 		_ = alive.CloseNow()
 		<-aliveErr
 	}()
-	waitFor(t, 5*time.Second, "ws_clients = 2", func() bool { return metricValue(t, e.g.hub.clientsGauge) == 2 })
-	waitFor(t, 5*time.Second, "the deaf client disconnected", func() bool { return metricValue(t, e.g.hub.clientsGauge) == 1 })
+	waitFor(t, 5*time.Second, "ws_clients = 2", func() bool { return registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients") == 2 })
+	waitFor(t, 5*time.Second, "the deaf client disconnected", func() bool { return registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients") == 1 })
 	time.Sleep(500 * time.Millisecond) // five more intervals
 	select {
 	case err := <-aliveErr:
@@ -472,7 +479,7 @@ func TestAlertSocketPings(t *testing.T) {
 		t.Fatalf("the answering client was disconnected: %v", err)
 	default:
 	}
-	if got := metricValue(t, e.g.hub.clientsGauge); got != 1 {
+	if got := registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients"); got != 1 {
 		t.Errorf("ws_clients = %v, want the answering client still connected", got)
 	}
 	// The deaf client finds its connection closed after the snapshot.
@@ -487,13 +494,13 @@ func TestAlertSocketPings(t *testing.T) {
 func TestWSConfigValidate(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		mutate func(*WSConfig)
+		mutate func(*alertfeed.Config)
 		want   string
 	}{
-		{func(c *WSConfig) { c.ClientQueue = 0 }, "WS_CLIENT_QUEUE"},
-		{func(c *WSConfig) { c.ClientQueue = 1 << 20 }, "WS_CLIENT_QUEUE"},
-		{func(c *WSConfig) { c.PingInterval = time.Millisecond }, "WS_PING_INTERVAL"},
-		{func(c *WSConfig) { c.WriteTimeout = 0 }, "WS_WRITE_TIMEOUT"},
+		{func(c *alertfeed.Config) { c.ClientQueue = 0 }, "WS_CLIENT_QUEUE"},
+		{func(c *alertfeed.Config) { c.ClientQueue = 1 << 20 }, "WS_CLIENT_QUEUE"},
+		{func(c *alertfeed.Config) { c.PingInterval = time.Millisecond }, "WS_PING_INTERVAL"},
+		{func(c *alertfeed.Config) { c.WriteTimeout = 0 }, "WS_WRITE_TIMEOUT"},
 	}
 	for _, tt := range tests {
 		c := DefaultConfig()
