@@ -48,14 +48,19 @@ type Config struct {
 	MaxWait time.Duration `env:"ALERTER_MAX_WAIT" envDefault:"5ms" help:"how long to keep reading metrics entries to fill a batch before evaluating it (replaces STREAM_MAX_WAIT for the metrics streams)"`
 }
 
-// Validate fills the worker defaults and checks every setting, naming the variable at fault.
-func (c *Config) Validate() error {
+// Prepare fills the worker settings the binary chooses (group, ops address, consumer name) and
+// gives the notifier the copy's stable consumer name and the key prefix.
+func (c *Config) Prepare() error {
 	if err := c.Config.Prepare(Group, ":9103"); err != nil {
 		return err
 	}
-	// The notifier shares the copy's stable consumer name and the key prefix.
 	c.Notify.Prefix, c.Notify.Consumer = c.Redis.Prefix, c.Stream.Consumer
-	var errs []error
+	return nil
+}
+
+// Validate checks every setting, naming the variable at fault.
+func (c Config) Validate() error {
+	errs := []error{c.Config.Validate()}
 	for _, d := range []struct {
 		name string
 		v    time.Duration

@@ -20,13 +20,34 @@ import (
 // ErrHelp is returned by Load when the arguments asked for help; the usage has been printed.
 var ErrHelp = errors.New("help requested")
 
-// Validator is implemented by configs that can check themselves after parsing.
+// Validator is implemented by configs that can check themselves after parsing. Validate only
+// reports what is wrong; it never changes the config.
 type Validator interface {
 	Validate() error
 }
 
+// Preparer is implemented by configs that derive settings the environment does not give
+// directly (a consumer group, a default consumer name, a shared key prefix). Load calls Prepare
+// after parsing and before Validate.
+type Preparer interface {
+	Prepare() error
+}
+
+// Defaults fills every zero field of the struct cfg points to (nested structs included) with the
+// value of its envDefault tag, ignoring the environment: the tags are the one place a default is
+// written, for configs read from the environment and for configs built in code alike. It fails
+// only on a tag that does not parse as its field's type.
+func Defaults(cfg any) error {
+	err := env.ParseWithOptions(cfg, env.Options{Environment: map[string]string{}, SetDefaultsForZeroValuesOnly: true})
+	if err != nil {
+		return fmt.Errorf("applying defaults: %w", err)
+	}
+	return nil
+}
+
 // Load fills cfg, a pointer to a struct whose fields carry `env`, `envDefault` and `help`
-// tags, from the process environment, then calls its Validate method if it has one. With -h or
+// tags, from the process environment, then calls its Prepare method and then its Validate method,
+// each if it has one. With -h or
 // --help among args it prints the variables the binary reads to out and returns ErrHelp. Any other
 // argument is an error: configuration comes only from the environment.
 func Load(name string, args []string, cfg any, out io.Writer) error {
@@ -41,6 +62,11 @@ func Load(name string, args []string, cfg any, out io.Writer) error {
 	}
 	if err := env.Parse(cfg); err != nil {
 		return explainParseError(cfg, err)
+	}
+	if p, ok := cfg.(Preparer); ok {
+		if err := p.Prepare(); err != nil {
+			return fmt.Errorf("invalid configuration: %w", err)
+		}
 	}
 	if v, ok := cfg.(Validator); ok {
 		if err := v.Validate(); err != nil {

@@ -84,3 +84,17 @@ func TestEffectiveMasksSecrets(t *testing.T) {
 		t.Errorf("Effective() = %s, want the masked URL", got)
 	}
 }
+
+func TestDefaults(t *testing.T) {
+	t.Setenv("TEST_COUNT", "7") // ignored: Defaults reads only the tags
+	cfg := testConfig{Token: "kept", Redis: redisconn.Config{Prefix: "p:"}}
+	if err := config.Defaults(&cfg); err != nil {
+		t.Fatalf("Defaults() = %v, want nil", err)
+	}
+	if cfg.Count != 3 || cfg.Log.Level != "info" || cfg.Redis.URL != "redis://127.0.0.1:6379/0" {
+		t.Errorf("Defaults() = %+v, want the zero fields set from their tags", cfg)
+	}
+	if cfg.Token != "kept" || cfg.Redis.Prefix != "p:" {
+		t.Errorf("Defaults() = %+v, want the fields already set kept", cfg)
+	}
+}

@@ -119,7 +119,9 @@ type Gateway struct {
 // returned by AdminPassword), and builds the HTTP server. It does not listen: Run does. If New
 // fails it releases whatever it opened; otherwise Run (or Close) releases it.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error) {
-	cfg = cfg.aligned()
+	if err := cfg.Prepare(); err != nil {
+		return nil, fmt.Errorf("invalid gateway configuration: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid gateway configuration: %w", err)
 	}

@@ -22,12 +22,12 @@ type Config struct {
 	Influx influx.Config
 }
 
-// Validate fills the worker defaults and checks every setting.
-func (c *Config) Validate() error {
-	if err := c.Config.Prepare(Group, ":9101"); err != nil {
-		return err
-	}
-	return c.Influx.Validate()
+// Prepare fills the worker settings the binary chooses: its group, ops address and consumer name.
+func (c *Config) Prepare() error { return c.Config.Prepare(Group, ":9101") }
+
+// Validate checks every setting.
+func (c Config) Validate() error {
+	return errors.Join(c.Config.Validate(), c.Influx.Validate())
 }
 
 // Run consumes the metrics streams into InfluxDB until ctx is done, then drains. InfluxDB need not

@@ -2,6 +2,7 @@ package pgsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -20,12 +21,12 @@ type Config struct {
 	Postgres postgres.Config
 }
 
-// Validate fills the worker defaults and checks every setting.
-func (c *Config) Validate() error {
-	if err := c.Config.Prepare(Group, ":9102"); err != nil {
-		return err
-	}
-	return c.Postgres.Validate()
+// Prepare fills the worker settings the binary chooses: its group, ops address and consumer name.
+func (c *Config) Prepare() error { return c.Config.Prepare(Group, ":9102") }
+
+// Validate checks every setting.
+func (c Config) Validate() error {
+	return errors.Join(c.Config.Validate(), c.Postgres.Validate())
 }
 
 // Run consumes the metrics streams into agents.last_seen until ctx is done, then drains.

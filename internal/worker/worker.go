@@ -30,7 +30,8 @@ type Config struct {
 
 // Prepare fills the binary's consumer group, its default ops address and, when CONSUMER_NAME is
 // unset, a consumer name that is stable across restarts and distinct per copy on one host: the
-// host name and the ops port (two copies on one host cannot share a port). Then it validates.
+// host name and the ops port (two copies on one host cannot share a port). It fails when no such
+// name can be derived. Validate checks the result.
 func (c *Config) Prepare(group, defaultOpsAddr string) error {
 	c.Stream.Group = group
 	c.Stream.Prefix = c.Redis.Prefix
@@ -51,6 +52,11 @@ func (c *Config) Prepare(group, defaultOpsAddr string) error {
 		}
 		c.Stream.Consumer = host + "-" + port
 	}
+	return nil
+}
+
+// Validate checks the logger, Redis and consumer settings, naming the variable at fault.
+func (c Config) Validate() error {
 	if err := c.Log.Validate(); err != nil {
 		return err
 	}
