@@ -78,7 +78,7 @@ func (s *system) dialAlerts(t *testing.T) *wsClient {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	url := "ws" + strings.TrimPrefix(s.gateway, "http") + "/api/v1/ws/alerts"
-	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + s.admin}}})
+	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + s.admin}}}) //nolint:bodyclose // websocket.Dial closes the handshake response's body itself
 	if err != nil {
 		t.Fatalf("dialing %s: %v", url, err)
 	}

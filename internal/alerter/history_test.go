@@ -82,7 +82,12 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- consumer.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("consumer.Run() after cancel = %v, want nil", err)
+		}
+	}()
 
 	eventually(t, 10*time.Second, func() string {
 		groups, err := e.rdb.XInfoGroups(t.Context(), key).Result()

@@ -275,7 +275,8 @@ func (g *Gateway) Addr() string {
 // are closed in every case. Run may be called once.
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.Close()
-	ln, err := net.Listen("tcp", g.cfg.Addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", g.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", g.cfg.Addr, err)
 	}

@@ -755,7 +755,7 @@ func TestReadyAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	bad.newEcho().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	bad.newEcho().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "postgres") || strings.Contains(rec.Body.String(), "redis:") {
 		t.Errorf("readyz with PostgreSQL down = %d %s, want 503 naming postgres only", rec.Code, rec.Body)
 	}

@@ -65,7 +65,7 @@ func dialWS(t testing.TB, url string, h http.Header) (*websocket.Conn, *http.Res
 // mustDialWS connects with a session token in the Authorization header.
 func (e *env) mustDialWS(token string) *websocket.Conn {
 	e.t.Helper()
-	conn, res, err := dialWS(e.t, e.wsURL(""), http.Header{"Authorization": {bearer(token)}})
+	conn, res, err := dialWS(e.t, e.wsURL(""), http.Header{"Authorization": {bearer(token)}}) //nolint:bodyclose // websocket.Dial closes the handshake response's body itself
 	if err != nil {
 		e.t.Fatalf("dialing the alert socket: %v (answer %v)", err, statusOf(res))
 	}
@@ -174,7 +174,7 @@ func TestAlertSocketRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, res, err := dialWS(t, e.wsURL(tt.query), tt.header)
+			conn, res, err := dialWS(t, e.wsURL(tt.query), tt.header) //nolint:bodyclose // websocket.Dial closes the handshake response's body itself
 			if tt.want == 101 {
 				if err != nil {
 					t.Fatalf("dial = %v (answer %v), want accepted", err, statusOf(res))
@@ -288,7 +288,7 @@ func TestAlertSocketDropsStalledClient(t *testing.T) {
 	}()
 	defer func() {
 		_ = good.CloseNow()
-		<-readerDone
+		<-readerDone //nolint:errcheck // the reader's error is the close CloseNow just caused
 	}()
 
 	// next publishes one event and waits until the good client has it, so that the good
@@ -468,7 +468,7 @@ func TestAlertSocketPings(t *testing.T) {
 	}()
 	defer func() {
 		_ = alive.CloseNow()
-		<-aliveErr
+		<-aliveErr //nolint:errcheck // the reader's error is the close CloseNow just caused
 	}()
 	waitFor(t, 5*time.Second, "ws_clients = 2", func() bool { return registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients") == 2 })
 	waitFor(t, 5*time.Second, "the deaf client disconnected", func() bool { return registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients") == 1 })

@@ -69,7 +69,7 @@ func (e *env) config(consumer string) Config {
 // running is a Notifier running in the background.
 type running struct {
 	reg  *prometheus.Registry
-	stop func() (error, time.Duration) // cancels Run, waits for it; returns its error and how long it took
+	stop func() (time.Duration, error) // cancels Run, waits for it; returns how long it took and its error
 }
 
 // start runs a Notifier with cfg until the returned stop (or the test's cleanup) is called.
@@ -86,7 +86,7 @@ func (e *env) start(cfg Config) *running {
 	var once sync.Once
 	var runErr error
 	var took time.Duration
-	stop := func() (error, time.Duration) {
+	stop := func() (time.Duration, error) {
 		once.Do(func() {
 			start := time.Now()
 			cancel()
@@ -97,10 +97,10 @@ func (e *env) start(cfg Config) *running {
 			}
 			took = time.Since(start)
 		})
-		return runErr, took
+		return took, runErr
 	}
 	e.t.Cleanup(func() {
-		if err, _ := stop(); err != nil {
+		if _, err := stop(); err != nil {
 			e.t.Errorf("Run: %v", err)
 		}
 	})
@@ -279,7 +279,7 @@ func newReceiver(t *testing.T, status func(n int) int) *receiver {
 		r.mu.Unlock()
 		w.WriteHeader(code)
 		if code >= 300 {
-			io.WriteString(w, "receiver overloaded\n")
+			_, _ = io.WriteString(w, "receiver overloaded\n")
 		}
 	}))
 	t.Cleanup(r.srv.Close)

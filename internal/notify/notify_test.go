@@ -137,7 +137,9 @@ func TestWebhookBodySignatureAndHeaders(t *testing.T) {
 	order := map[string][]string{}
 	for _, req := range rcv.requests() {
 		var b WebhookBody
-		json.Unmarshal(req.body, &b)
+		if err := json.Unmarshal(req.body, &b); err != nil {
+			t.Fatalf("decoding webhook body: %v", err)
+		}
 		order[req.path] = append(order[req.path], b.Status)
 	}
 	for path, got := range order {
@@ -469,7 +471,9 @@ func TestOlderTransitionAfterNewerIsSkipped(t *testing.T) {
 		t.Fatalf("receiver got %d requests, want 1", len(got))
 	}
 	var b WebhookBody
-	json.Unmarshal(got[0].body, &b)
+	if err := json.Unmarshal(got[0].body, &b); err != nil {
+		t.Fatalf("decoding webhook body: %v", err)
+	}
 	if b.Status != "resolved" {
 		t.Errorf("delivered %q, want only the resolve", b.Status)
 	}
@@ -499,7 +503,7 @@ func TestRestartResumesOwnPendingEntry(t *testing.T) {
 	e.append(ev1)
 	waitFor(t, 10*time.Second, "the first, failing, attempt", func() bool { return len(rcv.requests()) == 1 })
 
-	err, took := first.stop()
+	took, err := first.stop()
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -546,7 +550,7 @@ func TestShutdownFinishesPostInFlight(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no request arrived")
 	}
-	if err, _ := first.stop(); err != nil {
+	if _, err := first.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	if got := rcv.okCount(); got != 1 {

@@ -97,7 +97,8 @@ func NewServer(addr string, reg *prometheus.Registry, checks map[string]Check, l
 
 // Run listens and serves until ctx is done, then shuts down within five seconds.
 func (o *Server) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", o.addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listening for ops on %s: %w", o.addr, err)
 	}

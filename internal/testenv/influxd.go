@@ -196,7 +196,7 @@ func (s *Influxd) Start() error {
 	s.cmd, s.done = cmd, done
 
 	if err := s.waitReady(2 * time.Minute); err != nil {
-		s.stopLocked()
+		_ = s.stopLocked() // the readiness error below is the one to report
 		tail, _ := os.ReadFile(logPath)
 		if len(tail) > 2000 {
 			tail = tail[len(tail)-2000:]
