@@ -20,7 +20,8 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
@@ -68,8 +69,8 @@ func (w *webhookReceiver) statuses() []string {
 // wsClient reads the alert WebSocket into a list of events.
 type wsClient struct {
 	mu       sync.Mutex
-	snapshot []alertstate.Active
-	events   []alertstate.Event
+	snapshot []alert.Active
+	events   []alert.Event
 	received map[string]time.Time // event id -> when it arrived
 	conn     *websocket.Conn
 }
@@ -79,7 +80,7 @@ func (s *system) dialAlerts(t *testing.T) *wsClient {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	url := "ws" + strings.TrimPrefix(s.gateway, "http") + "/api/v1/ws/alerts"
-	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + s.admin}}})
+	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + s.admin}}}) //nolint:bodyclose // websocket.Dial closes the handshake response's body itself
 	if err != nil {
 		t.Fatalf("dialing %s: %v", url, err)
 	}
@@ -94,9 +95,9 @@ func (s *system) dialAlerts(t *testing.T) *wsClient {
 				return
 			}
 			var msg struct {
-				Type   string              `json:"type"`
-				Alerts []alertstate.Active `json:"alerts"`
-				Event  alertstate.Event    `json:"event"`
+				Type   string         `json:"type"`
+				Alerts []alert.Active `json:"alerts"`
+				Event  alert.Event    `json:"event"`
 			}
 			if err := json.Unmarshal(data, &msg); err != nil {
 				continue
@@ -132,21 +133,21 @@ func (c *wsClient) transitions(agentID string) []string {
 	var out []string
 	for _, e := range c.events {
 		if e.AgentID == agentID {
-			out = append(out, e.From+">"+e.To+"("+e.Severity+")")
+			out = append(out, string(e.From)+">"+string(e.To)+"("+e.Severity+")")
 		}
 	}
 	return out
 }
 
-func (c *wsClient) event(agentID, to string) (alertstate.Event, bool) {
+func (c *wsClient) event(agentID, to string) (alert.Event, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.events {
-		if e.AgentID == agentID && e.To == to {
+		if e.AgentID == agentID && string(e.To) == to {
 			return e, true
 		}
 	}
-	return alertstate.Event{}, false
+	return alert.Event{}, false
 }
 
 func (s *system) createJSON(t *testing.T, path string, v any) map[string]any {
@@ -225,7 +226,7 @@ func (s *system) waitAlertersLoaded(t *testing.T, rules, agents int) {
 func (s *system) waitAlertersDrained(t *testing.T) {
 	t.Helper()
 	testenv.WaitDrained(t, s.rdb, "alerter", s.metricStreams()...)
-	testenv.WaitDrained(t, s.rdb, "", alertstate.StreamKey(s.prefix))
+	testenv.WaitDrained(t, s.rdb, "", alertredis.StreamKey(s.prefix))
 }
 
 func TestAlertFiresResolvesWithHysteresisEverywhere(t *testing.T) {

@@ -48,7 +48,7 @@ func (s *system) load(a agent, n int, start time.Time, l *ledger, stop <-chan st
 			return
 		default:
 		}
-		req, _ := http.NewRequest("POST", s.gateway+"/api/v1/agents/"+a.ID+"/metrics", bytes.NewReader(batch(start.Add(time.Duration(i)*time.Millisecond), float64(i))))
+		req, _ := http.NewRequest(http.MethodPost, s.gateway+"/api/v1/agents/"+a.ID+"/metrics", bytes.NewReader(batch(start.Add(time.Duration(i)*time.Millisecond), float64(i))))
 		req.Header.Set("Authorization", "Bearer "+a.APIKey)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(req)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# go vet and a gofmt check over every Go file of the module's packages (testdata excluded).
+# go vet, a gofmt check over every Go file of the module's packages (testdata excluded), and
+# golangci-lint (.golangci.yml: the usual linters and depguard's import direction). golangci-lint is
+# a Go tool of the separate module tools/golangci-lint, so it needs only Go and stays out of go.mod.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,3 +18,6 @@ if ((${#files[@]})); then
 		exit 1
 	fi
 fi
+
+echo "==> golangci-lint run" >&2
+go tool -modfile=tools/golangci-lint/go.mod golangci-lint run ./...

@@ -8,9 +8,10 @@ import (
 	"os"
 
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/logging"
+	"github.com/agentmonitor/agentmonitor/internal/process"
 )
 
 func main() {
-	os.Exit(service.Main("alerter", func(c *alerter.Config) service.LogConfig { return c.Log }, alerter.Run))
+	os.Exit(process.Main("alerter", func(c *alerter.Config) logging.Config { return c.Log }, alerter.Run))
 }

@@ -9,11 +9,12 @@ import (
 	"os"
 
 	"github.com/agentmonitor/agentmonitor/internal/gateway"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/logging"
+	"github.com/agentmonitor/agentmonitor/internal/process"
 )
 
 func main() {
-	os.Exit(service.Main("gateway", func(c *gateway.Config) service.LogConfig { return c.Log }, run))
+	os.Exit(process.Main("gateway", func(c *gateway.Config) logging.Config { return c.Log }, run))
 }
 
 func run(ctx context.Context, cfg *gateway.Config, logger *slog.Logger) error {

@@ -6,9 +6,10 @@ import (
 	"os"
 
 	"github.com/agentmonitor/agentmonitor/internal/influxwriter"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/logging"
+	"github.com/agentmonitor/agentmonitor/internal/process"
 )
 
 func main() {
-	os.Exit(service.Main("influx-writer", func(c *influxwriter.Config) service.LogConfig { return c.Log }, influxwriter.Run))
+	os.Exit(process.Main("influx-writer", func(c *influxwriter.Config) logging.Config { return c.Log }, influxwriter.Run))
 }

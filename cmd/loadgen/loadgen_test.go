@@ -174,7 +174,7 @@ func TestDriveCapsAndTallies(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})}
 	ln := testListener(t)
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }() // returns ErrServerClosed at cleanup
 	t.Cleanup(func() { srv.Close() })
 	base := "http://" + ln.Addr().String()
 	build := func(ctx context.Context, a int, seq int64) (*http.Request, error) {
@@ -272,7 +272,7 @@ func TestDrivePacedLatencyFromDue(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})}
 	ln := testListener(t)
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }() // returns ErrServerClosed at cleanup
 	t.Cleanup(func() { srv.Close() })
 	build := func(ctx context.Context, a int, seq int64) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ln.Addr().String(), nil)

@@ -5,10 +5,11 @@ package main
 import (
 	"os"
 
+	"github.com/agentmonitor/agentmonitor/internal/logging"
 	"github.com/agentmonitor/agentmonitor/internal/pgsync"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/process"
 )
 
 func main() {
-	os.Exit(service.Main("pg-sync", func(c *pgsync.Config) service.LogConfig { return c.Log }, pgsync.Run))
+	os.Exit(process.Main("pg-sync", func(c *pgsync.Config) logging.Config { return c.Log }, pgsync.Run))
 }

@@ -1,6 +1,8 @@
 // Package alert is the domain of alerting: rules and their validation, the index that finds the
 // rules a point can match, window aggregation, and the state machine that turns evaluated values
-// into transitions. It is pure: no clock, no I/O, no adapter; every function is deterministic in
+// into transitions, the wire form of a transition and of an active alert (Event, Active, Ack) that
+// the Redis side, the history and the notifier share, and notification channels with their
+// validation. It is pure: no clock, no I/O, no adapter; every function is deterministic in
 // its arguments, so that any number of alerter copies derive the same transitions, with the same
 // ids, from the same samples.
 //

@@ -8,14 +8,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
 // AgentSource pages through the agent registry; *postgres.AgentStore implements it.
 type AgentSource interface {
-	List(ctx context.Context, limit, offset int) ([]postgres.Agent, int, error)
+	List(ctx context.Context, limit, offset int) ([]agent.Agent, int, error)
 }
 
 // agentPage is how many agents one List call reads.
@@ -40,28 +39,28 @@ type Agents struct {
 }
 
 type agentSnapshot struct {
-	list []postgres.Agent
-	byID map[string]*postgres.Agent
+	list []agent.Agent
+	byID map[string]*agent.Agent
 }
 
 // NewAgents returns an empty Agents reading from src; its metrics are registered on reg (nil:
 // none).
 func NewAgents(src AgentSource, logger *slog.Logger, reg prometheus.Registerer) *Agents {
 	a := &Agents{src: src, logger: logger.With("component", "alerter.agents"), metrics: newMetrics(reg)}
-	a.snap.Store(&agentSnapshot{byID: map[string]*postgres.Agent{}})
+	a.snap.Store(&agentSnapshot{byID: map[string]*agent.Agent{}})
 	return a
 }
 
 // Get returns the agent with id from the snapshot, and whether it is there. The agent belongs
 // to the snapshot: callers must not modify it.
-func (a *Agents) Get(id string) (*postgres.Agent, bool) {
+func (a *Agents) Get(id string) (*agent.Agent, bool) {
 	ag, ok := a.snap.Load().byID[id]
 	return ag, ok
 }
 
 // All returns every agent of the snapshot, ordered by name. The slice belongs to the snapshot:
 // callers must not modify it.
-func (a *Agents) All() []postgres.Agent { return a.snap.Load().list }
+func (a *Agents) All() []agent.Agent { return a.snap.Load().list }
 
 // Refresh reloads the whole registry and swaps in the new snapshot. On error the current
 // snapshot stays.
@@ -73,7 +72,7 @@ func (a *Agents) Refresh(ctx context.Context) error {
 
 func (a *Agents) refreshLocked(ctx context.Context) error {
 	start := time.Now()
-	var list []postgres.Agent
+	var list []agent.Agent
 	for {
 		page, total, err := a.src.List(ctx, agentPage, len(list))
 		if err != nil {
@@ -87,7 +86,7 @@ func (a *Agents) refreshLocked(ctx context.Context) error {
 			break
 		}
 	}
-	snap := &agentSnapshot{list: list, byID: make(map[string]*postgres.Agent, len(list))}
+	snap := &agentSnapshot{list: list, byID: make(map[string]*agent.Agent, len(list))}
 	for i := range list {
 		snap.byID[list[i].ID] = &list[i]
 	}

@@ -13,10 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -337,7 +337,7 @@ func (e *Evaluator) committed(ups []update) {
 	now := time.Now()
 	for _, u := range ups {
 		for i, ev := range u.events {
-			e.metrics.transitions.WithLabelValues(ev.To).Inc()
+			e.metrics.transitions.WithLabelValues(string(ev.To)).Inc()
 			if i < len(u.received) && !u.received[i].IsZero() {
 				e.metrics.latency.Observe(now.Sub(u.received[i]).Seconds())
 			}
@@ -382,7 +382,7 @@ func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
 	type item struct {
 		key   alert.Key
 		rule  *alert.Rule
-		agent *postgres.Agent
+		agent *agent.Agent
 	}
 	var items []item
 	agents := e.agents.All()
@@ -434,7 +434,7 @@ func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// Retire ends the active alerts (alertstate.ActiveKey) whose rule was deleted or disabled,
+// Retire ends the active alerts (alertredis.ActiveKey) whose rule was deleted or disabled,
 // changed kind or metric, no longer selects the agent, or whose agent was deleted
 // (alert.Retire: firing→resolved or pending→ok, with no recovery value). now is the time of the
 // transitions: the rule change has no sample time, and the transaction, not the id, is what
@@ -445,11 +445,11 @@ func (e *Evaluator) Retire(ctx context.Context, now time.Time) error {
 	if idx == nil {
 		return nil
 	}
-	active, err := alertstate.ListActive(ctx, e.states.rdb, e.states.prefix)
+	active, err := alertredis.ListActive(ctx, e.states.rdb, e.states.prefix)
 	if err != nil {
 		return fmt.Errorf("retiring alerts: %w", err)
 	}
-	var stale []alertstate.Active
+	var stale []alert.Active
 	refreshed := false
 	for _, a := range active {
 		r, ok := idx.Rule(a.RuleID)
@@ -509,7 +509,7 @@ func (e *Evaluator) Retire(ctx context.Context, now time.Time) error {
 
 // retired reports whether rule r no longer produces alert a of agent (known: whether the
 // registry has the agent).
-func retired(r *alert.Rule, a alertstate.Active, agent *postgres.Agent, known bool) bool {
+func retired(r *alert.Rule, a alert.Active, agent *agent.Agent, known bool) bool {
 	switch {
 	case !r.Enabled, string(r.Kind) != a.Kind:
 		return true
@@ -523,7 +523,7 @@ func retired(r *alert.Rule, a alertstate.Active, agent *postgres.Agent, known bo
 
 // retiredRule returns the rule to describe a retired alert with: the rule itself while it
 // exists, else what the active entry and the state remember of it.
-func retiredRule(idx *alert.Index, a alertstate.Active, rec *record) *alert.Rule {
+func retiredRule(idx *alert.Index, a alert.Active, rec *record) *alert.Rule {
 	if r, ok := idx.Rule(a.RuleID); ok {
 		return r
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -33,7 +33,7 @@ func TestThresholdTransitions(t *testing.T) {
 		// oneBatch hands every sample over in one batch, newest first; otherwise one batch each.
 		oneBatch   bool
 		want       []string
-		wantActive alertstate.Active // Status "" for none
+		wantActive alert.Active // Status "" for none
 	}{{
 		// Pending at 85; 75 is between the recovery (70) and the threshold (80), so the condition
 		// still holds; firing once 2m have passed (at 81); 72 holds; 65 resolves.
@@ -46,7 +46,7 @@ func TestThresholdTransitions(t *testing.T) {
 		name: "oscillation between threshold and recovery does not flap", forDur: 0,
 		values: []float64{85, 75, 81, 71, 79, 85, 72, 80.5},
 		want:   []string{"ok>firing(critical)"},
-		wantActive: alertstate.Active{Status: "firing", Severity: "critical", Value: 85,
+		wantActive: alert.Active{Status: "firing", Severity: "critical", Value: 85,
 			Since: at(0), Summary: "web-1 cpu at 85"},
 	}, {
 		name: "pending that recovers before for goes back to ok", forDur: 2 * time.Minute,
@@ -56,7 +56,7 @@ func TestThresholdTransitions(t *testing.T) {
 		name: "pending survives values between threshold and recovery", forDur: 5 * time.Minute,
 		values: []float64{85, 71, 79, 72},
 		want:   []string{"ok>pending(critical)"},
-		wantActive: alertstate.Active{Status: "pending", Severity: "critical", Value: 85,
+		wantActive: alert.Active{Status: "pending", Severity: "critical", Value: 85,
 			Since: at(0), Summary: "web-1 cpu at 85"},
 	}}
 	for _, c := range cases {
@@ -78,7 +78,7 @@ func TestThresholdTransitions(t *testing.T) {
 				// Acknowledge every firing alert: its ack must go when it resolves.
 				for _, a := range e.active(t) {
 					if a.Status == "firing" && a.Ack == nil {
-						if err := alertstate.SetAck(t.Context(), e.rdb, e.prefix, a.ID, alertstate.Ack{By: "op", At: time.Now()}); err != nil {
+						if err := alertredis.SetAck(t.Context(), e.rdb, e.prefix, a.ID, alert.Ack{By: "op", At: time.Now()}); err != nil {
 							t.Fatalf("SetAck = %v", err)
 						}
 					}
@@ -96,7 +96,7 @@ func TestThresholdTransitions(t *testing.T) {
 			if got, want := ids(published), ids(events); !slices.Equal(got, want) {
 				t.Errorf("published event ids = %v, want the stream's %v", got, want)
 			}
-			alertID := alertstate.AlertID(rule.ID, agent.ID, "core=0")
+			alertID := alert.ID(rule.ID, agent.ID, "core=0")
 			for _, ev := range events {
 				if ev.AlertID != alertID || ev.RuleID != rule.ID || ev.AgentID != agent.ID || ev.Series != "core=0" ||
 					ev.RuleName != "cpu busy" || ev.Kind != "threshold" || ev.Metric != "cpu.usage" {
@@ -127,7 +127,7 @@ func TestThresholdTransitions(t *testing.T) {
 				if len(active) != 0 {
 					t.Errorf("active alerts = %v, want none", active)
 				}
-				if n := e.rdb.HLen(t.Context(), alertstate.AcksKey(e.prefix)).Val(); n != 0 {
+				if n := e.rdb.HLen(t.Context(), alertredis.AcksKey(e.prefix)).Val(); n != 0 {
 					t.Errorf("%d acknowledgements left after the alert ended, want 0", n)
 				}
 				// An ok state expires (hours later), so that series that stopped do not pile up.
@@ -147,7 +147,7 @@ func TestThresholdTransitions(t *testing.T) {
 	}
 }
 
-func ids(evs []alertstate.Event) []string {
+func ids(evs []alert.Event) []string {
 	out := make([]string, len(evs))
 	for i, ev := range evs {
 		out[i] = ev.ID
@@ -205,7 +205,7 @@ func TestCopiesAndRedeliveriesEmitEachTransitionOnce(t *testing.T) {
 
 	events := e.streamEvents(t)
 	want := []string{"ok>pending(critical)", "pending>firing(critical)", "firing>resolved(critical)"}
-	perAlert := map[string][]alertstate.Event{}
+	perAlert := map[string][]alert.Event{}
 	for _, ev := range events {
 		perAlert[ev.AlertID] = append(perAlert[ev.AlertID], ev)
 	}

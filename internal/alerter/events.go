@@ -5,18 +5,17 @@ import (
 	"maps"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
 // subject is what an alert is about besides its rule: the agent (as far as the registry knows
 // it) and, for threshold rules, the tags of the series.
 type subject struct {
 	agentID string
-	agent   *postgres.Agent // nil when the registry does not know the agent
-	tags    []metric.Tag    // without "agent"
+	agent   *agent.Agent // nil when the registry does not know the agent
+	tags    []metric.Tag // without "agent"
 	// labels replaces the computed labels when set (an alert retired after its rule was
 	// deleted keeps the labels it had).
 	labels map[string]string
@@ -70,20 +69,20 @@ func summary(rule *alert.Rule, t alert.Transition, subj subject, labels map[stri
 }
 
 // event maps a transition of rule to its wire form.
-func event(rule *alert.Rule, t alert.Transition, subj subject, logger *slog.Logger) alertstate.Event {
+func event(rule *alert.Rule, t alert.Transition, subj subject, logger *slog.Logger) alert.Event {
 	labels := subj.alertLabels(rule)
 	threshold := t.Threshold
-	ev := alertstate.Event{
+	ev := alert.Event{
 		ID:            t.ID,
-		AlertID:       alertstate.AlertID(t.RuleID, t.AgentID, t.Series),
+		AlertID:       alert.ID(t.RuleID, t.AgentID, t.Series),
 		RuleID:        t.RuleID,
 		RuleName:      rule.Name,
 		Kind:          string(rule.Kind),
 		AgentID:       t.AgentID,
 		Series:        t.Series,
 		Metric:        rule.Metric,
-		From:          string(t.From),
-		To:            string(t.To),
+		From:          t.From,
+		To:            t.To,
 		Severity:      string(t.Severity),
 		Value:         t.Value,
 		Threshold:     &threshold,
@@ -100,10 +99,10 @@ func event(rule *alert.Rule, t alert.Transition, subj subject, logger *slog.Logg
 	return ev
 }
 
-// activeEntry returns the alertstate.ActiveKey entry of an alert in state st, described by
+// activeEntry returns the alertredis.ActiveKey entry of an alert in state st, described by
 // last, the event that brought it there.
-func activeEntry(st alert.State, last alertstate.Event) *alertstate.Active {
-	a := &alertstate.Active{
+func activeEntry(st alert.State, last alert.Event) *alert.Active {
+	a := &alert.Active{
 		ID:        last.AlertID,
 		RuleID:    last.RuleID,
 		RuleName:  last.RuleName,
@@ -111,7 +110,7 @@ func activeEntry(st alert.State, last alertstate.Event) *alertstate.Active {
 		AgentID:   last.AgentID,
 		Series:    last.Series,
 		Metric:    last.Metric,
-		Status:    string(st.Status),
+		Status:    st.Status,
 		Severity:  string(st.Severity),
 		Value:     last.Value,
 		Threshold: last.Threshold,
@@ -130,13 +129,13 @@ func activeEntry(st alert.State, last alertstate.Event) *alertstate.Active {
 // through events, with the ActiveKey and AcksKey changes: the entry replaced while the alert is
 // active, removed when it is not, and the acknowledgement removed once the alert it was given
 // to has ended (resolved, or pending back to ok), even if a new one began in the same batch.
-func transitionUpdate(u *update, next alert.State, events []alertstate.Event) {
+func transitionUpdate(u *update, next alert.State, events []alert.Event) {
 	if len(events) == 0 {
 		return
 	}
 	u.alertID = events[0].AlertID
 	for _, ev := range events {
-		if ev.To == alertstate.StatusResolved || ev.To == alertstate.StatusOK {
+		if ev.To == alert.StatusResolved || ev.To == alert.StatusOK {
 			u.clearAck = true
 		}
 	}

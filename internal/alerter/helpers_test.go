@@ -16,9 +16,10 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -69,9 +70,9 @@ func (e *env) replica(t testing.TB) *replica {
 	return c
 }
 
-func (e *env) createAgent(t testing.TB, name string, labels map[string]string) postgres.Agent {
+func (e *env) createAgent(t testing.TB, name string, labels map[string]string) agent.Agent {
 	t.Helper()
-	a, err := e.agents.Create(t.Context(), name, labels, postgres.HashAPIKey(name), "test")
+	a, err := e.agents.Create(t.Context(), name, labels, agent.HashAPIKey(name), "test")
 	if err != nil {
 		t.Fatalf("AgentStore.Create(%s) = %v", name, err)
 	}
@@ -140,19 +141,19 @@ func handle(t *testing.T, c *replica, batch ...*stream.Message) {
 }
 
 // streamEvents returns every event in the alerts stream, in order.
-func (e *env) streamEvents(t *testing.T) []alertstate.Event {
+func (e *env) streamEvents(t *testing.T) []alert.Event {
 	t.Helper()
-	msgs, err := e.rdb.XRange(t.Context(), alertstate.StreamKey(e.prefix), "-", "+").Result()
+	msgs, err := e.rdb.XRange(t.Context(), alertredis.StreamKey(e.prefix), "-", "+").Result()
 	if err != nil {
 		t.Fatalf("XRANGE alerts = %v", err)
 	}
-	out := make([]alertstate.Event, len(msgs))
+	out := make([]alert.Event, len(msgs))
 	for i, m := range msgs {
 		wm, err := redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(m.Values)
 		if err != nil {
 			t.Fatalf("alerts-stream entry %s: %v", m.ID, err)
 		}
-		ev, err := alertstate.DecodeEvent(wm.Payload)
+		ev, err := alert.DecodeEvent(wm.Payload)
 		if err != nil {
 			t.Fatalf("alerts-stream entry %s: %v", m.ID, err)
 		}
@@ -165,7 +166,7 @@ func (e *env) streamEvents(t *testing.T) []alertstate.Event {
 }
 
 // transitions renders events as "from>to(severity)".
-func transitions(evs []alertstate.Event) []string {
+func transitions(evs []alert.Event) []string {
 	out := make([]string, len(evs))
 	for i, ev := range evs {
 		out[i] = fmt.Sprintf("%s>%s(%s)", ev.From, ev.To, ev.Severity)
@@ -180,14 +181,14 @@ type subscriber struct {
 	channel string
 
 	mu     sync.Mutex
-	events []alertstate.Event
+	events []alert.Event
 	marks  map[string]bool
 }
 
 // subscribe listens on the env's alerts channel until the test ends.
 func (e *env) subscribe(t *testing.T) *subscriber {
 	t.Helper()
-	s := &subscriber{rdb: e.rdb, channel: alertstate.Channel(e.prefix), marks: map[string]bool{}}
+	s := &subscriber{rdb: e.rdb, channel: alertredis.Channel(e.prefix), marks: map[string]bool{}}
 	s.ps = e.rdb.Subscribe(t.Context(), s.channel)
 	if _, err := s.ps.Receive(t.Context()); err != nil { // the subscription confirmation
 		t.Fatalf("SUBSCRIBE = %v", err)
@@ -199,10 +200,10 @@ func (e *env) subscribe(t *testing.T) *subscriber {
 			s.mu.Lock()
 			if strings.HasPrefix(m.Payload, "mark:") {
 				s.marks[m.Payload] = true
-			} else if ev, err := alertstate.DecodeEvent([]byte(m.Payload)); err == nil {
+			} else if ev, err := alert.DecodeEvent([]byte(m.Payload)); err == nil {
 				s.events = append(s.events, ev)
 			} else {
-				s.events = append(s.events, alertstate.Event{ID: "undecodable: " + m.Payload})
+				s.events = append(s.events, alert.Event{ID: "undecodable: " + m.Payload})
 			}
 			s.mu.Unlock()
 		}
@@ -214,33 +215,33 @@ func (e *env) subscribe(t *testing.T) *subscriber {
 // received returns every event published so far: it publishes a marker and waits for it, and
 // since Redis delivers one channel's messages in the order it executed the PUBLISHes, every
 // event committed before the call is in the result.
-func (s *subscriber) received(t *testing.T) []alertstate.Event {
+func (s *subscriber) received(t *testing.T) []alert.Event {
 	t.Helper()
 	mark := "mark:" + watermill.NewUUID()
 	if err := s.rdb.Publish(t.Context(), s.channel, mark).Err(); err != nil {
 		t.Fatalf("PUBLISH marker = %v", err)
 	}
-	var out []alertstate.Event
+	var out []alert.Event
 	testenv.Eventually(t, 5*time.Second, func() string {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if !s.marks[mark] {
 			return "pub/sub marker not received"
 		}
-		out = append([]alertstate.Event(nil), s.events...)
+		out = append([]alert.Event(nil), s.events...)
 		return ""
 	})
 	return out
 }
 
 // active returns the active alerts by agent and series.
-func (e *env) active(t *testing.T) map[string]alertstate.Active {
+func (e *env) active(t *testing.T) map[string]alert.Active {
 	t.Helper()
-	list, err := alertstate.ListActive(t.Context(), e.rdb, e.prefix)
+	list, err := alertredis.ListActive(t.Context(), e.rdb, e.prefix)
 	if err != nil {
 		t.Fatalf("ListActive = %v", err)
 	}
-	out := map[string]alertstate.Active{}
+	out := map[string]alert.Active{}
 	for _, a := range list {
 		out[a.AgentID+"/"+a.Series] = a
 	}

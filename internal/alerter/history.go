@@ -10,7 +10,7 @@ import (
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -65,7 +65,7 @@ var errNotProvisioned = errors.New("influxdb bucket not provisioned yet")
 func (h *History) Handle(ctx context.Context, batch []*stream.Message) error {
 	type item struct {
 		m  *stream.Message
-		ev alertstate.Event
+		ev alert.Event
 	}
 	items := make([]item, 0, len(batch))
 	rows := make([]postgres.AlertEvent, 0, len(batch))
@@ -74,7 +74,7 @@ func (h *History) Handle(ctx context.Context, batch []*stream.Message) error {
 			m.Reject(errors.New("entry has no message"))
 			continue
 		}
-		ev, err := alertstate.DecodeEvent(m.Msg.Payload)
+		ev, err := alert.DecodeEvent(m.Msg.Payload)
 		if err == nil {
 			err = postgres.AlertEventFrom(ev).Validate()
 		}
@@ -144,7 +144,7 @@ var newlines = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ")
 // recovery_value, duration_seconds, from, summary, series and id; the time of the sample.
 // alert_id keeps the series of one rule and agent apart, so that two of them changing at the
 // same instant are two points.
-func eventLine(ev alertstate.Event) ([]byte, error) {
+func eventLine(ev alert.Event) ([]byte, error) {
 	var enc lineprotocol.Encoder
 	enc.SetPrecision(lineprotocol.Nanosecond)
 	enc.StartLine(Measurement)
@@ -152,7 +152,7 @@ func eventLine(ev alertstate.Event) ([]byte, error) {
 	// InfluxDB (and refused by the encoder), so it is left out.
 	for _, t := range [...]struct{ k, v string }{
 		{"agent", ev.AgentID}, {"alert_id", ev.AlertID}, {"rule_id", ev.RuleID},
-		{"severity", ev.Severity}, {"status", ev.To},
+		{"severity", ev.Severity}, {"status", string(ev.To)},
 	} {
 		if t.v != "" {
 			enc.AddTag(t.k, t.v)
@@ -169,7 +169,7 @@ func eventLine(ev alertstate.Event) ([]byte, error) {
 		}
 	}
 	addFloat("duration_seconds", ev.DurationSeconds)
-	addString("from", ev.From)
+	addString("from", string(ev.From))
 	addString("id", ev.ID)
 	if ev.RecoveryValue != nil {
 		addFloat("recovery_value", *ev.RecoveryValue)

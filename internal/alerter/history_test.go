@@ -12,8 +12,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -61,7 +62,7 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 		t.Fatalf("transitions %v, want 3", transitions(events))
 	}
 	// Every entry appended a second time, as a redelivery would hand it over again.
-	key := alertstate.StreamKey(e.prefix)
+	key := alertredis.StreamKey(e.prefix)
 	entries, err := e.rdb.XRange(t.Context(), key, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +82,12 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- consumer.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("consumer.Run() after cancel = %v, want nil", err)
+		}
+	}()
 
 	testenv.Eventually(t, 10*time.Second, func() string {
 		groups, err := e.rdb.XInfoGroups(t.Context(), key).Result()
@@ -103,7 +109,7 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 	}
 	for _, ev := range events {
 		row, ok := byID[ev.ID]
-		if !ok || row.AlertID != ev.AlertID || row.To != ev.To || !row.At.Equal(ev.At) || row.Summary != ev.Summary {
+		if !ok || row.AlertID != ev.AlertID || row.To != string(ev.To) || !row.At.Equal(ev.At) || row.Summary != ev.Summary {
 			t.Errorf("alert_events row %+v, want event %+v", row, ev)
 		}
 		if ev.To == "resolved" && (row.RecoveryValue == nil || *row.RecoveryValue != 65) {
@@ -135,7 +141,7 @@ func TestHistoryKeepsBatchUntilInfluxIsReadyAndRejectsGarbage(t *testing.T) {
 
 	good := eventMessage(t, ev)
 	garbage := &stream.Message{Stream: "alerts", ID: "2-0", Msg: message.NewMessage(watermill.NewUUID(), []byte(`{"id":`))}
-	noID := eventMessage(t, alertstate.Event{AlertID: "x"})
+	noID := eventMessage(t, alert.Event{AlertID: "x"})
 	noAgent := ev
 	noAgent.ID, noAgent.AgentID = "other-id", ""
 	invalid := eventMessage(t, noAgent)
@@ -177,9 +183,9 @@ func TestHistoryKeepsBatchUntilInfluxIsReadyAndRejectsGarbage(t *testing.T) {
 }
 
 // eventMessage wraps ev as the history consumer receives it.
-func eventMessage(t *testing.T, ev alertstate.Event) *stream.Message {
+func eventMessage(t *testing.T, ev alert.Event) *stream.Message {
 	t.Helper()
-	msg, err := alertstate.Message(ev)
+	msg, err := alertredis.Message(ev)
 	if err != nil {
 		t.Fatal(err)
 	}

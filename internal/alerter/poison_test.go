@@ -16,9 +16,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -116,10 +116,10 @@ func (e *env) deadLetters(t *testing.T) map[string][]string {
 }
 
 // byAgent renders events as "from>to" per agent, in order.
-func byAgent(evs []alertstate.Event) map[string][]string {
+func byAgent(evs []alert.Event) map[string][]string {
 	out := map[string][]string{}
 	for _, ev := range evs {
-		out[ev.AgentID] = append(out[ev.AgentID], ev.From+">"+ev.To)
+		out[ev.AgentID] = append(out[ev.AgentID], string(ev.From+">"+ev.To))
 	}
 	return out
 }
@@ -162,14 +162,14 @@ func TestHugeValuesNeitherOverflowNorStallOthers(t *testing.T) {
 	if a, ok := active[huge.ID+"/core=1"]; !ok || a.Status != "firing" || a.Value != math.MaxFloat64 {
 		t.Errorf("active alert of the huge agent's core 1 = %+v (%v), want firing at MaxFloat64", a, ok)
 	}
-	for _, a := range []postgres.Agent{web1, web2} {
+	for _, a := range []agent.Agent{web1, web2} {
 		if got, ok := active[a.ID+"/core=0"]; !ok || got.Status != "firing" {
 			t.Errorf("active alert of %s = %+v (%v), want firing", a.Name, got, ok)
 		}
 	}
 
 	// A later batch: every alert resolves, the huge agent's as well.
-	for _, a := range []postgres.Agent{web1, web2, huge} {
+	for _, a := range []agent.Agent{web1, web2, huge} {
 		p.publish(t, a.ID, cpu{"0", 10, atMs(10_000)}, cpu{"1", 10, atMs(10_000)})
 	}
 	p.drained(t)
@@ -247,7 +247,7 @@ func TestUnencodableEntryIsDeadLetteredOthersGoOn(t *testing.T) {
 	p.drained(t)
 
 	got := byAgent(e.streamEvents(t))
-	for _, a := range []postgres.Agent{web1, web2} {
+	for _, a := range []agent.Agent{web1, web2} {
 		if w := []string{"ok>firing", "firing>resolved"}; !slices.Equal(got[a.ID], w) {
 			t.Errorf("transitions of %s = %v, want %v", a.Name, got[a.ID], w)
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 )
 
 // RulesMaxAge is how long the alerter keeps a rule index without reloading it even when the
@@ -26,7 +26,7 @@ type RuleSource interface {
 }
 
 // Rules holds the current rules as an alert.Index, reloaded from a RuleSource whenever the rules
-// version in Redis (alertstate.RulesVersion) changes. Readers get the index with Index; a reload
+// version in Redis (alertredis.RulesVersion) changes. Readers get the index with Index; a reload
 // swaps in a new one atomically, so a batch sees one consistent set of rules. It is safe for
 // concurrent use.
 type Rules struct {
@@ -71,7 +71,7 @@ func (r *Rules) Load(ctx context.Context) error {
 }
 
 func (r *Rules) loadLocked(ctx context.Context) error {
-	v, err := alertstate.RulesVersion(ctx, r.rdb, r.prefix)
+	v, err := alertredis.RulesVersion(ctx, r.rdb, r.prefix)
 	if err != nil {
 		r.metrics.ruleReloads.WithLabelValues("error").Inc()
 		return fmt.Errorf("loading rules: %w", err)
@@ -113,7 +113,7 @@ func (r *Rules) Run(ctx context.Context, poll time.Duration) error {
 
 // poll reloads the rules if their version changed or the index is too old.
 func (r *Rules) poll(ctx context.Context) error {
-	v, err := alertstate.RulesVersion(ctx, r.rdb, r.prefix)
+	v, err := alertredis.RulesVersion(ctx, r.rdb, r.prefix)
 	if err != nil {
 		return err
 	}

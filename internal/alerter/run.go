@@ -15,12 +15,14 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/notify"
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
+	"github.com/agentmonitor/agentmonitor/internal/worker"
 )
 
 // Group is the consumer group every alerter copy joins on the metrics streams.
@@ -28,7 +30,7 @@ const Group = "alerter"
 
 // Config is the alerter binary's configuration.
 type Config struct {
-	service.WorkerConfig
+	worker.Config
 	Postgres postgres.Config
 	Influx   influx.Config
 	Notify   notify.Config
@@ -46,14 +48,19 @@ type Config struct {
 	MaxWait time.Duration `env:"ALERTER_MAX_WAIT" envDefault:"5ms" help:"how long to keep reading metrics entries to fill a batch before evaluating it (replaces STREAM_MAX_WAIT for the metrics streams)"`
 }
 
-// Validate fills the worker defaults and checks every setting, naming the variable at fault.
-func (c *Config) Validate() error {
-	if err := c.WorkerConfig.Prepare(Group, ":9103"); err != nil {
+// Prepare fills the worker settings the binary chooses (group, ops address, consumer name) and
+// gives the notifier the copy's stable consumer name and the key prefix.
+func (c *Config) Prepare() error {
+	if err := c.Config.Prepare(Group, ":9103"); err != nil {
 		return err
 	}
-	// The notifier shares the copy's stable consumer name and the key prefix.
 	c.Notify.Prefix, c.Notify.Consumer = c.Redis.Prefix, c.Stream.Consumer
-	var errs []error
+	return nil
+}
+
+// Validate checks every setting, naming the variable at fault.
+func (c Config) Validate() error {
+	errs := []error{c.Config.Validate()}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -76,9 +83,9 @@ func (c *Config) Validate() error {
 
 // historyConfig returns the consumer configuration of the history group: the worker's, reading
 // the alerts stream, with its own dead-letter stream.
-func historyConfig(w *service.WorkerConfig) stream.ConsumerConfig {
+func historyConfig(w *worker.Config) stream.ConsumerConfig {
 	c := w.Stream
-	c.Streams = []string{alertstate.StreamKey(w.Redis.Prefix)}
+	c.Streams = []string{alertredis.StreamKey(w.Redis.Prefix)}
 	c.DeadLetter = w.Redis.Prefix + "alerts:dead"
 	c.Group = HistoryGroup
 	return c
@@ -102,11 +109,11 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return fmt.Errorf("building influxdb client: %w", err)
 	}
 	defer ifx.Close()
-	rdb, err := service.OpenRedis(ctx, cfg.Redis)
+	rdb, err := redisconn.Open(ctx, cfg.Redis)
 	if err != nil {
 		return err
 	}
-	reg := service.NewRegistry()
+	reg := ops.NewRegistry()
 	prefix := cfg.Redis.Prefix
 
 	rules := NewRules(postgres.NewRuleStore(db), rdb, prefix, logger, reg)
@@ -122,7 +129,7 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	eval := NewEvaluator(rdb, prefix, rules, agents, logger, reg)
 
 	provisioned := make(chan struct{})
-	hcfg := historyConfig(&cfg.WorkerConfig)
+	hcfg := historyConfig(&cfg.Config)
 	hcfg.Registerer = reg
 	history, err := stream.NewConsumer(rdb, hcfg,
 		NewHistory(postgres.NewAlertEventStore(db), ifx, provisioned, logger, reg).Handle, logger)
@@ -137,13 +144,13 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return fmt.Errorf("building notifier: %w", err)
 	}
 
-	metricsCfg := cfg.WorkerConfig
+	metricsCfg := cfg.Config
 	metricsCfg.Stream.MaxWait = cfg.MaxWait
-	return service.RunWorker(ctx, rdb, service.Worker{
+	return worker.Run(ctx, rdb, worker.Worker{
 		Config:   &metricsCfg,
 		Handler:  eval.Handle,
 		Registry: reg,
-		Checks: map[string]service.Check{
+		Checks: map[string]ops.Check{
 			"postgres": db.PingContext,
 			"influxdb": func(ctx context.Context) error { _, err := ifx.Version(ctx); return err },
 		},

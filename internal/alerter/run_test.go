@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/service"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
@@ -44,10 +46,10 @@ func TestConfigValidate(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			var cfg alerter.Config
-			err := service.LoadConfig("alerter", nil, &cfg, io.Discard)
+			err := config.Load("alerter", nil, &cfg, io.Discard)
 			if c.want == "" {
 				if err != nil {
-					t.Fatalf("LoadConfig = %v, want nil", err)
+					t.Fatalf("config.Load = %v, want nil", err)
 				}
 				if cfg.Stream.Group != alerter.Group || cfg.OpsAddr != ":9103" || cfg.RulesPollInterval != time.Second ||
 					cfg.AgentsRefreshInterval != 5*time.Second || cfg.SilentCheckInterval != 5*time.Second ||
@@ -58,7 +60,7 @@ func TestConfigValidate(t *testing.T) {
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("LoadConfig = %v, want an error naming %s", err, c.want)
+				t.Errorf("config.Load = %v, want an error naming %s", err, c.want)
 			}
 		})
 	}
@@ -89,16 +91,16 @@ func TestRunWiresEverything(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	var cfg alerter.Config
-	if err := service.LoadConfig("alerter", nil, &cfg, io.Discard); err != nil {
+	if err := config.Load("alerter", nil, &cfg, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 
-	ch, err := postgres.NewChannelStore(db).Create(t.Context(), postgres.Channel{Name: "ops", Type: "webhook", URL: hook.URL, Enabled: true}, "test")
+	ch, err := postgres.NewChannelStore(db).Create(t.Context(), alert.Channel{Name: "ops", Type: "webhook", URL: hook.URL, Enabled: true}, "test")
 	if err != nil {
 		t.Fatalf("creating channel: %v", err)
 	}
 	agents := postgres.NewAgentStore(db)
-	agent, err := agents.Create(t.Context(), "web-1", nil, postgres.HashAPIKey("web-1"), "test")
+	agent, err := agents.Create(t.Context(), "web-1", nil, agent.HashAPIKey("web-1"), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

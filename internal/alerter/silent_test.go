@@ -9,7 +9,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
@@ -92,7 +92,7 @@ func TestAgentSilentFiresOnceAcrossCopiesAndResolves(t *testing.T) {
 	}
 	active := e.active(t)
 	if a, ok := active[never.ID+"/"]; len(active) != 1 || !ok || a.Status != "firing" ||
-		a.ID != alertstate.AlertID(rule.ID, never.ID, "") {
+		a.ID != alert.ID(rule.ID, never.ID, "") {
 		t.Errorf("active alerts %v, want never-sent firing only", active)
 	}
 }
@@ -121,10 +121,10 @@ func TestRuleChangeTakesEffectWithoutRestart(t *testing.T) {
 		if _, err := e.rules.Update(t.Context(), rule, "test"); err != nil {
 			t.Fatalf("Update = %v", err)
 		}
-		if err := alertstate.BumpRulesVersion(t.Context(), e.rdb, e.prefix); err != nil {
+		if err := alertredis.BumpRulesVersion(t.Context(), e.rdb, e.prefix); err != nil {
 			t.Fatal(err)
 		}
-		want, _ := alertstate.RulesVersion(t.Context(), e.rdb, e.prefix)
+		want, _ := alertredis.RulesVersion(t.Context(), e.rdb, e.prefix)
 		testenv.Eventually(t, 5*time.Second, func() string {
 			if v := r.rules.Version(); v != want {
 				return "rules not reloaded after the version bump"
@@ -193,7 +193,7 @@ func TestRetireEndsAlertsOfDeletedRulesAndAgentsOnce(t *testing.T) {
 	events := e.streamEvents(t)[3:]
 	got := map[string]string{}
 	for _, ev := range events {
-		got[ev.RuleID+"/"+ev.AgentID] = ev.From + ">" + ev.To
+		got[ev.RuleID+"/"+ev.AgentID] = string(ev.From) + ">" + string(ev.To)
 	}
 	want := map[string]string{cpuR.ID + "/" + gone.ID: "firing>resolved", memR.ID + "/" + keep.ID: "firing>resolved"}
 	if len(events) != 2 || got[cpuR.ID+"/"+gone.ID] != want[cpuR.ID+"/"+gone.ID] || got[memR.ID+"/"+keep.ID] != want[memR.ID+"/"+keep.ID] {

@@ -15,13 +15,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 )
 
 // StateKey returns the Redis key holding the evaluation state of k:
-// prefix+"alert:state:"+alertstate.AlertID(rule, agent, series).
+// prefix+"alert:state:"+alert.ID(rule, agent, series).
 func StateKey(prefix string, k alert.Key) string {
-	return prefix + "alert:state:" + alertstate.AlertID(k.RuleID, k.AgentID, k.Series)
+	return prefix + "alert:state:" + alert.ID(k.RuleID, k.AgentID, k.Series)
 }
 
 // record is the value stored under a StateKey: the alert's State and, for windowed
@@ -160,15 +160,15 @@ type update struct {
 	rec *record
 	// ttl expires the record (ok states); 0 keeps it forever (pending and firing).
 	ttl time.Duration
-	// alertID is the field of alertstate.ActiveKey and AcksKey for this alert.
+	// alertID is the field of alertredis.ActiveKey and AcksKey for this alert.
 	alertID string
-	// active, when set, replaces the alert's entry in alertstate.ActiveKey.
-	active *alertstate.Active
+	// active, when set, replaces the alert's entry in alertredis.ActiveKey.
+	active *alert.Active
 	// inactive removes the alert's entry from ActiveKey; clearAck removes its acknowledgement
 	// (the alert it acknowledged has ended).
 	inactive, clearAck bool
 	// events are the transitions, in order, appended to the alerts stream and published.
-	events []alertstate.Event
+	events []alert.Event
 	// received is, per event, when the gateway accepted the sample behind it (zero if unknown).
 	received []time.Time
 
@@ -220,7 +220,7 @@ func (u *update) prepare() error {
 	}
 	u.streamValues, u.eventPayloads = make([]map[string]any, len(u.events)), make([][]byte, len(u.events))
 	for i, ev := range u.events {
-		values, err := alertstate.StreamValues(ev)
+		values, err := alertredis.StreamValues(ev)
 		if err != nil {
 			return fail(err)
 		}
@@ -340,7 +340,7 @@ func (s *states) decode(key string, v any) *record {
 
 // queue adds the commands of ups, prepared, to the transaction p.
 func (s *states) queue(ctx context.Context, p redis.Pipeliner, ups []update) error {
-	activeKey, acksKey := alertstate.ActiveKey(s.prefix), alertstate.AcksKey(s.prefix)
+	activeKey, acksKey := alertredis.ActiveKey(s.prefix), alertredis.AcksKey(s.prefix)
 	for i := range ups {
 		u := &ups[i]
 		if !u.prepared {
@@ -360,8 +360,8 @@ func (s *states) queue(ctx context.Context, p redis.Pipeliner, ups []update) err
 			p.HDel(ctx, acksKey, u.alertID)
 		}
 		for j := range u.events {
-			p.XAdd(ctx, &redis.XAddArgs{Stream: alertstate.StreamKey(s.prefix), Values: u.streamValues[j]})
-			p.Publish(ctx, alertstate.Channel(s.prefix), u.eventPayloads[j])
+			p.XAdd(ctx, &redis.XAddArgs{Stream: alertredis.StreamKey(s.prefix), Values: u.streamValues[j]})
+			p.Publish(ctx, alertredis.Channel(s.prefix), u.eventPayloads[j])
 		}
 	}
 	return nil

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
 )
 
 // TestRecordEncodesNonFiniteValues: encoding/json refuses ±Inf and NaN, and a state that
@@ -46,7 +45,7 @@ func TestRecordEncodesNonFiniteValues(t *testing.T) {
 func TestPrepareFailsPermanently(t *testing.T) {
 	inf := math.Inf(1)
 	u := update{key: "k", rec: &record{State: alert.NewState(alert.Key{RuleID: "rule-1", AgentID: "agent-1"})},
-		events: []alertstate.Event{{ID: "e", AlertID: "a", RuleID: "rule-1", AgentID: "agent-1", Threshold: &inf}}}
+		events: []alert.Event{{ID: "e", AlertID: "a", RuleID: "rule-1", AgentID: "agent-1", Threshold: &inf}}}
 	err := u.prepare()
 	if !isPermanent(err) || !strings.Contains(err.Error(), "rule rule-1") || !strings.Contains(err.Error(), "+Inf") {
 		t.Fatalf("prepare() = %v, want a permanentError naming rule-1 and +Inf", err)

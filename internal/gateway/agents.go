@@ -11,15 +11,15 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/textcheck"
 )
 
 // Agent keys: "amk_" and 32 random bytes in unpadded base64url (43 characters). Only their
-// SHA-256 (postgres.HashAPIKey) is stored.
+// SHA-256 (agent.HashAPIKey) is stored.
 const (
 	agentKeyPrefix = "amk_"
 	agentKeyLen    = len(agentKeyPrefix) + 43
@@ -70,7 +70,7 @@ type agentView struct {
 }
 
 // viewOfAgent adds the online status: online while last_seen lies within AGENT_ONLINE_WINDOW.
-func (g *Gateway) viewOfAgent(a postgres.Agent, now time.Time) agentView {
+func (g *Gateway) viewOfAgent(a agent.Agent, now time.Time) agentView {
 	status := "offline"
 	if a.LastSeen != nil && now.Sub(*a.LastSeen) <= g.cfg.AgentOnlineWindow {
 		status = "online"
@@ -139,7 +139,7 @@ func (g *Gateway) createAgent(c echo.Context) error {
 		return err
 	}
 	actor := sessionOf(c).Username
-	a, err := g.agents.Create(c.Request().Context(), req.Name, req.Labels, postgres.HashAPIKey(key), actor)
+	a, err := g.agents.Create(c.Request().Context(), req.Name, req.Labels, agent.HashAPIKey(key), actor)
 	if err != nil {
 		return err
 	}
@@ -216,10 +216,10 @@ func (g *Gateway) rotateKey(c echo.Context) error {
 		return err
 	}
 	actor := sessionOf(c).Username
-	if err := g.agents.RotateKey(c.Request().Context(), id, postgres.HashAPIKey(key), actor); err != nil {
+	if err := g.agents.RotateKey(c.Request().Context(), id, agent.HashAPIKey(key), actor); err != nil {
 		return err
 	}
-	g.keys.invalidateAgent(id)
+	g.keys.InvalidateAgent(id)
 	g.logger.Info("agent key rotated", "agent", id, "actor", actor)
 	return c.JSON(http.StatusOK, rotatedKey{ID: id, APIKey: key})
 }
@@ -234,7 +234,7 @@ func (g *Gateway) deleteAgent(c echo.Context) error {
 	if err := g.agents.Delete(c.Request().Context(), id, actor); err != nil {
 		return err
 	}
-	g.keys.invalidateAgent(id)
+	g.keys.InvalidateAgent(id)
 	if err := g.hot.Forget(c.Request().Context(), id); err != nil {
 		// The agent is gone; its cached values expire after REDIS_TTL_SECONDS anyway.
 		g.logger.Warn("forgetting hot cache of deleted agent failed", "agent", id, "err", err)

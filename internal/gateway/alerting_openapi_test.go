@@ -12,7 +12,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
@@ -116,17 +116,17 @@ func TestOpenAPIDescribesAlerting(t *testing.T) {
 
 	th := 95.0
 	since := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	firing := alertstate.Active{ID: alertstate.AlertID("r1", "a2", ""), RuleID: "r1", RuleName: "CPU busy", Kind: "threshold",
-		AgentID: "a2", Metric: "cpu.usage_percent", Status: alertstate.StatusFiring, Severity: "critical",
+	firing := alert.Active{ID: alert.ID("r1", "a2", ""), RuleID: "r1", RuleName: "CPU busy", Kind: "threshold",
+		AgentID: "a2", Metric: "cpu.usage_percent", Status: alert.StatusFiring, Severity: "critical",
 		Value: 99, Threshold: &th, Since: since, FiringSince: &since, Labels: map[string]string{"team": "infra"}}
 	e.seedActive(firing)
 	check(req{method: "POST", path: "/api/v1/alerts/" + firing.ID + "/ack", auth: admin, body: `{"comment":"on it"}`})
-	check(req{method: "POST", path: "/api/v1/alerts/" + alertstate.AlertID("x", "y", "") + "/ack", auth: admin, body: `{}`})
+	check(req{method: "POST", path: "/api/v1/alerts/" + alert.ID("x", "y", "") + "/ack", auth: admin, body: `{}`})
 	check(req{method: "GET", path: "/api/v1/alerts", auth: viewer})
 
 	ev := testEvent(1, 0)
 	resolved := testEvent(2, 0)
-	resolved.From, resolved.To, resolved.DurationSeconds = alertstate.StatusFiring, alertstate.StatusResolved, 120
+	resolved.From, resolved.To, resolved.DurationSeconds = alert.StatusFiring, alert.StatusResolved, 120
 	rv := 42.0
 	resolved.RecoveryValue = &rv
 	if err := postgres.NewAlertEventStore(e.db).Insert(context.Background(), []postgres.AlertEvent{postgres.AlertEventFrom(ev), postgres.AlertEventFrom(resolved)}); err != nil {

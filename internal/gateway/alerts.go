@@ -13,7 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
@@ -27,22 +27,22 @@ type (
 	}
 )
 
-// alertIDPattern is the form of alertstate.AlertID; anything else names no alert.
+// alertIDPattern is the form of alert.ID; anything else names no alert.
 var alertIDPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
 
 type activeList struct {
-	Alerts []alertstate.Active `json:"alerts"`
+	Alerts []alert.Active `json:"alerts"`
 }
 
 // listAlerts answers GET /api/v1/alerts (viewer): the pending and firing alerts from Redis, most
 // severe and then oldest first, with their acknowledgements.
 func (g *Gateway) listAlerts(c echo.Context) error {
-	active, err := alertstate.ListActive(c.Request().Context(), g.rdb, g.cfg.Redis.Prefix)
+	active, err := alertredis.ListActive(c.Request().Context(), g.rdb, g.cfg.Redis.Prefix)
 	if err != nil {
 		return unavailable("alert state", err)
 	}
 	if active == nil {
-		active = []alertstate.Active{}
+		active = []alert.Active{}
 	}
 	return c.JSON(http.StatusOK, activeList{Alerts: active})
 }
@@ -147,9 +147,9 @@ func (g *Gateway) ackAlert(c echo.Context) error {
 		return newError(http.StatusNotFound, "alert %q is not active", truncate(id, 64))
 	}
 	ctx := c.Request().Context()
-	ack := alertstate.Ack{By: sessionOf(c).Username, At: g.now().UTC(), Comment: req.Comment}
-	err := alertstate.SetAck(ctx, g.rdb, g.cfg.Redis.Prefix, id, ack)
-	if errors.Is(err, alertstate.ErrNotFound) {
+	ack := alert.Ack{By: sessionOf(c).Username, At: g.now().UTC(), Comment: req.Comment}
+	err := alertredis.SetAck(ctx, g.rdb, g.cfg.Redis.Prefix, id, ack)
+	if errors.Is(err, alertredis.ErrNotFound) {
 		return newError(http.StatusNotFound, "alert %s is not active", id)
 	}
 	if err != nil {

@@ -11,19 +11,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
 // seedActive stores active alerts in Redis as the alerter does.
-func (e *env) seedActive(alerts ...alertstate.Active) {
+func (e *env) seedActive(alerts ...alert.Active) {
 	e.t.Helper()
 	for _, a := range alerts {
 		b, err := json.Marshal(a)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		if err := e.rdb.HSet(context.Background(), alertstate.ActiveKey(e.prefix), a.ID, b).Err(); err != nil {
+		if err := e.rdb.HSet(context.Background(), alertredis.ActiveKey(e.prefix), a.ID, b).Err(); err != nil {
 			e.t.Fatalf("seeding active alert: %v", err)
 		}
 	}
@@ -42,10 +43,10 @@ func TestActiveAlertsAndAck(t *testing.T) {
 		t.Errorf("alerts with none active = %s, want an empty list", r)
 	}
 
-	pending := alertstate.Active{ID: alertstate.AlertID("r1", "a1", ""), RuleID: "r1", RuleName: "CPU busy", Kind: "threshold",
-		AgentID: "a1", Metric: "cpu.usage_percent", Status: alertstate.StatusPending, Severity: "warning", Value: 85, Since: since}
-	firing := alertstate.Active{ID: alertstate.AlertID("r1", "a2", "core=0"), RuleID: "r1", RuleName: "CPU busy", Kind: "threshold",
-		AgentID: "a2", Series: "core=0", Metric: "cpu.usage_percent", Status: alertstate.StatusFiring, Severity: "critical",
+	pending := alert.Active{ID: alert.ID("r1", "a1", ""), RuleID: "r1", RuleName: "CPU busy", Kind: "threshold",
+		AgentID: "a1", Metric: "cpu.usage_percent", Status: alert.StatusPending, Severity: "warning", Value: 85, Since: since}
+	firing := alert.Active{ID: alert.ID("r1", "a2", "core=0"), RuleID: "r1", RuleName: "CPU busy", Kind: "threshold",
+		AgentID: "a2", Series: "core=0", Metric: "cpu.usage_percent", Status: alert.StatusFiring, Severity: "critical",
 		Value: 99, Threshold: &th, Since: since.Add(time.Minute), FiringSince: &since, Labels: map[string]string{"team": "infra"}}
 	e.seedActive(pending, firing)
 
@@ -78,7 +79,7 @@ func TestActiveAlertsAndAck(t *testing.T) {
 		status int
 	}{
 		{"viewer acks", req{method: "POST", path: "/api/v1/alerts/" + pending.ID + "/ack", auth: bearer(viewer), body: `{}`}, 403},
-		{"not active", req{method: "POST", path: "/api/v1/alerts/" + alertstate.AlertID("r9", "a9", "") + "/ack", auth: bearer(op), body: `{}`}, 404},
+		{"not active", req{method: "POST", path: "/api/v1/alerts/" + alert.ID("r9", "a9", "") + "/ack", auth: bearer(op), body: `{}`}, 404},
 		{"not an alert id", req{method: "POST", path: "/api/v1/alerts/xyz/ack", auth: bearer(op), body: `{}`}, 404},
 		{"control characters", req{method: "POST", path: "/api/v1/alerts/" + pending.ID + "/ack", auth: bearer(op), body: `{"comment":"a\u0007b"}`}, 400},
 		{"comment too long", req{method: "POST", path: "/api/v1/alerts/" + pending.ID + "/ack", auth: bearer(op), body: `{"comment":"` + strings.Repeat("x", 1025) + `"}`}, 400},

@@ -20,13 +20,14 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/user"
 )
 
 // Roles, from most to least privileged. A role may do everything the roles below it may.
 var roleRank = map[string]int{
-	postgres.RoleViewer:   1,
-	postgres.RoleOperator: 2,
-	postgres.RoleAdmin:    3,
+	user.RoleViewer:   1,
+	user.RoleOperator: 2,
+	user.RoleAdmin:    3,
 }
 
 // session is what a session token stands for; it is stored as JSON under the token's hash.

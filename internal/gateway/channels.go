@@ -5,18 +5,17 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/labstack/echo/v4"
-
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
 // channelStore keeps notification channels (postgres.ChannelStore). Get and List return the
 // secret; no answer of the API does.
 type channelStore interface {
-	Create(ctx context.Context, ch postgres.Channel, actor string) (postgres.Channel, error)
-	Get(ctx context.Context, id string) (postgres.Channel, error)
-	List(ctx context.Context) ([]postgres.Channel, error)
-	Update(ctx context.Context, ch postgres.Channel, actor string) (postgres.Channel, error)
+	Create(ctx context.Context, ch alert.Channel, actor string) (alert.Channel, error)
+	Get(ctx context.Context, id string) (alert.Channel, error)
+	List(ctx context.Context) ([]alert.Channel, error)
+	Update(ctx context.Context, ch alert.Channel, actor string) (alert.Channel, error)
 	Delete(ctx context.Context, id, actor string) error
 }
 
@@ -34,7 +33,7 @@ type channelView struct {
 	UpdatedAt time.Time         `json:"updated_at"`
 }
 
-func viewOfChannel(ch postgres.Channel) channelView {
+func viewOfChannel(ch alert.Channel) channelView {
 	headers := ch.Headers
 	if headers == nil {
 		headers = map[string]string{}
@@ -62,10 +61,10 @@ type channelRequest struct {
 
 // channel returns the channel the request describes; keepSecret is the stored secret, used when
 // the request has none.
-func (r channelRequest) channel(id, keepSecret string) postgres.Channel {
-	ch := postgres.Channel{ID: id, Name: r.Name, Type: r.Type, URL: r.URL, Secret: keepSecret, Headers: r.Headers, Enabled: true}
+func (r channelRequest) channel(id, keepSecret string) alert.Channel {
+	ch := alert.Channel{ID: id, Name: r.Name, Type: r.Type, URL: r.URL, Secret: keepSecret, Headers: r.Headers, Enabled: true}
 	if ch.Type == "" {
-		ch.Type = postgres.ChannelTypeWebhook
+		ch.Type = alert.ChannelTypeWebhook
 	}
 	if r.Secret != nil {
 		ch.Secret = *r.Secret

@@ -10,12 +10,15 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentmonitor/agentmonitor/internal/alertfeed"
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/logging"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -24,8 +27,8 @@ import (
 // variables, and New makes them follow Redis.Prefix and Publish.Shards so that a Config built in
 // code cannot disagree with itself.
 type Config struct {
-	Log      service.LogConfig
-	Redis    service.RedisConfig
+	Log      logging.Config
+	Redis    redisconn.Config
 	Postgres postgres.Config
 	HotCache hotcache.Config
 	// Influx is where the field-type registry is seeded from (SHOW FIELD KEYS) at start.
@@ -34,7 +37,7 @@ type Config struct {
 	Publish stream.PublisherConfig
 	Backlog stream.BacklogConfig
 	Trim    stream.TrimmerConfig
-	WS      WSConfig
+	WS      alertfeed.Config
 	Edge    EdgeConfig
 
 	// Addr is where the HTTP server listens.
@@ -85,41 +88,13 @@ type Config struct {
 }
 
 // DefaultConfig returns the configuration with every default applied, as the environment would
-// give it with no variable set. Tests and embedders start from it.
+// give it with no variable set: the envDefault tags, the one place the defaults are written.
+// Tests and embedders start from it.
 func DefaultConfig() Config {
-	lim := metric.DefaultLimits()
-	return Config{
-		Log:      service.LogConfig{Level: "info", Format: "json"},
-		Redis:    service.RedisConfig{URL: "redis://127.0.0.1:6379/0"},
-		Postgres: postgres.Config{URL: "postgres://postgres:postgres@127.0.0.1:5432/agentmonitor?sslmode=disable", LogsRetentionDays: 7},
-		HotCache: hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000},
-		Influx:   influx.Config{URL: "http://127.0.0.1:8086", Bucket: "metrics", RetentionDays: 30, Timeout: 10 * time.Second},
-		Publish:  stream.PublisherConfig{Shards: 4},
-		Backlog:  stream.BacklogConfig{Shards: 4, Max: 1_000_000, Interval: 500 * time.Millisecond},
-		Trim:     stream.TrimmerConfig{Shards: 4, Groups: []string{"influx-writer", "pg-sync"}, Interval: 5 * time.Second},
-		WS:       WSConfig{ClientQueue: 256, PingInterval: 20 * time.Second, WriteTimeout: 10 * time.Second},
-		Edge:     DefaultEdgeConfig(),
-
-		Addr:                   ":8080",
-		ShutdownTimeout:        15 * time.Second,
-		SessionTTL:             12 * time.Hour,
-		LoginAttemptsPerMinute: 10,
-		BcryptCost:             bcrypt.DefaultCost,
-		AgentOnlineWindow:      2 * time.Minute,
-		KeyCacheTTL:            5 * time.Second,
-		KeyCacheStale:          10 * time.Minute,
-		MaxBodyBytes:           10 << 20,
-		MaxPoints:              lim.MaxPoints,
-		MaxTags:                lim.MaxTags,
-		MaxFields:              lim.MaxFields,
-		MaxNameLen:             lim.MaxNameLen,
-		MaxTagValueLen:         lim.MaxTagValueLen,
-		MaxStringLen:           lim.MaxStringLen,
-		MaxPast:                lim.MaxPast,
-		MaxFuture:              lim.MaxFuture,
-		AgentRatePointsPerSec:  10000,
-		AgentRateBurst:         50000,
-	}
+	var c Config
+	// Only a tag that does not parse can fail here, and TestDefaultConfig parses every tag.
+	_ = config.Defaults(&c)
+	return c
 }
 
 // Limits returns the per-request limits of ingest.
@@ -136,22 +111,23 @@ func (c Config) Limits() metric.Limits {
 	}
 }
 
-// aligned returns c with the stream sub-configs following Redis.Prefix and Publish.Shards.
-func (c Config) aligned() Config {
+// Prepare makes the stream sub-configs follow Redis.Prefix and Publish.Shards (one
+// REDIS_KEY_PREFIX and one STREAM_SHARDS for all of them), Publish taking its defaults where
+// zero. config.Load and New call it before Validate.
+func (c *Config) Prepare() error {
+	if err := config.Defaults(&c.Publish); err != nil {
+		return err
+	}
 	c.Publish.Prefix = c.Redis.Prefix
 	c.Backlog.Prefix = c.Redis.Prefix
 	c.Trim.Prefix = c.Redis.Prefix
-	if c.Publish.Shards == 0 {
-		c.Publish.Shards = 4
-	}
 	c.Backlog.Shards = c.Publish.Shards
 	c.Trim.Shards = c.Publish.Shards
-	return c
+	return nil
 }
 
 // Validate reports every setting that cannot work, each naming its variable.
 func (c Config) Validate() error {
-	c = c.aligned()
 	var errs []error
 	check := func(err error) {
 		if err != nil {

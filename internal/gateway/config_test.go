@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/metric"
 	caarlosenv "github.com/caarlos0/env/v11"
 )
 
@@ -23,6 +24,10 @@ func TestDefaultConfig(t *testing.T) {
 	if err := fromEnv.Validate(); err != nil {
 		t.Errorf("Validate() of the defaults = %v, want nil", err)
 	}
+	// The ingest limits' tags repeat metric.DefaultLimits for --help; they must agree.
+	if got, want := DefaultConfig().Limits(), metric.DefaultLimits(); got != want {
+		t.Errorf("DefaultConfig().Limits() = %+v, want metric.DefaultLimits() %+v", got, want)
+	}
 
 	var set Config
 	err := caarlosenv.ParseWithOptions(&set, caarlosenv.Options{Environment: map[string]string{
@@ -33,7 +38,9 @@ func TestDefaultConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set = set.aligned()
+	if err := set.Prepare(); err != nil {
+		t.Fatal(err)
+	}
 	if set.Addr != "127.0.0.1:9999" || set.Trim.Prefix != "p:" || set.Backlog.Shards != 8 || len(set.Trim.Groups) != 3 ||
 		set.SessionTTL != 30*time.Minute || set.KeyCacheTTL != 2*time.Second || set.Limits().MaxPoints != 100 ||
 		set.HotCache.TTLSeconds != 60 || len(set.CORSOrigins) != 2 {

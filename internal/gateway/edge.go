@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/labstack/echo/v4"
 )
 
@@ -43,14 +44,10 @@ type EdgeConfig struct {
 
 // DefaultEdgeConfig returns EdgeConfig's defaults.
 func DefaultEdgeConfig() EdgeConfig {
-	return EdgeConfig{
-		LoginAttemptsPerIPPerMinute:   30,
-		LoginFailuresPerUserPerMinute: 100,
-		MaxHeaderBytes:                32 << 10,
-		BodyReadGrace:                 10 * time.Second,
-		BodyMinBytesPerSec:            1024,
-		BodyReadTimeout:               2 * time.Minute,
-	}
+	var c EdgeConfig
+	// Only a tag that does not parse can fail here, and TestDefaultConfig parses every tag.
+	_ = config.Defaults(&c)
+	return c
 }
 
 // Validate reports every setting that cannot work, each naming its variable.

@@ -25,30 +25,35 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
+	"github.com/agentmonitor/agentmonitor/internal/alertfeed"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/fieldtype"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/keycache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
+	"github.com/agentmonitor/agentmonitor/internal/user"
 )
 
 // The stores the handlers use, as small consumer-side interfaces; New wires the postgres ones.
 type (
 	agentStore interface {
-		Create(ctx context.Context, name string, labels map[string]string, keyHash, actor string) (postgres.Agent, error)
-		Get(ctx context.Context, id string) (postgres.Agent, error)
-		List(ctx context.Context, limit, offset int) ([]postgres.Agent, int, error)
+		Create(ctx context.Context, name string, labels map[string]string, keyHash, actor string) (agent.Agent, error)
+		Get(ctx context.Context, id string) (agent.Agent, error)
+		List(ctx context.Context, limit, offset int) ([]agent.Agent, int, error)
 		RotateKey(ctx context.Context, id, keyHash, actor string) error
 		Delete(ctx context.Context, id, actor string) error
 		AgentIDByKeyHash(ctx context.Context, keyHash string) (string, error)
 	}
 	userStore interface {
-		Create(ctx context.Context, username, passwordHash, role, actor string) (postgres.User, error)
-		Credentials(ctx context.Context, username string) (postgres.User, string, error)
-		List(ctx context.Context) ([]postgres.User, error)
+		Create(ctx context.Context, username, passwordHash, role, actor string) (user.User, error)
+		Credentials(ctx context.Context, username string) (user.User, string, error)
+		List(ctx context.Context) ([]user.User, error)
 		Delete(ctx context.Context, username, actor string) error
 		EnsureAdmin(ctx context.Context, passwordHash string) (bool, error)
 	}
@@ -81,7 +86,7 @@ type Gateway struct {
 	backlogRn *stream.Backlog
 	trimmer   *stream.Trimmer
 	hot       *hotcache.Cache
-	keys      *keyCache
+	keys      *keycache.Cache
 	sessions  *sessions
 	limiter   *redis_rate.Limiter
 
@@ -94,7 +99,7 @@ type Gateway struct {
 	silences    silenceStore
 	alertEvents alertEventStore
 	acks        ackStore
-	hub         *hub
+	hub         *alertfeed.Hub
 
 	limits     metric.Limits
 	agentLimit redis_rate.Limit
@@ -121,7 +126,9 @@ type Gateway struct {
 // returned by AdminPassword), and builds the HTTP server. It does not listen: Run does. If New
 // fails it releases whatever it opened; otherwise Run (or Close) releases it.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error) {
-	cfg = cfg.aligned()
+	if err := cfg.Prepare(); err != nil {
+		return nil, fmt.Errorf("invalid gateway configuration: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid gateway configuration: %w", err)
 	}
@@ -145,7 +152,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	}()
 
 	var err error
-	if g.rdb, err = service.OpenRedis(ctx, cfg.Redis); err != nil {
+	if g.rdb, err = redisconn.Open(ctx, cfg.Redis); err != nil {
 		return nil, err
 	}
 	if g.db, err = postgres.Open(ctx, cfg.Postgres.URL); err != nil {
@@ -169,7 +176,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 
-	g.reg = service.NewRegistry()
+	g.reg = ops.NewRegistry()
 	if g.metrics, err = newGatewayMetrics(g.reg); err != nil {
 		return nil, err
 	}
@@ -208,9 +215,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 	g.fieldTypes = fieldtype.New(g.rdb, cfg.Redis.Prefix, logger)
-	g.keys = newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.AgentIDByKeyHash, func() time.Time { return g.now() })
+	g.keys = keycache.New(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.AgentIDByKeyHash, func() time.Time { return g.now() })
 	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
-	if g.hub, err = newHub(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
+	if g.hub, err = alertfeed.New(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
 		return nil, err
 	}
 	g.limiter = redis_rate.NewLimiter(g.rdb)
@@ -220,7 +227,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 }
 
 // Run builds a gateway for cfg and runs it until ctx is done: New then (*Gateway).Run. Its
-// signature is the one service.Main expects of a binary.
+// signature is the one process.Main expects of a binary.
 func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	g, err := New(ctx, *cfg, logger)
 	if err != nil {
@@ -252,9 +259,9 @@ func (g *Gateway) ensureAdmin(ctx context.Context) error {
 		g.adminPassword = password
 		// Shown this once: only its bcrypt hash is stored.
 		g.logger.Warn("GENERATED ADMIN PASSWORD: no admin existed, so user \"admin\" was created with this password; it is shown only this once, store it now",
-			"username", postgres.AdminUsername, "password", password)
+			"username", user.AdminUsername, "password", password)
 	case created:
-		g.logger.Info("created user \"admin\" with ADMIN_PASSWORD", "username", postgres.AdminUsername)
+		g.logger.Info("created user \"admin\" with ADMIN_PASSWORD", "username", user.AdminUsername)
 	}
 	return nil
 }
@@ -282,7 +289,8 @@ func (g *Gateway) Addr() string {
 // are closed in every case. Run may be called once.
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.Close()
-	ln, err := net.Listen("tcp", g.cfg.Addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", g.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", g.cfg.Addr, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
@@ -577,7 +578,7 @@ func TestAgents(t *testing.T) {
 	if err := e.db.Get(&stored, `SELECT api_key_hash FROM agents WHERE id = $1`, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	if stored != postgres.HashAPIKey(a.APIKey) || strings.Contains(stored, a.APIKey) {
+	if stored != agent.HashAPIKey(a.APIKey) || strings.Contains(stored, a.APIKey) {
 		t.Errorf("stored key hash %q, want the sha256 hex of the key only", stored)
 	}
 	b := e.register(admin, "web-2")
@@ -754,7 +755,7 @@ func TestReadyAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	bad.newEcho().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	bad.newEcho().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "postgres") || strings.Contains(rec.Body.String(), "redis:") {
 		t.Errorf("readyz with PostgreSQL down = %d %s, want 503 naming postgres only", rec.Code, rec.Body)
 	}

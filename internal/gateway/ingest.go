@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/agentmonitor/agentmonitor/internal/fieldtype"
+	"github.com/agentmonitor/agentmonitor/internal/keycache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
@@ -95,8 +96,8 @@ func (g *Gateway) ingest(c echo.Context, route string) (err error) {
 	if !wellFormedKey(key) {
 		return newError(http.StatusUnauthorized, "invalid agent key")
 	}
-	agentID, err := g.keys.resolve(r.Context(), key)
-	if errors.Is(err, errUnknownKey) {
+	agentID, err := g.keys.Resolve(r.Context(), key)
+	if errors.Is(err, keycache.ErrUnknownKey) {
 		return newError(http.StatusUnauthorized, "invalid agent key")
 	}
 	if err != nil {

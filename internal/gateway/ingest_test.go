@@ -17,6 +17,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentmonitor/agentmonitor/internal/keycache"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -367,11 +368,11 @@ func TestKeyCache(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.register(e.adminToken(), "cached")
 	var lookups atomic.Int64
-	inner := e.g.keys.lookup
-	e.g.keys.lookup = func(ctx context.Context, h string) (string, error) {
+	inner := e.g.agents.AgentIDByKeyHash
+	e.g.keys = keycache.New(e.g.cfg.KeyCacheTTL, e.g.cfg.KeyCacheStale, func(ctx context.Context, h string) (string, error) {
 		lookups.Add(1)
 		return inner(ctx, h)
-	}
+	}, time.Now)
 	body := `{"points":[{"measurement":"m","fields":{"v":1}}]}`
 	bad := "amk_" + strings.Repeat("B", 43)
 	for range 5 {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -67,7 +68,7 @@ func ingestOutcome(err error) string {
 	if err == nil {
 		return "accepted"
 	}
-	if ae, ok := err.(*apiError); ok && ae.Outcome != "" {
+	if ae := (*apiError)(nil); errors.As(err, &ae) && ae.Outcome != "" {
 		return ae.Outcome
 	}
 	status, _, _, _ := answer(err)

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/agentmonitor/agentmonitor/api"
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/ops"
+	"github.com/agentmonitor/agentmonitor/internal/user"
 )
 
 // newEcho builds the Echo instance with every route and middleware.
@@ -57,12 +57,12 @@ func (g *Gateway) newEcho() *echo.Echo {
 		},
 	}))
 
-	viewer := g.requireRole(postgres.RoleViewer)
-	operator := g.requireRole(postgres.RoleOperator)
-	admin := g.requireRole(postgres.RoleAdmin)
+	viewer := g.requireRole(user.RoleViewer)
+	operator := g.requireRole(user.RoleOperator)
+	admin := g.requireRole(user.RoleAdmin)
 
-	e.GET("/healthz", echo.WrapHandler(service.HealthHandler()))
-	e.GET("/readyz", echo.WrapHandler(service.ReadyHandler(map[string]service.Check{
+	e.GET("/healthz", echo.WrapHandler(ops.HealthHandler()))
+	e.GET("/readyz", echo.WrapHandler(ops.ReadyHandler(map[string]ops.Check{
 		"redis":    func(ctx context.Context) error { return g.rdb.Ping(ctx).Err() },
 		"postgres": func(ctx context.Context) error { return g.db.PingContext(ctx) },
 	})))

@@ -15,7 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 )
@@ -151,7 +151,7 @@ func (g *Gateway) checkRuleChannels(ctx context.Context, r alert.Rule) error {
 func (g *Gateway) rulesChanged(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := alertstate.BumpRulesVersion(ctx, g.rdb, g.cfg.Redis.Prefix); err != nil {
+	if err := alertredis.BumpRulesVersion(ctx, g.rdb, g.cfg.Redis.Prefix); err != nil {
 		g.logger.Warn("announcing a rule change failed; alerters pick it up at their next periodic reload", "err", err)
 	}
 }
@@ -166,7 +166,7 @@ func fieldErrorf(field, format string, args ...any) *apiError {
 }
 
 // fieldProblem turns a validation error that names a member (from alert.Rule.Validate,
-// postgres.Channel.Validate, silence.Silence.Validate, or a store wrapping one in
+// alert.Channel.Validate, silence.Silence.Validate, or a store wrapping one in
 // postgres.ErrInvalid) into a 400 with the member as the one detail. Other errors pass through
 // to the common mapping.
 func fieldProblem(err error) error {

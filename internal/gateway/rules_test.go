@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 )
 
 // errorBodyOf decodes an error answer.
@@ -25,7 +25,7 @@ func errorBodyOf(t testing.TB, r resp) errorBody {
 // rulesVersion reads the version the gateway bumps on every rule change.
 func (e *env) rulesVersion() int64 {
 	e.t.Helper()
-	v, err := alertstate.RulesVersion(context.Background(), e.rdb, e.prefix)
+	v, err := alertredis.RulesVersion(context.Background(), e.rdb, e.prefix)
 	if err != nil {
 		e.t.Fatal(err)
 	}

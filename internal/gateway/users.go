@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/textcheck"
+	"github.com/agentmonitor/agentmonitor/internal/user"
 )
 
 // Password policy. bcrypt reads at most 72 bytes, so longer passwords are refused rather than
@@ -27,7 +28,7 @@ type userView struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func viewOfUser(u postgres.User) userView {
+func viewOfUser(u user.User) userView {
 	return userView{Username: u.Username, Role: u.Role, CreatedAt: u.CreatedAt}
 }
 

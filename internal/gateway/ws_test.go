@@ -13,23 +13,31 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertfeed"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
-// metricValue returns the value of a gauge or counter.
-func metricValue(t testing.TB, m prometheus.Metric) float64 {
+// registryValue returns the value of the unlabelled gauge or counter name in reg.
+func registryValue(t testing.TB, reg prometheus.Gatherer, name string) float64 {
 	t.Helper()
-	var out dto.Metric
-	if err := m.Write(&out); err != nil {
-		t.Fatalf("reading metric: %v", err)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gathering metrics: %v", err)
 	}
-	if out.Counter != nil {
-		return out.Counter.GetValue()
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			m := f.GetMetric()[0]
+			if m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+			return m.Gauge.GetValue()
+		}
 	}
-	return out.Gauge.GetValue()
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }
 
 // wsURL is the WebSocket URL of the alert socket of e, with query (may be "").
@@ -57,7 +65,7 @@ func dialWS(t testing.TB, url string, h http.Header) (*websocket.Conn, *http.Res
 // mustDialWS connects with a session token in the Authorization header.
 func (e *env) mustDialWS(token string) *websocket.Conn {
 	e.t.Helper()
-	conn, res, err := dialWS(e.t, e.wsURL(""), http.Header{"Authorization": {bearer(token)}})
+	conn, res, err := dialWS(e.t, e.wsURL(""), http.Header{"Authorization": {bearer(token)}}) //nolint:bodyclose // websocket.Dial closes the handshake response's body itself
 	if err != nil {
 		e.t.Fatalf("dialing the alert socket: %v (answer %v)", err, statusOf(res))
 	}
@@ -73,9 +81,9 @@ func statusOf(res *http.Response) any {
 
 // wsMessage is any message of the alert socket.
 type wsMessage struct {
-	Type   string              `json:"type"`
-	Alerts []alertstate.Active `json:"alerts"`
-	Event  *alertstate.Event   `json:"event"`
+	Type   string         `json:"type"`
+	Alerts []alert.Active `json:"alerts"`
+	Event  *alert.Event   `json:"event"`
 }
 
 // readWS reads one message within d.
@@ -107,25 +115,25 @@ func mustReadWS(t testing.TB, conn *websocket.Conn) wsMessage {
 }
 
 // testEvent is a transition of alert n with a summary of pad bytes.
-func testEvent(n, pad int) alertstate.Event {
+func testEvent(n, pad int) alert.Event {
 	th := 90.0
-	return alertstate.Event{
-		ID: fmt.Sprintf("ev-%06d", n), AlertID: alertstate.AlertID("rule-1", "agent-1", fmt.Sprint(n)),
+	return alert.Event{
+		ID: fmt.Sprintf("ev-%06d", n), AlertID: alert.ID("rule-1", "agent-1", fmt.Sprint(n)),
 		RuleID: "rule-1", RuleName: "CPU busy", Kind: "threshold", AgentID: "agent-1", Series: fmt.Sprint(n),
-		Metric: "cpu.usage_percent", From: alertstate.StatusPending, To: alertstate.StatusFiring,
+		Metric: "cpu.usage_percent", From: alert.StatusPending, To: alert.StatusFiring,
 		Severity: "critical", Value: 97.5, Threshold: &th, At: time.Date(2025, 6, 1, 12, 0, 0, n, time.UTC),
 		Summary: strings.Repeat("x", pad), Notify: true,
 	}
 }
 
 // publish sends ev on the alerts pub/sub channel as the alerter does.
-func (e *env) publish(ev alertstate.Event) {
+func (e *env) publish(ev alert.Event) {
 	e.t.Helper()
 	b, err := json.Marshal(ev)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.rdb.Publish(context.Background(), alertstate.Channel(e.prefix), b).Err(); err != nil {
+	if err := e.rdb.Publish(context.Background(), alertredis.Channel(e.prefix), b).Err(); err != nil {
 		e.t.Fatalf("publishing: %v", err)
 	}
 }
@@ -154,7 +162,7 @@ func TestAlertSocketRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, res, err := dialWS(t, e.wsURL(tt.query), tt.header)
+			conn, res, err := dialWS(t, e.wsURL(tt.query), tt.header) //nolint:bodyclose // websocket.Dial closes the handshake response's body itself
 			if tt.want == 101 {
 				if err != nil {
 					t.Fatalf("dial = %v (answer %v), want accepted", err, statusOf(res))
@@ -190,9 +198,9 @@ func TestAlertSocketSnapshotThenEvents(t *testing.T) {
 	token := e.userToken(e.adminToken(), "watcher", "viewer")
 	ctx := context.Background()
 
-	active := alertstate.Active{
-		ID: alertstate.AlertID("rule-1", "agent-1", ""), RuleID: "rule-1", RuleName: "CPU busy", Kind: "threshold",
-		AgentID: "agent-1", Metric: "cpu.usage_percent", Status: alertstate.StatusFiring, Severity: "critical",
+	active := alert.Active{
+		ID: alert.ID("rule-1", "agent-1", ""), RuleID: "rule-1", RuleName: "CPU busy", Kind: "threshold",
+		AgentID: "agent-1", Metric: "cpu.usage_percent", Status: alert.StatusFiring, Severity: "critical",
 		Value: 97, Since: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC),
 	}
 	e.seedActive(active)
@@ -215,21 +223,21 @@ func TestAlertSocketSnapshotThenEvents(t *testing.T) {
 	}
 
 	// Garbage on the channel is skipped; the next event still arrives.
-	if err := e.rdb.Publish(ctx, alertstate.Channel(e.prefix), "not json").Err(); err != nil {
+	if err := e.rdb.Publish(ctx, alertredis.Channel(e.prefix), "not json").Err(); err != nil {
 		t.Fatal(err)
 	}
 	e.publish(testEvent(7, 0))
 	if m := mustReadWS(t, conn); m.Event == nil || m.Event.ID != testEvent(7, 0).ID {
 		t.Fatalf("message after garbage = %+v, want event %s", m, testEvent(7, 0).ID)
 	}
-	if got := metricValue(t, e.g.hub.clientsGauge); got != 1 {
+	if got := registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients"); got != 1 {
 		t.Errorf("ws_clients = %v, want 1", got)
 	}
 
 	// A client that leaves is removed: the gauge drops and the hub goes on.
 	_ = conn.Close(websocket.StatusNormalClosure, "bye")
 	testenv.Eventually(t, 5*time.Second, func() string {
-		if metricValue(t, e.g.hub.clientsGauge) == 0 {
+		if registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients") == 0 {
 			return ""
 		}
 		return "ws_clients back to 0"
@@ -273,7 +281,7 @@ func TestAlertSocketDropsStalledClient(t *testing.T) {
 	}()
 	defer func() {
 		_ = good.CloseNow()
-		<-readerDone
+		<-readerDone //nolint:errcheck // the reader's error is the close CloseNow just caused
 	}()
 
 	// next publishes one event and waits until the good client has it, so that the good
@@ -300,7 +308,7 @@ func TestAlertSocketDropsStalledClient(t *testing.T) {
 	// Events of 64 KiB fill the stalled client's socket buffers within some megabytes; then its
 	// writes block, its queue fills and the hub drops it.
 	const pad = 64 << 10
-	for metricValue(t, e.g.hub.dropped) == 0 {
+	for registryValue(t, e.g.reg, "agentmonitor_gateway_ws_dropped_clients_total") == 0 {
 		if sent >= 2000 {
 			t.Fatalf("stalled client not dropped after %d events of %d bytes", sent, pad)
 		}
@@ -324,8 +332,8 @@ func TestAlertSocketDropsStalledClient(t *testing.T) {
 			continue
 		}
 		var ce websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != reasonTooSlow {
-			t.Fatalf("stalled client's read after %d messages = %v, want close 1008 %q", data, err, reasonTooSlow)
+		if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != alertfeed.ReasonTooSlow {
+			t.Fatalf("stalled client's read after %d messages = %v, want close 1008 %q", data, err, alertfeed.ReasonTooSlow)
 		}
 		break
 	}
@@ -333,7 +341,7 @@ func TestAlertSocketDropsStalledClient(t *testing.T) {
 		t.Errorf("stalled client read %d messages of %d sent, want fewer (it was dropped)", data, sent+1)
 	}
 	testenv.Eventually(t, 5*time.Second, func() string {
-		if metricValue(t, e.g.hub.clientsGauge) == 1 {
+		if registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients") == 1 {
 			return ""
 		}
 		return "ws_clients = 1"
@@ -391,8 +399,8 @@ func TestAlertSocketResyncsAfterReconnect(t *testing.T) {
 	token := e.adminToken()
 	ctx := context.Background()
 
-	first := alertstate.Active{ID: alertstate.AlertID("r", "a1", ""), RuleID: "r", RuleName: "R", Kind: "threshold",
-		AgentID: "a1", Status: alertstate.StatusFiring, Value: 1, Since: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}
+	first := alert.Active{ID: alert.ID("r", "a1", ""), RuleID: "r", RuleName: "R", Kind: "threshold",
+		AgentID: "a1", Status: alert.StatusFiring, Value: 1, Since: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}
 	e.seedActive(first)
 	conn := e.mustDialWS(token)
 	if m := mustReadWS(t, conn); m.Type != "snapshot" || len(m.Alerts) != 1 {
@@ -401,7 +409,7 @@ func TestAlertSocketResyncsAfterReconnect(t *testing.T) {
 
 	// An alert becomes active while its event is lost, then the subscription breaks.
 	second := first
-	second.ID, second.AgentID = alertstate.AlertID("r", "a2", ""), "a2"
+	second.ID, second.AgentID = alert.ID("r", "a2", ""), "a2"
 	e.seedActive(second)
 	clients, err := e.rdb.ClientList(ctx).Result()
 	if err != nil {
@@ -463,16 +471,16 @@ func TestAlertSocketPings(t *testing.T) {
 	}()
 	defer func() {
 		_ = alive.CloseNow()
-		<-aliveErr
+		<-aliveErr //nolint:errcheck // the reader's error is the close CloseNow just caused
 	}()
 	testenv.Eventually(t, 5*time.Second, func() string {
-		if metricValue(t, e.g.hub.clientsGauge) == 2 {
+		if registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients") == 2 {
 			return ""
 		}
 		return "ws_clients = 2"
 	})
 	testenv.Eventually(t, 5*time.Second, func() string {
-		if metricValue(t, e.g.hub.clientsGauge) == 1 {
+		if registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients") == 1 {
 			return ""
 		}
 		return "the deaf client disconnected"
@@ -484,7 +492,7 @@ func TestAlertSocketPings(t *testing.T) {
 		t.Fatalf("the answering client was disconnected: %v", err)
 	default:
 	}
-	if got := metricValue(t, e.g.hub.clientsGauge); got != 1 {
+	if got := registryValue(t, e.g.reg, "agentmonitor_gateway_ws_clients"); got != 1 {
 		t.Errorf("ws_clients = %v, want the answering client still connected", got)
 	}
 	// The deaf client finds its connection closed after the snapshot.
@@ -499,13 +507,13 @@ func TestAlertSocketPings(t *testing.T) {
 func TestWSConfigValidate(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		mutate func(*WSConfig)
+		mutate func(*alertfeed.Config)
 		want   string
 	}{
-		{func(c *WSConfig) { c.ClientQueue = 0 }, "WS_CLIENT_QUEUE"},
-		{func(c *WSConfig) { c.ClientQueue = 1 << 20 }, "WS_CLIENT_QUEUE"},
-		{func(c *WSConfig) { c.PingInterval = time.Millisecond }, "WS_PING_INTERVAL"},
-		{func(c *WSConfig) { c.WriteTimeout = 0 }, "WS_WRITE_TIMEOUT"},
+		{func(c *alertfeed.Config) { c.ClientQueue = 0 }, "WS_CLIENT_QUEUE"},
+		{func(c *alertfeed.Config) { c.ClientQueue = 1 << 20 }, "WS_CLIENT_QUEUE"},
+		{func(c *alertfeed.Config) { c.PingInterval = time.Millisecond }, "WS_PING_INTERVAL"},
+		{func(c *alertfeed.Config) { c.WriteTimeout = 0 }, "WS_WRITE_TIMEOUT"},
 	}
 	for _, tt := range tests {
 		c := DefaultConfig()

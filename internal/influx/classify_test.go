@@ -49,7 +49,7 @@ func TestClassify(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := classify(tt.err)
 			for _, class := range []error{ErrInvalid, ErrTooLarge} {
-				if is, want := errors.Is(got, class), class == tt.want; is != want {
+				if is, want := errors.Is(got, class), errors.Is(class, tt.want); is != want {
 					t.Errorf("errors.Is(classify(%v), %v) = %t, want %t", tt.err, class, is, want)
 				}
 			}

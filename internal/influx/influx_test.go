@@ -265,7 +265,7 @@ func TestWriteClassifiesErrors(t *testing.T) {
 				t.Fatalf("Write(%.40q) = %v, want a *WriteError", tt.body, err)
 			}
 			for _, class := range []error{influx.ErrInvalid, influx.ErrTooLarge} {
-				if got, want := errors.Is(err, class), class == tt.want; got != want {
+				if got, want := errors.Is(err, class), errors.Is(class, tt.want); got != want {
 					t.Errorf("errors.Is(%v, %v) = %t, want %t", err, class, got, want)
 				}
 			}

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 
 	"github.com/agentmonitor/agentmonitor/internal/influx"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/ops"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
+	"github.com/agentmonitor/agentmonitor/internal/worker"
 )
 
 // Group is the consumer group every influx-writer copy joins.
@@ -16,16 +18,16 @@ const Group = "influx-writer"
 
 // Config is the influx-writer binary's configuration.
 type Config struct {
-	service.WorkerConfig
+	worker.Config
 	Influx influx.Config
 }
 
-// Validate fills the worker defaults and checks every setting.
-func (c *Config) Validate() error {
-	if err := c.WorkerConfig.Prepare(Group, ":9101"); err != nil {
-		return err
-	}
-	return c.Influx.Validate()
+// Prepare fills the worker settings the binary chooses: its group, ops address and consumer name.
+func (c *Config) Prepare() error { return c.Config.Prepare(Group, ":9101") }
+
+// Validate checks every setting.
+func (c Config) Validate() error {
+	return errors.Join(c.Config.Validate(), c.Influx.Validate())
 }
 
 // Run consumes the metrics streams into InfluxDB until ctx is done, then drains. InfluxDB need not
@@ -37,15 +39,15 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return fmt.Errorf("building influxdb client: %w", err)
 	}
 	defer client.Close()
-	rdb, err := service.OpenRedis(ctx, cfg.Redis)
+	rdb, err := redisconn.Open(ctx, cfg.Redis)
 	if err != nil {
 		return err
 	}
-	reg := service.NewRegistry()
+	reg := ops.NewRegistry()
 	provisioned := make(chan struct{})
 	sink := NewSink(client, logger, reg)
-	return service.RunWorker(ctx, rdb, service.Worker{
-		Config: &cfg.WorkerConfig,
+	return worker.Run(ctx, rdb, worker.Worker{
+		Config: &cfg.Config,
 		Handler: func(ctx context.Context, batch []*stream.Message) error {
 			select {
 			case <-provisioned:
@@ -55,7 +57,7 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			return sink.Handle(ctx, batch)
 		},
 		Registry: reg,
-		Checks: map[string]service.Check{"influxdb": func(ctx context.Context) error {
+		Checks: map[string]ops.Check{"influxdb": func(ctx context.Context) error {
 			_, err := client.Version(ctx)
 			return err
 		}},

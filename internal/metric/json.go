@@ -70,7 +70,7 @@ type jsonParser struct {
 
 func (p *jsonParser) parse() ([]Point, error) {
 	tok, err := p.dec.ReadToken()
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: the body is empty", ErrEmptyBatch)
 	}
 	if err != nil {
@@ -95,7 +95,7 @@ func (p *jsonParser) parse() ([]Point, error) {
 		}
 	}
 	switch tok, err := p.dec.ReadToken(); {
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 	case err != nil:
 		return nil, fmt.Errorf("trailing data after the JSON object: %w", p.syntaxError(err))
 	default:

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 )
 
 // WebhookBody is the JSON body POSTed to a webhook channel: Alertmanager's webhook payload,
@@ -52,7 +52,7 @@ type WebhookAlert struct {
 }
 
 // alertLabels are the labels of ev's alert in notifications, and what silences match.
-func alertLabels(ev alertstate.Event) map[string]string {
+func alertLabels(ev alert.Event) map[string]string {
 	labels := make(map[string]string, len(ev.Labels)+6)
 	maps.Copy(labels, ev.Labels)
 	labels["alertname"] = ev.RuleName
@@ -69,9 +69,9 @@ func alertLabels(ev alertstate.Event) map[string]string {
 }
 
 // webhookBody builds the body of ev for the channel named receiver.
-func (n *Notifier) webhookBody(ev alertstate.Event, labels map[string]string, receiver string, startsAt time.Time) WebhookBody {
+func (n *Notifier) webhookBody(ev alert.Event, labels map[string]string, receiver string, startsAt time.Time) WebhookBody {
 	status := "firing"
-	if ev.To == alertstate.StatusResolved {
+	if ev.To == alert.StatusResolved {
 		status = "resolved"
 	}
 	// One alert per group: the group is the alert itself, so that a receiver that correlates by

@@ -23,9 +23,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 )
 
@@ -147,7 +147,7 @@ func (r routeStage) Exec(ctx context.Context, log *slog.Logger, nt *Notification
 
 // lookupChannels returns the channels of ids from the cache, rereading it once when one is
 // missing (a channel created moments ago), unless it is younger than a second.
-func (n *Notifier) lookupChannels(ctx context.Context, ids []string) (map[string]postgres.Channel, error) {
+func (n *Notifier) lookupChannels(ctx context.Context, ids []string) (map[string]alert.Channel, error) {
 	byID, err := n.channels.get(ctx, n.cfg.CacheTTL)
 	if err != nil {
 		return nil, err
@@ -363,18 +363,18 @@ func (n *Notifier) markDelivered(nt *Notification) error {
 
 // startsAt is when the alert began firing: for a resolve, At minus how long it fired; for a
 // severity change while firing, FiringSince of the active alert when Redis still has it; else At.
-func (n *Notifier) startsAt(ctx context.Context, ev alertstate.Event) time.Time {
+func (n *Notifier) startsAt(ctx context.Context, ev alert.Event) time.Time {
 	switch {
-	case ev.To == alertstate.StatusResolved:
+	case ev.To == alert.StatusResolved:
 		return ev.At.Add(-time.Duration(ev.DurationSeconds * float64(time.Second)))
-	case ev.From != alertstate.StatusFiring:
+	case ev.From != alert.StatusFiring:
 		return ev.At
 	}
-	raw, err := n.rdb.HGet(ctx, alertstate.ActiveKey(n.cfg.Prefix), ev.AlertID).Bytes()
+	raw, err := n.rdb.HGet(ctx, alertredis.ActiveKey(n.cfg.Prefix), ev.AlertID).Bytes()
 	if err != nil {
 		return ev.At
 	}
-	var a alertstate.Active
+	var a alert.Active
 	if json.Unmarshal(raw, &a) != nil || a.FiringSince == nil || a.FiringSince.After(ev.At) {
 		return ev.At
 	}
@@ -384,7 +384,7 @@ func (n *Notifier) startsAt(ctx context.Context, ev alertstate.Event) time.Time 
 // post sends body to ch and returns nil on a 2xx. A redirect is a failure (not followed); an
 // address the egress policy refuses, like a 4xx, is a permanent one. Errors never contain the
 // URL, which may carry a credential (chat webhooks put their token in the path).
-func (n *Notifier) post(ctx context.Context, ch postgres.Channel, eventID string, body []byte) error {
+func (n *Notifier) post(ctx context.Context, ch alert.Channel, eventID string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ch.URL, bytes.NewReader(body))
 	if err != nil {
 		return permanent(errors.New("invalid channel URL"))

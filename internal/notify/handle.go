@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -83,14 +83,14 @@ func notificationOf(m *stream.Message) (*Notification, error) {
 	if m.Msg == nil {
 		return nil, errors.New("entry has no message")
 	}
-	ev, err := alertstate.DecodeEvent(m.Msg.Payload)
+	ev, err := alert.DecodeEvent(m.Msg.Payload)
 	if err != nil {
 		return nil, err
 	}
 	if !ev.Notify || len(ev.Channels) == 0 {
 		return nil, nil
 	}
-	if ev.To != alertstate.StatusFiring && ev.To != alertstate.StatusResolved {
+	if ev.To != alert.StatusFiring && ev.To != alert.StatusResolved {
 		return nil, fmt.Errorf("event %s notifies a transition to %q: only firing and resolved are sent", ev.ID, ev.To)
 	}
 	return &Notification{Event: ev, Labels: alertLabels(ev)}, nil

@@ -16,7 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -75,7 +76,7 @@ func consumerConfig() stream.ConsumerConfig {
 // running is a Notifier running in the background.
 type running struct {
 	reg  *prometheus.Registry
-	stop func() (error, time.Duration) // cancels Run, waits for it; returns its error and how long it took
+	stop func() (time.Duration, error) // cancels Run, waits for it; returns how long it took and its error
 }
 
 // start runs a Notifier with cfg until the returned stop (or the test's cleanup) is called;
@@ -96,7 +97,7 @@ func (e *env) start(cfg Config, modify ...func(*Notifier)) *running {
 	var once sync.Once
 	var runErr error
 	var took time.Duration
-	stop := func() (error, time.Duration) {
+	stop := func() (time.Duration, error) {
 		once.Do(func() {
 			start := time.Now()
 			cancel()
@@ -107,10 +108,10 @@ func (e *env) start(cfg Config, modify ...func(*Notifier)) *running {
 			}
 			took = time.Since(start)
 		})
-		return runErr, took
+		return took, runErr
 	}
 	e.t.Cleanup(func() {
-		if err, _ := stop(); err != nil {
+		if _, err := stop(); err != nil {
 			e.t.Errorf("Run: %v", err)
 		}
 	})
@@ -136,10 +137,10 @@ func (r *running) outcome(o string) float64 {
 }
 
 // channel stores a webhook channel through the real store.
-func (e *env) channel(name, url, secret string, headers map[string]string) postgres.Channel {
+func (e *env) channel(name, url, secret string, headers map[string]string) alert.Channel {
 	e.t.Helper()
-	ch, err := e.channels.Create(context.Background(), postgres.Channel{
-		Name: name, Type: postgres.ChannelTypeWebhook, URL: url, Secret: secret, Headers: headers, Enabled: true,
+	ch, err := e.channels.Create(context.Background(), alert.Channel{
+		Name: name, Type: alert.ChannelTypeWebhook, URL: url, Secret: secret, Headers: headers, Enabled: true,
 	}, "test")
 	if err != nil {
 		e.t.Fatalf("creating channel %q: %v", name, err)
@@ -148,9 +149,9 @@ func (e *env) channel(name, url, secret string, headers map[string]string) postg
 }
 
 // append adds ev to the alerts stream the way the alerter does (StreamValues in an XADD).
-func (e *env) append(ev alertstate.Event) {
+func (e *env) append(ev alert.Event) {
 	e.t.Helper()
-	values, err := alertstate.StreamValues(ev)
+	values, err := alertredis.StreamValues(ev)
 	if err != nil {
 		e.t.Fatalf("StreamValues: %v", err)
 	}
@@ -159,7 +160,7 @@ func (e *env) append(ev alertstate.Event) {
 
 func (e *env) xadd(values map[string]any) {
 	e.t.Helper()
-	if err := e.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: alertstate.StreamKey(e.prefix), Values: values}).Err(); err != nil {
+	if err := e.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: alertredis.StreamKey(e.prefix), Values: values}).Err(); err != nil {
 		e.t.Fatalf("XADD: %v", err)
 	}
 }
@@ -168,7 +169,7 @@ func (e *env) xadd(values map[string]any) {
 func (e *env) settled() {
 	e.t.Helper()
 	waitFor(e.t, 15*time.Second, "every alerts-stream entry acknowledged by the notifier group", func() bool {
-		groups, err := e.rdb.XInfoGroups(context.Background(), alertstate.StreamKey(e.prefix)).Result()
+		groups, err := e.rdb.XInfoGroups(context.Background(), alertredis.StreamKey(e.prefix)).Result()
 		if err != nil {
 			return false
 		}
@@ -184,7 +185,7 @@ func (e *env) settled() {
 // pending returns how many entries the group has delivered and not acknowledged.
 func (e *env) pending() int64 {
 	e.t.Helper()
-	groups, err := e.rdb.XInfoGroups(context.Background(), alertstate.StreamKey(e.prefix)).Result()
+	groups, err := e.rdb.XInfoGroups(context.Background(), alertredis.StreamKey(e.prefix)).Result()
 	if err != nil {
 		e.t.Fatalf("XINFO GROUPS: %v", err)
 	}
@@ -210,18 +211,18 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 var testAt = time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)
 
 // firing returns a transition pending -> firing of rule ruleID on agent, for channels.
-func firing(ruleID, agent string, channels ...string) alertstate.Event {
+func firing(ruleID, agent string, channels ...string) alert.Event {
 	threshold := 95.0
-	return alertstate.Event{
+	return alert.Event{
 		ID:        uuid.NewString(),
-		AlertID:   alertstate.AlertID(ruleID, agent, ""),
+		AlertID:   alert.ID(ruleID, agent, ""),
 		RuleID:    ruleID,
 		RuleName:  "CPU busy",
 		Kind:      "threshold",
 		AgentID:   agent,
 		Metric:    "cpu.usage_percent",
-		From:      alertstate.StatusPending,
-		To:        alertstate.StatusFiring,
+		From:      alert.StatusPending,
+		To:        alert.StatusFiring,
 		Severity:  "critical",
 		Value:     97.5,
 		Threshold: &threshold,
@@ -234,11 +235,11 @@ func firing(ruleID, agent string, channels ...string) alertstate.Event {
 }
 
 // resolved returns the resolve of the alert ev fired, seconds later.
-func resolved(ev alertstate.Event, seconds float64) alertstate.Event {
+func resolved(ev alert.Event, seconds float64) alert.Event {
 	recovery := 41.25
 	r := ev
 	r.ID = uuid.NewString()
-	r.From, r.To = alertstate.StatusFiring, alertstate.StatusResolved
+	r.From, r.To = alert.StatusFiring, alert.StatusResolved
 	r.Value = recovery
 	r.RecoveryValue = &recovery
 	r.DurationSeconds = seconds
@@ -289,7 +290,7 @@ func newReceiver(t *testing.T, status func(n int) int) *receiver {
 		r.mu.Unlock()
 		w.WriteHeader(code)
 		if code >= 300 {
-			io.WriteString(w, "receiver overloaded\n")
+			_, _ = io.WriteString(w, "receiver overloaded\n")
 		}
 	}))
 	t.Cleanup(r.srv.Close)
@@ -340,7 +341,7 @@ func (s *syncBuffer) String() string {
 // fakeChannels and fakeSilences stand in for the stores where no database is needed.
 type fakeChannels struct{}
 
-func (fakeChannels) List(context.Context) ([]postgres.Channel, error) { return nil, nil }
+func (fakeChannels) List(context.Context) ([]alert.Channel, error) { return nil, nil }
 
 type fakeSilences struct{}
 

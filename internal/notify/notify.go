@@ -56,9 +56,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
@@ -174,7 +174,7 @@ func (c Config) Validate() error {
 
 // ChannelSource lists the notification channels; *postgres.ChannelStore satisfies it.
 type ChannelSource interface {
-	List(ctx context.Context) ([]postgres.Channel, error)
+	List(ctx context.Context) ([]alert.Channel, error)
 }
 
 // SilenceSource lists the silences; *postgres.SilenceStore satisfies it. The notifier asks
@@ -191,7 +191,7 @@ type Notifier struct {
 	logger   *slog.Logger
 	metrics  *metrics
 	http     *http.Client
-	channels *snapshot[map[string]postgres.Channel]
+	channels *snapshot[map[string]alert.Channel]
 	silences *snapshot[[]silence.Silence]
 	recent   *recentSet
 	consumer *stream.Consumer
@@ -256,12 +256,12 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 		stopping: context.Background(),
 		decided:  make(map[string]error),
 	}
-	n.channels = newSnapshot("channels", logger, func(ctx context.Context) (map[string]postgres.Channel, error) {
+	n.channels = newSnapshot("channels", logger, func(ctx context.Context) (map[string]alert.Channel, error) {
 		list, err := channels.List(ctx)
 		if err != nil {
 			return nil, err
 		}
-		byID := make(map[string]postgres.Channel, len(list))
+		byID := make(map[string]alert.Channel, len(list))
 		for _, ch := range list {
 			byID[ch.ID] = ch
 		}
@@ -273,7 +273,7 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 	n.pipeline = n.newPipeline()
 
 	consumer.Prefix, consumer.Consumer = cfg.Prefix, cfg.Consumer
-	consumer.Streams = []string{alertstate.StreamKey(cfg.Prefix)}
+	consumer.Streams = []string{alertredis.StreamKey(cfg.Prefix)}
 	consumer.Group = Group
 	consumer.DeadLetter = PoisonKey(cfg.Prefix)
 	consumer.Registerer = reg
@@ -295,7 +295,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		return errors.New("notifier: Run called twice")
 	}
 	n.stopping = ctx
-	n.logger.Info("notifier running", "stream", alertstate.StreamKey(n.cfg.Prefix), "group", Group, "consumer", n.cfg.Consumer)
+	n.logger.Info("notifier running", "stream", alertredis.StreamKey(n.cfg.Prefix), "group", Group, "consumer", n.cfg.Consumer)
 	start := time.Now()
 	err := n.consumer.Run(ctx)
 	n.logger.Info("notifier stopped", "took", time.Since(start).Round(time.Millisecond))

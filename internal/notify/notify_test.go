@@ -21,7 +21,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -37,7 +38,7 @@ func TestWebhookBodySignatureAndHeaders(t *testing.T) {
 	ruleID := uuid.NewString()
 	fire := firing(ruleID, "agent-1", signed.ID, plain.ID)
 	fire.Series = "core=0"
-	fire.AlertID = alertstate.AlertID(ruleID, "agent-1", "core=0")
+	fire.AlertID = alert.ID(ruleID, "agent-1", "core=0")
 	res := resolved(fire, 90)
 	// Appended before the notifier group exists: they are not skipped.
 	e.append(fire)
@@ -142,7 +143,9 @@ func TestWebhookBodySignatureAndHeaders(t *testing.T) {
 	order := map[string][]string{}
 	for _, req := range rcv.requests() {
 		var b WebhookBody
-		json.Unmarshal(req.body, &b)
+		if err := json.Unmarshal(req.body, &b); err != nil {
+			t.Fatalf("decoding webhook body: %v", err)
+		}
 		order[req.path] = append(order[req.path], b.Status)
 	}
 	for path, got := range order {
@@ -168,11 +171,11 @@ func TestSeverityChangeWhileFiringKeepsStartsAt(t *testing.T) {
 	e.start(e.config("n1"))
 
 	ev := firing(uuid.NewString(), "agent-1", ch.ID)
-	ev.From, ev.Severity = alertstate.StatusFiring, "critical"
+	ev.From, ev.Severity = alert.StatusFiring, "critical"
 	ev.At = testAt.Add(10 * time.Minute)
 	firingSince := testAt
-	active, _ := json.Marshal(alertstate.Active{ID: ev.AlertID, Status: alertstate.StatusFiring, FiringSince: &firingSince})
-	if err := e.rdb.HSet(context.Background(), alertstate.ActiveKey(e.prefix), ev.AlertID, active).Err(); err != nil {
+	active, _ := json.Marshal(alert.Active{ID: ev.AlertID, Status: alert.StatusFiring, FiringSince: &firingSince})
+	if err := e.rdb.HSet(context.Background(), alertredis.ActiveKey(e.prefix), ev.AlertID, active).Err(); err != nil {
 		t.Fatal(err)
 	}
 	e.append(ev)
@@ -312,7 +315,7 @@ func TestPoisonQueueAfterRetries(t *testing.T) {
 		t.Fatalf("poison queue = %+v, want 2 entries", poison)
 	}
 	for i, want := range []struct {
-		ev     alertstate.Event
+		ev     alert.Event
 		reason []string
 	}{
 		{evDown, []string{chDown.ID, "(down)", "502 Bad Gateway", "receiver overloaded"}},
@@ -322,7 +325,7 @@ func TestPoisonQueueAfterRetries(t *testing.T) {
 		if p.uuid != want.ev.ID {
 			t.Errorf("poison[%d] uuid = %q, want the event id %q", i, p.uuid, want.ev.ID)
 		}
-		if got, err := alertstate.DecodeEvent([]byte(p.payload)); err != nil || got.ID != want.ev.ID {
+		if got, err := alert.DecodeEvent([]byte(p.payload)); err != nil || got.ID != want.ev.ID {
 			t.Errorf("poison[%d] payload decodes to %v, %v; want the event", i, got.ID, err)
 		}
 		for _, s := range want.reason {
@@ -423,10 +426,10 @@ func TestNotSent(t *testing.T) {
 	silenced := firing(uuid.NewString(), "agent-1", ch.ID)
 	silenced.Labels = map[string]string{"team": "db"}
 	pending := firing(uuid.NewString(), "agent-2", ch.ID)
-	pending.To, pending.Notify = alertstate.StatusPending, false
+	pending.To, pending.Notify = alert.StatusPending, false
 	noChannel := firing(uuid.NewString(), "agent-3", disabled.ID, uuid.NewString())
 	sent := firing(uuid.NewString(), "agent-4", ch.ID) // team=infra: its silence is over
-	for _, ev := range []alertstate.Event{silenced, pending, noChannel, sent} {
+	for _, ev := range []alert.Event{silenced, pending, noChannel, sent} {
 		e.append(ev)
 	}
 	e.settled()
@@ -484,7 +487,9 @@ func TestOlderTransitionAfterNewerIsSkipped(t *testing.T) {
 		t.Fatalf("receiver got %d requests, want 1", len(got))
 	}
 	var b WebhookBody
-	json.Unmarshal(got[0].body, &b)
+	if err := json.Unmarshal(got[0].body, &b); err != nil {
+		t.Fatalf("decoding webhook body: %v", err)
+	}
 	if b.Status != "resolved" {
 		t.Errorf("delivered %q, want only the resolve", b.Status)
 	}
@@ -513,7 +518,7 @@ func TestRestartResumesOwnPendingEntry(t *testing.T) {
 	e.append(ev1)
 	waitFor(t, 10*time.Second, "the first, failing, attempt", func() bool { return len(rcv.requests()) == 1 })
 
-	err, took := first.stop()
+	took, err := first.stop()
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -560,7 +565,7 @@ func TestShutdownFinishesPostInFlight(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no request arrived")
 	}
-	if err, _ := first.stop(); err != nil {
+	if _, err := first.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	if got := rcv.okCount(); got != 1 {

@@ -8,16 +8,15 @@ import (
 	"runtime/debug"
 	"sync"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 )
 
 // Notification is one alert transition on its way through the stages. Channel is set by the
 // route stage for the stages that work on one channel.
 type Notification struct {
-	Event   alertstate.Event
+	Event   alert.Event
 	Labels  map[string]string // the alert's labels in the body, and what silences match
-	Channel postgres.Channel
+	Channel alert.Channel
 }
 
 // Stage is one step of the notification pipeline, as in Alertmanager's notify package. Exec

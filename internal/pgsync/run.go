@@ -2,11 +2,14 @@ package pgsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/service"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
+	"github.com/agentmonitor/agentmonitor/internal/worker"
 )
 
 // Group is the consumer group every pg-sync copy joins.
@@ -14,16 +17,16 @@ const Group = "pg-sync"
 
 // Config is the pg-sync binary's configuration.
 type Config struct {
-	service.WorkerConfig
+	worker.Config
 	Postgres postgres.Config
 }
 
-// Validate fills the worker defaults and checks every setting.
-func (c *Config) Validate() error {
-	if err := c.WorkerConfig.Prepare(Group, ":9102"); err != nil {
-		return err
-	}
-	return c.Postgres.Validate()
+// Prepare fills the worker settings the binary chooses: its group, ops address and consumer name.
+func (c *Config) Prepare() error { return c.Config.Prepare(Group, ":9102") }
+
+// Validate checks every setting.
+func (c Config) Validate() error {
+	return errors.Join(c.Config.Validate(), c.Postgres.Validate())
 }
 
 // Run consumes the metrics streams into agents.last_seen until ctx is done, then drains.
@@ -36,15 +39,15 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err := postgres.Migrate(ctx, db); err != nil {
 		return fmt.Errorf("applying migrations: %w", err)
 	}
-	rdb, err := service.OpenRedis(ctx, cfg.Redis)
+	rdb, err := redisconn.Open(ctx, cfg.Redis)
 	if err != nil {
 		return err
 	}
-	reg := service.NewRegistry()
-	return service.RunWorker(ctx, rdb, service.Worker{
-		Config:   &cfg.WorkerConfig,
+	reg := ops.NewRegistry()
+	return worker.Run(ctx, rdb, worker.Worker{
+		Config:   &cfg.Config,
 		Handler:  NewSink(postgres.NewAgentStore(db), logger, reg).Handle,
 		Registry: reg,
-		Checks:   map[string]service.Check{"postgres": db.PingContext},
+		Checks:   map[string]ops.Check{"postgres": db.PingContext},
 	}, logger)
 }

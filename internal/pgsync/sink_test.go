@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/pgsync"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -63,7 +64,7 @@ func ns(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
 
 func createAgent(t *testing.T, agents *postgres.AgentStore, name string) string {
 	t.Helper()
-	a, err := agents.Create(context.Background(), name, nil, postgres.HashAPIKey(name), "test")
+	a, err := agents.Create(context.Background(), name, nil, agent.HashAPIKey(name), "test")
 	if err != nil {
 		t.Fatalf("Create(%s) = %v", name, err)
 	}

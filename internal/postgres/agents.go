@@ -2,9 +2,7 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,29 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 	"github.com/lib/pq/pqerror"
 )
-
-// Agent is a registered agent. Labels is never nil. LastSeen is when the gateway last accepted a
-// batch from it, nil until the first one.
-type Agent struct {
-	ID        string            `json:"id"`
-	Name      string            `json:"name"`
-	Labels    map[string]string `json:"labels"`
-	CreatedAt time.Time         `json:"created_at"`
-	LastSeen  *time.Time        `json:"last_seen"`
-}
-
-// HashAPIKey returns the form in which an agent key is stored and looked up: the lowercase hex
-// SHA-256 of the key. Keys are high-entropy random strings, so a fast unsalted hash is safe and lets
-// ingest find the agent by hash; passwords, which are guessable, use bcrypt instead.
-func HashAPIKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
-}
 
 // AgentStore keeps the agent registry. Every change writes its audit row in the same transaction.
 type AgentStore struct {
@@ -57,10 +38,10 @@ type agentRow struct {
 	LastSeen  *time.Time `db:"last_seen"`
 }
 
-func (r agentRow) agent() (Agent, error) {
-	a := Agent{ID: r.ID, Name: r.Name, CreatedAt: r.CreatedAt.UTC()}
+func (r agentRow) agent() (agent.Agent, error) {
+	a := agent.Agent{ID: r.ID, Name: r.Name, CreatedAt: r.CreatedAt.UTC()}
 	if err := json.Unmarshal(r.Labels, &a.Labels); err != nil {
-		return Agent{}, fmt.Errorf("decoding labels of agent %s: %w", r.ID, err)
+		return agent.Agent{}, fmt.Errorf("decoding labels of agent %s: %w", r.ID, err)
 	}
 	if a.Labels == nil {
 		a.Labels = map[string]string{}
@@ -91,7 +72,7 @@ func agentWriteError(err error, name string) error {
 		case "agents_name_check":
 			return fmt.Errorf("%w: agent name %q must be 1-200 characters without control characters or surrounding spaces", ErrInvalid, name)
 		case "agents_api_key_hash_check":
-			return fmt.Errorf("%w: api key hash must be 64 lowercase hex digits (see HashAPIKey)", ErrInvalid)
+			return fmt.Errorf("%w: api key hash must be 64 lowercase hex digits (see agent.HashAPIKey)", ErrInvalid)
 		}
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -101,18 +82,18 @@ func agentWriteError(err error, name string) error {
 // Create registers an agent named name with labels (nil means none) and the hash of its key, and
 // audits it as actor's agent.create. The name and the key hash are unique (ErrConflict); a blank
 // name, a hash that is not HashAPIKey's form, or an empty actor is ErrInvalid.
-func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]string, keyHash, actor string) (Agent, error) {
+func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]string, keyHash, actor string) (agent.Agent, error) {
 	if err := checkActor(actor); err != nil {
-		return Agent{}, err
+		return agent.Agent{}, err
 	}
 	if labels == nil {
 		labels = map[string]string{}
 	}
 	labelsJSON, err := json.Marshal(labels)
 	if err != nil {
-		return Agent{}, fmt.Errorf("encoding labels: %w", err)
+		return agent.Agent{}, fmt.Errorf("encoding labels: %w", err)
 	}
-	var a Agent
+	var a agent.Agent
 	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
 		// CAST, not ::jsonb: sqlx reads ":labels::jsonb" as a parameter named "labels:".
 		q, args, err := tx.BindNamed(`
@@ -134,23 +115,23 @@ func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]
 		return writeAudit(ctx, tx, actor, ActionAgentCreate, a.ID, map[string]any{"name": a.Name, "labels": a.Labels})
 	})
 	if err != nil {
-		return Agent{}, err
+		return agent.Agent{}, err
 	}
 	return a, nil
 }
 
 // Get returns the agent with id, or ErrNotFound (also for an id that is not a UUID).
-func (s *AgentStore) Get(ctx context.Context, id string) (Agent, error) {
+func (s *AgentStore) Get(ctx context.Context, id string) (agent.Agent, error) {
 	if !validID(id) {
-		return Agent{}, fmt.Errorf("agent %q: %w", id, ErrNotFound)
+		return agent.Agent{}, fmt.Errorf("agent %q: %w", id, ErrNotFound)
 	}
 	var row agentRow
 	err := s.db.GetContext(ctx, &row, `SELECT `+agentColumns+` FROM agents WHERE id = $1`, id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Agent{}, fmt.Errorf("agent %s: %w", id, ErrNotFound)
+		return agent.Agent{}, fmt.Errorf("agent %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return Agent{}, fmt.Errorf("getting agent %s: %w", id, err)
+		return agent.Agent{}, fmt.Errorf("getting agent %s: %w", id, err)
 	}
 	return row.agent()
 }
@@ -158,7 +139,7 @@ func (s *AgentStore) Get(ctx context.Context, id string) (Agent, error) {
 // List returns a page of agents ordered by name, and the total number of agents, both from one
 // snapshot. limit must be at least 1 and offset not negative (ErrInvalid otherwise); an offset
 // past the end gives an empty page and the total.
-func (s *AgentStore) List(ctx context.Context, limit, offset int) ([]Agent, int, error) {
+func (s *AgentStore) List(ctx context.Context, limit, offset int) ([]agent.Agent, int, error) {
 	if err := checkPaging(limit, offset); err != nil {
 		return nil, 0, err
 	}
@@ -179,7 +160,7 @@ func (s *AgentStore) List(ctx context.Context, limit, offset int) ([]Agent, int,
 	if err != nil {
 		return nil, 0, err
 	}
-	agents := make([]Agent, 0, len(rows))
+	agents := make([]agent.Agent, 0, len(rows))
 	for _, r := range rows {
 		a, err := r.agent()
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
@@ -18,7 +19,7 @@ import (
 func TestHashAPIKey(t *testing.T) {
 	// sha256("abc"), FIPS 180-2 appendix B.1.
 	const want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-	if got := postgres.HashAPIKey("abc"); got != want {
+	if got := agent.HashAPIKey("abc"); got != want {
 		t.Errorf("HashAPIKey(%q) = %s, want %s", "abc", got, want)
 	}
 }
@@ -30,7 +31,7 @@ func TestAgentLifecycle(t *testing.T) {
 	audit := postgres.NewAuditStore(db)
 
 	labels := map[string]string{"env": "prod", "role": "db"}
-	key1 := postgres.HashAPIKey("key-1")
+	key1 := agent.HashAPIKey("key-1")
 	a, err := agents.Create(ctx, "db-1", labels, key1, "alice")
 	if err != nil {
 		t.Fatalf("Create = %v", err)
@@ -49,7 +50,7 @@ func TestAgentLifecycle(t *testing.T) {
 		t.Errorf("AgentIDByKeyHash(key1) = %q, %v, want %q", id, err, a.ID)
 	}
 
-	key2 := postgres.HashAPIKey("key-2")
+	key2 := agent.HashAPIKey("key-2")
 	if err := agents.RotateKey(ctx, a.ID, key2, "bob"); err != nil {
 		t.Fatalf("RotateKey = %v", err)
 	}
@@ -99,7 +100,7 @@ func TestAgentCreateNilLabels(t *testing.T) {
 	ctx := context.Background()
 	db, _ := testenv.Postgres(t)
 	agents := postgres.NewAgentStore(db)
-	a, err := agents.Create(ctx, "bare", nil, postgres.HashAPIKey("k"), "alice")
+	a, err := agents.Create(ctx, "bare", nil, agent.HashAPIKey("k"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,11 +119,11 @@ func TestAgentFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	db, _ := testenv.Postgres(t)
 	agents := postgres.NewAgentStore(db)
 	audit := postgres.NewAuditStore(db)
-	existing, err := agents.Create(ctx, "web-1", nil, postgres.HashAPIKey("web-1"), "alice")
+	existing, err := agents.Create(ctx, "web-1", nil, agent.HashAPIKey("web-1"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := agents.Create(ctx, "web-2", nil, postgres.HashAPIKey("web-2"), "alice")
+	other, err := agents.Create(ctx, "web-2", nil, agent.HashAPIKey("web-2"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,19 +135,19 @@ func TestAgentFailedChangesAreNotStoredOrAudited(t *testing.T) {
 		want error
 	}{
 		{"duplicate name", func() error {
-			_, err := agents.Create(ctx, "web-1", nil, postgres.HashAPIKey("fresh"), "mallory")
+			_, err := agents.Create(ctx, "web-1", nil, agent.HashAPIKey("fresh"), "mallory")
 			return err
 		}, postgres.ErrConflict},
 		{"duplicate key hash", func() error {
-			_, err := agents.Create(ctx, "web-3", nil, postgres.HashAPIKey("web-1"), "mallory")
+			_, err := agents.Create(ctx, "web-3", nil, agent.HashAPIKey("web-1"), "mallory")
 			return err
 		}, postgres.ErrConflict},
 		{"empty name", func() error {
-			_, err := agents.Create(ctx, "", nil, postgres.HashAPIKey("x1"), "mallory")
+			_, err := agents.Create(ctx, "", nil, agent.HashAPIKey("x1"), "mallory")
 			return err
 		}, postgres.ErrInvalid},
 		{"padded name", func() error {
-			_, err := agents.Create(ctx, " web-4", nil, postgres.HashAPIKey("x2"), "mallory")
+			_, err := agents.Create(ctx, " web-4", nil, agent.HashAPIKey("x2"), "mallory")
 			return err
 		}, postgres.ErrInvalid},
 		{"key not hashed", func() error {
@@ -154,17 +155,17 @@ func TestAgentFailedChangesAreNotStoredOrAudited(t *testing.T) {
 			return err
 		}, postgres.ErrInvalid},
 		{"no actor", func() error {
-			_, err := agents.Create(ctx, "web-6", nil, postgres.HashAPIKey("x3"), "")
+			_, err := agents.Create(ctx, "web-6", nil, agent.HashAPIKey("x3"), "")
 			return err
 		}, postgres.ErrInvalid},
 		{"rotate to a hash in use", func() error {
-			return agents.RotateKey(ctx, other.ID, postgres.HashAPIKey("web-1"), "mallory")
+			return agents.RotateKey(ctx, other.ID, agent.HashAPIKey("web-1"), "mallory")
 		}, postgres.ErrConflict},
 		{"rotate missing", func() error {
-			return agents.RotateKey(ctx, missing, postgres.HashAPIKey("x4"), "mallory")
+			return agents.RotateKey(ctx, missing, agent.HashAPIKey("x4"), "mallory")
 		}, postgres.ErrNotFound},
 		{"rotate non-uuid", func() error {
-			return agents.RotateKey(ctx, "not-a-uuid", postgres.HashAPIKey("x5"), "mallory")
+			return agents.RotateKey(ctx, "not-a-uuid", agent.HashAPIKey("x5"), "mallory")
 		}, postgres.ErrNotFound},
 		{"delete missing", func() error { return agents.Delete(ctx, missing, "mallory") }, postgres.ErrNotFound},
 		{"delete non-uuid", func() error { return agents.Delete(ctx, "'; DROP TABLE agents; --", "mallory") }, postgres.ErrNotFound},
@@ -172,7 +173,7 @@ func TestAgentFailedChangesAreNotStoredOrAudited(t *testing.T) {
 		{"get missing", func() error { _, err := agents.Get(ctx, missing); return err }, postgres.ErrNotFound},
 		{"get non-uuid", func() error { _, err := agents.Get(ctx, "web-1"); return err }, postgres.ErrNotFound},
 		{"unknown key", func() error {
-			_, err := agents.AgentIDByKeyHash(ctx, postgres.HashAPIKey("nobody"))
+			_, err := agents.AgentIDByKeyHash(ctx, agent.HashAPIKey("nobody"))
 			return err
 		}, postgres.ErrNotFound},
 	}
@@ -191,7 +192,7 @@ func TestAgentFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	if total != 2 || len(list) != 2 {
 		t.Errorf("after failed changes: %d agents (total %d), want the 2 created", len(list), total)
 	}
-	if id, err := agents.AgentIDByKeyHash(ctx, postgres.HashAPIKey("web-2")); err != nil || id != other.ID {
+	if id, err := agents.AgentIDByKeyHash(ctx, agent.HashAPIKey("web-2")); err != nil || id != other.ID {
 		t.Errorf("failed rotation changed web-2's key: AgentIDByKeyHash = %q, %v", id, err)
 	}
 	for _, r := range auditRows(t, audit) {
@@ -207,7 +208,7 @@ func TestAgentListPaging(t *testing.T) {
 	agents := postgres.NewAgentStore(db)
 	names := []string{"e", "c", "a", "d", "b"}
 	for _, n := range names {
-		if _, err := agents.Create(ctx, n, map[string]string{"n": n}, postgres.HashAPIKey(n), "alice"); err != nil {
+		if _, err := agents.Create(ctx, n, map[string]string{"n": n}, agent.HashAPIKey(n), "alice"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -257,15 +258,15 @@ func TestTouchLastSeen(t *testing.T) {
 	ctx := context.Background()
 	db, dbURL := testenv.Postgres(t)
 	agents := postgres.NewAgentStore(db)
-	a, err := agents.Create(ctx, "a", nil, postgres.HashAPIKey("a"), "alice")
+	a, err := agents.Create(ctx, "a", nil, agent.HashAPIKey("a"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := agents.Create(ctx, "b", nil, postgres.HashAPIKey("b"), "alice")
+	b, err := agents.Create(ctx, "b", nil, agent.HashAPIKey("b"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	idle, err := agents.Create(ctx, "idle", nil, postgres.HashAPIKey("idle"), "alice")
+	idle, err := agents.Create(ctx, "idle", nil, agent.HashAPIKey("idle"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,10 +10,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
-
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
 )
 
 // AlertEvent is one alert transition as the history keeps it (table alert_events) and as
@@ -44,10 +43,10 @@ type AlertEvent struct {
 
 // AlertEventFrom returns the history row of the transition ev (its channels and notify flag are
 // not kept).
-func AlertEventFrom(ev alertstate.Event) AlertEvent {
+func AlertEventFrom(ev alert.Event) AlertEvent {
 	return AlertEvent{
 		ID: ev.ID, AlertID: ev.AlertID, RuleID: ev.RuleID, RuleName: ev.RuleName, Kind: ev.Kind,
-		AgentID: ev.AgentID, Series: ev.Series, Metric: ev.Metric, From: ev.From, To: ev.To,
+		AgentID: ev.AgentID, Series: ev.Series, Metric: ev.Metric, From: string(ev.From), To: string(ev.To),
 		Severity: ev.Severity, Value: ev.Value, Threshold: ev.Threshold, RecoveryValue: ev.RecoveryValue,
 		DurationSeconds: ev.DurationSeconds, At: ev.At, Labels: ev.Labels, Summary: ev.Summary,
 	}

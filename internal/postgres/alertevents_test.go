@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertstate"
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
@@ -25,7 +25,7 @@ func sampleEvent(id string, at time.Time) postgres.AlertEvent {
 
 func TestAlertEventFrom(t *testing.T) {
 	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	ev := alertstate.Event{
+	ev := alert.Event{
 		ID: "e1", AlertID: "a1", RuleID: "r1", RuleName: "CPU", Kind: "threshold", AgentID: "ag1",
 		Series: "core=0", Metric: "cpu.usage", From: "firing", To: "resolved", Severity: "critical",
 		Value: 40, Threshold: fp(95), RecoveryValue: fp(40), DurationSeconds: 300, At: at,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
+	"github.com/agentmonitor/agentmonitor/internal/user"
 )
 
 func TestMigrateTwiceIsIdempotent(t *testing.T) {
@@ -160,7 +161,7 @@ func TestAuditListPaging(t *testing.T) {
 	audit := postgres.NewAuditStore(db)
 	users := postgres.NewUserStore(db)
 	for _, name := range []string{"u1", "u2", "u3"} {
-		if _, err := users.Create(ctx, name, "hash", postgres.RoleViewer, "root"); err != nil {
+		if _, err := users.Create(ctx, name, "hash", user.RoleViewer, "root"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -46,10 +46,10 @@ func silentRule(name string) alert.Rule {
 	}
 }
 
-func newChannel(t *testing.T, store *postgres.ChannelStore, name string) postgres.Channel {
+func newChannel(t *testing.T, store *postgres.ChannelStore, name string) alert.Channel {
 	t.Helper()
-	c, err := store.Create(context.Background(), postgres.Channel{
-		Name: name, Type: postgres.ChannelTypeWebhook, URL: "https://hooks.example.com/" + name, Enabled: true,
+	c, err := store.Create(context.Background(), alert.Channel{
+		Name: name, Type: alert.ChannelTypeWebhook, URL: "https://hooks.example.com/" + name, Enabled: true,
 	}, "alice")
 	if err != nil {
 		t.Fatalf("ChannelStore.Create(%s) = %v", name, err)
@@ -112,7 +112,7 @@ func TestRuleLifecycle(t *testing.T) {
 		t.Fatalf("List = %v", err)
 	}
 	if len(list) != 2 || list[0].ID != silent.ID || list[1].ID != created.ID || list[0].Enabled || !list[1].Enabled {
-		t.Errorf("List = %+v, want [Agent silent (disabled), CPU busy (enabled)]", list)
+		t.Errorf("List = %+v, want [agent.Agent silent (disabled), CPU busy (enabled)]", list)
 	}
 
 	upd := got

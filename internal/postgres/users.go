@@ -5,31 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/user"
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq/pqerror"
 )
 
-// The roles an operator can have, from most to least privileged.
-const (
-	RoleAdmin    = "admin"
-	RoleOperator = "operator"
-	RoleViewer   = "viewer"
-)
-
-// AdminUsername is the user EnsureAdmin creates.
-const AdminUsername = "admin"
-
 // ErrLastAdmin is returned when a delete would leave no admin. It wraps ErrConflict.
 var ErrLastAdmin = fmt.Errorf("%w: the last admin cannot be deleted", ErrConflict)
-
-// User is an operator account. Its password hash is only returned by Credentials.
-type User struct {
-	Username  string    `json:"username" db:"username"`
-	Role      string    `json:"role" db:"role"`
-	CreatedAt time.Time `json:"created_at" db:"created_at"`
-}
 
 // UserStore keeps operator accounts. Every change writes its audit row in the same transaction.
 type UserStore struct {
@@ -63,11 +46,11 @@ func userWriteError(err error, username, role string) error {
 // Create adds user username with passwordHash (bcrypt, made by the caller) and role, and audits it
 // as actor's user.create. A taken username is ErrConflict; a username outside the allowed charset,
 // an unknown role, an empty hash or an empty actor is ErrInvalid.
-func (s *UserStore) Create(ctx context.Context, username, passwordHash, role, actor string) (User, error) {
+func (s *UserStore) Create(ctx context.Context, username, passwordHash, role, actor string) (user.User, error) {
 	if err := checkActor(actor); err != nil {
-		return User{}, err
+		return user.User{}, err
 	}
-	var u User
+	var u user.User
 	err := inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
 		q, args, err := tx.BindNamed(`
 			INSERT INTO users (username, password_hash, role) VALUES (:username, :password_hash, :role)
@@ -82,33 +65,33 @@ func (s *UserStore) Create(ctx context.Context, username, passwordHash, role, ac
 		return writeAudit(ctx, tx, actor, ActionUserCreate, u.Username, map[string]any{"role": u.Role})
 	})
 	if err != nil {
-		return User{}, err
+		return user.User{}, err
 	}
 	u.CreatedAt = u.CreatedAt.UTC()
 	return u, nil
 }
 
 // Credentials returns user username and its password hash, for checking a login, or ErrNotFound.
-func (s *UserStore) Credentials(ctx context.Context, username string) (User, string, error) {
+func (s *UserStore) Credentials(ctx context.Context, username string) (user.User, string, error) {
 	var row struct {
-		User
+		user.User
 		PasswordHash string `db:"password_hash"`
 	}
 	err := s.db.GetContext(ctx, &row,
 		`SELECT username, role, created_at, password_hash FROM users WHERE username = $1`, username)
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, "", fmt.Errorf("user %q: %w", username, ErrNotFound)
+		return user.User{}, "", fmt.Errorf("user %q: %w", username, ErrNotFound)
 	}
 	if err != nil {
-		return User{}, "", fmt.Errorf("getting user %q: %w", username, err)
+		return user.User{}, "", fmt.Errorf("getting user %q: %w", username, err)
 	}
 	row.CreatedAt = row.CreatedAt.UTC()
 	return row.User, row.PasswordHash, nil
 }
 
 // List returns every user ordered by username.
-func (s *UserStore) List(ctx context.Context) ([]User, error) {
-	users := []User{}
+func (s *UserStore) List(ctx context.Context) ([]user.User, error) {
+	users := []user.User{}
 	if err := s.db.SelectContext(ctx, &users,
 		`SELECT username, role, created_at FROM users ORDER BY username`); err != nil {
 		return nil, fmt.Errorf("listing users: %w", err)
@@ -131,7 +114,7 @@ func (s *UserStore) Delete(ctx context.Context, username, actor string) error {
 		// other one still there: the second waits for the first, then finds one admin left.
 		var admins []string
 		if err := tx.SelectContext(ctx, &admins,
-			`SELECT username FROM users WHERE role = $1 ORDER BY username FOR UPDATE`, RoleAdmin); err != nil {
+			`SELECT username FROM users WHERE role = $1 ORDER BY username FOR UPDATE`, user.RoleAdmin); err != nil {
 			return fmt.Errorf("locking admins: %w", err)
 		}
 		var role string
@@ -142,7 +125,7 @@ func (s *UserStore) Delete(ctx context.Context, username, actor string) error {
 		if err != nil {
 			return fmt.Errorf("deleting user %q: %w", username, err)
 		}
-		if role == RoleAdmin && len(admins) <= 1 {
+		if role == user.RoleAdmin && len(admins) <= 1 {
 			return ErrLastAdmin // rolls the delete back
 		}
 		return writeAudit(ctx, tx, actor, ActionUserDelete, username, map[string]any{"role": role})
@@ -157,18 +140,18 @@ func (s *UserStore) EnsureAdmin(ctx context.Context, passwordHash string) (bool,
 	created := false
 	err := inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
 		// Two callers may both see no admin; the unique username makes the second insert a no-op.
-		var u User
+		var u user.User
 		err := tx.GetContext(ctx, &u, `
 			INSERT INTO users (username, password_hash, role)
 			SELECT $1, $2, $3
 			WHERE NOT EXISTS (SELECT 1 FROM users WHERE role = $3)
 			ON CONFLICT (username) DO NOTHING
-			RETURNING username, role, created_at`, AdminUsername, passwordHash, RoleAdmin)
+			RETURNING username, role, created_at`, user.AdminUsername, passwordHash, user.RoleAdmin)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("creating admin: %w", userWriteError(err, AdminUsername, RoleAdmin))
+			return fmt.Errorf("creating admin: %w", userWriteError(err, user.AdminUsername, user.RoleAdmin))
 		}
 		created = true
 		return writeAudit(ctx, tx, ActorSystem, ActionUserCreate, u.Username,

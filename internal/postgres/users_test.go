@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
+	"github.com/agentmonitor/agentmonitor/internal/user"
 )
 
 func TestUserLifecycle(t *testing.T) {
@@ -18,9 +19,9 @@ func TestUserLifecycle(t *testing.T) {
 	audit := postgres.NewAuditStore(db)
 
 	for _, u := range []struct{ name, role string }{
-		{"root", postgres.RoleAdmin},
-		{"ops.team@example.com", postgres.RoleOperator},
-		{"eve", postgres.RoleViewer},
+		{"root", user.RoleAdmin},
+		{"ops.team@example.com", user.RoleOperator},
+		{"eve", user.RoleViewer},
 	} {
 		got, err := users.Create(ctx, u.name, "hash-of-"+u.name, u.role, "bootstrap")
 		if err != nil {
@@ -31,7 +32,7 @@ func TestUserLifecycle(t *testing.T) {
 		}
 	}
 	u, hash, err := users.Credentials(ctx, "eve")
-	if err != nil || u.Username != "eve" || u.Role != postgres.RoleViewer || hash != "hash-of-eve" {
+	if err != nil || u.Username != "eve" || u.Role != user.RoleViewer || hash != "hash-of-eve" {
 		t.Errorf("Credentials(eve) = %+v, %q, %v, want eve viewer hash-of-eve", u, hash, err)
 	}
 	if _, _, err := users.Credentials(ctx, "nobody"); !errors.Is(err, postgres.ErrNotFound) {
@@ -83,10 +84,10 @@ func TestUserFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	db, _ := testenv.Postgres(t)
 	users := postgres.NewUserStore(db)
 	audit := postgres.NewAuditStore(db)
-	if _, err := users.Create(ctx, "root", "h", postgres.RoleAdmin, "bootstrap"); err != nil {
+	if _, err := users.Create(ctx, "root", "h", user.RoleAdmin, "bootstrap"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := users.Create(ctx, "viewer", "h", postgres.RoleViewer, "bootstrap"); err != nil {
+	if _, err := users.Create(ctx, "viewer", "h", user.RoleViewer, "bootstrap"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -98,14 +99,14 @@ func TestUserFailedChangesAreNotStoredOrAudited(t *testing.T) {
 		do   func() error
 		want error
 	}{
-		{"duplicate username", create("viewer", "h", postgres.RoleViewer, "root"), postgres.ErrConflict},
-		{"empty username", create("", "h", postgres.RoleViewer, "root"), postgres.ErrInvalid},
-		{"uppercase username", create("Viewer", "h", postgres.RoleViewer, "root"), postgres.ErrInvalid},
-		{"username with space", create("a b", "h", postgres.RoleViewer, "root"), postgres.ErrInvalid},
-		{"username too long", create(strings.Repeat("a", 65), "h", postgres.RoleViewer, "root"), postgres.ErrInvalid},
+		{"duplicate username", create("viewer", "h", user.RoleViewer, "root"), postgres.ErrConflict},
+		{"empty username", create("", "h", user.RoleViewer, "root"), postgres.ErrInvalid},
+		{"uppercase username", create("Viewer", "h", user.RoleViewer, "root"), postgres.ErrInvalid},
+		{"username with space", create("a b", "h", user.RoleViewer, "root"), postgres.ErrInvalid},
+		{"username too long", create(strings.Repeat("a", 65), "h", user.RoleViewer, "root"), postgres.ErrInvalid},
 		{"unknown role", create("bob", "h", "superuser", "root"), postgres.ErrInvalid},
-		{"empty hash", create("bob", "", postgres.RoleViewer, "root"), postgres.ErrInvalid},
-		{"no actor", create("bob", "h", postgres.RoleViewer, ""), postgres.ErrInvalid},
+		{"empty hash", create("bob", "", user.RoleViewer, "root"), postgres.ErrInvalid},
+		{"no actor", create("bob", "h", user.RoleViewer, ""), postgres.ErrInvalid},
 		{"delete missing", func() error { return users.Delete(ctx, "nobody", "root") }, postgres.ErrNotFound},
 		{"delete last admin", func() error { return users.Delete(ctx, "root", "root") }, postgres.ErrLastAdmin},
 		{"delete without actor", func() error { return users.Delete(ctx, "viewer", "") }, postgres.ErrInvalid},
@@ -121,7 +122,7 @@ func TestUserFailedChangesAreNotStoredOrAudited(t *testing.T) {
 		t.Errorf("ErrLastAdmin does not wrap ErrConflict")
 	}
 	// 64 characters is the limit, not above it.
-	if _, err := users.Create(ctx, strings.Repeat("a", 64), "h", postgres.RoleViewer, "root"); err != nil {
+	if _, err := users.Create(ctx, strings.Repeat("a", 64), "h", user.RoleViewer, "root"); err != nil {
 		t.Errorf("Create(64-character username) = %v, want nil", err)
 	}
 
@@ -144,7 +145,7 @@ func TestUserDeleteKeepsOneAdminUnderRace(t *testing.T) {
 	db, _ := testenv.Postgres(t)
 	users := postgres.NewUserStore(db)
 	for _, n := range []string{"ann", "ben"} {
-		if _, err := users.Create(ctx, n, "h", postgres.RoleAdmin, "bootstrap"); err != nil {
+		if _, err := users.Create(ctx, n, "h", user.RoleAdmin, "bootstrap"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -169,7 +170,7 @@ func TestUserDeleteKeepsOneAdminUnderRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok != 1 || lastAdmin != 1 || len(list) != 1 || list[0].Role != postgres.RoleAdmin {
+	if ok != 1 || lastAdmin != 1 || len(list) != 1 || list[0].Role != user.RoleAdmin {
 		t.Errorf("concurrent deletes: %d succeeded, %d ErrLastAdmin, users left %+v; want 1, 1, one admin", ok, lastAdmin, list)
 	}
 }
@@ -204,8 +205,8 @@ func TestEnsureAdmin(t *testing.T) {
 	if ok, err := users.EnsureAdmin(ctx, "second-hash"); ok || err != nil {
 		t.Errorf("EnsureAdmin again = %v, %v, want false, nil", ok, err)
 	}
-	u, hash, err := users.Credentials(ctx, postgres.AdminUsername)
-	if err != nil || u.Role != postgres.RoleAdmin || hash != "first-hash" {
+	u, hash, err := users.Credentials(ctx, user.AdminUsername)
+	if err != nil || u.Role != user.RoleAdmin || hash != "first-hash" {
 		t.Errorf("Credentials(admin) = %+v, %q, %v, want role admin with the first hash", u, hash, err)
 	}
 	rows := auditRows(t, audit)
@@ -219,13 +220,13 @@ func TestEnsureAdminWithOtherAdmin(t *testing.T) {
 	ctx := context.Background()
 	db, _ := testenv.Postgres(t)
 	users := postgres.NewUserStore(db)
-	if _, err := users.Create(ctx, "root", "h", postgres.RoleAdmin, "bootstrap"); err != nil {
+	if _, err := users.Create(ctx, "root", "h", user.RoleAdmin, "bootstrap"); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := users.EnsureAdmin(ctx, "h2"); ok || err != nil {
 		t.Errorf("EnsureAdmin with an admin present = %v, %v, want false, nil", ok, err)
 	}
-	if _, _, err := users.Credentials(ctx, postgres.AdminUsername); !errors.Is(err, postgres.ErrNotFound) {
+	if _, _, err := users.Credentials(ctx, user.AdminUsername); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("Credentials(admin) = %v, want ErrNotFound", err)
 	}
 	if ok, err := users.EnsureAdmin(ctx, ""); ok || err != nil {

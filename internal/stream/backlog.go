@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -23,11 +24,9 @@ type BacklogConfig struct {
 	Interval time.Duration `env:"STREAM_BACKLOG_INTERVAL" envDefault:"500ms" help:"how often the stream lengths are checked"`
 }
 
-func (c *BacklogConfig) setDefaults() {
-	setDefault(&c.Shards, 4)
-	setDefault(&c.Max, 1_000_000)
-	setDefault(&c.Interval, 500*time.Millisecond)
-}
+// setDefaults fills the zero fields from their envDefault tags, the one place the defaults are
+// written (config.Defaults).
+func (c *BacklogConfig) setDefaults() error { return config.Defaults(c) }
 
 // Validate reports a configuration that cannot work.
 func (c BacklogConfig) Validate() error {
@@ -64,7 +63,9 @@ func NewBacklog(client redis.UniversalClient, cfg BacklogConfig, logger *slog.Lo
 	if client == nil {
 		return nil, errors.New("creating stream backlog: nil redis client")
 	}
-	cfg.setDefaults()
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("creating stream backlog: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("creating stream backlog: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -65,25 +66,9 @@ type ConsumerConfig struct {
 	Registerer prometheus.Registerer
 }
 
-func (c *ConsumerConfig) setDefaults() {
-	setDefault(&c.Shards, 4)
-	setDefault(&c.BatchSize, 500)
-	setDefault(&c.MaxWait, 200*time.Millisecond)
-	setDefault(&c.Block, time.Second)
-	setDefault(&c.ClaimMinIdle, 30*time.Second)
-	setDefault(&c.ClaimInterval, 5*time.Second)
-	setDefault(&c.MaxDeliveries, 5)
-	setDefault(&c.RetryMin, 100*time.Millisecond)
-	setDefault(&c.RetryMax, 30*time.Second)
-	setDefault(&c.DrainTimeout, 10*time.Second)
-}
-
-func setDefault[T comparable](p *T, v T) {
-	var zero T
-	if *p == zero {
-		*p = v
-	}
-}
+// setDefaults fills the zero fields from their envDefault tags, the one place the defaults are
+// written (config.Defaults).
+func (c *ConsumerConfig) setDefaults() error { return config.Defaults(c) }
 
 // Validate reports a configuration that cannot work, naming the environment variable.
 func (c ConsumerConfig) Validate() error {
@@ -165,7 +150,9 @@ func NewConsumer(client redis.UniversalClient, cfg ConsumerConfig, h Handler, lo
 	if h == nil {
 		return nil, errors.New("creating stream consumer: nil handler")
 	}
-	cfg.setDefaults()
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("creating stream consumer: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("creating stream consumer: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
@@ -22,11 +23,9 @@ type PublisherConfig struct {
 	Shards int `env:"STREAM_SHARDS" envDefault:"4" help:"number of metrics streams (shards); the same for every binary"`
 }
 
-func (c *PublisherConfig) setDefaults() {
-	if c.Shards == 0 {
-		c.Shards = 4
-	}
-}
+// setDefaults fills the zero fields from their envDefault tags, the one place the defaults are
+// written (config.Defaults).
+func (c *PublisherConfig) setDefaults() error { return config.Defaults(c) }
 
 // Validate reports a configuration that cannot work.
 func (c PublisherConfig) Validate() error {
@@ -55,7 +54,9 @@ func NewPublisher(client redis.UniversalClient, cfg PublisherConfig, logger *slo
 	if client == nil {
 		return nil, errors.New("creating stream publisher: nil redis client")
 	}
-	cfg.setDefaults()
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("creating stream publisher: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("creating stream publisher: %w", err)
 	}

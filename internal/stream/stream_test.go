@@ -82,7 +82,9 @@ func TestConfigDefaultsFromEnvironment(t *testing.T) {
 	}
 	// The same defaults apply when the struct is built in code with zero fields.
 	zero := ConsumerConfig{Group: "g", Consumer: "host-1"}
-	zero.setDefaults()
+	if err := zero.setDefaults(); err != nil {
+		t.Fatalf("ConsumerConfig.setDefaults() = %v", err)
+	}
 	if !reflect.DeepEqual(zero, want) {
 		t.Errorf("ConsumerConfig.setDefaults() = %+v, want %+v", zero, want)
 	}
@@ -113,7 +115,9 @@ func TestConfigDefaultsFromEnvironment(t *testing.T) {
 
 func TestConsumerConfigValidate(t *testing.T) {
 	valid := ConsumerConfig{Group: "g", Consumer: "c"}
-	valid.setDefaults()
+	if err := valid.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		modify func(*ConsumerConfig)

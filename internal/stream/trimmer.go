@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -30,17 +31,18 @@ type TrimmerConfig struct {
 	Registerer prometheus.Registerer
 }
 
-func (c *TrimmerConfig) setDefaults() {
-	setDefault(&c.Shards, 4)
-	setDefault(&c.Interval, 5*time.Second)
-	if c.Groups == nil {
-		c.Groups = []string{"influx-writer", "pg-sync"}
+// setDefaults fills the zero fields from their envDefault tags, the one place the defaults are
+// written (config.Defaults).
+func (c *TrimmerConfig) setDefaults() error {
+	if err := config.Defaults(c); err != nil {
+		return err
 	}
 	groups := make([]string, len(c.Groups)) // " pg-sync" from the environment means pg-sync
 	for i, g := range c.Groups {
 		groups[i] = strings.TrimSpace(g)
 	}
 	c.Groups = groups
+	return nil
 }
 
 // Validate reports a configuration that cannot work.
@@ -81,7 +83,9 @@ func NewTrimmer(client redis.UniversalClient, cfg TrimmerConfig, logger *slog.Lo
 	if client == nil {
 		return nil, errors.New("creating stream trimmer: nil redis client")
 	}
-	cfg.setDefaults()
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("creating stream trimmer: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("creating stream trimmer: %w", err)
 	}

@@ -1,4 +1,6 @@
-package service
+// Package worker runs a stream-consuming binary: its consumer group on the metrics streams, its
+// ops server, and its background loops, stopped in order on shutdown.
+package worker
 
 import (
 	"context"
@@ -12,21 +14,25 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/agentmonitor/agentmonitor/internal/logging"
+	"github.com/agentmonitor/agentmonitor/internal/ops"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
-// WorkerConfig is what every stream-consuming binary reads besides its own sink's settings.
-type WorkerConfig struct {
-	Log     LogConfig
-	Redis   RedisConfig
+// Config is what every stream-consuming binary reads besides its own sink's settings.
+type Config struct {
+	Log     logging.Config
+	Redis   redisconn.Config
 	Stream  stream.ConsumerConfig
 	OpsAddr string `env:"OPS_ADDR" help:"listen address of /healthz, /readyz and /metrics (default per binary)"`
 }
 
 // Prepare fills the binary's consumer group, its default ops address and, when CONSUMER_NAME is
 // unset, a consumer name that is stable across restarts and distinct per copy on one host: the
-// host name and the ops port (two copies on one host cannot share a port). Then it validates.
-func (c *WorkerConfig) Prepare(group, defaultOpsAddr string) error {
+// host name and the ops port (two copies on one host cannot share a port). It fails when no such
+// name can be derived. Validate checks the result.
+func (c *Config) Prepare(group, defaultOpsAddr string) error {
 	c.Stream.Group = group
 	c.Stream.Prefix = c.Redis.Prefix
 	if c.OpsAddr == "" {
@@ -46,6 +52,11 @@ func (c *WorkerConfig) Prepare(group, defaultOpsAddr string) error {
 		}
 		c.Stream.Consumer = host + "-" + port
 	}
+	return nil
+}
+
+// Validate checks the logger, Redis and consumer settings, naming the variable at fault.
+func (c Config) Validate() error {
 	if err := c.Log.Validate(); err != nil {
 		return err
 	}
@@ -58,18 +69,18 @@ func (c *WorkerConfig) Prepare(group, defaultOpsAddr string) error {
 // Worker is one running stream-consuming binary: its consumer, the ops server and any background
 // loops of its own.
 type Worker struct {
-	Config   *WorkerConfig
+	Config   *Config
 	Handler  stream.Handler
 	Registry *prometheus.Registry
 	// Checks are the binary's dependencies for /readyz besides Redis.
-	Checks map[string]Check
+	Checks map[string]ops.Check
 	// Background loops that run beside the consumer and stop with it (e.g. provisioning, purging).
 	Background []func(ctx context.Context) error
 }
 
-// RunWorker runs w until ctx is done: the consumer stops reading and finishes the batch in hand,
+// Run runs w until ctx is done: the consumer stops reading and finishes the batch in hand,
 // then the ops server and the background loops stop, and the Redis client is closed last.
-func RunWorker(ctx context.Context, rdb *redis.Client, w Worker, logger *slog.Logger) error {
+func Run(ctx context.Context, rdb *redis.Client, w Worker, logger *slog.Logger) error {
 	cfg := w.Config
 	cfg.Stream.Registerer = w.Registry
 	consumer, err := stream.NewConsumer(rdb, cfg.Stream, w.Handler, logger)
@@ -83,11 +94,11 @@ func RunWorker(ctx context.Context, rdb *redis.Client, w Worker, logger *slog.Lo
 	if err := w.Registry.Register(collector); err != nil {
 		return fmt.Errorf("registering stream collector: %w", err)
 	}
-	checks := map[string]Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}
+	checks := map[string]ops.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}
 	for name, c := range w.Checks {
 		checks[name] = c
 	}
-	ops := NewOps(cfg.OpsAddr, w.Registry, checks, logger)
+	opsServer := ops.NewServer(cfg.OpsAddr, w.Registry, checks, logger)
 
 	logger.Info("worker running", "group", cfg.Stream.Group, "consumer", cfg.Stream.Consumer, "ops", cfg.OpsAddr)
 	stopping := make(chan time.Time, 1)
@@ -111,7 +122,7 @@ func RunWorker(ctx context.Context, rdb *redis.Client, w Worker, logger *slog.Lo
 			}
 			stopAux()
 		}()
-		return ops.Run(auxCtx)
+		return opsServer.Run(auxCtx)
 	})
 	for _, loop := range w.Background {
 		g.Go(func() error { return loop(auxCtx) })

@@ -1,4 +1,7 @@
-package gateway
+// Package keycache resolves agent API keys to agent ids for ingest without a PostgreSQL query
+// per request: answers are cached for a TTL, concurrent misses share one query, and known keys
+// are served stale while the registry is down.
+package keycache
 
 import (
 	"context"
@@ -14,10 +17,10 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
-// errUnknownKey is returned by keyCache.resolve for a key that belongs to no agent.
-var errUnknownKey = errors.New("unknown agent key")
+// ErrUnknownKey is returned by Cache.Resolve for a key that belongs to no agent.
+var ErrUnknownKey = errors.New("unknown agent key")
 
-// keyCache resolves agent keys to agent ids without a PostgreSQL query per request. An answer,
+// Cache resolves agent keys to agent ids without a PostgreSQL query per request. An answer,
 // found or not found, is kept for ttl: a rotated or deleted key therefore stops working on every
 // gateway within ttl, and at once on the gateway that rotated or deleted it. Concurrent misses on
 // one key share one query, and at most lookupConcurrency queries run at once, so a flood of
@@ -25,7 +28,7 @@ var errUnknownKey = errors.New("unknown agent key")
 //
 // When PostgreSQL fails, a found entry is served for up to stale past its expiry: an outage of the
 // registry then does not stop ingest of known agents (a key cannot be revoked during it anyway).
-type keyCache struct {
+type Cache struct {
 	ttl    time.Duration
 	stale  time.Duration
 	lookup func(ctx context.Context, keyHash string) (string, error)
@@ -49,8 +52,10 @@ const (
 	lookupTimeout     = 5 * time.Second
 )
 
-func newKeyCache(ttl, stale time.Duration, lookup func(ctx context.Context, keyHash string) (string, error), now func() time.Time) *keyCache {
-	return &keyCache{
+// New returns a Cache that keeps answers for ttl and serves found keys up to stale past expiry
+// when lookup fails; lookup returns postgres.ErrNotFound for an unknown hash; now is the clock.
+func New(ttl, stale time.Duration, lookup func(ctx context.Context, keyHash string) (string, error), now func() time.Time) *Cache {
+	return &Cache{
 		ttl:     ttl,
 		stale:   stale,
 		lookup:  lookup,
@@ -60,8 +65,8 @@ func newKeyCache(ttl, stale time.Duration, lookup func(ctx context.Context, keyH
 	}
 }
 
-// resolve returns the id of the agent whose key is key, errUnknownKey, or the registry's error.
-func (k *keyCache) resolve(ctx context.Context, key string) (string, error) {
+// Resolve returns the id of the agent whose key is key, ErrUnknownKey, or the registry's error.
+func (k *Cache) Resolve(ctx context.Context, key string) (string, error) {
 	sum := sha256.Sum256([]byte(key))
 	now := k.now()
 	k.mu.RLock()
@@ -69,7 +74,7 @@ func (k *keyCache) resolve(ctx context.Context, key string) (string, error) {
 	k.mu.RUnlock()
 	if ok && now.Before(e.expires) {
 		if e.agentID == "" {
-			return "", errUnknownKey
+			return "", ErrUnknownKey
 		}
 		return e.agentID, nil
 	}
@@ -89,7 +94,7 @@ func (k *keyCache) resolve(ctx context.Context, key string) (string, error) {
 		switch {
 		case errors.Is(err, postgres.ErrNotFound):
 			k.store(sum, "")
-			return "", errUnknownKey
+			return "", ErrUnknownKey
 		case err != nil:
 			return "", err
 		}
@@ -97,7 +102,7 @@ func (k *keyCache) resolve(ctx context.Context, key string) (string, error) {
 		return id, nil
 	})
 	if err != nil {
-		if !errors.Is(err, errUnknownKey) && ok && e.agentID != "" && now.Before(e.expires.Add(k.stale)) {
+		if !errors.Is(err, ErrUnknownKey) && ok && e.agentID != "" && now.Before(e.expires.Add(k.stale)) {
 			return e.agentID, nil // registry down: serve the stale answer (see the type comment)
 		}
 		return "", err
@@ -105,7 +110,7 @@ func (k *keyCache) resolve(ctx context.Context, key string) (string, error) {
 	return v.(string), nil
 }
 
-func (k *keyCache) store(sum [sha256.Size]byte, agentID string) {
+func (k *Cache) store(sum [sha256.Size]byte, agentID string) {
 	now := k.now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -116,7 +121,7 @@ func (k *keyCache) store(sum [sha256.Size]byte, agentID string) {
 }
 
 // sweepLocked makes room: first entries past any use, then negative ones, then everything.
-func (k *keyCache) sweepLocked(now time.Time) {
+func (k *Cache) sweepLocked(now time.Time) {
 	for s, e := range k.entries {
 		if now.After(e.expires.Add(k.stale)) || (e.agentID == "" && now.After(e.expires)) {
 			delete(k.entries, s)
@@ -135,8 +140,8 @@ func (k *keyCache) sweepLocked(now time.Time) {
 	}
 }
 
-// invalidateAgent forgets every cached key of agentID, at once.
-func (k *keyCache) invalidateAgent(agentID string) {
+// InvalidateAgent forgets every cached key of agentID, at once.
+func (k *Cache) InvalidateAgent(agentID string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for s, e := range k.entries {

@@ -1,4 +1,7 @@
-package service
+// Package ops is the operations HTTP surface of every binary: /healthz, /readyz (dependency
+// checks) and /metrics (a Prometheus registry with the runtime collectors); worker binaries serve
+// it as a Server of its own, the gateway mounts the handlers on its API server.
+package ops
 
 import (
 	"context"
@@ -65,21 +68,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Ops is the operations HTTP server of a worker binary: /healthz, /readyz and /metrics.
-type Ops struct {
+// Server is the operations HTTP server of a worker binary: /healthz, /readyz and /metrics.
+type Server struct {
 	addr   string
 	srv    *http.Server
 	logger *slog.Logger
 	bound  atomic.Pointer[string]
 }
 
-// NewOps builds the operations server for addr (host:port; port 0 picks a free one).
-func NewOps(addr string, reg *prometheus.Registry, checks map[string]Check, logger *slog.Logger) *Ops {
+// NewServer builds the operations server for addr (host:port; port 0 picks a free one).
+func NewServer(addr string, reg *prometheus.Registry, checks map[string]Check, logger *slog.Logger) *Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", HealthHandler())
 	mux.Handle("GET /readyz", ReadyHandler(checks))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return &Ops{
+	return &Server{
 		addr:   addr,
 		logger: logger.With("component", "ops"),
 		srv: &http.Server{
@@ -93,8 +96,9 @@ func NewOps(addr string, reg *prometheus.Registry, checks map[string]Check, logg
 }
 
 // Run listens and serves until ctx is done, then shuts down within five seconds.
-func (o *Ops) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", o.addr)
+func (o *Server) Run(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listening for ops on %s: %w", o.addr, err)
 	}
@@ -120,7 +124,7 @@ func (o *Ops) Run(ctx context.Context) error {
 }
 
 // Addr returns the address the server is bound to, or "" before Run has started listening.
-func (o *Ops) Addr() string {
+func (o *Server) Addr() string {
 	if p := o.bound.Load(); p != nil {
 		return *p
 	}

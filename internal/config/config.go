@@ -1,7 +1,7 @@
-// Package service holds what every binary shares: reading its Config from the environment (with
-// --help listing every variable), the structured logger, the Redis connection, and the operations
-// HTTP endpoints (/healthz, /readyz, /metrics) that worker binaries serve.
-package service
+// Package config reads a binary's Config from the environment: `env`, `envDefault` and `help`
+// struct tags, --help listing every variable, errors naming the variable, and the effective
+// configuration with secrets masked for the start-up log.
+package config
 
 import (
 	"errors"
@@ -17,19 +17,40 @@ import (
 	"github.com/caarlos0/env/v11"
 )
 
-// ErrHelp is returned by LoadConfig when the arguments asked for help; the usage has been printed.
+// ErrHelp is returned by Load when the arguments asked for help; the usage has been printed.
 var ErrHelp = errors.New("help requested")
 
-// Validator is implemented by configs that can check themselves after parsing.
+// Validator is implemented by configs that can check themselves after parsing. Validate only
+// reports what is wrong; it never changes the config.
 type Validator interface {
 	Validate() error
 }
 
-// LoadConfig fills cfg, a pointer to a struct whose fields carry `env`, `envDefault` and `help`
-// tags, from the process environment, then calls its Validate method if it has one. With -h or
+// Preparer is implemented by configs that derive settings the environment does not give
+// directly (a consumer group, a default consumer name, a shared key prefix). Load calls Prepare
+// after parsing and before Validate.
+type Preparer interface {
+	Prepare() error
+}
+
+// Defaults fills every zero field of the struct cfg points to (nested structs included) with the
+// value of its envDefault tag, ignoring the environment: the tags are the one place a default is
+// written, for configs read from the environment and for configs built in code alike. It fails
+// only on a tag that does not parse as its field's type.
+func Defaults(cfg any) error {
+	err := env.ParseWithOptions(cfg, env.Options{Environment: map[string]string{}, SetDefaultsForZeroValuesOnly: true})
+	if err != nil {
+		return fmt.Errorf("applying defaults: %w", err)
+	}
+	return nil
+}
+
+// Load fills cfg, a pointer to a struct whose fields carry `env`, `envDefault` and `help`
+// tags, from the process environment, then calls its Prepare method and then its Validate method,
+// each if it has one. With -h or
 // --help among args it prints the variables the binary reads to out and returns ErrHelp. Any other
 // argument is an error: configuration comes only from the environment.
-func LoadConfig(name string, args []string, cfg any, out io.Writer) error {
+func Load(name string, args []string, cfg any, out io.Writer) error {
 	for _, a := range args {
 		switch a {
 		case "-h", "-help", "--help", "help":
@@ -41,6 +62,11 @@ func LoadConfig(name string, args []string, cfg any, out io.Writer) error {
 	}
 	if err := env.Parse(cfg); err != nil {
 		return explainParseError(cfg, err)
+	}
+	if p, ok := cfg.(Preparer); ok {
+		if err := p.Prepare(); err != nil {
+			return fmt.Errorf("invalid configuration: %w", err)
+		}
 	}
 	if v, ok := cfg.(Validator); ok {
 		if err := v.Validate(); err != nil {
@@ -178,34 +204,4 @@ func maskURLPassword(u string) string {
 		return u
 	}
 	return scheme + "://" + user + ":*****@" + host
-}
-
-// LogConfig selects the logger's level and format.
-type LogConfig struct {
-	Level  string `env:"LOG_LEVEL" envDefault:"info" help:"log level: debug, info, warn or error"`
-	Format string `env:"LOG_FORMAT" envDefault:"json" help:"log format: json or text"`
-}
-
-// Validate checks the level and format names.
-func (c LogConfig) Validate() error {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.Level)); err != nil {
-		return fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", c.Level)
-	}
-	if c.Format != "json" && c.Format != "text" {
-		return fmt.Errorf("LOG_FORMAT %q: want json or text", c.Format)
-	}
-	return nil
-}
-
-// NewLogger builds the binary's logger writing to w; name is attached to every record as "service".
-func NewLogger(w io.Writer, cfg LogConfig, name string) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Level)) // validated by LogConfig.Validate
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewJSONHandler(w, opts)
-	if cfg.Format == "text" {
-		h = slog.NewTextHandler(w, opts)
-	}
-	return slog.New(h).With("service", name)
 }

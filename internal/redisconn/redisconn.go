@@ -1,4 +1,6 @@
-package service
+// Package redisconn opens the Redis connection every binary uses, from REDIS_URL and
+// REDIS_PASSWORD; REDIS_KEY_PREFIX namespaces every key of a deployment.
+package redisconn
 
 import (
 	"context"
@@ -8,23 +10,23 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisConfig addresses the Redis server every binary uses.
-type RedisConfig struct {
+// Config addresses the Redis server every binary uses.
+type Config struct {
 	URL      string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" help:"Redis URL (redis:// or rediss://)"`
 	Password string `env:"REDIS_PASSWORD" help:"Redis password, if not in REDIS_URL"`
 	Prefix   string `env:"REDIS_KEY_PREFIX" help:"prefix for every Redis key this deployment uses"`
 }
 
 // Validate checks that the URL parses.
-func (c RedisConfig) Validate() error {
+func (c Config) Validate() error {
 	if _, err := redis.ParseURL(c.URL); err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	return nil
 }
 
-// OpenRedis connects to Redis and pings it within ctx. The caller closes the client.
-func OpenRedis(ctx context.Context, cfg RedisConfig) (*redis.Client, error) {
+// Open connects to Redis and pings it within ctx. The caller closes the client.
+func Open(ctx context.Context, cfg Config) (*redis.Client, error) {
 	opts, err := redis.ParseURL(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parsing REDIS_URL: %w", err)

@@ -1,4 +1,6 @@
-package service
+// Package process is the whole of a binary's main: configuration from the environment, the
+// logger, a context cancelled on SIGINT or SIGTERM, one error log and the exit code.
+package process
 
 import (
 	"context"
@@ -8,22 +10,25 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/agentmonitor/agentmonitor/internal/config"
+	"github.com/agentmonitor/agentmonitor/internal/logging"
 )
 
 // Main is the whole of a binary's main: it loads cfg from the environment (printing usage for
 // --help), builds the logger, runs run with a context cancelled on SIGINT or SIGTERM, logs the
 // error once, and returns the process exit code. logOf picks the logger settings out of the config.
-func Main[C any](name string, logOf func(*C) LogConfig, run func(ctx context.Context, cfg *C, logger *slog.Logger) error) int {
+func Main[C any](name string, logOf func(*C) logging.Config, run func(ctx context.Context, cfg *C, logger *slog.Logger) error) int {
 	var cfg C
-	if err := LoadConfig(name, os.Args[1:], &cfg, os.Stdout); err != nil {
-		if errors.Is(err, ErrHelp) {
+	if err := config.Load(name, os.Args[1:], &cfg, os.Stdout); err != nil {
+		if errors.Is(err, config.ErrHelp) {
 			return 0
 		}
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		return 2
 	}
-	logger := NewLogger(os.Stderr, logOf(&cfg), name)
-	logger.Info("starting", Effective(&cfg)...)
+	logger := logging.New(os.Stderr, logOf(&cfg), name)
+	logger.Info("starting", config.Effective(&cfg)...)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, &cfg, logger); err != nil {

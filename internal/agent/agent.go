@@ -1,0 +1,27 @@
+// Package agent is the domain of monitored agents: the registered agent and the form in which its
+// API key is stored and looked up.
+package agent
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// Agent is a registered agent. Labels is never nil. LastSeen is when the gateway last accepted a
+// batch from it, nil until the first one.
+type Agent struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Labels    map[string]string `json:"labels"`
+	CreatedAt time.Time         `json:"created_at"`
+	LastSeen  *time.Time        `json:"last_seen"`
+}
+
+// HashAPIKey returns the form in which an agent key is stored and looked up: the lowercase hex
+// SHA-256 of the key. Keys are high-entropy random strings, so a fast unsalted hash is safe and lets
+// ingest find the agent by hash; passwords, which are guessable, use bcrypt instead.
+func HashAPIKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}

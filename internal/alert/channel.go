@@ -1,0 +1,147 @@
+package alert
+
+import (
+	"errors"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/agentmonitor/agentmonitor/internal/egress"
+	"golang.org/x/net/http/httpguts"
+)
+
+// ChannelTypeWebhook is the only channel type: an HTTP POST of an Alertmanager v4 webhook body.
+const ChannelTypeWebhook = "webhook"
+
+// Bounds Channel.Validate enforces.
+const (
+	MaxChannelNameLen   = 200  // bytes of Name
+	MaxChannelURLLen    = 2048 // bytes of URL
+	MaxChannelSecretLen = 1024 // bytes of Secret
+	MaxChannelHeaders   = 32   // entries of Headers
+	MaxHeaderValueLen   = 1024 // bytes of a header value
+)
+
+// reservedHeaders are set by the notifier on every delivery; a channel cannot override them.
+var reservedHeaders = []string{
+	"Connection", "Content-Encoding", "Content-Length", "Content-Type", "Host", "Transfer-Encoding",
+	"X-Agentmonitor-Signature",
+}
+
+// Channel is a notification channel: where the alerts of the rules that name it are sent.
+// Secret, when set, is the HMAC-SHA256 key of the signature header; it is never encoded to JSON
+// (tag "-"), so that no API answer can leak it: a handler reads it from its own request type.
+// Headers are sent with every delivery and are never nil when read from the store.
+type Channel struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Type      string            `json:"type"`
+	URL       string            `json:"url"`
+	Secret    string            `json:"-"`
+	Headers   map[string]string `json:"headers"`
+	Enabled   bool              `json:"enabled"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+}
+
+// Validate returns an *ValidationError naming the first invalid member, or nil: a name of
+// 1-200 bytes without control characters, type "webhook", an absolute http or https URL with a
+// host and without user info (credentials in URLs end up in logs: use headers or the secret), a
+// secret of at most 1024 bytes, and at most 32 headers with valid HTTP names (each once, in any
+// case) and values, none of them one the notifier sets itself. It ignores ID and the timestamps.
+func (c Channel) Validate() error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	return nil // not a nil *ValidationError in a non-nil error
+}
+
+func (c *Channel) validate() *ValidationError {
+	switch {
+	case strings.TrimSpace(c.Name) == "":
+		return invalid("name", "must not be blank")
+	case len(c.Name) > MaxChannelNameLen:
+		return invalid("name", "must be at most %d bytes, got %d", MaxChannelNameLen, len(c.Name))
+	case !utf8.ValidString(c.Name):
+		return invalid("name", "must be valid UTF-8")
+	case strings.ContainsFunc(c.Name, unicode.IsControl):
+		return invalid("name", "must not contain control characters")
+	}
+	switch c.Type {
+	case ChannelTypeWebhook:
+	case "":
+		return invalid("type", "is required: %q", ChannelTypeWebhook)
+	default:
+		return invalid("type", "must be %q, got %q", ChannelTypeWebhook, c.Type)
+	}
+	if err := checkWebhookURL(c.URL); err != nil {
+		return err
+	}
+	switch {
+	case len(c.Secret) > MaxChannelSecretLen:
+		return invalid("secret", "must be at most %d bytes, got %d", MaxChannelSecretLen, len(c.Secret))
+	case !utf8.ValidString(c.Secret) || strings.ContainsRune(c.Secret, 0):
+		return invalid("secret", "must be valid UTF-8 without NUL bytes")
+	}
+	return checkHeaders(c.Headers)
+}
+
+func checkWebhookURL(raw string) *ValidationError {
+	if raw == "" {
+		return invalid("url", "is required: an absolute http or https URL")
+	}
+	if len(raw) > MaxChannelURLLen {
+		return invalid("url", "must be at most %d bytes, got %d", MaxChannelURLLen, len(raw))
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return invalid("url", "does not parse: %v", errors.Unwrap(err))
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return invalid("url", "must be an absolute http or https URL, got scheme %q", u.Scheme)
+	case u.Host == "" || u.Hostname() == "":
+		return invalid("url", "must name a host")
+	case u.User != nil:
+		return invalid("url", "must not contain a user or password: send credentials in headers or sign with the secret")
+	}
+	// Which addresses may be reached depends on the operator's allow-list: the gateway and the
+	// notifier check that (egress.Policy); a host that spells an address oddly is never valid.
+	if err := egress.CheckHostSpelling(u.Hostname()); err != nil {
+		return invalid("url", "%v", err)
+	}
+	return nil
+}
+
+func checkHeaders(h map[string]string) *ValidationError {
+	if len(h) > MaxChannelHeaders {
+		return invalid("headers", "must have at most %d entries, got %d", MaxChannelHeaders, len(h))
+	}
+	seen := make(map[string]string, len(h))
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return invalid("headers", "%q is not a valid HTTP header name", name)
+		}
+		canonical := http.CanonicalHeaderKey(name)
+		if prev, ok := seen[canonical]; ok {
+			return invalid("headers", "%q and %q are the same header", prev, name)
+		}
+		seen[canonical] = name
+		if slices.Contains(reservedHeaders, canonical) {
+			return invalid("headers", "%q is set by the notifier and cannot be overridden", name)
+		}
+		v := h[name]
+		if len(v) > MaxHeaderValueLen {
+			return invalid("headers", "value of %q must be at most %d bytes, got %d", name, MaxHeaderValueLen, len(v))
+		}
+		if !httpguts.ValidHeaderFieldValue(v) || !utf8.ValidString(v) {
+			return invalid("headers", "value of %q is not a valid HTTP header value", name)
+		}
+	}
+	return nil
+}

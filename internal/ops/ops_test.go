@@ -1,0 +1,62 @@
+package ops_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/logging"
+	"github.com/agentmonitor/agentmonitor/internal/ops"
+)
+
+func TestOpsServer(t *testing.T) {
+	down := errors.New("connection refused")
+	var fail bool
+	srv := ops.NewServer("127.0.0.1:0", ops.NewRegistry(), map[string]ops.Check{
+		"db": func(context.Context) error {
+			if fail {
+				return down
+			}
+			return nil
+		},
+	}, logging.New(io.Discard, logging.Config{Level: "info", Format: "json"}, "test"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Addr() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	base := "http://" + srv.Addr()
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("GET /healthz = %d, want 200", code)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("GET /readyz = %d, want 200", code)
+	}
+	fail = true
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "db: connection refused") {
+		t.Errorf("GET /readyz with db down = %d %s, want 503 naming db", code, body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("GET /metrics = %d, want 200 with runtime metrics", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run() after cancel = %v, want nil", err)
+	}
+}
