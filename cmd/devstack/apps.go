@@ -134,10 +134,8 @@ func (d *dev) up(ctx context.Context) error {
 		}
 	}
 	dashboard := gatewayURL + "/"
-	if resp, err := http.Get(dashboard); err != nil || resp.StatusCode >= 400 {
+	if !served(dashboard) {
 		dashboard += "  (not served by this version yet)"
-	} else {
-		resp.Body.Close()
 	}
 	state := "Agent Monitor is up."
 	if failed {
@@ -278,4 +276,20 @@ func (d *dev) command(ctx context.Context, extraEnv []string, name string, args 
 		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 	}
 	return nil
+}
+
+// served reports whether a GET of url answers below 400 within a few seconds.
+func served(url string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode < 400
 }

@@ -53,7 +53,9 @@ func bindHost(host string) string {
 
 // tcpOpen reports whether something accepts TCP connections at addr.
 func tcpOpen(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return false
 	}

@@ -48,7 +48,12 @@ func (e *env) runConsumer(t *testing.T, eval *alerter.Evaluator) *pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- consumer.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("consumer Run = %v, want nil", err)
+		}
+	})
 	pub, err := stream.NewPublisher(e.rdb, stream.PublisherConfig{Prefix: e.prefix, Shards: testShards}, discard)
 	if err != nil {
 		t.Fatal(err)

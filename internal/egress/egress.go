@@ -351,7 +351,7 @@ func (p *Policy) DialContext(d *net.Dialer) func(ctx context.Context, network, a
 func (p *Policy) control(network, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return fmt.Errorf("%w: cannot check address %q: %v", ErrBlocked, address, err)
+		return fmt.Errorf("%w: cannot check address %q: %w", ErrBlocked, address, err)
 	}
 	return p.CheckAddr(ap.Addr())
 }

@@ -155,7 +155,7 @@ func TestAllowList(t *testing.T) {
 // by default however it is named (the check is on the address dialled), and reached once
 // allow-listed, by network or by name.
 func TestDialRefusesLoopback(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
 	defer srv.Close()
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	get := func(p *Policy, host string) error {

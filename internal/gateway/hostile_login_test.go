@@ -24,7 +24,7 @@ func clientFrom(ip string) *http.Client {
 func loginAs(t *testing.T, client *http.Client, base, username, password string, headers map[string]string) resp {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"username": username, "password": password})
-	hr, err := http.NewRequest("POST", base+"/api/v1/auth/login", bytes.NewReader(body))
+	hr, err := http.NewRequest(http.MethodPost, base+"/api/v1/auth/login", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,7 +109,7 @@ func TestSlowBodies(t *testing.T) {
 			} else {
 				head += fmt.Sprintf("Content-Length: %d\r\n", tt.length)
 			}
-			res, got, took, err := rawRequest(t, e.g.Addr(), head, tt.send)
+			res, got, took, err := rawRequest(t, e.g.Addr(), head, tt.send) //nolint:bodyclose // rawRequest reads and closes the body itself
 			if err != nil {
 				t.Fatalf("reading the answer: %v after %s", err, took)
 			}

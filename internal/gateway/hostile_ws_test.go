@@ -37,7 +37,7 @@ func TestAlertSocketOriginScheme(t *testing.T) {
 	tokens := map[*env]string{direct: direct.adminToken(), proxied: proxied.adminToken()}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, res, err := dialWS(t, tt.e.wsURL("token="+tokens[tt.e]), tt.header)
+			conn, res, err := dialWS(t, tt.e.wsURL("token="+tokens[tt.e]), tt.header) //nolint:bodyclose // websocket.Dial closes the handshake response's body itself
 			if tt.want == 101 {
 				if err != nil {
 					t.Fatalf("dial with %v = %v (answer %v), want accepted", tt.header, err, statusOf(res))

@@ -187,11 +187,11 @@ func decodeReason(de *lineprotocol.DecodeError, body []byte) string {
 		strings.Contains(msg, "expected tag key or field but found '\\r'"):
 		return missingFieldSet
 	case strings.Contains(msg, "empty tag name"):
-		if rest := lineText(body, int(de.Line), int(de.Column)); rest == "" || rest == "\r" {
+		if rest := lineText(body, int(de.Line), de.Column); rest == "" || rest == "\r" {
 			return missingFieldSet // "cpu" or "cpu,host=a" at the end of the line
 		}
 	case strings.Contains(msg, "non-number"), strings.Contains(msg, "unrecognized type"):
-		v := lineText(body, int(de.Line), int(de.Column))
+		v := lineText(body, int(de.Line), de.Column)
 		if i := strings.IndexAny(v, ", "); i >= 0 {
 			v = v[:i]
 		}

@@ -784,7 +784,12 @@ func TestStoreOutageIsRetriedNotDeadLettered(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("notifier Run = %v, want nil", err)
+		}
+	})
 
 	ev := firing(uuid.NewString(), "agent-1", ch.ID)
 	e.append(ev)

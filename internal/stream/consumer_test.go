@@ -508,9 +508,9 @@ func TestOverDeliveredEntriesAreDeadLettered(t *testing.T) {
 	cfg.MaxDeliveries = 3
 	cfg.ClaimMinIdle = 100 * time.Millisecond
 	e.start(cfg, rec.handle)
-	got := rec.waitFor(t, 1, 5*time.Second)
+	rec.waitFor(t, 1, 5*time.Second)
 	testenv.WaitDrained(t, e.client, "g", e.keys()...)
-	if got = rec.all(); len(got) != 1 || got[0].id != read[1].ID || got[0].deliveries != 2 {
+	if got := rec.all(); len(got) != 1 || got[0].id != read[1].ID || got[0].deliveries != 2 {
 		t.Errorf("handled %+v, want only entry %s with Deliveries 2", got, read[1].ID)
 	}
 	dead := e.deadLetters()
