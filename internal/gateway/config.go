@@ -10,7 +10,9 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentmonitor/agentmonitor/internal/history"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/service"
@@ -31,6 +33,9 @@ type Config struct {
 	Backlog stream.BacklogConfig
 	Trim    stream.TrimmerConfig
 	WS      WSConfig
+
+	Influx  influx.Config  // where history is read from
+	History history.Config // limits of history queries
 
 	// Addr is where the HTTP server listens.
 	Addr string `env:"GATEWAY_ADDR" envDefault:":8080" help:"address the gateway's HTTP server listens on (host:port)"`
@@ -88,6 +93,8 @@ func DefaultConfig() Config {
 		Backlog:  stream.BacklogConfig{Shards: 4, Max: 1_000_000, Interval: 500 * time.Millisecond},
 		Trim:     stream.TrimmerConfig{Shards: 4, Groups: []string{"influx-writer", "pg-sync"}, Interval: 5 * time.Second},
 		WS:       WSConfig{ClientQueue: 256, PingInterval: 20 * time.Second, WriteTimeout: 10 * time.Second},
+		Influx:   influx.Config{URL: "http://127.0.0.1:8086", Bucket: "metrics", RetentionDays: 30, Timeout: 10 * time.Second},
+		History:  history.DefaultConfig(),
 
 		Addr:                   ":8080",
 		ShutdownTimeout:        15 * time.Second,
@@ -155,6 +162,8 @@ func (c Config) Validate() error {
 	check(c.Backlog.Validate())
 	check(c.Trim.Validate())
 	check(c.WS.Validate())
+	check(c.Influx.Validate())
+	check(c.History.Validate())
 	if err := c.Limits().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("INGEST_MAX_*: %w", err))
 	}

@@ -25,7 +25,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/agentmonitor/agentmonitor/internal/history"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/service"
@@ -88,6 +90,9 @@ type Gateway struct {
 	alertEvents alertEventStore
 	acks        ackStore
 	hub         *hub
+
+	influx  *influx.Client
+	history *history.Engine
 
 	limits     metric.Limits
 	agentLimit redis_rate.Limit
@@ -200,6 +205,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 	g.limiter = redis_rate.NewLimiter(g.rdb)
+	if err := g.initHistory(); err != nil {
+		return nil, err
+	}
 	g.e = g.newEcho()
 	ok = true
 	return g, nil
@@ -375,6 +383,9 @@ func (g *Gateway) Close() error {
 		g.bgCancel()
 		g.bgWG.Wait()
 		var errs []error
+		if g.influx != nil {
+			g.influx.Close()
+		}
 		if g.db != nil {
 			if err := g.db.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("closing postgres: %w", err))
