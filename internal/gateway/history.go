@@ -32,8 +32,23 @@ func (g *Gateway) initHistory() error {
 // historyParams are the query parameters every history route reads; the fleet route adds its own.
 var historyParams = []string{"metric", "start", "end", "every", "fn", "tier"}
 
-// parseHistoryQuery reads the parameters common to both history routes, refusing unknown ones.
+// parseHistoryQuery reads the parameters common to both history routes, refusing unknown ones
+// with 400 naming the parameter.
 func (g *Gateway) parseHistoryQuery(c echo.Context, extra ...string) (history.Query, error) {
+	q, err := g.parseHistoryParams(c, extra...)
+	return q, badParam(err)
+}
+
+// badParam turns a *history.ParamError into a 400 naming the parameter; other errors pass.
+func badParam(err error) error {
+	var pe *history.ParamError
+	if errors.As(err, &pe) {
+		return newError(http.StatusBadRequest, "%s", pe.Error())
+	}
+	return err
+}
+
+func (g *Gateway) parseHistoryParams(c echo.Context, extra ...string) (history.Query, error) {
 	qs := c.QueryParams()
 	for p, vs := range qs {
 		known := strings.HasPrefix(p, "tag.") || slices.Contains(historyParams, p) || slices.Contains(extra, p)
@@ -94,7 +109,7 @@ func (g *Gateway) fleetHistory(c echo.Context) error {
 		groupBy = "agent"
 	}
 	if err := history.ValidName("group_by", groupBy); err != nil {
-		return err
+		return badParam(err)
 	}
 	q.GroupBy = []string{groupBy}
 	if q.Agents, err = g.resolveAgents(c, c.QueryParam("agents")); err != nil {
@@ -213,7 +228,7 @@ func historyError(err error) error {
 	var qe *history.QueryError
 	switch {
 	case errors.As(err, &pe):
-		return newError(http.StatusBadRequest, "%s", pe.Error())
+		return badParam(err)
 	case errors.As(err, &qe):
 		return &apiError{Status: http.StatusBadRequest, Message: "invalid metric or fn: InfluxDB cannot compute this (is the field numeric?)", Details: []string{qe.Msg}, Err: err}
 	case errors.Is(err, history.ErrTimeout):
