@@ -25,10 +25,10 @@ type Metric struct {
 func (e *Engine) Metrics(ctx context.Context, agent string) ([]Metric, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, e.cfg.QueryTimeout, ErrTimeout)
 	defer cancel()
-	on := " ON " + quoteIdent(e.layout.Database)
+	on := " ON " + quoteIdent(e.layout.Raw.Database)
 	from := ""
-	if e.layout.RawRP != "" {
-		from = " FROM " + quoteIdent(e.layout.RawRP) + "./.*/"
+	if e.layout.Raw.RP != "" {
+		from = " FROM " + quoteIdent(e.layout.Raw.RP) + "./.*/"
 	}
 	stmts := []string{"SHOW FIELD KEYS" + on + from, "SHOW TAG KEYS" + on + from}
 	if agent != "" {

@@ -58,21 +58,28 @@ type Store interface {
 	QueryQL(ctx context.Context, stmts string) ([][]influx.QLSeries, error)
 }
 
-// Layout says where the raw points and the rollup tiers are stored (HISTORY-CONTRACT.md).
-type Layout struct {
-	Database     string            // the database of raw points and tiers
-	RawRP        string            // the retention policy of raw points; "" is the database's default
-	TierRP       map[string]string // tier name ("1m") to its retention policy ("rollup_1m")
-	RawRetention time.Duration     // how long raw points are kept (METRICS_RETENTION_DAYS), 0 for ever
+// Location is where one tier lives: an InfluxQL database and retention policy ("" is the
+// database's default policy).
+type Location struct {
+	Database, RP string
 }
 
-// LayoutOf derives the layout from an InfluxDB client's bucket ("db" or "db/rp") and its tiers'
-// buckets ("db/rollup_1m").
+// Layout says where the raw points and the rollup tiers are stored (HISTORY-CONTRACT.md).
+type Layout struct {
+	Raw          Location
+	Tiers        map[string]Location // by tier name ("1m")
+	RawRetention time.Duration       // how long raw points are kept (METRICS_RETENTION_DAYS), 0 for ever
+}
+
+// LayoutOf derives the layout from an InfluxDB client's buckets: on 1.x "db" or "db/rp" for raw
+// points and "db/rollup_1m" for the tiers; on 2.x the buckets "metrics" and "metrics_1m", read
+// through 2.x's virtual DBRP mappings (database = bucket name, default retention policy).
 func LayoutOf(c *influx.Client, rawRetentionDays int) Layout {
 	db, rp := splitBucket(c.Bucket())
-	l := Layout{Database: db, RawRP: rp, TierRP: map[string]string{}, RawRetention: time.Duration(rawRetentionDays) * 24 * time.Hour}
+	l := Layout{Raw: Location{db, rp}, Tiers: map[string]Location{}, RawRetention: time.Duration(rawRetentionDays) * 24 * time.Hour}
 	for _, t := range influx.Tiers {
-		_, l.TierRP[t.Name] = splitBucket(c.TierBucket(t))
+		db, rp := splitBucket(c.TierBucket(t))
+		l.Tiers[t.Name] = Location{db, rp}
 	}
 	return l
 }
@@ -99,12 +106,12 @@ func New(store Store, layout Layout, cfg Config, now func() time.Time) (*Engine,
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if layout.Database == "" {
-		return nil, errors.New("history: layout without a database")
+	if layout.Raw.Database == "" {
+		return nil, errors.New("history: layout without a database for raw points")
 	}
 	for _, t := range influx.Tiers {
-		if layout.TierRP[t.Name] == "" {
-			return nil, fmt.Errorf("history: layout without a retention policy for tier %s", t.Name)
+		if layout.Tiers[t.Name].Database == "" {
+			return nil, fmt.Errorf("history: layout without a database for tier %s", t.Name)
 		}
 	}
 	if now == nil {

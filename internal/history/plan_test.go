@@ -8,8 +8,11 @@ import (
 
 func planEngine(t *testing.T, now time.Time) *Engine {
 	t.Helper()
-	layout := Layout{Database: "metrics", TierRP: map[string]string{"1m": "rollup_1m", "5m": "rollup_5m", "1h": "rollup_1h", "1d": "rollup_1d"},
-		RawRetention: 30 * 24 * time.Hour}
+	tiers := map[string]Location{}
+	for _, n := range []string{"1m", "5m", "1h", "1d"} {
+		tiers[n] = Location{"metrics", "rollup_" + n}
+	}
+	layout := Layout{Raw: Location{Database: "metrics"}, Tiers: tiers, RawRetention: 30 * 24 * time.Hour}
 	e, err := New(nil, layout, DefaultConfig(), func() time.Time { return now })
 	if err != nil {
 		t.Fatalf("New: %v", err)

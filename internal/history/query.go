@@ -123,17 +123,17 @@ func (e *Engine) newest(ctx context.Context, q Query, tier string, from, to time
 }
 
 // source returns the fully qualified measurement of tier: "db"."rp"."m", or "db".."m" for the
-// default retention policy.
+// database's default retention policy.
 func (e *Engine) source(tier, measurement string) string {
-	rp := ""
-	if tier == Raw {
-		if e.layout.RawRP != "" {
-			rp = quoteIdent(e.layout.RawRP)
-		}
-	} else {
-		rp = quoteIdent(e.layout.TierRP[tier])
+	loc := e.layout.Raw
+	if tier != Raw {
+		loc = e.layout.Tiers[tier]
 	}
-	return quoteIdent(e.layout.Database) + "." + rp + "." + quoteIdent(measurement)
+	rp := ""
+	if loc.RP != "" {
+		rp = quoteIdent(loc.RP)
+	}
+	return quoteIdent(loc.Database) + "." + rp + "." + quoteIdent(measurement)
 }
 
 // where is the condition of q over [from, to). Tags are compared as "key"::tag, so that a field
