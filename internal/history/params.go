@@ -128,10 +128,13 @@ func ParseTime(param, s string, now time.Time) (time.Time, error) {
 		if s[0] == '-' {
 			d = -d
 		}
+		if t := now.Add(d); t.Before(minTime) || t.After(maxTime) {
+			return time.Time{}, paramErr(param, "%q: want a time from 1970 to 2200", truncate(s, 64))
+		}
 		return now.Add(d), nil
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 || n > 1<<33 {
+		if n < 0 || n > maxTime.Unix() {
 			return time.Time{}, paramErr(param, "%d: Unix seconds out of range", n)
 		}
 		return time.Unix(n, 0).UTC(), nil
@@ -140,8 +143,17 @@ func ParseTime(param, s string, now time.Time) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, paramErr(param, "%q: want RFC 3339, Unix seconds, now, or a relative time such as -24h or -7d", truncate(s, 64))
 	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return time.Time{}, paramErr(param, "%s: want a time from 1970 to 2200", t.UTC().Format(time.RFC3339))
+	}
 	return t, nil
 }
+
+// The times a query may name: InfluxDB stores nanoseconds since 1970 in an int64 (to 2262).
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 // ParseRange reads start and end (defaults: end now, start one hour before end) and checks that
 // start is before end.

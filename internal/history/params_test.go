@@ -24,7 +24,7 @@ func TestParseTime(t *testing.T) {
 	f("1700000000", time.Unix(1700000000, 0))
 	f("2026-11-30T10:00:00Z", now.Add(-2*time.Hour))
 	f("2026-11-30T11:00:00+01:00", now.Add(-2*time.Hour))
-	for _, bad := range []string{"", "yesterday", "-24", "-1y", "--1h", "2026-11-30", "1e9", "-99999999d", "-1h;DROP"} {
+	for _, bad := range []string{"", "yesterday", "-24", "-1y", "--1h", "2026-11-30", "1e9", "-99999999d", "-1h;DROP", "0999-01-01T00:00:00Z", "2300-01-01T00:00:00Z", "-999999d", "99999999999"} {
 		if _, err := ParseTime("start", bad, now); err == nil {
 			t.Errorf("ParseTime(%q) = nil error, want one", bad)
 		}

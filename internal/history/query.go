@@ -78,10 +78,11 @@ func (e *Engine) pieces(ctx context.Context, q Query, p Plan) ([]piece, error) {
 	}
 	var out []piece
 	from := p.Start
+	top, _ := tierByName(p.Tier)
 	for i := len(influx.Tiers) - 1; i >= 0 && from.Before(p.End); i-- {
 		t := influx.Tiers[i]
-		if t.Width > p.Every || p.Every%t.Width != 0 {
-			continue // coarser than the plan's tier
+		if t.Width > top.Width {
+			continue // coarser than the plan's tier (which may have been forced)
 		}
 		newest, ok, err := e.newest(ctx, q, t.Name, from, p.End)
 		if err != nil {

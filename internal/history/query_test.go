@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,6 +56,7 @@ func TestHistory(t *testing.T) {
 		t.Fatalf("loading the history fixture: %v", err)
 	}
 	t.Run("TiersAndStitching", func(t *testing.T) { testTiersAndStitching(t, f) })
+	t.Run("ForcedTier", func(t *testing.T) { testForcedTier(t, f) })
 	t.Run("Percentile", func(t *testing.T) { testPercentile(t, f) })
 	t.Run("Fleet", func(t *testing.T) { testFleet(t, f) })
 	t.Run("Escaping", func(t *testing.T) { testEscaping(t, f) })
@@ -189,6 +191,44 @@ func testTiersAndStitching(t *testing.T, f *fixture) {
 			})
 		}
 	}
+}
+
+// recordingStore remembers the statements it runs.
+type recordingStore struct {
+	Store
+	mu    sync.Mutex
+	stmts []string
+}
+
+func (r *recordingStore) QueryQL(ctx context.Context, stmts string) ([][]influx.QLSeries, error) {
+	r.mu.Lock()
+	r.stmts = append(r.stmts, stmts)
+	r.mu.Unlock()
+	return r.Store.QueryQL(ctx, stmts)
+}
+
+// testForcedTier forces the 1m tier for 5-minute windows: the 5m tier must not be read.
+func testForcedTier(t *testing.T, f *fixture) {
+	rec := &recordingStore{Store: f.engine.store}
+	e, err := New(rec, f.engine.layout, f.engine.cfg, f.engine.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := Query{Measurement: "cpu", Field: "usage_percent", Agents: []string{"a1"}, OmitAgent: true, Tags: []TagFilter{{"core", "0"}},
+		Fn: "sum", Start: fixNow.Add(-24 * time.Hour), End: fixNow, Every: 5 * time.Minute, Tier: "1m"}
+	res, err := e.Query(context.Background(), q)
+	if err != nil {
+		t.Fatalf("Query(tier=1m every=5m) error: %v", err)
+	}
+	for _, st := range rec.stmts {
+		if strings.Contains(st, "rollup_5m") || strings.Contains(st, "rollup_1h") {
+			t.Errorf("Query(tier=1m every=5m) ran %s, reading a coarser tier than the forced one", st)
+		}
+	}
+	if res.Tier != "1m" || len(res.Series) != 1 {
+		t.Fatalf("Query(tier=1m every=5m) = tier %s, %d series; want 1m, 1", res.Tier, len(res.Series))
+	}
+	checkSeries(t, "forced 1m", res.Series[0], historytest.Expect("sum", 5*time.Minute, q.Start, fixNow, f.series[0]))
 }
 
 func tagsOf(ss []Series) []map[string]string {
