@@ -317,6 +317,26 @@ func TestHistoryAPI(t *testing.T) {
 		checkAgainstDoc(t, router, h.env, req{method: "GET", path: agentPath + "?metric=cpu%22", auth: bearer(h.viewer)}, false)
 	})
 
+	t.Run("TimeoutAndOutage", func(t *testing.T) {
+		// Two more gateways on the same database and Redis prefix: the viewer's session works there.
+		cfg := h.cfg
+		cfg.History.QueryTimeout = time.Nanosecond
+		_, slow := startGateway(t, cfg)
+		r := doHTTP(t, slow, req{method: "GET", path: agentPath + "?metric=cpu.usage_percent", auth: bearer(h.viewer)})
+		if r.status != http.StatusGatewayTimeout || !strings.Contains(r.errorMessage(t), "HISTORY_QUERY_TIMEOUT") {
+			t.Errorf("history with a 1ns timeout = %s, want 504 naming HISTORY_QUERY_TIMEOUT", r)
+		}
+		cfg = h.cfg
+		cfg.Influx.URL = "http://" + closedAddr(t)
+		_, down := startGateway(t, cfg)
+		for _, path := range []string{agentPath + "?metric=cpu.usage_percent", "/api/v1/metrics"} {
+			r := doHTTP(t, down, req{method: "GET", path: path, auth: bearer(h.viewer)})
+			if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+				t.Errorf("GET %s with InfluxDB down = %s, want 503 with Retry-After", path, r)
+			}
+		}
+	})
+
 	t.Run("Access", func(t *testing.T) {
 		params := url.Values{"metric": {"cpu.usage_percent"}}
 		for _, path := range []string{agentPath, "/api/v1/metrics/history", "/api/v1/metrics"} {
