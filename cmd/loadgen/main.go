@@ -39,6 +39,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "history" {
+		os.Exit(runHistory(os.Args[2:], os.Stdout, os.Stderr)) // history.go
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

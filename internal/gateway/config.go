@@ -13,6 +13,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/alertfeed"
 	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
+	"github.com/agentmonitor/agentmonitor/internal/history"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/logging"
@@ -31,7 +32,8 @@ type Config struct {
 	Redis    redisconn.Config
 	Postgres postgres.Config
 	HotCache hotcache.Config
-	// Influx is where the field-type registry is seeded from (SHOW FIELD KEYS) at start.
+	// Influx is where history is read from, and where the field-type registry is seeded from
+	// (SHOW FIELD KEYS) at start.
 	Influx influx.Config
 
 	Publish stream.PublisherConfig
@@ -39,6 +41,8 @@ type Config struct {
 	Trim    stream.TrimmerConfig
 	WS      alertfeed.Config
 	Edge    EdgeConfig
+
+	History history.Config // limits of history queries
 
 	// Addr is where the HTTP server listens.
 	Addr string `env:"GATEWAY_ADDR" envDefault:":8080" help:"address the gateway's HTTP server listens on (host:port)"`
@@ -144,6 +148,7 @@ func (c Config) Validate() error {
 	check(c.Trim.Validate())
 	check(c.WS.Validate())
 	check(c.Edge.Validate())
+	check(c.History.Validate())
 	if err := c.Limits().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("INGEST_MAX_*: %w", err))
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/alertfeed"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/fieldtype"
+	"github.com/agentmonitor/agentmonitor/internal/history"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/keycache"
@@ -90,7 +91,7 @@ type Gateway struct {
 	sessions  *sessions
 	limiter   *redis_rate.Limiter
 
-	influx     *influx.Client // only to seed fieldTypes
+	influx     *influx.Client // history queries and the fieldTypes seed
 	fieldTypes *fieldtype.Registry
 
 	rules       ruleStore
@@ -100,6 +101,8 @@ type Gateway struct {
 	alertEvents alertEventStore
 	acks        ackStore
 	hub         *alertfeed.Hub
+
+	history *history.Engine
 
 	limits     metric.Limits
 	agentLimit redis_rate.Limit
@@ -221,6 +224,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 	g.limiter = redis_rate.NewLimiter(g.rdb)
+	if err := g.initHistory(); err != nil {
+		return nil, err
+	}
 	g.e = g.newEcho()
 	ok = true
 	return g, nil

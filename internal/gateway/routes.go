@@ -84,6 +84,9 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.POST("/api/v1/agents/:id/rotate-key", g.rotateKey, operator)
 	e.GET("/api/v1/agents/:id/metrics/latest", g.latest, viewer)
 	e.GET("/api/v1/agents/:id/metrics/recent", g.recent, viewer)
+	e.GET("/api/v1/agents/:id/metrics/history", g.agentHistory, viewer)
+	e.GET("/api/v1/metrics/history", g.fleetHistory, viewer)
+	e.GET("/api/v1/metrics", g.listMetrics, viewer)
 
 	e.GET("/api/v1/alert-rules", g.listRules, viewer)
 	e.POST("/api/v1/alert-rules", g.createRule, operator)

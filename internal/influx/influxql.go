@@ -18,5 +18,10 @@ func (c *Client) InfluxQL(ctx context.Context, stmt string) ([]influxql.Series, 
 // InfluxQLIn runs one InfluxQL statement with db and rp as the default database and retention
 // policy (either may be empty). 2.x serves the same endpoint for buckets with a DBRP mapping.
 func (c *Client) InfluxQLIn(ctx context.Context, db, rp, stmt string) ([]influxql.Series, error) {
-	return influxql.Client{HTTP: c.http, URL: c.base.String(), Token: c.cfg.Token}.Query(ctx, db, rp, stmt)
+	return c.ql().Query(ctx, db, rp, stmt)
+}
+
+// ql returns the InfluxQL client of this server.
+func (c *Client) ql() influxql.Client {
+	return influxql.Client{HTTP: c.http, URL: c.base.String(), Token: c.cfg.Token}
 }

@@ -7,8 +7,10 @@
 package influxql
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,11 +33,41 @@ type Client struct {
 	Token string       // sent as "Authorization: Token <token>" (user:password on 1.x); empty: none
 }
 
+// ErrStatement is wrapped by Exec when InfluxDB refused a statement (a bad query, as opposed to
+// a server or transport failure).
+var ErrStatement = errors.New("influxdb refused the statement")
+
+// MaxAnswer is the largest answer read; a longer one is an error, so that a wide query cannot
+// exhaust the caller's memory.
+const MaxAnswer = 64 << 20
+
 // Query runs one statement with db and rp as the default database and retention policy (either
 // may be empty) and times as Unix nanoseconds, and returns the first statement's series or its
-// error.
+// error. Values are decoded as encoding/json does (numbers as float64).
 func (c Client) Query(ctx context.Context, db, rp, stmt string) ([]Series, error) {
-	form := url.Values{"q": {stmt}, "epoch": {"ns"}}
+	res, err := c.run(ctx, db, rp, stmt, false)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("running %s: %w", stmt, err)
+	case len(res) == 0:
+		return nil, nil
+	}
+	return res[0], nil
+}
+
+// Exec runs statements separated by semicolons in one request and returns the series of each,
+// by statement. Numbers are decoded as json.Number, so nanosecond times and large integers keep
+// every digit. A refused statement wraps ErrStatement.
+func (c Client) Exec(ctx context.Context, db, rp, stmts string) ([][]Series, error) {
+	res, err := c.run(ctx, db, rp, stmts, true)
+	if err != nil {
+		return nil, fmt.Errorf("running influxql query: %w", err)
+	}
+	return res, nil
+}
+
+func (c Client) run(ctx context.Context, db, rp, stmts string, useNumber bool) ([][]Series, error) {
+	form := url.Values{"q": {stmts}, "epoch": {"ns"}}
 	if db != "" {
 		form.Set("db", db)
 	}
@@ -48,6 +80,7 @@ func (c Client) Query(ctx context.Context, db, rp, stmt string) ([]Series, error
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if c.Token != "" {
+		// 1.8 accepts "Token user:password" on every endpoint, 2.x "Token <api token>".
 		req.Header.Set("Authorization", "Token "+c.Token)
 	}
 	hc := c.HTTP
@@ -56,34 +89,48 @@ func (c Client) Query(ctx context.Context, db, rp, stmt string) ([]Series, error
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("running %s: %w", stmt, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading answer to %s: %w", stmt, err)
+		return nil, fmt.Errorf("reading the answer: %w", err)
+	}
+	if len(body) > MaxAnswer {
+		return nil, fmt.Errorf("the answer is longer than %d bytes", MaxAnswer)
 	}
 	var out struct {
 		Error   string `json:"error"`
 		Results []struct {
-			Error  string   `json:"error"`
-			Series []Series `json:"series"`
+			StatementID int      `json:"statement_id"`
+			Error       string   `json:"error"`
+			Series      []Series `json:"series"`
 		} `json:"results"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, fmt.Errorf("running %s: status %d: %.200s", stmt, resp.StatusCode, body)
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if useNumber {
+		dec.UseNumber()
+	}
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("status %d: %.200s", resp.StatusCode, body)
 	}
 	switch {
 	case out.Error != "":
-		return nil, fmt.Errorf("running %s: status %d: %s", stmt, resp.StatusCode, out.Error)
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, out.Error)
 	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("running %s: status %d", stmt, resp.StatusCode)
-	case len(out.Results) == 0:
-		return nil, nil
-	case out.Results[0].Error != "":
-		return nil, fmt.Errorf("running %s: %s", stmt, out.Results[0].Error)
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	return out.Results[0].Series, nil
+	res := make([][]Series, len(out.Results))
+	for i, r := range out.Results {
+		if r.Error != "" {
+			return nil, fmt.Errorf("%w: statement %d: %s", ErrStatement, r.StatementID, r.Error)
+		}
+		if r.StatementID >= 0 && r.StatementID < len(res) {
+			i = r.StatementID
+		}
+		res[i] = r.Series
+	}
+	return res, nil
 }
 
 // QuoteIdent quotes an identifier. Hand-written (three replacements, as the InfluxQL parser's

@@ -1,0 +1,402 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/history"
+	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/influx/influxql"
+)
+
+// historyConfig is what the flags of "loadgen history" say.
+type historyConfig struct {
+	influxURL    string
+	db           string
+	agents       int
+	series       int
+	days         int
+	step         time.Duration
+	rollup1mDays int
+	load         bool
+	queries      int
+	writers      int
+	batch        int
+}
+
+// runHistory is "loadgen history": it loads days of points for agents × series straight into
+// InfluxDB 1.8 (raw points and the rollup tiers, computed here by the contract's rules, each tier
+// rolled up to its newest closed window so that queries stitch like in production), then times
+// the history engine's queries and prints a JSON report on stdout and one line per query on
+// stderr.
+func runHistory(args []string, stdout, stderr io.Writer) int {
+	var c historyConfig
+	fs := flag.NewFlagSet("loadgen history", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `loadgen history loads history into InfluxDB 1.8 (raw points and the 1m, 5m, 1h, 1d tiers, computed
+in-process by the rollup rules, written in big batches) and reports p50/p99 of the history queries:
+one series 24 h at 1m, 7 d at 1h, 30 d at 1d, fleet queries over all agents, and 24 h at 1m forced
+onto raw points, and 30 d at 1d on raw points (the ratios are what rollups bring). Loopback InfluxDB only.
+
+Example:
+  loadgen history --influx-url http://127.0.0.1:8086 --agents 50 --series 5 --days 30
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.influxURL, "influx-url", "http://127.0.0.1:8086", "InfluxDB 1.8 base URL (loopback only)")
+	fs.StringVar(&c.db, "db", "bench_history", "database to (re)create and load; dropped first when --load")
+	fs.IntVar(&c.agents, "agents", 50, "agents")
+	fs.IntVar(&c.series, "series", 5, "series (fields of one measurement) per agent")
+	fs.IntVar(&c.days, "days", 30, "days of data, ending now")
+	fs.DurationVar(&c.step, "step", 60*time.Second, "interval of raw points")
+	fs.IntVar(&c.rollup1mDays, "rollup-1m-days", 30, "days of the 1m tier to load (the 24 h query reads only the last day)")
+	fs.BoolVar(&c.load, "load", true, "drop, create and load the database; false: query what a previous run loaded")
+	fs.IntVar(&c.queries, "queries", 100, "timed runs of each query (after 5 warm-up runs)")
+	fs.IntVar(&c.writers, "writers", 4, "concurrent write requests while loading")
+	fs.IntVar(&c.batch, "batch", 10000, "lines per write request")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := loopbackURL(c.influxURL); err != nil {
+		fmt.Fprintln(stderr, "loadgen history: --influx-url:", err)
+		return 2
+	}
+	if c.agents < 1 || c.series < 1 || c.days < 1 || c.step < time.Second || c.queries < 1 || c.writers < 1 || c.batch < 1 || c.rollup1mDays < 1 {
+		fmt.Fprintln(stderr, "loadgen history: --agents, --series, --days, --rollup-1m-days, --queries, --writers, --batch must be positive and --step at least 1s")
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := benchHistory(ctx, c, logger)
+	if err != nil {
+		logger.Error("history bench failed", "err", err)
+		return 1
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		return 1
+	}
+	for _, q := range rep.Queries {
+		fmt.Fprintf(stderr, "%-28s tier %-3s every %-3s %5d points  p50 %7.2f ms  p99 %7.2f ms\n", q.Name, q.Tier, q.Every, q.Points, q.P50MS, q.P99MS)
+	}
+	fmt.Fprintf(stderr, "raw/rollup ratio: 24 h at 1m p50 %.1fx p99 %.1fx, 30 d at 1d p50 %.1fx p99 %.1fx; budget (p99 <= 100 ms for one series 24 h and 30 d): %s\n",
+		rep.RawRatioP50, rep.RawRatioP99, rep.RawRatio30dP50, rep.RawRatio30dP99, map[bool]string{true: "met", false: "MISSED"}[rep.BudgetMet])
+	return 0
+}
+
+// historyReport is the JSON report of a history bench.
+type historyReport struct {
+	Agents       int             `json:"agents"`
+	Series       int             `json:"series_per_agent"`
+	Days         int             `json:"days"`
+	Step         string          `json:"step"`
+	RawPoints    int64           `json:"raw_points"`
+	RollupPoints int64           `json:"rollup_points"`
+	LoadSeconds  float64         `json:"load_seconds"`
+	LinesPerS    float64         `json:"lines_per_s"`
+	Rollup1mDays int             `json:"rollup_1m_days"`
+	Queries      []historyTiming `json:"queries"`
+	RawRatioP50  float64         `json:"raw_ratio_p50"`
+	RawRatioP99  float64         `json:"raw_ratio_p99"`
+	// The same for 30 d at 1d, where rollups matter most.
+	RawRatio30dP50 float64 `json:"raw_ratio_30d_p50"`
+	RawRatio30dP99 float64 `json:"raw_ratio_30d_p99"`
+	BudgetMet      bool    `json:"budget_met"`
+}
+
+// historyTiming is one query's latencies.
+type historyTiming struct {
+	Name   string  `json:"name"`
+	Tier   string  `json:"tier"`
+	Every  string  `json:"every"`
+	Points int     `json:"points"`
+	P50MS  float64 `json:"p50_ms"`
+	P99MS  float64 `json:"p99_ms"`
+	MaxMS  float64 `json:"max_ms"`
+}
+
+func benchHistory(ctx context.Context, c historyConfig, logger *slog.Logger) (*historyReport, error) {
+	client, err := influx.New(influx.Config{URL: c.influxURL, Bucket: c.db, RetentionDays: c.days + 1, Timeout: 5 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	rep := &historyReport{Agents: c.agents, Series: c.series, Days: c.days, Step: c.step.String(), Rollup1mDays: c.rollup1mDays}
+	now := time.Now().UTC().Truncate(c.step)
+	if c.load {
+		if err := loadHistory(ctx, c, client, now, rep, logger); err != nil {
+			return nil, err
+		}
+	}
+	cfg := history.DefaultConfig()
+	cfg.QueryTimeout = time.Minute
+	engine, err := history.New(client, history.LayoutOf(client, c.days+1), cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	one := []string{benchAgent(0)}
+	queries := []struct {
+		name string
+		q    history.Query
+	}{
+		{"series 24h at 1m", history.Query{Agents: one, Start: now.Add(-24 * time.Hour), Every: time.Minute}},
+		{"series 7d at 1h", history.Query{Agents: one, Start: now.Add(-7 * 24 * time.Hour), Every: time.Hour}},
+		{"series 30d at 1d", history.Query{Agents: one, Start: now.Add(-30 * 24 * time.Hour), Every: 24 * time.Hour}},
+		{"fleet 24h at 1h by agent", history.Query{GroupBy: []string{"agent"}, Start: now.Add(-24 * time.Hour), Every: time.Hour}},
+		{"fleet 7d at 1h by agent", history.Query{GroupBy: []string{"agent"}, Start: now.Add(-7 * 24 * time.Hour), Every: time.Hour}},
+		{"series 24h at 1m, raw", history.Query{Agents: one, Start: now.Add(-24 * time.Hour), Every: time.Minute, Tier: history.Raw}},
+		{"series 30d at 1d, raw", history.Query{Agents: one, Start: now.Add(-30 * 24 * time.Hour), Every: 24 * time.Hour, Tier: history.Raw}},
+	}
+	for _, bq := range queries {
+		q := bq.q
+		q.Measurement, q.Field, q.Fn, q.OmitAgent = "bench", "f0", "mean", len(q.Agents) == 1
+		var lat []time.Duration
+		var res history.Result
+		for i := 0; i < c.queries+5; i++ {
+			q.End = time.Now().UTC() // like a dashboard refreshing: the newest windows are stitched
+			began := time.Now()
+			res, err = engine.Query(ctx, q)
+			if err != nil {
+				return nil, fmt.Errorf("query %s: %w", bq.name, err)
+			}
+			if i >= 5 {
+				lat = append(lat, time.Since(began))
+			}
+		}
+		n := 0
+		for _, s := range res.Series {
+			n += len(s.Points)
+		}
+		slices.Sort(lat)
+		rep.Queries = append(rep.Queries, historyTiming{Name: bq.name, Tier: res.Tier, Every: res.Every, Points: n,
+			P50MS: msOf(nearestRank(lat, 0.50)), P99MS: msOf(nearestRank(lat, 0.99)), MaxMS: msOf(lat[len(lat)-1])})
+		logger.Info("timed history query", "query", bq.name, "tier", res.Tier, "points", n)
+	}
+	day, raw, month, rawMonth := rep.Queries[0], rep.Queries[5], rep.Queries[2], rep.Queries[6]
+	rep.RawRatioP50, rep.RawRatioP99 = raw.P50MS/day.P50MS, raw.P99MS/day.P99MS
+	rep.RawRatio30dP50, rep.RawRatio30dP99 = rawMonth.P50MS/month.P50MS, rawMonth.P99MS/month.P99MS
+	rep.BudgetMet = day.P99MS <= 100 && month.P99MS <= 100
+	return rep, nil
+}
+
+func nearestRank(sorted []time.Duration, p float64) time.Duration {
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func benchAgent(i int) string { return fmt.Sprintf("bench-agent-%03d", i) }
+
+// benchValue is the value of series f of agent a at step i: deterministic, 0 to 99.9.
+func benchValue(a, f, i int) float64 {
+	return float64((i*7919+a*104729+f*1299709)%1000) / 10
+}
+
+// loadHistory drops and creates the database with its tiers, then writes the raw points and the
+// rollup windows of every agent through c.writers concurrent writers.
+func loadHistory(ctx context.Context, c historyConfig, client *influx.Client, now time.Time, rep *historyReport, logger *slog.Logger) error {
+	stmts := []string{`DROP DATABASE ` + influxql.QuoteIdent(c.db), `CREATE DATABASE ` + influxql.QuoteIdent(c.db)}
+	for _, t := range influx.Tiers {
+		stmts = append(stmts, fmt.Sprintf(`CREATE RETENTION POLICY %s ON %s DURATION INF REPLICATION 1`, influxql.QuoteIdent("rollup_"+t.Name), influxql.QuoteIdent(c.db)))
+	}
+	if _, err := client.QueryQL(ctx, strings.Join(stmts, "; ")); err != nil {
+		return fmt.Errorf("creating database %s and its tiers: %w", c.db, err)
+	}
+	buckets := map[string]*influx.Client{"raw": client}
+	for _, t := range influx.Tiers {
+		tc, err := influx.New(influx.Config{URL: c.influxURL, Bucket: client.TierBucket(t), Timeout: 5 * time.Minute})
+		if err != nil {
+			return err
+		}
+		defer tc.Close()
+		buckets[t.Name] = tc
+	}
+	type batch struct {
+		tier string
+		body []byte
+	}
+	work := make(chan batch, c.writers)
+	errc := make(chan error, c.writers)
+	var wg sync.WaitGroup
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range c.writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				if err := buckets[b.tier].Write(wctx, b.body); err != nil {
+					errc <- fmt.Errorf("writing %s: %w", b.tier, err)
+					cancel()
+					for range work {
+					}
+					return
+				}
+			}
+		}()
+	}
+	began := time.Now()
+	start := now.Add(-time.Duration(c.days) * 24 * time.Hour)
+	steps := int(now.Sub(start) / c.step)
+	var lines int64
+	bufs := map[string][]byte{}
+	counts := map[string]int{}
+	emit := func(tier string, line []byte) bool {
+		bufs[tier] = append(append(bufs[tier], line...), '\n')
+		counts[tier]++
+		lines++
+		if tier == "raw" {
+			rep.RawPoints++
+		} else {
+			rep.RollupPoints++
+		}
+		if counts[tier] >= c.batch {
+			select {
+			case work <- batch{tier, bufs[tier]}:
+			case <-wctx.Done():
+				return false
+			}
+			bufs[tier], counts[tier] = nil, 0
+		}
+		return true
+	}
+	tierFrom := map[string]time.Time{"1m": now.Add(-time.Duration(c.rollup1mDays) * 24 * time.Hour)}
+	var line []byte
+	progress := time.Now()
+produce:
+	for a := 0; a < c.agents; a++ {
+		agent := benchAgent(a)
+		wins := make([]windowAcc, len(influx.Tiers)*c.series)
+		for i := 0; i <= steps; i++ {
+			t := start.Add(time.Duration(i) * c.step)
+			last := i == steps
+			if !last {
+				line = append(line[:0], "bench,agent="...)
+				line = append(line, agent...)
+				for f := 0; f < c.series; f++ {
+					line = append(line, " ,"[min(f, 1)], 'f')
+					line = strconv.AppendInt(line, int64(f), 10)
+					line = append(line, '=')
+					line = strconv.AppendFloat(line, benchValue(a, f, i), 'g', -1, 64)
+				}
+				line = append(line, ' ')
+				line = strconv.AppendInt(line, t.UnixNano(), 10)
+				if !emit("raw", line) {
+					break produce
+				}
+			}
+			for ti, tier := range influx.Tiers {
+				ws := historyAlign(t, tier.Width)
+				frontier := historyAlign(now, tier.Width) // closed windows only: the current one is stitched
+				for f := 0; f < c.series; f++ {
+					w := &wins[ti*c.series+f]
+					if w.n > 0 && (last || !w.start.Equal(ws)) {
+						if w.start.Before(frontier) && !w.start.Before(tierFrom[tier.Name]) {
+							if !emit(tier.Name, w.appendLine(line[:0], agent, f)) {
+								break produce
+							}
+						}
+						w.n = 0
+					}
+					if last {
+						continue
+					}
+					v := benchValue(a, f, i)
+					if w.n == 0 {
+						*w = windowAcc{start: ws, min: v, max: v}
+					}
+					w.add(v)
+				}
+			}
+		}
+		if time.Since(progress) > 10*time.Second {
+			progress = time.Now()
+			logger.Info("loading history", "agents_done", a+1, "of", c.agents, "lines", lines, "lines_per_s", int(float64(lines)/time.Since(began).Seconds()))
+		}
+	}
+	for tier, b := range bufs {
+		if len(b) == 0 {
+			continue
+		}
+		select {
+		case work <- batch{tier, b}:
+		case <-wctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	rep.LoadSeconds = time.Since(began).Seconds()
+	rep.LinesPerS = float64(lines) / rep.LoadSeconds
+	logger.Info("history loaded", "raw_points", rep.RawPoints, "rollup_points", rep.RollupPoints, "took", time.Since(began).Round(time.Second))
+	return nil
+}
+
+// windowAcc accumulates one rollup window of one series by the contract's rules.
+type windowAcc struct {
+	start               time.Time
+	min, max, sum, last float64
+	n                   int64
+}
+
+func (w *windowAcc) add(v float64) {
+	w.min, w.max = min(w.min, v), max(w.max, v)
+	w.sum += v
+	w.last = v
+	w.n++
+}
+
+// appendLine writes the window as the contract's rollup point of field f<f>.
+func (w *windowAcc) appendLine(dst []byte, agent string, f int) []byte {
+	name := "f" + strconv.Itoa(f)
+	dst = append(dst, "bench,agent="...)
+	dst = append(dst, agent...)
+	for i, kv := range []struct {
+		agg string
+		v   float64
+	}{{"min", w.min}, {"max", w.max}, {"mean", w.sum / float64(w.n)}, {"sum", w.sum}, {"last", w.last}} {
+		dst = append(dst, " ,"[min(i, 1)])
+		dst = append(dst, name+"_"+kv.agg+"="...)
+		dst = strconv.AppendFloat(dst, kv.v, 'g', -1, 64)
+	}
+	dst = append(dst, ","+name+"_count="...)
+	dst = strconv.AppendInt(dst, w.n, 10)
+	dst = append(dst, "i "...)
+	return strconv.AppendInt(dst, w.start.UnixNano(), 10)
+}
+
+// historyAlign rounds t down to a multiple of d since the Unix epoch.
+func historyAlign(t time.Time, d time.Duration) time.Time {
+	ns := t.UnixNano()
+	return time.Unix(0, ns-ns%int64(d)).UTC()
+}
