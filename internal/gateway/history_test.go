@@ -45,7 +45,7 @@ type historyEnv struct {
 func newHistoryEnv(t *testing.T) *historyEnv {
 	t.Helper()
 	idb := testenv.Influx(t)
-	run := func(ctx context.Context, stmt string) error { _, err := idb.Server.Query(ctx, stmt); return err }
+	run := func(ctx context.Context, stmt string) error { _, err := idb.Server.Query(ctx, "", stmt); return err }
 	if err := historytest.CreateTiers(context.Background(), run, idb.Database); err != nil {
 		t.Fatalf("creating tiers: %v", err)
 	}
