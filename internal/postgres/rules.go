@@ -170,16 +170,9 @@ func (s *RuleStore) Create(ctx context.Context, r alert.Rule, actor string) (ale
 
 // Get returns the rule with id, or ErrNotFound (also for an id that is not a UUID).
 func (s *RuleStore) Get(ctx context.Context, id string) (alert.Rule, error) {
-	if !validID(id) {
-		return alert.Rule{}, fmt.Errorf("alert rule %q: %w", id, ErrNotFound)
-	}
-	var row ruleRow
-	err := s.db.GetContext(ctx, &row, `SELECT `+ruleColumns+` FROM alert_rules WHERE id = $1`, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return alert.Rule{}, fmt.Errorf("alert rule %s: %w", id, ErrNotFound)
-	}
+	row, err := getByID[ruleRow](ctx, s.db, "alert rule", "alert_rules", ruleColumns, id)
 	if err != nil {
-		return alert.Rule{}, fmt.Errorf("getting alert rule %s: %w", id, err)
+		return alert.Rule{}, err
 	}
 	return row.rule()
 }
@@ -191,15 +184,7 @@ func (s *RuleStore) List(ctx context.Context) ([]alert.Rule, error) {
 		`SELECT `+ruleColumns+` FROM alert_rules ORDER BY name, id`); err != nil {
 		return nil, fmt.Errorf("listing alert rules: %w", err)
 	}
-	rules := make([]alert.Rule, 0, len(rows))
-	for _, row := range rows {
-		r, err := row.rule()
-		if err != nil {
-			return nil, err
-		}
-		rules = append(rules, r)
-	}
-	return rules, nil
+	return fromRows(rows, ruleRow.rule)
 }
 
 // Update validates r and replaces the rule with id r.ID by it, and audits it as actor's
@@ -253,13 +238,9 @@ func (s *RuleStore) Delete(ctx context.Context, id, actor string) error {
 		return fmt.Errorf("alert rule %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var name string
-		err := tx.GetContext(ctx, &name, `DELETE FROM alert_rules WHERE id = $1 RETURNING name`, id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("alert rule %s: %w", id, ErrNotFound)
-		}
+		name, err := deleteByID(ctx, tx, "alert rule", "alert_rules", "name", id)
 		if err != nil {
-			return fmt.Errorf("deleting alert rule %s: %w", id, err)
+			return err
 		}
 		return writeAudit(ctx, tx, actor, ActionRuleDelete, id, map[string]any{"name": name})
 	})
