@@ -93,8 +93,7 @@ func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]
 	if err != nil {
 		return agent.Agent{}, fmt.Errorf("encoding labels: %w", err)
 	}
-	var a agent.Agent
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *agentRow) error {
 		// CAST, not ::jsonb: sqlx reads ":labels::jsonb" as a parameter named "labels:".
 		q, args, err := tx.BindNamed(`
 			INSERT INTO agents (name, labels, api_key_hash)
@@ -105,19 +104,13 @@ func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]
 		if err != nil {
 			return fmt.Errorf("binding agent insert: %w", err)
 		}
-		var row agentRow
-		if err := tx.GetContext(ctx, &row, q, args...); err != nil {
+		if err := tx.GetContext(ctx, row, q, args...); err != nil {
 			return fmt.Errorf("creating agent: %w", agentWriteError(err, name))
 		}
-		if a, err = row.agent(); err != nil {
-			return err
-		}
+		return nil
+	}, agentRow.agent, func(tx *sqlx.Tx, a agent.Agent) error {
 		return writeAudit(ctx, tx, actor, ActionAgentCreate, a.ID, map[string]any{"name": a.Name, "labels": a.Labels})
 	})
-	if err != nil {
-		return agent.Agent{}, err
-	}
-	return a, nil
 }
 
 // Get returns the agent with id, or ErrNotFound (also for an id that is not a UUID).

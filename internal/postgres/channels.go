@@ -101,24 +101,17 @@ func (s *ChannelStore) Create(ctx context.Context, c alert.Channel, actor string
 	if err != nil {
 		return alert.Channel{}, err
 	}
-	var out alert.Channel
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var row channelRow
-		if err := tx.GetContext(ctx, &row, `
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *channelRow) error {
+		if err := tx.GetContext(ctx, row, `
 			INSERT INTO notification_channels (name, type, url, secret, headers, enabled)
 			VALUES ($1, $2, $3, $4, CAST($5 AS jsonb), $6)
 			RETURNING `+channelColumns, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled); err != nil {
 			return fmt.Errorf("creating notification channel: %w", channelWriteError(err, c.Name))
 		}
-		if out, err = row.channel(); err != nil {
-			return err
-		}
+		return nil
+	}, channelRow.channel, func(tx *sqlx.Tx, out alert.Channel) error {
 		return writeAudit(ctx, tx, actor, ActionChannelCreate, out.ID, channelAudit(out))
 	})
-	if err != nil {
-		return alert.Channel{}, err
-	}
-	return out, nil
 }
 
 // Get returns the channel with id, secret included, or ErrNotFound (also for an id that is not a
@@ -156,10 +149,8 @@ func (s *ChannelStore) Update(ctx context.Context, c alert.Channel, actor string
 	if err != nil {
 		return alert.Channel{}, err
 	}
-	var out alert.Channel
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var row channelRow
-		err := tx.GetContext(ctx, &row, `
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *channelRow) error {
+		err := tx.GetContext(ctx, row, `
 			UPDATE notification_channels
 			SET name = $2, type = $3, url = $4, secret = $5, headers = CAST($6 AS jsonb), enabled = $7, updated_at = now()
 			WHERE id = $1
@@ -170,15 +161,10 @@ func (s *ChannelStore) Update(ctx context.Context, c alert.Channel, actor string
 		if err != nil {
 			return fmt.Errorf("updating notification channel %s: %w", c.ID, channelWriteError(err, c.Name))
 		}
-		if out, err = row.channel(); err != nil {
-			return err
-		}
+		return nil
+	}, channelRow.channel, func(tx *sqlx.Tx, out alert.Channel) error {
 		return writeAudit(ctx, tx, actor, ActionChannelUpdate, out.ID, channelAudit(out))
 	})
-	if err != nil {
-		return alert.Channel{}, err
-	}
-	return out, nil
 }
 
 // Delete removes channel id and audits it as actor's channel.delete. An unknown id is

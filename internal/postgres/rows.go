@@ -57,3 +57,31 @@ func fromRows[R, T any](rows []R, conv func(R) (T, error)) ([]T, error) {
 	}
 	return out, nil
 }
+
+// writeAudited runs write, which inserts or updates one row and scans what it returns into row,
+// converts that row with conv and writes audit's audit row of the result, all in one transaction.
+// It returns the result, or the zero value and the first error with nothing kept.
+func writeAudited[R, T any](ctx context.Context, db *sqlx.DB, write func(tx *sqlx.Tx, row *R) error,
+	conv func(R) (T, error), audit func(tx *sqlx.Tx, v T) error) (T, error) {
+	var out T
+	err := inTx(ctx, db, nil, func(tx *sqlx.Tx) error {
+		var row R
+		if err := write(tx, &row); err != nil {
+			return err
+		}
+		v, err := conv(row)
+		if err != nil {
+			return err
+		}
+		if err := audit(tx, v); err != nil {
+			return err
+		}
+		out = v
+		return nil
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return out, nil
+}

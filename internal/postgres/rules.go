@@ -146,26 +146,16 @@ func (s *RuleStore) Create(ctx context.Context, r alert.Rule, actor string) (ale
 	if err != nil {
 		return alert.Rule{}, err
 	}
-	var out alert.Rule
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var row ruleRow
-		if err := tx.GetContext(ctx, &row, `
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *ruleRow) error {
+		if err := tx.GetContext(ctx, row, `
 			INSERT INTO alert_rules (name, kind, spec, enabled) VALUES ($1, $2, CAST($3 AS jsonb), $4)
 			RETURNING `+ruleColumns, r.Name, string(r.Kind), string(spec), r.Enabled); err != nil {
 			return fmt.Errorf("creating alert rule: %w", ruleWriteError(err, r.Name))
 		}
-		if err := setRuleChannels(ctx, tx, row.ID, r.Channels); err != nil {
-			return err
-		}
-		if out, err = row.rule(); err != nil {
-			return err
-		}
+		return setRuleChannels(ctx, tx, row.ID, r.Channels)
+	}, ruleRow.rule, func(tx *sqlx.Tx, out alert.Rule) error {
 		return writeAudit(ctx, tx, actor, ActionRuleCreate, out.ID, ruleAudit(r, spec))
 	})
-	if err != nil {
-		return alert.Rule{}, err
-	}
-	return out, nil
 }
 
 // Get returns the rule with id, or ErrNotFound (also for an id that is not a UUID).
@@ -201,10 +191,8 @@ func (s *RuleStore) Update(ctx context.Context, r alert.Rule, actor string) (ale
 	if err != nil {
 		return alert.Rule{}, err
 	}
-	var out alert.Rule
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var row ruleRow
-		err := tx.GetContext(ctx, &row, `
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *ruleRow) error {
+		err := tx.GetContext(ctx, row, `
 			UPDATE alert_rules SET name = $2, kind = $3, spec = CAST($4 AS jsonb), enabled = $5, updated_at = now()
 			WHERE id = $1
 			RETURNING `+ruleColumns, r.ID, r.Name, string(r.Kind), string(spec), r.Enabled)
@@ -214,18 +202,10 @@ func (s *RuleStore) Update(ctx context.Context, r alert.Rule, actor string) (ale
 		if err != nil {
 			return fmt.Errorf("updating alert rule %s: %w", r.ID, ruleWriteError(err, r.Name))
 		}
-		if err := setRuleChannels(ctx, tx, row.ID, r.Channels); err != nil {
-			return err
-		}
-		if out, err = row.rule(); err != nil {
-			return err
-		}
+		return setRuleChannels(ctx, tx, row.ID, r.Channels)
+	}, ruleRow.rule, func(tx *sqlx.Tx, out alert.Rule) error {
 		return writeAudit(ctx, tx, actor, ActionRuleUpdate, out.ID, ruleAudit(r, spec))
 	})
-	if err != nil {
-		return alert.Rule{}, err
-	}
-	return out, nil
 }
 
 // Delete removes rule id and audits it as actor's rule.delete. Its alert events stay in the

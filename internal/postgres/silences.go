@@ -83,19 +83,16 @@ func (s *SilenceStore) Create(ctx context.Context, sil silence.Silence, actor st
 		w := string(b)
 		weekly = &w
 	}
-	var out silence.Silence
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var row silenceRow
-		if err := tx.GetContext(ctx, &row, `
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *silenceRow) error {
+		if err := tx.GetContext(ctx, row, `
 			INSERT INTO silences (matchers, starts_at, ends_at, weekly, comment, created_by)
 			VALUES (CAST($1 AS jsonb), $2, $3, CAST($4 AS jsonb), $5, $6)
 			RETURNING `+silenceColumns,
 			string(matchers), sil.StartsAt, sil.EndsAt, weekly, sil.Comment, actor); err != nil {
 			return fmt.Errorf("creating silence: %w", err)
 		}
-		if out, err = row.silence(); err != nil {
-			return err
-		}
+		return nil
+	}, silenceRow.silence, func(tx *sqlx.Tx, out silence.Silence) error {
 		details := map[string]any{"matchers": out.Matchers, "comment": out.Comment}
 		if out.Weekly != nil {
 			details["weekly"] = out.Weekly
@@ -104,10 +101,6 @@ func (s *SilenceStore) Create(ctx context.Context, sil silence.Silence, actor st
 		}
 		return writeAudit(ctx, tx, actor, ActionSilenceCreate, out.ID, details)
 	})
-	if err != nil {
-		return silence.Silence{}, err
-	}
-	return out, nil
 }
 
 // Get returns the silence with id, or ErrNotFound (also for an id that is not a UUID).
