@@ -21,16 +21,8 @@ import (
 func runCeiling(ctx context.Context, cfg config, logger *slog.Logger) (*report, error) {
 	hc := newHTTPClient(cfg.concurrency, cfg.timeout)
 	defer hc.CloseIdleConnections()
-	if cfg.influxCreate {
-		q, err := newInfluxQL(cfg.influxURL, cfg.influxDB, cfg.influxToken)
-		if err != nil {
-			return nil, err
-		}
-		err = q.createDatabase(ctx)
-		q.close()
-		if err != nil {
-			return nil, err
-		}
+	if err := createInfluxDatabase(ctx, cfg); err != nil {
+		return nil, err
 	}
 	client := influxdb2.NewClientWithOptions(cfg.influxURL, cfg.influxToken,
 		influxdb2.DefaultOptions().SetHTTPClient(hc).SetPrecision(time.Nanosecond))

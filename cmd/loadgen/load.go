@@ -222,16 +222,8 @@ func runLoad(ctx context.Context, cfg config, logger *slog.Logger) (*report, err
 		}
 		build = gatewayRequester(cfg.gateway, agents, base, cfg.batchPoints)
 	case "influx":
-		if cfg.influxCreate {
-			q, err := newInfluxQL(cfg.influxURL, cfg.influxDB, cfg.influxToken)
-			if err != nil {
-				return nil, err
-			}
-			err = q.createDatabase(ctx)
-			q.close()
-			if err != nil {
-				return nil, err
-			}
+		if err := createInfluxDatabase(ctx, cfg); err != nil {
+			return nil, err
 		}
 		for i := range cfg.agents {
 			ids = append(ids, fmt.Sprintf("lg-%s-%d", runID, i))
