@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
@@ -21,16 +20,8 @@ import (
 func runCeiling(ctx context.Context, cfg config, logger *slog.Logger) (*report, error) {
 	hc := newHTTPClient(cfg.concurrency, cfg.timeout)
 	defer hc.CloseIdleConnections()
-	if cfg.influxCreate {
-		q, err := newInfluxQL(cfg.influxURL, cfg.influxDB, cfg.influxToken)
-		if err != nil {
-			return nil, err
-		}
-		err = q.createDatabase(ctx)
-		q.close()
-		if err != nil {
-			return nil, err
-		}
+	if err := createInfluxDatabase(ctx, cfg); err != nil {
+		return nil, err
 	}
 	client := influxdb2.NewClientWithOptions(cfg.influxURL, cfg.influxToken,
 		influxdb2.DefaultOptions().SetHTTPClient(hc).SetPrecision(time.Nanosecond))
@@ -50,62 +41,38 @@ func runCeiling(ctx context.Context, cfg config, logger *slog.Logger) (*report, 
 
 	logger.Info("writing to InfluxDB directly", "batch", batch, "concurrency", cfg.concurrency, "duration", cfg.duration)
 	before := cpuTime()
-	var next atomic.Int64
-	res := runResult{start: time.Now()}
-	res.warmEnd = res.start.Add(min(warmup, cfg.duration/4))
-	deadline := res.start.Add(cfg.duration)
-	var wg sync.WaitGroup
-	for range cfg.concurrency {
-		w := &worker{statuses: map[string]int64{}}
-		res.workers = append(res.workers, w)
-		wg.Go(func() {
-			var buf []byte
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				n := next.Add(1) - 1
-				if n >= cfg.maxRequests {
-					return
-				}
-				// Point k of the run: series k%series, at base + (k/series)*stamp, so that every
-				// point is distinct and every batch spreads over all series.
-				buf = buf[:0]
-				for k := n * batch; k < (n+1)*batch; k++ {
-					s := k % series
-					buf = appendLine(buf, measurements[s%int64(len(measurements))], agents[s/int64(len(measurements))],
-						base.Add(time.Duration(k/series)*stamp).UnixNano(), value(k))
-				}
-				t0 := time.Now()
-				err := write.WriteRecord(ctx, string(buf[:len(buf)-1]))
-				done := time.Now()
-				w.sent++
-				w.last = done
-				if err == nil {
-					w.okAll++
-					if !done.Before(res.warmEnd) {
-						w.ok++
-						w.latencies = append(w.latencies, done.Sub(t0))
-					}
-					continue
-				}
-				var he *influxhttp.Error
-				status := 0
-				if errors.As(err, &he) {
-					status = he.StatusCode
-				}
-				w.statuses[statusKey(status)]++
-				if w.statuses[statusKey(status)] == 1 {
-					logger.Warn("write failed", "err", err)
-				}
-				pause(ctx, deadline, outcome{status: status})
+	p := plan{agents: cfg.agents, concurrency: cfg.concurrency, duration: cfg.duration,
+		maxRequests: cfg.maxRequests, warmup: min(warmup, cfg.duration/4)}
+	res := runPlan(ctx, p, func() sender {
+		var buf []byte
+		logged := map[int]bool{}
+		return func(ctx context.Context, n int64) outcome {
+			// Point k of the run: series k%series, at base + (k/series)*stamp, so that every
+			// point is distinct and every batch spreads over all series.
+			buf = buf[:0]
+			for k := n * batch; k < (n+1)*batch; k++ {
+				s := k % series
+				buf = appendLine(buf, measurements[s%int64(len(measurements))], agents[s/int64(len(measurements))],
+					base.Add(time.Duration(k/series)*stamp).UnixNano(), value(k))
 			}
-		})
-	}
-	wg.Wait()
-	res.end = res.start
-	for _, w := range res.workers {
-		if w.last.After(res.end) {
-			res.end = w.last
+			t0 := time.Now()
+			err := write.WriteRecord(ctx, string(buf[:len(buf)-1]))
+			done := time.Now()
+			if err == nil {
+				return outcome{status: http.StatusNoContent, latency: done.Sub(t0), done: done}
+			}
+			var he *influxhttp.Error
+			status := 0
+			if errors.As(err, &he) {
+				status = he.StatusCode
+			}
+			if !logged[status] {
+				logged[status] = true
+				logger.Warn("write failed", "err", err)
+			}
+			return outcome{status: status, latency: done.Sub(t0), done: done}
 		}
-	}
+	})
 	rep := newReport(cfg, res, cfg.ceilingBatch)
 	rep.ClientCPUSeconds = (cpuTime() - before).Seconds()
 	if ctx.Err() != nil {

@@ -39,6 +39,19 @@ func (q *influxQL) createDatabase(ctx context.Context) error {
 	return nil
 }
 
+// createInfluxDatabase creates the --influx-db database when --influx-create asks for it.
+func createInfluxDatabase(ctx context.Context, cfg config) error {
+	if !cfg.influxCreate {
+		return nil
+	}
+	q, err := newInfluxQL(cfg.influxURL, cfg.influxDB, cfg.influxToken)
+	if err != nil {
+		return err
+	}
+	defer q.close()
+	return q.createDatabase(ctx)
+}
+
 // stored is what InfluxDB holds for one agent.
 type stored struct {
 	points int64 // per measurement, the largest field count (every point has every field)

@@ -87,6 +87,20 @@ type plan struct {
 // flight at the deadline is awaited, bounded by the client's timeout). Request n goes to agent
 // n%agents as that agent's batch n/agents.
 func drive(ctx context.Context, hc *http.Client, p plan, build requester) runResult {
+	return runPlan(ctx, p, func() sender {
+		return func(ctx context.Context, n int64) outcome {
+			return send(ctx, hc, build, int(n%int64(p.agents)), n/int64(p.agents))
+		}
+	})
+}
+
+// sender makes request n of a run and returns its outcome; a 2xx status is a success.
+type sender func(ctx context.Context, n int64) outcome
+
+// runPlan is the engine of drive and of --mode ceiling: p.concurrency workers, each with its own
+// sender from newSender, make requests 0, 1, ... as drive describes, pacing and pausing as p and
+// the outcomes say, and tally what they measured.
+func runPlan(ctx context.Context, p plan, newSender func() sender) runResult {
 	var next atomic.Int64
 	res := runResult{start: time.Now()}
 	res.warmEnd = res.start.Add(p.warmup)
@@ -95,6 +109,7 @@ func drive(ctx context.Context, hc *http.Client, p plan, build requester) runRes
 	for range p.concurrency {
 		w := &worker{statuses: map[string]int64{}}
 		res.workers = append(res.workers, w)
+		do := newSender()
 		wg.Go(func() {
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				n := next.Add(1) - 1
@@ -109,7 +124,7 @@ func drive(ctx context.Context, hc *http.Client, p plan, build requester) runRes
 					}
 				}
 				a, seq := int(n%int64(p.agents)), n/int64(p.agents)
-				o := send(ctx, hc, build, a, seq)
+				o := do(ctx, n)
 				if !due.IsZero() {
 					o.latency = o.done.Sub(due)
 				}
@@ -222,16 +237,8 @@ func runLoad(ctx context.Context, cfg config, logger *slog.Logger) (*report, err
 		}
 		build = gatewayRequester(cfg.gateway, agents, base, cfg.batchPoints)
 	case "influx":
-		if cfg.influxCreate {
-			q, err := newInfluxQL(cfg.influxURL, cfg.influxDB, cfg.influxToken)
-			if err != nil {
-				return nil, err
-			}
-			err = q.createDatabase(ctx)
-			q.close()
-			if err != nil {
-				return nil, err
-			}
+		if err := createInfluxDatabase(ctx, cfg); err != nil {
+			return nil, err
 		}
 		for i := range cfg.agents {
 			ids = append(ids, fmt.Sprintf("lg-%s-%d", runID, i))

@@ -2,7 +2,6 @@ package alert
 
 import (
 	"reflect"
-	"slices"
 	"testing"
 	"time"
 )
@@ -56,9 +55,7 @@ func TestStepSilent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, evs := runSilent(NewState(silentKey), tt.rule, tt.ticks...)
-			if got := evStrings(evs); !slices.Equal(got, tt.want) {
-				t.Fatalf("transitions = %q\nwant          %q", got, tt.want)
-			}
+			checkTransitions(t, evs, tt.want)
 		})
 	}
 }

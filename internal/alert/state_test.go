@@ -44,6 +44,14 @@ func evStrings(evs []Transition) []string {
 	return out
 }
 
+// checkTransitions fails the test unless evs are the transitions want, as evString writes them.
+func checkTransitions(t *testing.T, evs []Transition, want []string) {
+	t.Helper()
+	if got := evStrings(evs); !slices.Equal(got, want) {
+		t.Fatalf("transitions = %q\nwant          %q", got, want)
+	}
+}
+
 func withFor(r Rule, d time.Duration) Rule {
 	r.For = Duration(d)
 	return r
@@ -132,9 +140,7 @@ func TestStep(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, evs := run(NewState(testKey), tt.rule, tt.samples...)
-			if got := evStrings(evs); !slices.Equal(got, tt.want) {
-				t.Fatalf("transitions = %q\nwant          %q", got, tt.want)
-			}
+			checkTransitions(t, evs, tt.want)
 		})
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/agentmonitor/agentmonitor/internal/textcheck"
 )
 
 // Bounds Validate enforces.
@@ -399,13 +399,8 @@ func isLabelName(s string) bool {
 
 // checkText checks a string against a byte bound, UTF-8 validity and control characters.
 func checkText(field, s string, limit int) *ValidationError {
-	switch {
-	case len(s) > limit:
-		return invalid(field, "must be at most %d bytes, got %d", limit, len(s))
-	case !utf8.ValidString(s):
-		return invalid(field, "must be valid UTF-8")
-	case strings.ContainsFunc(s, unicode.IsControl):
-		return invalid(field, "must not contain control characters")
+	if err := textcheck.Bounded(s, limit); err != nil {
+		return invalid(field, "%v", err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/agent"
+	"github.com/agentmonitor/agentmonitor/internal/worker"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -111,16 +112,9 @@ func (a *Agents) refreshIfOlder(ctx context.Context, age time.Duration) error {
 // Run reloads the registry every interval until ctx is done, then returns nil. Errors are
 // logged; the previous snapshot serves meanwhile.
 func (a *Agents) Run(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return worker.Every(ctx, interval, func(ctx context.Context) {
 		if err := a.Refresh(ctx); err != nil && ctx.Err() == nil {
 			a.logger.Warn("reloading agents; keeping the current snapshot", "err", err)
 		}
-	}
+	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
+	"github.com/agentmonitor/agentmonitor/internal/worker"
 )
 
 // Evaluator turns samples and the agent registry into alert transitions. Handle evaluates
@@ -535,19 +536,12 @@ func retiredRule(idx *alert.Index, a alert.Active, rec *record) *alert.Rule {
 // RunSilent runs CheckSilent and then Retire every interval until ctx is done, then returns
 // nil. Errors are logged and the work is tried again at the next tick.
 func (e *Evaluator) RunSilent(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return worker.Every(ctx, interval, func(ctx context.Context) {
 		if err := e.CheckSilent(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			e.logger.Warn("agent_silent check failed; retrying at the next tick", "err", err)
 		}
 		if err := e.Retire(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			e.logger.Warn("retiring alerts of changed rules failed; retrying at the next tick", "err", err)
 		}
-	}
+	})
 }

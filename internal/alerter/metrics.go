@@ -1,9 +1,9 @@
 package alerter
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 )
 
 // metrics are the alerter's instruments (namespace agentmonitor, subsystem alerter).
@@ -83,19 +83,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 }
 
-// register registers c on reg, or returns the collector already registered under its name.
-// Only a programming error (a clash with another type) fails otherwise; the metric then works
-// unexported.
+// register is ops.Register for metrics built where no error can be returned: a clash is a
+// programming error, and the metric then works unexported.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
+	c, _ = ops.Register(reg, c)
 	return c
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
+	"github.com/agentmonitor/agentmonitor/internal/worker"
 )
 
 // RulesMaxAge is how long the alerter keeps a rule index without reloading it even when the
@@ -97,18 +98,11 @@ func (r *Rules) loadLocked(ctx context.Context) error {
 // index is older than RulesMaxAge, until ctx is done; then it returns nil. Errors are logged and
 // retried at the next poll, keeping the current index meanwhile.
 func (r *Rules) Run(ctx context.Context, poll time.Duration) error {
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return worker.Every(ctx, poll, func(ctx context.Context) {
 		if err := r.poll(ctx); err != nil && ctx.Err() == nil {
 			r.logger.Warn("reloading rules; keeping the current ones", "err", err)
 		}
-	}
+	})
 }
 
 // poll reloads the rules if their version changed or the index is too old.

@@ -96,14 +96,11 @@ func historyConfig(w *worker.Config) stream.ConsumerConfig {
 // agent_silent rules, records history and sends notifications. InfluxDB need not be up: history
 // waits in the alerts stream until the bucket is provisioned.
 func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
-	db, err := postgres.Open(ctx, cfg.Postgres.URL)
+	db, err := postgres.OpenMigrated(ctx, cfg.Postgres.URL)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := postgres.Migrate(ctx, db); err != nil {
-		return fmt.Errorf("applying migrations: %w", err)
-	}
 	ifx, err := influx.New(cfg.Influx)
 	if err != nil {
 		return fmt.Errorf("building influxdb client: %w", err)

@@ -20,16 +20,7 @@ func TestCheckURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := func(url, want string) {
-		t.Helper()
-		err := p.CheckURL(context.Background(), url)
-		switch {
-		case want == "" && err != nil:
-			t.Errorf("CheckURL(%q) = %v, want nil", url, err)
-		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
-			t.Errorf("CheckURL(%q) = %v, want an error containing %q", url, err, want)
-		}
-	}
+	f := checkURLFunc(t, p)
 	// Loopback, every spelling.
 	f("http://127.0.0.1/", "127.0.0.1 is a loopback address")
 	f("http://127.0.0.1:8080/hook", "loopback")
@@ -114,16 +105,7 @@ func TestAllowList(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewPolicy = %v", err)
 	}
-	f := func(url, want string) {
-		t.Helper()
-		err := p.CheckURL(context.Background(), url)
-		switch {
-		case want == "" && err != nil:
-			t.Errorf("CheckURL(%q) = %v, want nil", url, err)
-		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
-			t.Errorf("CheckURL(%q) = %v, want an error containing %q", url, err, want)
-		}
-	}
+	f := checkURLFunc(t, p)
 	f("http://10.20.3.4/", "")
 	f("http://192.168.1.20/", "")
 	f("http://127.0.0.1/", "")          // from the mapped CIDR
@@ -196,6 +178,21 @@ func TestCheckHostSpelling(t *testing.T) {
 	} {
 		if err := CheckHostSpelling(host); (err == nil) != ok {
 			t.Errorf("CheckHostSpelling(%q) = %v, want ok=%v", host, err, ok)
+		}
+	}
+}
+
+// checkURLFunc returns an f-test of p.CheckURL: f(url, "") wants url allowed, f(url, want) an
+// error containing want.
+func checkURLFunc(t *testing.T, p *Policy) func(url, want string) {
+	return func(url, want string) {
+		t.Helper()
+		err := p.CheckURL(context.Background(), url)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("CheckURL(%q) = %v, want nil", url, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("CheckURL(%q) = %v, want an error containing %q", url, err, want)
 		}
 	}
 }

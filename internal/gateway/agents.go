@@ -60,13 +60,10 @@ const (
 // escaping, so labels can become tags or selectors later.
 var labelKeyPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,62}$`)
 
+// agentView is an agent as the API shows it: its stored members and whether it is online.
 type agentView struct {
-	ID        string            `json:"id"`
-	Name      string            `json:"name"`
-	Labels    map[string]string `json:"labels"`
-	CreatedAt time.Time         `json:"created_at"`
-	LastSeen  *time.Time        `json:"last_seen"`
-	Status    string            `json:"status"`
+	agent.Agent
+	Status string `json:"status"`
 }
 
 // viewOfAgent adds the online status: online while last_seen lies within AGENT_ONLINE_WINDOW.
@@ -75,11 +72,10 @@ func (g *Gateway) viewOfAgent(a agent.Agent, now time.Time) agentView {
 	if a.LastSeen != nil && now.Sub(*a.LastSeen) <= g.cfg.AgentOnlineWindow {
 		status = "online"
 	}
-	labels := a.Labels
-	if labels == nil {
-		labels = map[string]string{}
+	if a.Labels == nil {
+		a.Labels = map[string]string{}
 	}
-	return agentView{ID: a.ID, Name: a.Name, Labels: labels, CreatedAt: a.CreatedAt, LastSeen: a.LastSeen, Status: status}
+	return agentView{Agent: a, Status: status}
 }
 
 type createAgentRequest struct {

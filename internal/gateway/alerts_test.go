@@ -32,10 +32,7 @@ func (e *env) seedActive(alerts ...alert.Active) {
 
 func TestActiveAlertsAndAck(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	admin := e.adminToken()
-	op := e.userToken(admin, "op", "operator")
-	viewer := e.userToken(admin, "watcher", "viewer")
+	e, admin, op, viewer := newRolesEnv(t)
 	since := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	th := 95.0
 

@@ -12,10 +12,7 @@ import (
 
 func TestNotificationChannels(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	admin := e.adminToken()
-	op := e.userToken(admin, "op", "operator")
-	viewer := e.userToken(admin, "watcher", "viewer")
+	e, admin, op, viewer := newRolesEnv(t)
 	store := postgres.NewChannelStore(e.db)
 	ctx := context.Background()
 	const secret = "s3cret-never-shown"

@@ -140,6 +140,21 @@ func (r resp) errorMessage(t testing.TB) string {
 	return eb.Error
 }
 
+// refused does r and checks that the answer has status and an error message containing msg,
+// naming the request what in failures; it returns the answer.
+func (e *env) refused(t testing.TB, what string, r req, status int, msg string) resp {
+	t.Helper()
+	got := e.do(r)
+	if got.status != status {
+		t.Errorf("%s = %s, want %d", what, got, status)
+		return got
+	}
+	if m := got.errorMessage(t); !strings.Contains(m, msg) {
+		t.Errorf("%s: error %q, want it to contain %q", what, m, msg)
+	}
+	return got
+}
+
 func (e *env) do(r req) resp {
 	e.t.Helper()
 	return doHTTP(e.t, e.url, r)
@@ -329,13 +344,7 @@ func TestLogin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := e.do(tt.r)
-			if r.status != tt.want {
-				t.Fatalf("%s %s = %s, want %d", tt.r.method, tt.r.path, r, tt.want)
-			}
-			if msg := r.errorMessage(t); !strings.Contains(msg, tt.msg) {
-				t.Errorf("error = %q, want it to contain %q", msg, tt.msg)
-			}
+			r := e.refused(t, tt.r.method+" "+tt.r.path, tt.r, tt.want, tt.msg)
 			if tt.want == 401 && r.header.Get("WWW-Authenticate") == "" {
 				t.Errorf("401 without WWW-Authenticate")
 			}
@@ -468,14 +477,7 @@ func TestUsers(t *testing.T) {
 		{`{"username":"alice","password":"long-enough","role":"viewer"}`, "already exists", 409},
 	}
 	for _, b := range bad {
-		r := e.do(req{method: "POST", path: "/api/v1/users", auth: bearer(admin), body: b.body})
-		if r.status != b.status {
-			t.Errorf("create %s = %s, want %d", b.body, r, b.status)
-			continue
-		}
-		if msg := r.errorMessage(t); !strings.Contains(msg, b.msg) {
-			t.Errorf("create %s: error %q, want it to contain %q", b.body, msg, b.msg)
-		}
+		e.refused(t, "create "+b.body, req{method: "POST", path: "/api/v1/users", auth: bearer(admin), body: b.body}, b.status, b.msg)
 	}
 
 	r = e.do(req{method: "GET", path: "/api/v1/users", auth: bearer(admin)})
@@ -618,14 +620,7 @@ func TestAgents(t *testing.T) {
 		{`{"name":"web-1"}`, "already exists", 409},
 	}
 	for _, tt := range bad {
-		r := e.do(req{method: "POST", path: "/api/v1/agents", auth: bearer(admin), body: tt.body})
-		if r.status != tt.status {
-			t.Errorf("register %.60s = %s, want %d", tt.body, r, tt.status)
-			continue
-		}
-		if msg := r.errorMessage(t); !strings.Contains(msg, tt.msg) {
-			t.Errorf("register %.60s: error %q, want it to contain %q", tt.body, msg, tt.msg)
-		}
+		e.refused(t, fmt.Sprintf("register %.60s", tt.body), req{method: "POST", path: "/api/v1/agents", auth: bearer(admin), body: tt.body}, tt.status, tt.msg)
 	}
 
 	// Not a UUID, or unknown: 404 either way.

@@ -1,8 +1,8 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 )
 
@@ -33,13 +33,7 @@ func TestWrongAuthSchemeIsNamed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := e.do(tt.r)
-			if r.status != http.StatusUnauthorized {
-				t.Fatalf("%s %s with Authorization %q = %s, want 401", tt.r.method, tt.r.path, tt.r.auth, r)
-			}
-			if msg := r.errorMessage(t); !strings.Contains(msg, tt.want) {
-				t.Errorf("%s %s with Authorization %q: error %q, want it to contain %q", tt.r.method, tt.r.path, tt.r.auth, msg, tt.want)
-			}
+			e.refused(t, fmt.Sprintf("%s %s with Authorization %q", tt.r.method, tt.r.path, tt.r.auth), tt.r, http.StatusUnauthorized, tt.want)
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -112,14 +113,7 @@ func TestInvisibleCharactersInNames(t *testing.T) {
 				{"username", req{method: "POST", path: "/api/v1/users", auth: bearer(admin), body: map[string]string{"username": tt.s, "password": "long-enough-pw", "role": "viewer"}}, "username"},
 			}
 			for _, c := range cases {
-				r := e.do(c.r)
-				if r.status != http.StatusBadRequest {
-					t.Errorf("%s %q = %s, want 400", c.what, tt.s, r)
-					continue
-				}
-				if msg := r.errorMessage(t); !strings.Contains(msg, c.want) {
-					t.Errorf("%s %q: error %q, want it to contain %q", c.what, tt.s, msg, c.want)
-				}
+				e.refused(t, fmt.Sprintf("%s %q", c.what, tt.s), c.r, http.StatusBadRequest, c.want)
 			}
 		})
 	}

@@ -243,13 +243,7 @@ func TestIngestRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := e.do(tt.r)
-			if r.status != tt.status {
-				t.Fatalf("%s %s = %s, want %d", tt.r.method, tt.r.path, r, tt.status)
-			}
-			if msg := r.errorMessage(t); !strings.Contains(msg, tt.msg) {
-				t.Errorf("error = %q, want it to contain %q", msg, tt.msg)
-			}
+			e.refused(t, tt.r.method+" "+tt.r.path, tt.r, tt.status, tt.msg)
 		})
 	}
 	if n := e.streamLen(); n != 0 {

@@ -56,10 +56,7 @@ const cpuRule = `{"name":"CPU busy","kind":"threshold","metric":"cpu.usage_perce
 
 func TestAlertRules(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	admin := e.adminToken()
-	op := e.userToken(admin, "op", "operator")
-	viewer := e.userToken(admin, "watcher", "viewer")
+	e, admin, op, viewer := newRolesEnv(t)
 
 	// Create: enabled defaults to true, durations come back in their short form, id assigned.
 	v0 := e.rulesVersion()

@@ -12,10 +12,7 @@ import (
 
 func TestSilences(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	admin := e.adminToken()
-	op := e.userToken(admin, "op", "operator")
-	viewer := e.userToken(admin, "watcher", "viewer")
+	e, admin, op, viewer := newRolesEnv(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	ts := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
 

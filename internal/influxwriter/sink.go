@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -74,20 +75,11 @@ func NewSink(w Writer, logger *slog.Logger, reg prometheus.Registerer) *Sink {
 	return s
 }
 
-// register registers c on reg, or returns the collector already registered under the same name.
-// NewSink has no error to return, and metrics must not stop the writer: a registration failure is
-// logged.
+// register is ops.Register for NewSink, which has no error to return: metrics must not stop the
+// writer, so a registration failure is logged.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C, logger *slog.Logger) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
+	c, err := ops.Register(reg, c)
+	if err != nil {
 		logger.Error("registering influx-writer metrics", "err", err)
 	}
 	return c

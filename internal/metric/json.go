@@ -189,13 +189,15 @@ func (p *jsonParser) parsePoint() (Point, error) {
 	return pt, nil
 }
 
-func (p *jsonParser) parseTags() error {
+// parseObject reads an object, what it must be naming it in the error for anything else (say
+// "tags must be an object of strings"), and calls member with each key and its value's token.
+func (p *jsonParser) parseObject(what string, member func(key string, tok jsontext.Token) error) error {
 	tok, err := p.dec.ReadToken()
 	if err != nil {
 		return p.syntaxError(err)
 	}
 	if tok.Kind() != '{' {
-		return p.pointError("tags must be an object of strings, got %s", kindName(tok.Kind()))
+		return p.pointError("%s, got %s", what, kindName(tok.Kind()))
 	}
 	for {
 		tok, err := p.dec.ReadToken()
@@ -210,51 +212,46 @@ func (p *jsonParser) parseTags() error {
 		if err != nil {
 			return p.syntaxError(err)
 		}
-		if tok.Kind() != '"' {
-			return p.pointError("tag %s: value must be a string, got %s", quote(key), kindName(tok.Kind()))
+		if err := member(key, tok); err != nil {
+			return err
 		}
-		p.tags = append(p.tags, Tag{Key: key, Value: tok.String()})
 	}
 }
 
+func (p *jsonParser) parseTags() error {
+	return p.parseObject("tags must be an object of strings", p.addTag)
+}
+
+func (p *jsonParser) addTag(key string, tok jsontext.Token) error {
+	if tok.Kind() != '"' {
+		return p.pointError("tag %s: value must be a string, got %s", quote(key), kindName(tok.Kind()))
+	}
+	p.tags = append(p.tags, Tag{Key: key, Value: tok.String()})
+	return nil
+}
+
 func (p *jsonParser) parseFields() error {
-	tok, err := p.dec.ReadToken()
-	if err != nil {
-		return p.syntaxError(err)
-	}
-	if tok.Kind() != '{' {
-		return p.pointError("fields must be an object, got %s", kindName(tok.Kind()))
-	}
-	for {
-		tok, err := p.dec.ReadToken()
+	return p.parseObject("fields must be an object", p.addField)
+}
+
+func (p *jsonParser) addField(key string, tok jsontext.Token) error {
+	var v Value
+	switch tok.Kind() {
+	case '0':
+		f, err := tok.Float()
 		if err != nil {
-			return p.syntaxError(err)
+			return p.pointError("field %s: number %s is out of float64 range", quote(key), tok.String())
 		}
-		if tok.Kind() == '}' {
-			return nil
-		}
-		key := tok.String()
-		tok, err = p.dec.ReadToken()
-		if err != nil {
-			return p.syntaxError(err)
-		}
-		var v Value
-		switch tok.Kind() {
-		case '0':
-			f, err := tok.Float()
-			if err != nil {
-				return p.pointError("field %s: number %s is out of float64 range", quote(key), tok.String())
-			}
-			v = Value{Kind: KindFloat, F: f}
-		case '"':
-			v = Value{Kind: KindString, S: tok.String()}
-		case 't', 'f':
-			v = Value{Kind: KindBool, B: tok.Bool()}
-		default:
-			return p.pointError("field %s: %s is not allowed, use a number, a boolean or a string", quote(key), kindName(tok.Kind()))
-		}
-		p.fields = append(p.fields, Field{Key: key, Value: v})
+		v = Value{Kind: KindFloat, F: f}
+	case '"':
+		v = Value{Kind: KindString, S: tok.String()}
+	case 't', 'f':
+		v = Value{Kind: KindBool, B: tok.Bool()}
+	default:
+		return p.pointError("field %s: %s is not allowed, use a number, a boolean or a string", quote(key), kindName(tok.Kind()))
 	}
+	p.fields = append(p.fields, Field{Key: key, Value: v})
+	return nil
 }
 
 func (p *jsonParser) parseTime() (int64, error) {

@@ -96,15 +96,9 @@ func (c *checker) check(p *Point) string {
 	}
 	for i := range p.Tags {
 		t := &p.Tags[i]
-		kLen, f := scanName(t.Key)
-		if f.bad() || len(t.Key) > lim.MaxNameLen {
-			return nameReason("tag key", t.Key, f, lim.MaxNameLen)
-		}
-		if r := reservedKey("tag", t.Key); r != "" {
+		kLen, r := checkKey("tag", t.Key, i > 0 && p.Tags[i-1].Key == t.Key, lim.MaxNameLen)
+		if r != "" {
 			return r
-		}
-		if i > 0 && p.Tags[i-1].Key == t.Key {
-			return fmt.Sprintf("duplicate tag key %s", quote(t.Key))
 		}
 		vLen, f := scanName(t.Value)
 		if f.bad() || len(t.Value) > lim.MaxTagValueLen {
@@ -118,15 +112,9 @@ func (c *checker) check(p *Point) string {
 	}
 	for i := range p.Fields {
 		fl := &p.Fields[i]
-		kLen, f := scanName(fl.Key)
-		if f.bad() || len(fl.Key) > lim.MaxNameLen {
-			return nameReason("field key", fl.Key, f, lim.MaxNameLen)
-		}
-		if r := reservedKey("field", fl.Key); r != "" {
+		kLen, r := checkKey("field", fl.Key, i > 0 && p.Fields[i-1].Key == fl.Key, lim.MaxNameLen)
+		if r != "" {
 			return r
-		}
-		if i > 0 && p.Fields[i-1].Key == fl.Key {
-			return fmt.Sprintf("duplicate field key %s", quote(fl.Key))
 		}
 		if r := c.checkValue(&fl.Value); r != "" {
 			return fmt.Sprintf("field %s: %s", quote(fl.Key), r)
@@ -180,6 +168,23 @@ func (c *checker) checkValue(v *Value) string {
 
 func compareTags(a, b Tag) int     { return strings.Compare(a.Key, b.Key) }
 func compareFields(a, b Field) int { return strings.Compare(a.Key, b.Key) }
+
+// checkKey checks the key of a tag or field (what) in a list sorted by key: a name no longer than
+// maxLen, not reserved, and not the same as the key before it (dup). It returns the key's
+// escaped length, or the reason it is refused.
+func checkKey(what, key string, dup bool, maxLen int) (int, string) {
+	n, f := scanName(key)
+	if f.bad() || len(key) > maxLen {
+		return 0, nameReason(what+" key", key, f, maxLen)
+	}
+	if r := reservedKey(what, key); r != "" {
+		return 0, r
+	}
+	if dup {
+		return 0, fmt.Sprintf("duplicate %s key %s", what, quote(key))
+	}
+	return n, ""
+}
 
 func reservedKey(what, key string) string {
 	if key[0] == '_' {

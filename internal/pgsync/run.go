@@ -3,7 +3,6 @@ package pgsync
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/agentmonitor/agentmonitor/internal/ops"
@@ -31,14 +30,11 @@ func (c Config) Validate() error {
 
 // Run consumes the metrics streams into agents.last_seen until ctx is done, then drains.
 func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
-	db, err := postgres.Open(ctx, cfg.Postgres.URL)
+	db, err := postgres.OpenMigrated(ctx, cfg.Postgres.URL)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := postgres.Migrate(ctx, db); err != nil {
-		return fmt.Errorf("applying migrations: %w", err)
-	}
 	rdb, err := redisconn.Open(ctx, cfg.Redis)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
@@ -58,21 +59,10 @@ func NewSink(store *postgres.AgentStore, logger *slog.Logger, reg prometheus.Reg
 	return s
 }
 
-// register registers c on reg, or returns the collector already registered under its name, so
-// that building a second Sink on one registry does not fail.
+// register is ops.Register for metrics built where no error can be returned: a clash is a
+// programming error, and the metric then works unexported.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		// Only a programming error (a name clash with another type) gets here; the metric still
-		// works, it is just not exported.
-	}
+	c, _ = ops.Register(reg, c)
 	return c
 }
 

@@ -93,8 +93,7 @@ func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]
 	if err != nil {
 		return agent.Agent{}, fmt.Errorf("encoding labels: %w", err)
 	}
-	var a agent.Agent
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *agentRow) error {
 		// CAST, not ::jsonb: sqlx reads ":labels::jsonb" as a parameter named "labels:".
 		q, args, err := tx.BindNamed(`
 			INSERT INTO agents (name, labels, api_key_hash)
@@ -105,33 +104,20 @@ func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]
 		if err != nil {
 			return fmt.Errorf("binding agent insert: %w", err)
 		}
-		var row agentRow
-		if err := tx.GetContext(ctx, &row, q, args...); err != nil {
+		if err := tx.GetContext(ctx, row, q, args...); err != nil {
 			return fmt.Errorf("creating agent: %w", agentWriteError(err, name))
 		}
-		if a, err = row.agent(); err != nil {
-			return err
-		}
+		return nil
+	}, agentRow.agent, func(tx *sqlx.Tx, a agent.Agent) error {
 		return writeAudit(ctx, tx, actor, ActionAgentCreate, a.ID, map[string]any{"name": a.Name, "labels": a.Labels})
 	})
-	if err != nil {
-		return agent.Agent{}, err
-	}
-	return a, nil
 }
 
 // Get returns the agent with id, or ErrNotFound (also for an id that is not a UUID).
 func (s *AgentStore) Get(ctx context.Context, id string) (agent.Agent, error) {
-	if !validID(id) {
-		return agent.Agent{}, fmt.Errorf("agent %q: %w", id, ErrNotFound)
-	}
-	var row agentRow
-	err := s.db.GetContext(ctx, &row, `SELECT `+agentColumns+` FROM agents WHERE id = $1`, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return agent.Agent{}, fmt.Errorf("agent %s: %w", id, ErrNotFound)
-	}
+	row, err := getByID[agentRow](ctx, s.db, "agent", "agents", agentColumns, id)
 	if err != nil {
-		return agent.Agent{}, fmt.Errorf("getting agent %s: %w", id, err)
+		return agent.Agent{}, err
 	}
 	return row.agent()
 }
@@ -160,13 +146,9 @@ func (s *AgentStore) List(ctx context.Context, limit, offset int) ([]agent.Agent
 	if err != nil {
 		return nil, 0, err
 	}
-	agents := make([]agent.Agent, 0, len(rows))
-	for _, r := range rows {
-		a, err := r.agent()
-		if err != nil {
-			return nil, 0, err
-		}
-		agents = append(agents, a)
+	agents, err := fromRows(rows, agentRow.agent)
+	if err != nil {
+		return nil, 0, err
 	}
 	return agents, total, nil
 }
@@ -203,13 +185,9 @@ func (s *AgentStore) Delete(ctx context.Context, id, actor string) error {
 		return fmt.Errorf("agent %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var name string
-		err := tx.GetContext(ctx, &name, `DELETE FROM agents WHERE id = $1 RETURNING name`, id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("agent %s: %w", id, ErrNotFound)
-		}
+		name, err := deleteByID(ctx, tx, "agent", "agents", "name", id)
 		if err != nil {
-			return fmt.Errorf("deleting agent %s: %w", id, err)
+			return err
 		}
 		return writeAudit(ctx, tx, actor, ActionAgentDelete, id, map[string]any{"name": name})
 	})

@@ -129,61 +129,50 @@ func TestAgentFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	}
 	missing := uuid.NewString()
 
-	tests := []struct {
-		name string
-		do   func() error
-		want error
-	}{
+	checkRefused(t, []refusal{
 		{"duplicate name", func() error {
 			_, err := agents.Create(ctx, "web-1", nil, agent.HashAPIKey("fresh"), "mallory")
 			return err
-		}, postgres.ErrConflict},
+		}, postgres.ErrConflict, ""},
 		{"duplicate key hash", func() error {
 			_, err := agents.Create(ctx, "web-3", nil, agent.HashAPIKey("web-1"), "mallory")
 			return err
-		}, postgres.ErrConflict},
+		}, postgres.ErrConflict, ""},
 		{"empty name", func() error {
 			_, err := agents.Create(ctx, "", nil, agent.HashAPIKey("x1"), "mallory")
 			return err
-		}, postgres.ErrInvalid},
+		}, postgres.ErrInvalid, ""},
 		{"padded name", func() error {
 			_, err := agents.Create(ctx, " web-4", nil, agent.HashAPIKey("x2"), "mallory")
 			return err
-		}, postgres.ErrInvalid},
+		}, postgres.ErrInvalid, ""},
 		{"key not hashed", func() error {
 			_, err := agents.Create(ctx, "web-5", nil, "plain-key", "mallory")
 			return err
-		}, postgres.ErrInvalid},
+		}, postgres.ErrInvalid, ""},
 		{"no actor", func() error {
 			_, err := agents.Create(ctx, "web-6", nil, agent.HashAPIKey("x3"), "")
 			return err
-		}, postgres.ErrInvalid},
+		}, postgres.ErrInvalid, ""},
 		{"rotate to a hash in use", func() error {
 			return agents.RotateKey(ctx, other.ID, agent.HashAPIKey("web-1"), "mallory")
-		}, postgres.ErrConflict},
+		}, postgres.ErrConflict, ""},
 		{"rotate missing", func() error {
 			return agents.RotateKey(ctx, missing, agent.HashAPIKey("x4"), "mallory")
-		}, postgres.ErrNotFound},
+		}, postgres.ErrNotFound, ""},
 		{"rotate non-uuid", func() error {
 			return agents.RotateKey(ctx, "not-a-uuid", agent.HashAPIKey("x5"), "mallory")
-		}, postgres.ErrNotFound},
-		{"delete missing", func() error { return agents.Delete(ctx, missing, "mallory") }, postgres.ErrNotFound},
-		{"delete non-uuid", func() error { return agents.Delete(ctx, "'; DROP TABLE agents; --", "mallory") }, postgres.ErrNotFound},
-		{"delete without actor", func() error { return agents.Delete(ctx, existing.ID, "") }, postgres.ErrInvalid},
-		{"get missing", func() error { _, err := agents.Get(ctx, missing); return err }, postgres.ErrNotFound},
-		{"get non-uuid", func() error { _, err := agents.Get(ctx, "web-1"); return err }, postgres.ErrNotFound},
+		}, postgres.ErrNotFound, ""},
+		{"delete missing", func() error { return agents.Delete(ctx, missing, "mallory") }, postgres.ErrNotFound, ""},
+		{"delete non-uuid", func() error { return agents.Delete(ctx, "'; DROP TABLE agents; --", "mallory") }, postgres.ErrNotFound, ""},
+		{"delete without actor", func() error { return agents.Delete(ctx, existing.ID, "") }, postgres.ErrInvalid, ""},
+		{"get missing", func() error { _, err := agents.Get(ctx, missing); return err }, postgres.ErrNotFound, ""},
+		{"get non-uuid", func() error { _, err := agents.Get(ctx, "web-1"); return err }, postgres.ErrNotFound, ""},
 		{"unknown key", func() error {
 			_, err := agents.AgentIDByKeyHash(ctx, agent.HashAPIKey("nobody"))
 			return err
-		}, postgres.ErrNotFound},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.do(); !errors.Is(err, tt.want) {
-				t.Errorf("%s = %v, want %v", tt.name, err, tt.want)
-			}
-		})
-	}
+		}, postgres.ErrNotFound, ""},
+	})
 
 	list, total, err := agents.List(ctx, 10, 0)
 	if err != nil {

@@ -281,13 +281,9 @@ func (s *AlertEventStore) History(ctx context.Context, f HistoryFilter) ([]Alert
 	if err != nil {
 		return nil, 0, err
 	}
-	events := make([]AlertEvent, 0, len(rows))
-	for _, r := range rows {
-		e, err := r.event()
-		if err != nil {
-			return nil, 0, err
-		}
-		events = append(events, e)
+	events, err := fromRows(rows, alertEventRow.event)
+	if err != nil {
+		return nil, 0, err
 	}
 	return events, total, nil
 }

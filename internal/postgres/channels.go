@@ -101,39 +101,25 @@ func (s *ChannelStore) Create(ctx context.Context, c alert.Channel, actor string
 	if err != nil {
 		return alert.Channel{}, err
 	}
-	var out alert.Channel
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var row channelRow
-		if err := tx.GetContext(ctx, &row, `
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *channelRow) error {
+		if err := tx.GetContext(ctx, row, `
 			INSERT INTO notification_channels (name, type, url, secret, headers, enabled)
 			VALUES ($1, $2, $3, $4, CAST($5 AS jsonb), $6)
 			RETURNING `+channelColumns, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled); err != nil {
 			return fmt.Errorf("creating notification channel: %w", channelWriteError(err, c.Name))
 		}
-		if out, err = row.channel(); err != nil {
-			return err
-		}
+		return nil
+	}, channelRow.channel, func(tx *sqlx.Tx, out alert.Channel) error {
 		return writeAudit(ctx, tx, actor, ActionChannelCreate, out.ID, channelAudit(out))
 	})
-	if err != nil {
-		return alert.Channel{}, err
-	}
-	return out, nil
 }
 
 // Get returns the channel with id, secret included, or ErrNotFound (also for an id that is not a
 // UUID).
 func (s *ChannelStore) Get(ctx context.Context, id string) (alert.Channel, error) {
-	if !validID(id) {
-		return alert.Channel{}, fmt.Errorf("notification channel %q: %w", id, ErrNotFound)
-	}
-	var row channelRow
-	err := s.db.GetContext(ctx, &row, `SELECT `+channelColumns+` FROM notification_channels WHERE id = $1`, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return alert.Channel{}, fmt.Errorf("notification channel %s: %w", id, ErrNotFound)
-	}
+	row, err := getByID[channelRow](ctx, s.db, "notification channel", "notification_channels", channelColumns, id)
 	if err != nil {
-		return alert.Channel{}, fmt.Errorf("getting notification channel %s: %w", id, err)
+		return alert.Channel{}, err
 	}
 	return row.channel()
 }
@@ -145,15 +131,7 @@ func (s *ChannelStore) List(ctx context.Context) ([]alert.Channel, error) {
 		`SELECT `+channelColumns+` FROM notification_channels ORDER BY name, id`); err != nil {
 		return nil, fmt.Errorf("listing notification channels: %w", err)
 	}
-	channels := make([]alert.Channel, 0, len(rows))
-	for _, row := range rows {
-		c, err := row.channel()
-		if err != nil {
-			return nil, err
-		}
-		channels = append(channels, c)
-	}
-	return channels, nil
+	return fromRows(rows, channelRow.channel)
 }
 
 // Update validates c and replaces every member of the channel with id c.ID by c's, the secret
@@ -171,10 +149,8 @@ func (s *ChannelStore) Update(ctx context.Context, c alert.Channel, actor string
 	if err != nil {
 		return alert.Channel{}, err
 	}
-	var out alert.Channel
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var row channelRow
-		err := tx.GetContext(ctx, &row, `
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *channelRow) error {
+		err := tx.GetContext(ctx, row, `
 			UPDATE notification_channels
 			SET name = $2, type = $3, url = $4, secret = $5, headers = CAST($6 AS jsonb), enabled = $7, updated_at = now()
 			WHERE id = $1
@@ -185,15 +161,10 @@ func (s *ChannelStore) Update(ctx context.Context, c alert.Channel, actor string
 		if err != nil {
 			return fmt.Errorf("updating notification channel %s: %w", c.ID, channelWriteError(err, c.Name))
 		}
-		if out, err = row.channel(); err != nil {
-			return err
-		}
+		return nil
+	}, channelRow.channel, func(tx *sqlx.Tx, out alert.Channel) error {
 		return writeAudit(ctx, tx, actor, ActionChannelUpdate, out.ID, channelAudit(out))
 	})
-	if err != nil {
-		return alert.Channel{}, err
-	}
-	return out, nil
 }
 
 // Delete removes channel id and audits it as actor's channel.delete. An unknown id is
@@ -207,16 +178,12 @@ func (s *ChannelStore) Delete(ctx context.Context, id, actor string) error {
 		return fmt.Errorf("notification channel %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var name string
-		err := tx.GetContext(ctx, &name, `DELETE FROM notification_channels WHERE id = $1 RETURNING name`, id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("notification channel %s: %w", id, ErrNotFound)
-		}
+		name, err := deleteByID(ctx, tx, "notification channel", "notification_channels", "name", id)
 		if _, ok := violation(err, pqerror.ForeignKeyViolation); ok {
 			return s.inUse(ctx, id)
 		}
 		if err != nil {
-			return fmt.Errorf("deleting notification channel %s: %w", id, err)
+			return err
 		}
 		return writeAudit(ctx, tx, actor, ActionChannelDelete, id, map[string]any{"name": name})
 	})

@@ -87,6 +87,20 @@ func Open(ctx context.Context, url string) (*sqlx.DB, error) {
 	return db, nil
 }
 
+// OpenMigrated opens the database at url as Open does and applies the migrations (Migrate) that
+// it lacks: what every binary that uses the database does first. The caller closes the pool.
+func OpenMigrated(ctx context.Context, url string) (*sqlx.DB, error) {
+	db, err := Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := Migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("applying migrations: %w", err)
+	}
+	return db, nil
+}
+
 // describe names the server and database of a URL without its password, for error messages.
 func describe(dsn string) string {
 	u, err := url.Parse(dsn)

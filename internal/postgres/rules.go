@@ -146,40 +146,23 @@ func (s *RuleStore) Create(ctx context.Context, r alert.Rule, actor string) (ale
 	if err != nil {
 		return alert.Rule{}, err
 	}
-	var out alert.Rule
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var row ruleRow
-		if err := tx.GetContext(ctx, &row, `
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *ruleRow) error {
+		if err := tx.GetContext(ctx, row, `
 			INSERT INTO alert_rules (name, kind, spec, enabled) VALUES ($1, $2, CAST($3 AS jsonb), $4)
 			RETURNING `+ruleColumns, r.Name, string(r.Kind), string(spec), r.Enabled); err != nil {
 			return fmt.Errorf("creating alert rule: %w", ruleWriteError(err, r.Name))
 		}
-		if err := setRuleChannels(ctx, tx, row.ID, r.Channels); err != nil {
-			return err
-		}
-		if out, err = row.rule(); err != nil {
-			return err
-		}
+		return setRuleChannels(ctx, tx, row.ID, r.Channels)
+	}, ruleRow.rule, func(tx *sqlx.Tx, out alert.Rule) error {
 		return writeAudit(ctx, tx, actor, ActionRuleCreate, out.ID, ruleAudit(r, spec))
 	})
-	if err != nil {
-		return alert.Rule{}, err
-	}
-	return out, nil
 }
 
 // Get returns the rule with id, or ErrNotFound (also for an id that is not a UUID).
 func (s *RuleStore) Get(ctx context.Context, id string) (alert.Rule, error) {
-	if !validID(id) {
-		return alert.Rule{}, fmt.Errorf("alert rule %q: %w", id, ErrNotFound)
-	}
-	var row ruleRow
-	err := s.db.GetContext(ctx, &row, `SELECT `+ruleColumns+` FROM alert_rules WHERE id = $1`, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return alert.Rule{}, fmt.Errorf("alert rule %s: %w", id, ErrNotFound)
-	}
+	row, err := getByID[ruleRow](ctx, s.db, "alert rule", "alert_rules", ruleColumns, id)
 	if err != nil {
-		return alert.Rule{}, fmt.Errorf("getting alert rule %s: %w", id, err)
+		return alert.Rule{}, err
 	}
 	return row.rule()
 }
@@ -191,15 +174,7 @@ func (s *RuleStore) List(ctx context.Context) ([]alert.Rule, error) {
 		`SELECT `+ruleColumns+` FROM alert_rules ORDER BY name, id`); err != nil {
 		return nil, fmt.Errorf("listing alert rules: %w", err)
 	}
-	rules := make([]alert.Rule, 0, len(rows))
-	for _, row := range rows {
-		r, err := row.rule()
-		if err != nil {
-			return nil, err
-		}
-		rules = append(rules, r)
-	}
-	return rules, nil
+	return fromRows(rows, ruleRow.rule)
 }
 
 // Update validates r and replaces the rule with id r.ID by it, and audits it as actor's
@@ -216,10 +191,8 @@ func (s *RuleStore) Update(ctx context.Context, r alert.Rule, actor string) (ale
 	if err != nil {
 		return alert.Rule{}, err
 	}
-	var out alert.Rule
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var row ruleRow
-		err := tx.GetContext(ctx, &row, `
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *ruleRow) error {
+		err := tx.GetContext(ctx, row, `
 			UPDATE alert_rules SET name = $2, kind = $3, spec = CAST($4 AS jsonb), enabled = $5, updated_at = now()
 			WHERE id = $1
 			RETURNING `+ruleColumns, r.ID, r.Name, string(r.Kind), string(spec), r.Enabled)
@@ -229,18 +202,10 @@ func (s *RuleStore) Update(ctx context.Context, r alert.Rule, actor string) (ale
 		if err != nil {
 			return fmt.Errorf("updating alert rule %s: %w", r.ID, ruleWriteError(err, r.Name))
 		}
-		if err := setRuleChannels(ctx, tx, row.ID, r.Channels); err != nil {
-			return err
-		}
-		if out, err = row.rule(); err != nil {
-			return err
-		}
+		return setRuleChannels(ctx, tx, row.ID, r.Channels)
+	}, ruleRow.rule, func(tx *sqlx.Tx, out alert.Rule) error {
 		return writeAudit(ctx, tx, actor, ActionRuleUpdate, out.ID, ruleAudit(r, spec))
 	})
-	if err != nil {
-		return alert.Rule{}, err
-	}
-	return out, nil
 }
 
 // Delete removes rule id and audits it as actor's rule.delete. Its alert events stay in the
@@ -253,13 +218,9 @@ func (s *RuleStore) Delete(ctx context.Context, id, actor string) error {
 		return fmt.Errorf("alert rule %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var name string
-		err := tx.GetContext(ctx, &name, `DELETE FROM alert_rules WHERE id = $1 RETURNING name`, id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("alert rule %s: %w", id, ErrNotFound)
-		}
+		name, err := deleteByID(ctx, tx, "alert rule", "alert_rules", "name", id)
 		if err != nil {
-			return fmt.Errorf("deleting alert rule %s: %w", id, err)
+			return err
 		}
 		return writeAudit(ctx, tx, actor, ActionRuleDelete, id, map[string]any{"name": name})
 	})

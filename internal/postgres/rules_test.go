@@ -200,12 +200,7 @@ func TestRuleFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	renameToTaken := other
 	renameToTaken.Name = "taken"
 
-	tests := []struct {
-		name   string
-		do     func() error
-		target error
-		field  string // the *alert.ValidationError's Field, for ErrInvalid
-	}{
+	checkRefused(t, []refusal{
 		{"create invalid", func() error { _, err := rules.Create(ctx, noThresholds, "bob"); return err }, postgres.ErrInvalid, "thresholds"},
 		{"create bad recovery", func() error { _, err := rules.Create(ctx, badRecovery, "bob"); return err }, postgres.ErrInvalid, "thresholds.warning.recovery"},
 		{"create channel not a uuid", func() error { _, err := rules.Create(ctx, notUUID, "bob"); return err }, postgres.ErrInvalid, "channels"},
@@ -236,21 +231,7 @@ func TestRuleFailedChangesAreNotStoredOrAudited(t *testing.T) {
 		{"delete missing", func() error { return rules.Delete(ctx, uuid.NewString(), "bob") }, postgres.ErrNotFound, ""},
 		{"delete not a uuid", func() error { return rules.Delete(ctx, "x", "bob") }, postgres.ErrNotFound, ""},
 		{"get missing", func() error { _, err := rules.Get(ctx, uuid.NewString()); return err }, postgres.ErrNotFound, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.do()
-			if !errors.Is(err, tt.target) {
-				t.Fatalf("err = %v, want %v", err, tt.target)
-			}
-			if tt.field != "" {
-				var verr *alert.ValidationError
-				if !errors.As(err, &verr) || verr.Field != tt.field {
-					t.Errorf("err = %v, want an *alert.ValidationError for field %q", err, tt.field)
-				}
-			}
-		})
-	}
+	})
 
 	list, err := rules.List(ctx)
 	if err != nil {
@@ -259,9 +240,7 @@ func TestRuleFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	if len(list) != 2 || !sameRule(t, list[1], existing) || !sameRule(t, list[0], other) {
 		t.Errorf("rules after failed changes = %+v, want only the two created unchanged", list)
 	}
-	if n := len(auditRows(t, audit)); n != auditBefore {
-		t.Errorf("audit log has %d rows after failed changes, want %d", n, auditBefore)
-	}
+	checkAuditLen(t, audit, auditBefore)
 	var links int
 	if err := db.GetContext(ctx, &links, `SELECT count(*) FROM alert_rule_channels`); err != nil {
 		t.Fatal(err)

@@ -2,9 +2,7 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -85,19 +83,16 @@ func (s *SilenceStore) Create(ctx context.Context, sil silence.Silence, actor st
 		w := string(b)
 		weekly = &w
 	}
-	var out silence.Silence
-	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var row silenceRow
-		if err := tx.GetContext(ctx, &row, `
+	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *silenceRow) error {
+		if err := tx.GetContext(ctx, row, `
 			INSERT INTO silences (matchers, starts_at, ends_at, weekly, comment, created_by)
 			VALUES (CAST($1 AS jsonb), $2, $3, CAST($4 AS jsonb), $5, $6)
 			RETURNING `+silenceColumns,
 			string(matchers), sil.StartsAt, sil.EndsAt, weekly, sil.Comment, actor); err != nil {
 			return fmt.Errorf("creating silence: %w", err)
 		}
-		if out, err = row.silence(); err != nil {
-			return err
-		}
+		return nil
+	}, silenceRow.silence, func(tx *sqlx.Tx, out silence.Silence) error {
 		details := map[string]any{"matchers": out.Matchers, "comment": out.Comment}
 		if out.Weekly != nil {
 			details["weekly"] = out.Weekly
@@ -106,24 +101,13 @@ func (s *SilenceStore) Create(ctx context.Context, sil silence.Silence, actor st
 		}
 		return writeAudit(ctx, tx, actor, ActionSilenceCreate, out.ID, details)
 	})
-	if err != nil {
-		return silence.Silence{}, err
-	}
-	return out, nil
 }
 
 // Get returns the silence with id, or ErrNotFound (also for an id that is not a UUID).
 func (s *SilenceStore) Get(ctx context.Context, id string) (silence.Silence, error) {
-	if !validID(id) {
-		return silence.Silence{}, fmt.Errorf("silence %q: %w", id, ErrNotFound)
-	}
-	var row silenceRow
-	err := s.db.GetContext(ctx, &row, `SELECT `+silenceColumns+` FROM silences WHERE id = $1`, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return silence.Silence{}, fmt.Errorf("silence %s: %w", id, ErrNotFound)
-	}
+	row, err := getByID[silenceRow](ctx, s.db, "silence", "silences", silenceColumns, id)
 	if err != nil {
-		return silence.Silence{}, fmt.Errorf("getting silence %s: %w", id, err)
+		return silence.Silence{}, err
 	}
 	return row.silence()
 }
@@ -139,15 +123,7 @@ func (s *SilenceStore) List(ctx context.Context, includeExpired bool) ([]silence
 		ORDER BY created_at DESC, id`, includeExpired); err != nil {
 		return nil, fmt.Errorf("listing silences: %w", err)
 	}
-	out := make([]silence.Silence, 0, len(rows))
-	for _, row := range rows {
-		sil, err := row.silence()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sil)
-	}
-	return out, nil
+	return fromRows(rows, silenceRow.silence)
 }
 
 // Delete removes silence id and audits it as actor's silence.delete. An unknown id is
@@ -160,13 +136,9 @@ func (s *SilenceStore) Delete(ctx context.Context, id, actor string) error {
 		return fmt.Errorf("silence %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var comment string
-		err := tx.GetContext(ctx, &comment, `DELETE FROM silences WHERE id = $1 RETURNING comment`, id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("silence %s: %w", id, ErrNotFound)
-		}
+		comment, err := deleteByID(ctx, tx, "silence", "silences", "comment", id)
 		if err != nil {
-			return fmt.Errorf("deleting silence %s: %w", id, err)
+			return err
 		}
 		return writeAudit(ctx, tx, actor, ActionSilenceDelete, id, map[string]any{"comment": comment})
 	})

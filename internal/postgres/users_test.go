@@ -94,30 +94,19 @@ func TestUserFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	create := func(username, hash, role, actor string) func() error {
 		return func() error { _, err := users.Create(ctx, username, hash, role, actor); return err }
 	}
-	tests := []struct {
-		name string
-		do   func() error
-		want error
-	}{
-		{"duplicate username", create("viewer", "h", user.RoleViewer, "root"), postgres.ErrConflict},
-		{"empty username", create("", "h", user.RoleViewer, "root"), postgres.ErrInvalid},
-		{"uppercase username", create("Viewer", "h", user.RoleViewer, "root"), postgres.ErrInvalid},
-		{"username with space", create("a b", "h", user.RoleViewer, "root"), postgres.ErrInvalid},
-		{"username too long", create(strings.Repeat("a", 65), "h", user.RoleViewer, "root"), postgres.ErrInvalid},
-		{"unknown role", create("bob", "h", "superuser", "root"), postgres.ErrInvalid},
-		{"empty hash", create("bob", "", user.RoleViewer, "root"), postgres.ErrInvalid},
-		{"no actor", create("bob", "h", user.RoleViewer, ""), postgres.ErrInvalid},
-		{"delete missing", func() error { return users.Delete(ctx, "nobody", "root") }, postgres.ErrNotFound},
-		{"delete last admin", func() error { return users.Delete(ctx, "root", "root") }, postgres.ErrLastAdmin},
-		{"delete without actor", func() error { return users.Delete(ctx, "viewer", "") }, postgres.ErrInvalid},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.do(); !errors.Is(err, tt.want) {
-				t.Errorf("%s = %v, want %v", tt.name, err, tt.want)
-			}
-		})
-	}
+	checkRefused(t, []refusal{
+		{"duplicate username", create("viewer", "h", user.RoleViewer, "root"), postgres.ErrConflict, ""},
+		{"empty username", create("", "h", user.RoleViewer, "root"), postgres.ErrInvalid, ""},
+		{"uppercase username", create("Viewer", "h", user.RoleViewer, "root"), postgres.ErrInvalid, ""},
+		{"username with space", create("a b", "h", user.RoleViewer, "root"), postgres.ErrInvalid, ""},
+		{"username too long", create(strings.Repeat("a", 65), "h", user.RoleViewer, "root"), postgres.ErrInvalid, ""},
+		{"unknown role", create("bob", "h", "superuser", "root"), postgres.ErrInvalid, ""},
+		{"empty hash", create("bob", "", user.RoleViewer, "root"), postgres.ErrInvalid, ""},
+		{"no actor", create("bob", "h", user.RoleViewer, ""), postgres.ErrInvalid, ""},
+		{"delete missing", func() error { return users.Delete(ctx, "nobody", "root") }, postgres.ErrNotFound, ""},
+		{"delete last admin", func() error { return users.Delete(ctx, "root", "root") }, postgres.ErrLastAdmin, ""},
+		{"delete without actor", func() error { return users.Delete(ctx, "viewer", "") }, postgres.ErrInvalid, ""},
+	})
 	if !errors.Is(postgres.ErrLastAdmin, postgres.ErrConflict) {
 		t.Errorf("ErrLastAdmin does not wrap ErrConflict")
 	}

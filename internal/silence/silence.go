@@ -45,6 +45,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/textcheck"
 
 	// Embedded zone data: a container image without /usr/share/zoneinfo would otherwise reject
 	// every time zone but UTC, and silence windows would depend on the host.
@@ -182,13 +183,8 @@ func checkID(field, id string) error {
 func (m Matchers) empty() bool { return m.RuleID == "" && m.AgentID == "" && len(m.Labels) == 0 }
 
 func checkText(field, s string, limit int) error {
-	switch {
-	case len(s) > limit:
-		return invalid(field, "must be at most %d bytes, got %d", limit, len(s))
-	case !utf8.ValidString(s):
-		return invalid(field, "must be valid UTF-8")
-	case strings.ContainsFunc(s, unicode.IsControl):
-		return invalid(field, "must not contain control characters")
+	if err := textcheck.Bounded(s, limit); err != nil {
+		return invalid(field, "%v", err)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 )
 
 const (
@@ -32,7 +34,7 @@ func newConsumerMetrics(reg prometheus.Registerer, group string) (*consumerMetri
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: name, Help: help,
 		}, append([]string{"group"}, labels...))
-		v, err := register(reg, v)
+		v, err := ops.Register(reg, v)
 		errs = append(errs, err)
 		return v
 	}
@@ -40,7 +42,7 @@ func newConsumerMetrics(reg prometheus.Registerer, group string) (*consumerMetri
 		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: name, Help: help, Buckets: buckets,
 		}, []string{"group"})
-		v, err := register(reg, v)
+		v, err := ops.Register(reg, v)
 		errs = append(errs, err)
 		return v
 	}
@@ -60,24 +62,6 @@ func newConsumerMetrics(reg prometheus.Registerer, group string) (*consumerMetri
 		return nil, fmt.Errorf("registering stream metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register registers c on reg, or returns the collector already registered under the same
-// description, so that several consumers (or a restarted one) can share a registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 // CollectorConfig configures a Collector.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/config"
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -92,7 +93,7 @@ func NewTrimmer(client redis.UniversalClient, cfg TrimmerConfig, logger *slog.Lo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	trimmed, err := register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+	trimmed, err := ops.Register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: subsystem, Name: "trimmed_total",
 		Help: "Entries deleted from the metrics streams after every group acked them.",
 	}))

@@ -32,14 +32,11 @@ func Postgres(t testing.TB) (db *sqlx.DB, dbURL string) {
 	dbURL = EmptyPostgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := postgres.Open(ctx, dbURL)
+	db, err := postgres.OpenMigrated(ctx, dbURL)
 	if err != nil {
-		t.Fatalf("testenv: %v", err)
+		t.Fatalf("testenv: opening test database: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if err := postgres.Migrate(ctx, db); err != nil {
-		t.Fatalf("testenv: migrating test database: %v", err)
-	}
 	return db, dbURL
 }
 

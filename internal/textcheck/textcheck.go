@@ -7,6 +7,7 @@ package textcheck
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -54,6 +55,21 @@ func Name(s string) error {
 		if invisible(r) {
 			return fmt.Errorf("%w: found U+%04X (%s) at character %d", ErrInvisible, r, kind(r), pos)
 		}
+	}
+	return nil
+}
+
+// Bounded returns nil when s is at most limit bytes of valid UTF-8 without control characters, the
+// free text (a comment, a summary, a header value) that alert rules, channels and silences keep;
+// otherwise an error whose text is the reason, phrased to follow the field's name.
+func Bounded(s string, limit int) error {
+	switch {
+	case len(s) > limit:
+		return fmt.Errorf("must be at most %d bytes, got %d", limit, len(s))
+	case !utf8.ValidString(s):
+		return errors.New("must be valid UTF-8")
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return errors.New("must not contain control characters")
 	}
 	return nil
 }

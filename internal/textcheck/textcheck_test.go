@@ -71,3 +71,24 @@ func TestNameSaysWhichCharacter(t *testing.T) {
 		t.Errorf("Name(%q) = %v, want %q", "ab\u202Ec", err, want)
 	}
 }
+
+func TestBounded(t *testing.T) {
+	f := func(in string, limit int, want string) {
+		t.Helper()
+		err := Bounded(in, limit)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("Bounded(%q, %d) = %q, want %q", in, limit, got, want)
+		}
+	}
+	f("", 0, "")
+	f("zoë ☃", 8, "")
+	f("zoë ☃", 7, "must be at most 7 bytes, got 8")
+	f("a\xffb", 10, "must be valid UTF-8")
+	f("a\x00b", 10, "must not contain control characters")
+	f("two\nlines", 10, "must not contain control characters")
+	f("\u202Ebidi", 10, "") // free text: only control characters are refused, not format ones
+}
