@@ -1,0 +1,80 @@
+package influx
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// QuoteIdent returns s as a double-quoted InfluxQL identifier (database, retention policy,
+// measurement, field or tag key) that the parser reads back as exactly s, whatever s holds.
+func QuoteIdent(s string) string { return quoteIdent(s) }
+
+// QLSeries is one series of an InfluxQL answer: its measurement, its tags (with GROUP BY), the
+// column names and the rows. Numbers come as json.Number, so that integers keep every digit;
+// times as RFC 3339 strings.
+type QLSeries struct {
+	Name    string            `json:"name"`
+	Tags    map[string]string `json:"tags"`
+	Columns []string          `json:"columns"`
+	Values  [][]any           `json:"values"`
+}
+
+// QueryInfluxQL runs one read-only InfluxQL statement on a 1.x server (GET /query) and returns
+// the series of its first result. The caller builds stmt from trusted parts: every identifier
+// through QuoteIdent, never raw request text.
+func (c *Client) QueryInfluxQL(ctx context.Context, stmt string) ([]QLSeries, error) {
+	q := url.Values{"q": {stmt}}
+	resp, err := c.do(ctx, http.MethodGet, "query?"+q.Encode(), nil, "")
+	if err != nil {
+		return nil, fmt.Errorf("running %s: %w", stmt, err)
+	}
+	defer drain(resp)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading answer to %s: %w", stmt, err)
+	}
+	var out struct {
+		Error   string `json:"error"`
+		Results []struct {
+			Error  string     `json:"error"`
+			Series []QLSeries `json:"series"`
+		} `json:"results"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("running %s: status %d: %.200s", stmt, resp.StatusCode, body)
+	}
+	switch {
+	case out.Error != "":
+		return nil, fmt.Errorf("running %s: status %d: %s", stmt, resp.StatusCode, out.Error)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("running %s: status %d", stmt, resp.StatusCode)
+	case len(out.Results) == 0:
+		return nil, nil
+	case out.Results[0].Error != "":
+		return nil, fmt.Errorf("running %s: %s", stmt, out.Results[0].Error)
+	}
+	return out.Results[0].Series, nil
+}
+
+// RawSource returns the fully qualified, quoted InfluxQL source of measurement in the raw bucket
+// on 1.x: "db"."rp"."m", or "db".."m" (the default policy) when INFLUXDB_BUCKET names no policy.
+func (c *Client) RawSource(measurement string) string {
+	db, rp, _ := strings.Cut(c.cfg.Bucket, "/")
+	if rp == "" {
+		return quoteIdent(db) + ".." + quoteIdent(measurement)
+	}
+	return quoteIdent(db) + "." + quoteIdent(rp) + "." + quoteIdent(measurement)
+}
+
+// TierSource returns the fully qualified, quoted InfluxQL source of measurement in tier t on 1.x:
+// "db"."rollup_1m"."m".
+func (c *Client) TierSource(t Tier, measurement string) string {
+	return quoteIdent(c.database()) + "." + quoteIdent(tierRP(t)) + "." + quoteIdent(measurement)
+}
