@@ -24,8 +24,8 @@ type QLSeries struct {
 	Values  [][]any           `json:"values"`
 }
 
-// QueryInfluxQL runs one read-only InfluxQL statement on a 1.x server (GET /query) and returns
-// the series of its first result. The caller builds stmt from trusted parts: every identifier
+// QueryInfluxQL runs one read-only InfluxQL statement (GET /query: 1.x, or 2.x's 1.x-compatible
+// endpoint) and returns the series of its first result. The caller builds stmt from trusted parts: every identifier
 // through QuoteIdent, never raw request text.
 func (c *Client) QueryInfluxQL(ctx context.Context, stmt string) ([]QLSeries, error) {
 	q := url.Values{"q": {stmt}}
@@ -63,9 +63,13 @@ func (c *Client) QueryInfluxQL(ctx context.Context, stmt string) ([]QLSeries, er
 	return out.Results[0].Series, nil
 }
 
-// RawSource returns the fully qualified, quoted InfluxQL source of measurement in the raw bucket
-// on 1.x: "db"."rp"."m", or "db".."m" (the default policy) when INFLUXDB_BUCKET names no policy.
+// RawSource returns the fully qualified, quoted InfluxQL source of measurement in the raw bucket:
+// on 1.x "db"."rp"."m", or "db".."m" (the default policy) when INFLUXDB_BUCKET names no policy; on
+// 2.x "bucket"."autogen"."m", through the virtual DBRP mapping 2.x keeps for every bucket (2.4+).
 func (c *Client) RawSource(measurement string) string {
+	if !c.isV1Config() {
+		return quoteIdent(c.cfg.Bucket) + `."autogen".` + quoteIdent(measurement)
+	}
 	db, rp, _ := strings.Cut(c.cfg.Bucket, "/")
 	if rp == "" {
 		return quoteIdent(db) + ".." + quoteIdent(measurement)
@@ -73,8 +77,11 @@ func (c *Client) RawSource(measurement string) string {
 	return quoteIdent(db) + "." + quoteIdent(rp) + "." + quoteIdent(measurement)
 }
 
-// TierSource returns the fully qualified, quoted InfluxQL source of measurement in tier t on 1.x:
-// "db"."rollup_1m"."m".
+// TierSource returns the fully qualified, quoted InfluxQL source of measurement in tier t:
+// "db"."rollup_1m"."m" on 1.x, "<bucket>_1m"."autogen"."m" on 2.x (virtual DBRP mapping).
 func (c *Client) TierSource(t Tier, measurement string) string {
+	if !c.isV1Config() {
+		return quoteIdent(c.TierBucket(t)) + `."autogen".` + quoteIdent(measurement)
+	}
 	return quoteIdent(c.database()) + "." + quoteIdent(tierRP(t)) + "." + quoteIdent(measurement)
 }

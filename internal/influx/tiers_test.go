@@ -106,3 +106,27 @@ func TestQueryInfluxQLQuotesNames(t *testing.T) {
 		}
 	}
 }
+
+func TestSources(t *testing.T) {
+	tests := []struct {
+		bucket, org, measurement string
+		raw, tier1h              string
+	}{
+		{"metrics", "", "cpu", `"metrics".."cpu"`, `"metrics"."rollup_1h"."cpu"`},
+		{"metrics/raw", "", `c"p\u`, `"metrics"."raw"."c\"p\\u"`, `"metrics"."rollup_1h"."c\"p\\u"`},
+		{"metrics", "acme", "cpu", `"metrics"."autogen"."cpu"`, `"metrics_1h"."autogen"."cpu"`},
+	}
+	for _, tt := range tests {
+		c, err := influx.New(influx.Config{URL: "http://127.0.0.1:1", Bucket: tt.bucket, Org: tt.org, Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.RawSource(tt.measurement); got != tt.raw {
+			t.Errorf("RawSource(%q) with bucket %q org %q = %s, want %s", tt.measurement, tt.bucket, tt.org, got, tt.raw)
+		}
+		if got := c.TierSource(influx.Tiers[2], tt.measurement); got != tt.tier1h {
+			t.Errorf("TierSource(1h, %q) with bucket %q org %q = %s, want %s", tt.measurement, tt.bucket, tt.org, got, tt.tier1h)
+		}
+		c.Close()
+	}
+}

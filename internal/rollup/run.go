@@ -49,10 +49,6 @@ func (c *Config) Validate() error {
 	if err := c.Influx.Validate(); err != nil {
 		return err
 	}
-	if c.Influx.Org != "" {
-		// The rollup reads with InfluxQL, which 2.x serves only through DBRP mappings.
-		return errors.New("INFLUXDB_ORG is set (InfluxDB 2.x): the rollup worker supports InfluxDB 1.8 only")
-	}
 	var errs []error
 	check := func(ok bool, format string, args ...any) {
 		if !ok {
