@@ -21,5 +21,5 @@ RUN apk add --no-cache ca-certificates tzdata \
  && adduser -D -H -u 10001 agentmonitor
 COPY --from=build /out/ /usr/local/bin/
 USER 10001
-EXPOSE 8080 9101 9102 9103
+EXPOSE 8080 9101 9102 9103 9104
 CMD ["gateway"]

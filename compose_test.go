@@ -38,6 +38,7 @@ var (
 		"influx-writer": "OPS_ADDR",
 		"pg-sync":       "OPS_ADDR",
 		"alerter":       "OPS_ADDR",
+		"rollup":        "OPS_ADDR",
 	}
 	// appEnv lists the variables every binary gets (each binary applies the migrations, and the
 	// stream settings must be the same everywhere).
