@@ -38,7 +38,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/gateway", "../cmd/influx-writer", "../cmd/pg-sync", "../cmd/alerter")
+	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/gateway", "../cmd/influx-writer", "../cmd/pg-sync", "../cmd/alerter", "../cmd/rollup")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)
