@@ -85,7 +85,7 @@ func TestRollupKilledMidWindowThenTwoCopies(t *testing.T) {
 		}
 	}
 
-	stall := newStallingInflux(t, s.influxDB.URL, 40)
+	stall := newStallingInflux(t, s.influxDB.URL, 8)
 	env := []string{"ROLLUP_GRACE=1s", "ROLLUP_INTERVAL=100ms", "ROLLUP_LEASE=2s", "ROLLUP_RETRY_DELAY=200ms"}
 	first := s.startWorker("rollup", "rollup-1", append(env, "INFLUXDB_URL="+stall.srv.URL)...)
 	store := rollup.NewStore(s.rdb, s.prefix)

@@ -39,51 +39,49 @@ type SeriesAggs struct {
 	Fields map[string]Agg
 }
 
-// aggregate reads window w's aggregates per series from the tier below: raw points for 1m (one
-// InfluxQL statement with wildcard aggregates), else the finer tier's rollup fields.
-func aggregate(ctx context.Context, db Influx, w Window) ([]SeriesAggs, error) {
-	var stmt string
-	if w.Tier == 0 {
-		stmt = fmt.Sprintf("SELECT min(*), max(*), mean(*), count(*), sum(*), last(*) FROM %s WHERE time >= %d AND time < %d GROUP BY *",
-			db.RawSource(w.Measurement), w.Start.UnixNano(), w.End().UnixNano())
-	} else {
-		stmt = fmt.Sprintf("SELECT min(*), max(*), sum(*), last(*) FROM %s WHERE time >= %d AND time < %d GROUP BY *",
-			db.TierSource(influx.Tiers[w.Tier-1], w.Measurement), w.Start.UnixNano(), w.End().UnixNano())
+// aggregate reads the aggregates of every window of tier in [from, to) for measurement, per
+// window start (Unix ns) and series, from the tier below: raw points for 1m (wildcard aggregates
+// over raw fields), else the finer tier's rollup fields. One InfluxQL statement with GROUP BY
+// time(<tier width>), * covers the whole span; InfluxDB aligns those intervals to the epoch, as
+// the windows are.
+func aggregate(ctx context.Context, db Influx, tier int, measurement string, from, to time.Time) (map[int64][]SeriesAggs, error) {
+	sel, src := "min(*), max(*), mean(*), count(*), sum(*), last(*)", db.RawSource(measurement)
+	if tier > 0 {
+		sel, src = "min(*), max(*), sum(*), last(*)", db.TierSource(influx.Tiers[tier-1], measurement)
 	}
+	stmt := fmt.Sprintf("SELECT %s FROM %s WHERE time >= %d AND time < %d GROUP BY time(%s), * fill(none)",
+		sel, src, from.UnixNano(), to.UnixNano(), influx.Tiers[tier].Name)
 	series, err := db.QueryInfluxQL(ctx, stmt)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]SeriesAggs, 0, len(series))
+	out := map[int64][]SeriesAggs{}
 	for _, s := range series {
-		var sa SeriesAggs
-		if w.Tier == 0 {
-			sa, err = fromRaw(s)
-		} else {
-			sa, err = fromTier(s)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading %s of %s: %w", s.Name, w, err)
-		}
-		if len(sa.Fields) > 0 {
-			out = append(out, sa)
+		t := tags(s)
+		for _, vals := range s.Values {
+			r := make(map[string]any, len(s.Columns))
+			for i, c := range s.Columns {
+				if i < len(vals) {
+					r[c] = vals[i]
+				}
+			}
+			ts, _ := r["time"].(string)
+			start, err := time.Parse(time.RFC3339Nano, ts)
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: row time %q: %w", s.Name, ts, err)
+			}
+			var sa SeriesAggs
+			if tier == 0 {
+				sa = fromRaw(s.Columns, r, t)
+			} else {
+				sa = fromTier(s.Columns, r, t)
+			}
+			if len(sa.Fields) > 0 {
+				out[start.UnixNano()] = append(out[start.UnixNano()], sa)
+			}
 		}
 	}
 	return out, nil
-}
-
-// row returns the only row of s as a column → value map.
-func row(s influx.QLSeries) (map[string]any, error) {
-	if len(s.Values) != 1 {
-		return nil, fmt.Errorf("got %d rows, want 1", len(s.Values))
-	}
-	r := make(map[string]any, len(s.Columns))
-	for i, c := range s.Columns {
-		if i < len(s.Values[0]) {
-			r[c] = s.Values[0][i]
-		}
-	}
-	return r, nil
 }
 
 // tags returns the series' tags without the empty ones: GROUP BY * lists every tag key of the
@@ -123,13 +121,9 @@ func count(v any) (int64, bool) {
 // fromRaw reads the columns min_f, max_f, mean_f, count_f, sum_f, last_f. Only numeric fields
 // have mean_f (InfluxDB computes mean of numbers only; min, max, count, last also take booleans,
 // count and last strings).
-func fromRaw(s influx.QLSeries) (SeriesAggs, error) {
-	r, err := row(s)
-	if err != nil {
-		return SeriesAggs{}, err
-	}
-	sa := SeriesAggs{Tags: tags(s), Fields: map[string]Agg{}}
-	for _, c := range s.Columns {
+func fromRaw(columns []string, r map[string]any, tags map[string]string) SeriesAggs {
+	sa := SeriesAggs{Tags: tags, Fields: map[string]Agg{}}
+	for _, c := range columns {
 		f, ok := strings.CutPrefix(c, "mean_")
 		if !ok {
 			continue
@@ -145,19 +139,15 @@ func fromRaw(s influx.QLSeries) (SeriesAggs, error) {
 			sa.Fields[f] = a
 		}
 	}
-	return sa, nil
+	return sa
 }
 
 // fromTier reads the finer tier's columns min_f_min, max_f_max, sum_f_sum, sum_f_count and
 // last_f_last. Only a field's own count ends in "_count" among rollup fields (no other
 // aggregate name does), so sum_X_count names raw field X.
-func fromTier(s influx.QLSeries) (SeriesAggs, error) {
-	r, err := row(s)
-	if err != nil {
-		return SeriesAggs{}, err
-	}
-	sa := SeriesAggs{Tags: tags(s), Fields: map[string]Agg{}}
-	for _, c := range s.Columns {
+func fromTier(columns []string, r map[string]any, tags map[string]string) SeriesAggs {
+	sa := SeriesAggs{Tags: tags, Fields: map[string]Agg{}}
+	for _, c := range columns {
 		rest, ok := strings.CutPrefix(c, "sum_")
 		if !ok {
 			continue
@@ -177,15 +167,13 @@ func fromTier(s influx.QLSeries) (SeriesAggs, error) {
 			sa.Fields[f] = a
 		}
 	}
-	return sa, nil
+	return sa
 }
 
-// encode writes one rollup point per series at the window's start: tags as the series', fields
+// encode appends one rollup point per series at the window's start: tags as the series', fields
 // f_min, f_max, f_mean, f_sum, f_last (floats) and f_count (integer) per raw field f. Values
 // that are not finite (a sum that overflowed) are left out.
-func encode(measurement string, start time.Time, series []SeriesAggs) ([]byte, int, error) {
-	var enc lineprotocol.Encoder
-	enc.SetPrecision(lineprotocol.Nanosecond)
+func encode(enc *lineprotocol.Encoder, measurement string, start time.Time, series []SeriesAggs) (int, error) {
 	points := 0
 	for _, s := range series {
 		keys := make([]string, 0, len(s.Tags))
@@ -218,9 +206,9 @@ func encode(measurement string, start time.Time, series []SeriesAggs) ([]byte, i
 		}
 		enc.EndLine(start)
 		if err := enc.Err(); err != nil {
-			return nil, 0, fmt.Errorf("encoding rollup of %s: %w", measurement, err)
+			return 0, fmt.Errorf("encoding rollup of %s: %w", measurement, err)
 		}
 		points++
 	}
-	return enc.Bytes(), points, nil
+	return points, nil
 }

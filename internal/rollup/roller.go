@@ -1,12 +1,16 @@
 package rollup
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 )
@@ -19,15 +23,20 @@ type RollerConfig struct {
 	Interval time.Duration
 	// Lease is how long a claimed window stays with its worker before another may take it over.
 	Lease time.Duration
-	// Concurrency is how many windows one copy computes at once.
+	// Concurrency is how many runs of windows one copy computes at once.
 	Concurrency int
 	// RetryDelay is how long a window whose computation failed waits before the next attempt.
 	RetryDelay time.Duration
+	// Batch is how many ready windows of a tier one round claims (0: 64 × Concurrency).
+	Batch int
+	// MaxRun is the most adjacent windows of one measurement computed with one query (0: 60).
+	MaxRun int
 }
 
-// Roller is the scheduler loop: it claims ready dirty windows, finest tier first, recomputes each
-// from the tier below, writes it (overwriting the previous result: same timestamp and tags),
-// marks the parent window dirty and releases the lease.
+// Roller is the scheduler loop: it claims ready dirty windows, finest tier first, recomputes them
+// from the tier below (adjacent windows of one measurement with one query), writes them
+// (overwriting the previous result: same timestamp and tags), marks each parent window dirty and
+// releases the leases.
 type Roller struct {
 	cfg     RollerConfig
 	store   *Store
@@ -39,10 +48,17 @@ type Roller struct {
 
 // NewRoller returns a Roller; m may be nil.
 func NewRoller(cfg RollerConfig, store *Store, db Influx, m *Metrics, logger *slog.Logger) *Roller {
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64 * max(cfg.Concurrency, 1)
+	}
+	if cfg.MaxRun <= 0 {
+		cfg.MaxRun = 60
+	}
+	cfg.Concurrency = max(cfg.Concurrency, 1)
 	return &Roller{cfg: cfg, store: store, db: db, metrics: m, logger: logger.With("component", "rollup"), now: time.Now}
 }
 
-// Run computes ready windows until ctx is done. A window being computed when ctx ends is put
+// Run computes ready windows until ctx is done. Windows being computed when ctx ends are put
 // back (dirty, ready at once) for the next copy.
 func (r *Roller) Run(ctx context.Context) error {
 	for {
@@ -70,28 +86,45 @@ func (r *Roller) RunOnce(ctx context.Context) (int, error) {
 	total := 0
 	var errs []error
 	for tier := range influx.Tiers {
-		leases, err := r.store.Claim(ctx, tier, r.now(), r.cfg.Lease, 4*r.cfg.Concurrency)
+		leases, err := r.store.Claim(ctx, tier, r.now(), r.cfg.Lease, r.cfg.Batch)
 		if err != nil {
 			r.count(tier, "claim")
 			errs = append(errs, err)
 		}
 		total += len(leases)
-		r.computeAll(ctx, leases)
+		runs := splitRuns(leases, r.cfg.MaxRun)
+		sem := make(chan struct{}, r.cfg.Concurrency)
+		var wg sync.WaitGroup
+		for _, run := range runs {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				r.compute(ctx, run)
+			})
+		}
+		wg.Wait()
 	}
 	return total, errors.Join(errs...)
 }
 
-func (r *Roller) computeAll(ctx context.Context, leases []Lease) {
-	sem := make(chan struct{}, r.cfg.Concurrency)
-	var wg sync.WaitGroup
-	for _, l := range leases {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			r.compute(ctx, l)
-		})
+// splitRuns groups leases into runs of adjacent windows of one measurement, at most max long.
+func splitRuns(leases []Lease, max int) [][]Lease {
+	slices.SortFunc(leases, func(a, b Lease) int {
+		return cmp.Or(cmp.Compare(a.Window.Measurement, b.Window.Measurement), a.Window.Start.Compare(b.Window.Start))
+	})
+	var runs [][]Lease
+	for i, l := range leases {
+		if i > 0 {
+			prev := &runs[len(runs)-1]
+			last := (*prev)[len(*prev)-1].Window
+			if last.Measurement == l.Window.Measurement && last.End().Equal(l.Window.Start) && len(*prev) < max {
+				*prev = append(*prev, l)
+				continue
+			}
+		}
+		runs = append(runs, []Lease{l})
 	}
-	wg.Wait()
+	return runs
 }
 
 func (r *Roller) count(tier int, stage string) {
@@ -100,74 +133,88 @@ func (r *Roller) count(tier int, stage string) {
 	}
 }
 
-// compute recomputes one leased window and releases it.
-func (r *Roller) compute(ctx context.Context, l Lease) {
-	w := l.Window
-	tier := influx.Tiers[w.Tier]
+// compute recomputes a run of leased, adjacent windows of one measurement and releases them.
+func (r *Roller) compute(ctx context.Context, run []Lease) {
+	first := run[0].Window
+	tier := influx.Tiers[first.Tier]
 	start := time.Now()
-	points, err := r.Window(ctx, w)
+	points, err := r.write(ctx, run)
 	if r.metrics != nil {
 		r.metrics.duration.WithLabelValues(tier.Name).Observe(time.Since(start).Seconds())
 	}
-	// Releasing must happen even when ctx ended (shutdown), or the window waits for its lease.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// Releasing must happen even when ctx ended (shutdown), or the windows wait for their lease.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	now := r.now()
+	what := fmt.Sprintf("%s (%d windows)", first, len(run))
 	switch {
 	case err == nil:
-		parentReady := now
-		if p, ok := w.Parent(); ok {
-			parentReady = p.End().Add(r.cfg.Grace)
-		}
-		held, rerr := r.store.Done(rctx, l, parentReady, now)
-		if rerr != nil {
-			// The lease expires and the window is computed again: nothing is lost.
-			r.count(w.Tier, "release")
-			r.logger.Warn("releasing rollup window failed", "window", w.String(), "err", rerr)
-			return
-		}
-		if !held {
-			r.logger.Warn("rollup lease expired before the window was written; it will be computed again", "window", w.String())
+		for _, l := range run {
+			parentReady := now
+			if p, ok := l.Window.Parent(); ok {
+				parentReady = p.End().Add(r.cfg.Grace)
+			}
+			held, rerr := r.store.Done(rctx, l, parentReady, now)
+			if rerr != nil {
+				// The lease expires and the window is computed again: nothing is lost.
+				r.count(first.Tier, "release")
+				r.logger.Warn("releasing rollup window failed", "window", l.Window.String(), "err", rerr)
+				continue
+			}
+			if !held {
+				r.logger.Warn("rollup lease expired before the window was written; it will be computed again", "window", l.Window.String())
+			}
 		}
 		if r.metrics != nil {
-			r.metrics.computed.WithLabelValues(tier.Name).Inc()
+			r.metrics.computed.WithLabelValues(tier.Name).Add(float64(len(run)))
 			r.metrics.points.WithLabelValues(tier.Name).Add(float64(points))
 		}
 	case errors.Is(err, influx.ErrInvalid):
-		// InfluxDB refuses this window's points for good (beyond the tier's retention, most
-		// likely): retrying cannot help.
-		r.count(w.Tier, "invalid")
-		r.logger.Warn("rollup window refused by influxdb; dropped", "window", w.String(), "err", err)
-		if rerr := r.store.Drop(rctx, l, now); rerr != nil {
-			r.count(w.Tier, "release")
+		// InfluxDB refuses these points for good (beyond the tier's retention, most likely):
+		// retrying cannot help.
+		r.count(first.Tier, "invalid")
+		r.logger.Warn("rollup windows refused by influxdb; dropped", "windows", what, "err", err)
+		for _, l := range run {
+			if rerr := r.store.Drop(rctx, l, now); rerr != nil {
+				r.count(first.Tier, "release")
+			}
 		}
 	default:
 		retryAt := now.Add(r.cfg.RetryDelay)
 		if ctx.Err() != nil {
-			retryAt = now // shutting down: the next copy may take it at once
+			retryAt = now // shutting down: the next copy may take them at once
 		} else {
-			r.count(w.Tier, "compute")
-			r.logger.Warn("computing rollup window failed; will retry", "window", w.String(), "err", err, "in", r.cfg.RetryDelay)
+			r.count(first.Tier, "compute")
+			r.logger.Warn("computing rollup windows failed; will retry", "windows", what, "err", err, "in", r.cfg.RetryDelay)
 		}
-		if rerr := r.store.Retry(rctx, l, retryAt); rerr != nil {
-			r.count(w.Tier, "release")
+		for _, l := range run {
+			if rerr := r.store.Retry(rctx, l, retryAt); rerr != nil {
+				r.count(first.Tier, "release")
+			}
 		}
 	}
 }
 
-// Window computes w from the tier below and writes it, returning the number of points (series)
-// written. It neither claims nor releases anything: Run does that around it.
-func (r *Roller) Window(ctx context.Context, w Window) (int, error) {
-	series, err := aggregate(ctx, r.db, w)
+// write computes the run's windows from the tier below with one query and writes them with one
+// request, returning the number of points (series × windows) written.
+func (r *Roller) write(ctx context.Context, run []Lease) (int, error) {
+	first, last := run[0].Window, run[len(run)-1].Window
+	aggs, err := aggregate(ctx, r.db, first.Tier, first.Measurement, first.Start, last.End())
 	if err != nil {
 		return 0, err
 	}
-	body, n, err := encode(w.Measurement, w.Start, series)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %w", influx.ErrInvalid, err) // the same data fails the same way
+	var enc lineprotocol.Encoder
+	enc.SetPrecision(lineprotocol.Nanosecond)
+	points := 0
+	for _, l := range run {
+		n, err := encode(&enc, first.Measurement, l.Window.Start, aggs[l.Window.Start.UnixNano()])
+		if err != nil {
+			return 0, fmt.Errorf("%w: %w", influx.ErrInvalid, err) // the same data fails the same way
+		}
+		points += n
 	}
-	if err := r.db.WriteBucket(ctx, r.db.TierBucket(influx.Tiers[w.Tier]), body); err != nil {
+	if err := r.db.WriteBucket(ctx, r.db.TierBucket(influx.Tiers[first.Tier]), enc.Bytes()); err != nil {
 		return 0, err
 	}
-	return n, nil
+	return points, nil
 }

@@ -3,7 +3,11 @@ package rollup_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"regexp"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,24 +78,49 @@ func TestRollupsMatchRawPointsAlsoWhenLate(t *testing.T) {
 	}
 }
 
-// flaky wraps the InfluxDB client: it records overlapping computations of one window and can
-// make a roller die (its context cancelled) in the middle of a window.
+// flaky wraps the InfluxDB client: it records reads that overlap in time with another read of
+// the same source and windows (two copies computing one window at once), and can make a roller die (its context cancelled) in the middle
+// of a run of windows, after reading and before writing.
 type flaky struct {
 	rollup.Influx
-	active  sync.Map // statement → *atomic.Int32
+	mu      sync.Mutex
+	active  []span
 	overlap atomic.Int32
-	// dieAfter, when > 0, cancels die after that many queries, before the window's write.
+	queries atomic.Int32
+	// dieAfter, when > 0, cancels die after that many queries, before the windows are written.
 	dieAfter atomic.Int32
 	die      context.CancelFunc
 }
 
+type span struct {
+	src      string
+	from, to int64
+}
+
+var stmtRange = regexp.MustCompile(`FROM (.+) WHERE time >= (\d+) AND time < (\d+) GROUP BY`)
+
 func (f *flaky) QueryInfluxQL(ctx context.Context, stmt string) ([]influx.QLSeries, error) {
-	c, _ := f.active.LoadOrStore(stmt, new(atomic.Int32))
-	n := c.(*atomic.Int32)
-	if n.Add(1) > 1 {
-		f.overlap.Add(1)
+	f.queries.Add(1)
+	m := stmtRange.FindStringSubmatch(stmt)
+	if m == nil {
+		return nil, fmt.Errorf("unexpected statement %s", stmt)
 	}
-	defer n.Add(-1)
+	from, _ := strconv.ParseInt(m[2], 10, 64)
+	to, _ := strconv.ParseInt(m[3], 10, 64)
+	me := span{m[1], from, to}
+	f.mu.Lock()
+	for _, o := range f.active {
+		if o.src == me.src && o.from < me.to && me.from < o.to {
+			f.overlap.Add(1)
+		}
+	}
+	f.active = append(f.active, me)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.active = slices.DeleteFunc(f.active, func(o span) bool { return o == me })
+		f.mu.Unlock()
+	}()
 	res, err := f.Influx.QueryInfluxQL(ctx, stmt)
 	if f.dieAfter.Load() > 0 && f.dieAfter.Add(-1) == 0 {
 		f.die()
@@ -114,28 +143,37 @@ func TestRollupSurvivesCrashAndTwoCopies(t *testing.T) {
 		t.Fatalf("Claim = %d leases, %v; want 5", len(abandoned), err)
 	}
 	// A copy that dies in the middle of its tenth window, after reading and before writing.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	dying := &flaky{Influx: e.client, die: cancel}
-	dying.dieAfter.Store(10)
-	r := rollup.NewRoller(rollerConfig(), e.store, dying, nil, e.log)
+	dying.dieAfter.Store(3)
+	cfg := rollerConfig()
+	cfg.MaxRun = 5 // many runs, so that it dies with windows left
+	r := rollup.NewRoller(cfg, e.store, dying, nil, e.log)
 	if err := r.Run(ctx); err != nil {
 		t.Fatalf("Run of the dying copy: %v", err)
 	}
 	if n := dying.dieAfter.Load(); n != 0 {
-		t.Fatalf("the dying copy stopped with %d queries to go, want it killed mid-window", n)
+		t.Fatalf("the dying copy stopped with %d queries to go, want it killed mid-run", n)
+	}
+	if st, err := e.store.State(context.Background(), time.Now()); err != nil || st[0].Dirty == 0 {
+		t.Fatalf("after the dying copy: 1m state %+v, %v; want windows still dirty", st, err)
 	}
 
 	// Two copies (and a mark arriving meanwhile) finish the work.
 	shared := &flaky{Influx: e.client}
 	for range 2 {
-		e.run(rollup.NewRoller(rollerConfig(), e.store, shared, nil, e.log).Run)
+		cfg := rollerConfig()
+		cfg.MaxRun, cfg.Batch = 3, 8 // small claims, so that both copies get work
+		e.run(rollup.NewRoller(cfg, e.store, shared, nil, e.log).Run)
 	}
 	e.publish(latePoints())
 	e.waitRollups()
 	e.check()
 	if n := shared.overlap.Load(); n != 0 {
-		t.Errorf("%d window computations overlapped with another of the same window, want none", n)
+		t.Errorf("%d computations overlapped with another of the same windows, want none", n)
 	}
+	t.Logf("the two copies ran %d queries", shared.queries.Load())
 }
 
 func TestMarkerWaitsForWriter(t *testing.T) {
