@@ -161,7 +161,12 @@ func TestRollupKilledMidWindowThenTwoCopies(t *testing.T) {
 					for i, c := range sr.Columns {
 						r[c] = row[i]
 					}
-					ts, _ := time.Parse(time.RFC3339, r["time"].(string))
+					n, _ := r["time"].(interface{ Int64() (int64, error) })
+					if n == nil {
+						t.Fatalf("tier %s: time %v is not a number", tier.Name, r["time"])
+					}
+					ns, _ := n.Int64()
+					ts := time.Unix(0, ns)
 					for _, f := range []string{"a", "b", "c", "d", "e"} {
 						num := func(c string) float64 {
 							n, ok := r[f+"_"+c].(interface{ Float64() (float64, error) })

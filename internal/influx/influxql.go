@@ -15,8 +15,8 @@ import (
 func QuoteIdent(s string) string { return quoteIdent(s) }
 
 // QLSeries is one series of an InfluxQL answer: its measurement, its tags (with GROUP BY), the
-// column names and the rows. Numbers come as json.Number, so that integers keep every digit;
-// times as RFC 3339 strings.
+// column names and the rows. Numbers come as json.Number, so that integers keep every digit, and
+// times as such numbers too: Unix nanoseconds.
 type QLSeries struct {
 	Name    string            `json:"name"`
 	Tags    map[string]string `json:"tags"`
@@ -28,7 +28,7 @@ type QLSeries struct {
 // endpoint) and returns the series of its first result. The caller builds stmt from trusted parts: every identifier
 // through QuoteIdent, never raw request text.
 func (c *Client) QueryInfluxQL(ctx context.Context, stmt string) ([]QLSeries, error) {
-	q := url.Values{"q": {stmt}}
+	q := url.Values{"q": {stmt}, "epoch": {"ns"}}
 	resp, err := c.do(ctx, http.MethodGet, "query?"+q.Encode(), nil, "")
 	if err != nil {
 		return nil, fmt.Errorf("running %s: %w", stmt, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -40,48 +41,119 @@ type SeriesAggs struct {
 }
 
 // aggregate reads the aggregates of every window of tier in [from, to) for measurement, per
-// window start (Unix ns) and series, from the tier below: raw points for 1m (wildcard aggregates
-// over raw fields), else the finer tier's rollup fields. One InfluxQL statement with GROUP BY
-// time(<tier width>), * covers the whole span; InfluxDB aligns those intervals to the epoch, as
-// the windows are.
+// window start (Unix ns) and series, from the tier below: raw points for 1m, else the finer
+// tier's rollup fields (min of f_min, max of f_max, sum of f_sum and f_count, f_last of the
+// newest row). It fetches the rows with one SELECT * … GROUP BY * and aggregates them here:
+// InfluxDB 1.8 takes some 50 times longer for the same aggregates with GROUP BY time(), * (about
+// 0.9 s against 17 ms for an hour of 50 series at 60 s).
 func aggregate(ctx context.Context, db Influx, tier int, measurement string, from, to time.Time) (map[int64][]SeriesAggs, error) {
-	sel, src := "min(*), max(*), mean(*), count(*), sum(*), last(*)", db.RawSource(measurement)
+	src := db.RawSource(measurement)
 	if tier > 0 {
-		sel, src = "min(*), max(*), sum(*), last(*)", db.TierSource(influx.Tiers[tier-1], measurement)
+		src = db.TierSource(influx.Tiers[tier-1], measurement)
 	}
-	stmt := fmt.Sprintf("SELECT %s FROM %s WHERE time >= %d AND time < %d GROUP BY time(%s), * fill(none)",
-		sel, src, from.UnixNano(), to.UnixNano(), influx.Tiers[tier].Name)
+	stmt := fmt.Sprintf("SELECT * FROM %s WHERE time >= %d AND time < %d GROUP BY *", src, from.UnixNano(), to.UnixNano())
 	series, err := db.QueryInfluxQL(ctx, stmt)
 	if err != nil {
 		return nil, err
 	}
+	width := int64(influx.Tiers[tier].Width)
 	out := map[int64][]SeriesAggs{}
 	for _, s := range series {
-		t := tags(s)
-		for _, vals := range s.Values {
-			r := make(map[string]any, len(s.Columns))
-			for i, c := range s.Columns {
-				if i < len(vals) {
-					r[c] = vals[i]
+		ti := slices.Index(s.Columns, "time")
+		if ti < 0 {
+			return nil, fmt.Errorf("reading %s: no time column in %v", s.Name, s.Columns)
+		}
+		windows := map[int64]map[string]*Agg{}
+		add := func(ns int64, field string, a Agg) {
+			start := ns - ((ns%width)+width)%width
+			fields := windows[start]
+			if fields == nil {
+				fields = map[string]*Agg{}
+				windows[start] = fields
+			}
+			cur := fields[field]
+			if cur == nil {
+				fields[field] = &a
+				return
+			}
+			cur.Min, cur.Max = math.Min(cur.Min, a.Min), math.Max(cur.Max, a.Max)
+			cur.Sum += a.Sum
+			cur.Count += a.Count
+			cur.Last = a.Last // rows come in time order: the newest wins
+		}
+		bases := tierBases(s.Columns)
+		for _, row := range s.Values {
+			if len(row) != len(s.Columns) {
+				return nil, fmt.Errorf("reading %s: row of %d values for %d columns", s.Name, len(row), len(s.Columns))
+			}
+			ns, ok := count(row[ti])
+			if !ok {
+				return nil, fmt.Errorf("reading %s: row time %v", s.Name, row[ti])
+			}
+			if tier == 0 {
+				for i, c := range s.Columns {
+					if v, ok := num(row[i]); ok && i != ti {
+						add(ns, c, Agg{Min: v, Max: v, Sum: v, Last: v, Count: 1})
+					}
+				}
+				continue
+			}
+			for _, b := range bases {
+				var a Agg
+				var ok1, ok2, ok3, ok4, ok5 bool
+				a.Min, ok1 = num(row[b.min])
+				a.Max, ok2 = num(row[b.max])
+				a.Sum, ok3 = num(row[b.sum])
+				a.Last, ok4 = num(row[b.last])
+				a.Count, ok5 = count(row[b.count])
+				if ok1 && ok2 && ok3 && ok4 && ok5 && a.Count > 0 {
+					add(ns, b.field, a)
 				}
 			}
-			ts, _ := r["time"].(string)
-			start, err := time.Parse(time.RFC3339Nano, ts)
-			if err != nil {
-				return nil, fmt.Errorf("reading %s: row time %q: %w", s.Name, ts, err)
+		}
+		t := tags(s)
+		for start, fields := range windows {
+			sa := SeriesAggs{Tags: t, Fields: make(map[string]Agg, len(fields))}
+			for f, a := range fields {
+				sa.Fields[f] = *a
 			}
-			var sa SeriesAggs
-			if tier == 0 {
-				sa = fromRaw(s.Columns, r, t)
-			} else {
-				sa = fromTier(s.Columns, r, t)
-			}
-			if len(sa.Fields) > 0 {
-				out[start.UnixNano()] = append(out[start.UnixNano()], sa)
-			}
+			out[start] = append(out[start], sa)
 		}
 	}
 	return out, nil
+}
+
+// base is one raw field of a finer tier's rows, with the column indexes of its rollup fields.
+type base struct {
+	field                      string
+	min, max, sum, last, count int
+}
+
+// tierBases finds the raw fields of a tier's columns: only a field's own count ends in "_count"
+// among rollup fields (no other aggregate name does), so column X_count names raw field X; X
+// counts only when X_min, X_max, X_sum and X_last are columns too.
+func tierBases(columns []string) []base {
+	idx := make(map[string]int, len(columns))
+	for i, c := range columns {
+		idx[c] = i
+	}
+	var out []base
+	for i, c := range columns {
+		f, ok := strings.CutSuffix(c, "_count")
+		if !ok || f == "" {
+			continue
+		}
+		b := base{field: f, count: i}
+		var ok1, ok2, ok3, ok4 bool
+		b.min, ok1 = idx[f+"_min"]
+		b.max, ok2 = idx[f+"_max"]
+		b.sum, ok3 = idx[f+"_sum"]
+		b.last, ok4 = idx[f+"_last"]
+		if ok1 && ok2 && ok3 && ok4 {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // tags returns the series' tags without the empty ones: GROUP BY * lists every tag key of the
@@ -116,58 +188,6 @@ func count(v any) (int64, bool) {
 	}
 	f, err := n.Float64() // a sum of counts InfluxDB printed as a float
 	return int64(f), err == nil
-}
-
-// fromRaw reads the columns min_f, max_f, mean_f, count_f, sum_f, last_f. Only numeric fields
-// have mean_f (InfluxDB computes mean of numbers only; min, max, count, last also take booleans,
-// count and last strings).
-func fromRaw(columns []string, r map[string]any, tags map[string]string) SeriesAggs {
-	sa := SeriesAggs{Tags: tags, Fields: map[string]Agg{}}
-	for _, c := range columns {
-		f, ok := strings.CutPrefix(c, "mean_")
-		if !ok {
-			continue
-		}
-		var a Agg
-		var ok1, ok2, ok3, ok4, ok5 bool
-		a.Min, ok1 = num(r["min_"+f])
-		a.Max, ok2 = num(r["max_"+f])
-		a.Sum, ok3 = num(r["sum_"+f])
-		a.Last, ok4 = num(r["last_"+f])
-		a.Count, ok5 = count(r["count_"+f])
-		if ok1 && ok2 && ok3 && ok4 && ok5 && a.Count > 0 {
-			sa.Fields[f] = a
-		}
-	}
-	return sa
-}
-
-// fromTier reads the finer tier's columns min_f_min, max_f_max, sum_f_sum, sum_f_count and
-// last_f_last. Only a field's own count ends in "_count" among rollup fields (no other
-// aggregate name does), so sum_X_count names raw field X.
-func fromTier(columns []string, r map[string]any, tags map[string]string) SeriesAggs {
-	sa := SeriesAggs{Tags: tags, Fields: map[string]Agg{}}
-	for _, c := range columns {
-		rest, ok := strings.CutPrefix(c, "sum_")
-		if !ok {
-			continue
-		}
-		f, ok := strings.CutSuffix(rest, "_count")
-		if !ok || f == "" {
-			continue
-		}
-		var a Agg
-		var ok1, ok2, ok3, ok4, ok5 bool
-		a.Min, ok1 = num(r["min_"+f+"_min"])
-		a.Max, ok2 = num(r["max_"+f+"_max"])
-		a.Sum, ok3 = num(r["sum_"+f+"_sum"])
-		a.Last, ok4 = num(r["last_"+f+"_last"])
-		a.Count, ok5 = count(r[c])
-		if ok1 && ok2 && ok3 && ok4 && ok5 && a.Count > 0 {
-			sa.Fields[f] = a
-		}
-	}
-	return sa
 }
 
 // encode appends one rollup point per series at the window's start: tags as the series', fields

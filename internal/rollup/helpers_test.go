@@ -318,10 +318,7 @@ func (e *env) actual(tier influx.Tier) map[key]agg {
 				for i, c := range s.Columns {
 					r[c] = row[i]
 				}
-				ts, err := time.Parse(time.RFC3339Nano, r["time"].(string))
-				if err != nil {
-					e.t.Fatalf("time %v: %v", r["time"], err)
-				}
+				ts := time.Unix(0, int64(fnum(r["time"])))
 				for _, c := range s.Columns {
 					f, ok := strings.CutSuffix(c, "_count")
 					if !ok || r[c] == nil {
@@ -329,7 +326,7 @@ func (e *env) actual(tier influx.Tier) map[key]agg {
 					}
 					a := agg{min: fnum(r[f+"_min"]), max: fnum(r[f+"_max"]), sum: fnum(r[f+"_sum"]),
 						last: fnum(r[f+"_last"]), mean: fnum(r[f+"_mean"]), count: int64(fnum(r[c]))}
-					out[key{m, seriesKey(tags), f, ts.Unix()}] = a
+					out[key{m, seriesKey(tags), f, ts.Round(time.Second).Unix()}] = a
 				}
 			}
 		}

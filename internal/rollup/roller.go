@@ -29,7 +29,9 @@ type RollerConfig struct {
 	RetryDelay time.Duration
 	// Batch is how many ready windows of a tier one round claims (0: 64 × Concurrency).
 	Batch int
-	// MaxRun is the most adjacent windows of one measurement computed with one query (0: 60).
+	// MaxRun is the most adjacent windows of one measurement computed with one query (0: 60). For
+	// coarser tiers it is also capped so that a query reads at most 120 rows of the finer tier
+	// per series: 24 5m windows, 10 1h windows, 5 1d windows.
 	MaxRun int
 }
 
@@ -92,7 +94,7 @@ func (r *Roller) RunOnce(ctx context.Context) (int, error) {
 			errs = append(errs, err)
 		}
 		total += len(leases)
-		runs := splitRuns(leases, r.cfg.MaxRun)
+		runs := splitRuns(leases, runLimit(tier, r.cfg.MaxRun))
 		sem := make(chan struct{}, r.cfg.Concurrency)
 		var wg sync.WaitGroup
 		for _, run := range runs {
@@ -105,6 +107,15 @@ func (r *Roller) RunOnce(ctx context.Context) (int, error) {
 		wg.Wait()
 	}
 	return total, errors.Join(errs...)
+}
+
+// runLimit returns the most windows of tier computed with one query.
+func runLimit(tier, maxRun int) int {
+	if tier == 0 {
+		return maxRun
+	}
+	perSeries := int(120 * influx.Tiers[tier-1].Width / influx.Tiers[tier].Width)
+	return max(1, min(maxRun, perSeries))
 }
 
 // splitRuns groups leases into runs of adjacent windows of one measurement, at most max long.
