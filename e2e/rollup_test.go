@@ -148,7 +148,7 @@ func TestRollupKilledMidWindowThenTwoCopies(t *testing.T) {
 		}
 		got := map[rollupKey]rollupAgg{}
 		for _, m := range measurements {
-			series, err := s.influx.QueryInfluxQL(context.Background(), "SELECT * FROM "+s.influx.TierSource(tier, m)+" GROUP BY *")
+			series, err := s.influx.InfluxQL(context.Background(), "SELECT * FROM "+s.influx.TierSource(tier, m)+" GROUP BY *")
 			if err != nil {
 				t.Fatalf("reading tier %s: %v", tier.Name, err)
 			}

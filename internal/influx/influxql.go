@@ -24,10 +24,10 @@ type QLSeries struct {
 	Values  [][]any           `json:"values"`
 }
 
-// QueryInfluxQL runs one read-only InfluxQL statement (GET /query: 1.x, or 2.x's 1.x-compatible
-// endpoint) and returns the series of its first result. The caller builds stmt from trusted parts: every identifier
-// through QuoteIdent, never raw request text.
-func (c *Client) QueryInfluxQL(ctx context.Context, stmt string) ([]QLSeries, error) {
+// InfluxQL runs one read-only InfluxQL statement (GET /query: 1.x, or 2.x's 1.x-compatible
+// endpoint) and returns the series of its first result. The caller builds stmt from trusted
+// parts: every identifier through QuoteIdent, never raw request text.
+func (c *Client) InfluxQL(ctx context.Context, stmt string) ([]QLSeries, error) {
 	q := url.Values{"q": {stmt}, "epoch": {"ns"}}
 	resp, err := c.do(ctx, http.MethodGet, "query?"+q.Encode(), nil, "")
 	if err != nil {

@@ -89,7 +89,7 @@ func TestTierBucket(t *testing.T) {
 	}
 }
 
-func TestQueryInfluxQLQuotesNames(t *testing.T) {
+func TestInfluxQLQuotesNames(t *testing.T) {
 	c, _ := provisioned(t)
 	ctx := context.Background()
 	// Measurement names that would break out of an unquoted or naively quoted identifier.
@@ -100,7 +100,7 @@ func TestQueryInfluxQLQuotesNames(t *testing.T) {
 		if err := c.Write(ctx, fmt.Appendf(nil, "%s,agent=a1 v=%d %d\n", esc, i, ts.UnixNano())); err != nil {
 			t.Fatalf("Write(%q): %v", m, err)
 		}
-		series, err := c.QueryInfluxQL(ctx, "SELECT count(v) FROM "+c.RawSource(m))
+		series, err := c.InfluxQL(ctx, "SELECT count(v) FROM "+c.RawSource(m))
 		if err != nil || len(series) != 1 || series[0].Name != m {
 			t.Errorf("SELECT count(v) FROM %s = %+v, %v; want one series named %q", c.RawSource(m), series, err, m)
 		}

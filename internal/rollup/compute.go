@@ -17,7 +17,7 @@ import (
 
 // Influx is what the rollup needs of InfluxDB; *influx.Client implements it.
 type Influx interface {
-	QueryInfluxQL(ctx context.Context, stmt string) ([]influx.QLSeries, error)
+	InfluxQL(ctx context.Context, stmt string) ([]influx.QLSeries, error)
 	RawSource(measurement string) string
 	TierSource(t influx.Tier, measurement string) string
 	TierBucket(t influx.Tier) string
@@ -52,7 +52,7 @@ func aggregate(ctx context.Context, db Influx, tier int, measurement string, fro
 		src = db.TierSource(influx.Tiers[tier-1], measurement)
 	}
 	stmt := fmt.Sprintf("SELECT * FROM %s WHERE time >= %d AND time < %d GROUP BY *", src, from.UnixNano(), to.UnixNano())
-	series, err := db.QueryInfluxQL(ctx, stmt)
+	series, err := db.InfluxQL(ctx, stmt)
 	if err != nil {
 		return nil, err
 	}

@@ -302,7 +302,7 @@ func (e *env) actual(tier influx.Tier) map[key]agg {
 	e.t.Helper()
 	out := map[key]agg{}
 	for _, m := range []string{"cpu", "mem"} {
-		series, err := e.client.QueryInfluxQL(context.Background(), "SELECT * FROM "+e.client.TierSource(tier, m)+" GROUP BY *")
+		series, err := e.client.InfluxQL(context.Background(), "SELECT * FROM "+e.client.TierSource(tier, m)+" GROUP BY *")
 		if err != nil {
 			e.t.Fatalf("reading tier %s of %s: %v", tier.Name, m, err)
 		}

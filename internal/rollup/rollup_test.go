@@ -99,7 +99,7 @@ type span struct {
 
 var stmtRange = regexp.MustCompile(`FROM (.+) WHERE time >= (\d+) AND time < (\d+) GROUP BY`)
 
-func (f *flaky) QueryInfluxQL(ctx context.Context, stmt string) ([]influx.QLSeries, error) {
+func (f *flaky) InfluxQL(ctx context.Context, stmt string) ([]influx.QLSeries, error) {
 	f.queries.Add(1)
 	m := stmtRange.FindStringSubmatch(stmt)
 	if m == nil {
@@ -121,7 +121,7 @@ func (f *flaky) QueryInfluxQL(ctx context.Context, stmt string) ([]influx.QLSeri
 		f.active = slices.DeleteFunc(f.active, func(o span) bool { return o == me })
 		f.mu.Unlock()
 	}()
-	res, err := f.Influx.QueryInfluxQL(ctx, stmt)
+	res, err := f.Influx.InfluxQL(ctx, stmt)
 	if f.dieAfter.Load() > 0 && f.dieAfter.Add(-1) == 0 {
 		f.die()
 		<-ctx.Done()
