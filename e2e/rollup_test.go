@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/rollup"
 )
 
@@ -196,4 +197,46 @@ func TestRollupKilledMidWindowThenTwoCopies(t *testing.T) {
 		windows += len(want)
 	}
 	t.Logf("%d windows over 4 tiers correct after rollup-1 was killed with %d writes stuck", windows, stall.stalled.Load())
+}
+
+// TestAuditRowsPastRetentionArePurged checks the audit log's retention: rows older than
+// LOGS_RETENTION_DAYS (7 by default) are deleted by the gateway's purge loop, which runs at start
+// and then hourly; newer rows stay.
+func TestAuditRowsPastRetentionArePurged(t *testing.T) {
+	s := newSystem(t, options{})
+	var dbURL string
+	for _, kv := range s.env {
+		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			dbURL = v
+		}
+	}
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("opening %s: %v", dbURL, err)
+	}
+	defer db.Close()
+	for _, r := range []struct{ action, age string }{{"e2e.old", "8 days"}, {"e2e.recent", "6 days"}} {
+		if _, err := db.ExecContext(ctx, `INSERT INTO audit_log (at, actor, action) VALUES (now() - $1::interval, 'e2e', $2)`, r.age, r.action); err != nil {
+			t.Fatalf("inserting audit row: %v", err)
+		}
+	}
+	// A gateway starting purges at once (the one running purged before the rows existed).
+	s.procs[0].stop(t)
+	addr := strings.TrimPrefix(s.gateway, "http://")
+	s.start("gateway", "gateway-2", "GATEWAY_ADDR="+addr)
+	waitReady(t, s.gateway+"/readyz", 30*time.Second)
+	eventually(t, 30*time.Second, func() string {
+		var old, recent int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE action = 'e2e.old'), count(*) FILTER (WHERE action = 'e2e.recent') FROM audit_log`).Scan(&old, &recent); err != nil {
+			return err.Error()
+		}
+		if recent != 1 {
+			t.Fatalf("the 6-day-old audit row was deleted (%d left), want it kept", recent)
+		}
+		if old != 0 {
+			return "the 8-day-old audit row is still there"
+		}
+		return ""
+	})
 }
