@@ -12,7 +12,7 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     mkdir -p /out && go build -trimpath -ldflags='-s -w' -o /out/ \
-      ./cmd/gateway ./cmd/influx-writer ./cmd/pg-sync ./cmd/alerter
+      ./cmd/gateway ./cmd/influx-writer ./cmd/pg-sync ./cmd/alerter ./cmd/rollup
 
 # Run: Alpine rather than distroless because the compose health checks need an HTTP client in the
 # image: busybox's wget is already there (a few MB in all), whereas distroless has no shell or
@@ -22,5 +22,5 @@ RUN apk add --no-cache ca-certificates tzdata \
  && adduser -D -H -u 10001 agentmonitor
 COPY --from=build /out/ /usr/local/bin/
 USER 10001
-EXPOSE 8080 9101 9102 9103
+EXPOSE 8080 9101 9102 9103 9104
 CMD ["gateway"]

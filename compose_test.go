@@ -38,6 +38,7 @@ var (
 		"influx-writer": "OPS_ADDR",
 		"pg-sync":       "OPS_ADDR",
 		"alerter":       "OPS_ADDR",
+		"rollup":        "OPS_ADDR",
 	}
 	// appEnv lists the variables every binary gets (each binary applies the migrations, and the
 	// stream settings must be the same everywhere).
@@ -380,8 +381,8 @@ func TestComposeCheckCatches(t *testing.T) {
 	}
 }
 
-// TestDockerfile checks the image the four services run: base images pinned, the builder on the
-// Go release go.mod names (no toolchain download inside the build), the four service binaries built
+// TestDockerfile checks the image the five services run: base images pinned, the builder on the
+// Go release go.mod names (no toolchain download inside the build), the five service binaries built
 // and the development tools (loadgen, devstack) not, and a runtime with the wget the health checks
 // call.
 func TestDockerfile(t *testing.T) {
@@ -414,7 +415,7 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("Dockerfile: runtime image %s, want alpine (busybox wget for the health checks)", runtime)
 	}
 	built := regexp.MustCompile(`\./cmd/[\w.-]+`).FindAllString(string(dockerfile), -1)
-	for _, want := range []string{"./cmd/gateway", "./cmd/influx-writer", "./cmd/pg-sync", "./cmd/alerter"} {
+	for _, want := range []string{"./cmd/gateway", "./cmd/influx-writer", "./cmd/pg-sync", "./cmd/alerter", "./cmd/rollup"} {
 		if !slices.Contains(built, want) {
 			t.Errorf("Dockerfile builds %v, want %s among them", built, want)
 		}

@@ -36,7 +36,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if err := stack.Build(context.Background(), dir, os.Stderr, "gateway", "influx-writer", "pg-sync", "alerter"); err != nil {
+	if err := stack.Build(context.Background(), dir, os.Stderr, "gateway", "influx-writer", "pg-sync", "alerter", "rollup"); err != nil {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)
 		return 1
 	}

@@ -87,6 +87,7 @@ func loadConfig() (config, error) {
 			"influx-writer": env("INFLUX_WRITER_OPS_ADDR", ":9101"),
 			"pg-sync":       env("PG_SYNC_OPS_ADDR", ":9102"),
 			"alerter":       env("ALERTER_OPS_ADDR", ":9103"),
+			"rollup":        env("ROLLUP_OPS_ADDR", ":9104"),
 		},
 		influxdBin:      os.Getenv("INFLUXD_BIN"),
 		testRedisURL:    env("TEST_REDIS_URL", defaultRedisURL),

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -63,6 +64,8 @@ type Client struct {
 	client influxdb2.Client
 	write  api.WriteAPIBlocking
 	query  api.QueryAPI
+	// writers holds a blocking write API per other bucket WriteBucket wrote to.
+	writers sync.Map // string → api.WriteAPIBlocking
 }
 
 // New builds a client for cfg without contacting the server.

@@ -1,25 +1,205 @@
 package influx
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/influx/influxql"
+	"github.com/influxdata/influxdb-client-go/v2/api"
+	"github.com/influxdata/influxdb-client-go/v2/domain"
 )
 
-// Tier is one rollup tier: its name ("1m") and the width of its windows.
+// Tier is one rollup tier: windows of Width aligned to the Unix epoch, named Name ("1m").
 type Tier struct {
 	Name  string
 	Width time.Duration
 }
 
-// Tiers are the rollup tiers, finest first (HISTORY-CONTRACT.md, issue 8).
+// Tiers are the rollup tiers, finest first. Each is computed from the one before it, the first
+// from raw points.
 var Tiers = []Tier{{"1m", time.Minute}, {"5m", 5 * time.Minute}, {"1h", time.Hour}, {"1d", 24 * time.Hour}}
 
-// TierBucket returns where tier t is stored: "db/rollup_1m" (database/retention policy) on 1.x,
-// "<bucket>_1m" on 2.x. The 1.x form is used when the configured bucket has no organization.
+// TierConfig holds the retention of every rollup tier, in days (0 keeps a tier forever).
+type TierConfig struct {
+	Retention1m int `env:"ROLLUP_1M_RETENTION_DAYS" envDefault:"90" help:"days 1-minute rollups are kept; 0 keeps them forever"`
+	Retention5m int `env:"ROLLUP_5M_RETENTION_DAYS" envDefault:"180" help:"days 5-minute rollups are kept; 0 keeps them forever"`
+	Retention1h int `env:"ROLLUP_1H_RETENTION_DAYS" envDefault:"730" help:"days 1-hour rollups are kept; 0 keeps them forever"`
+	Retention1d int `env:"ROLLUP_1D_RETENTION_DAYS" envDefault:"1825" help:"days 1-day rollups are kept; 0 keeps them forever"`
+}
+
+// RetentionDays returns the configured retention of tier t in days (0: forever).
+func (c TierConfig) RetentionDays(t Tier) int {
+	switch t.Name {
+	case "1m":
+		return c.Retention1m
+	case "5m":
+		return c.Retention5m
+	case "1h":
+		return c.Retention1h
+	default:
+		return c.Retention1d
+	}
+}
+
+// Validate refuses negative retentions, naming the variable.
+func (c TierConfig) Validate() error {
+	var errs []error
+	for _, t := range Tiers {
+		if d := c.RetentionDays(t); d < 0 {
+			errs = append(errs, fmt.Errorf("ROLLUP_%s_RETENTION_DAYS %d: want 0 (forever) or more", strings.ToUpper(t.Name), d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// tierRP returns the 1.x retention policy that holds tier t: "rollup_1m" and so on.
+func tierRP(t Tier) string { return "rollup_" + t.Name }
+
+// database returns the 1.x database of the raw bucket ("db" of "db" or "db/rp").
+func (c *Client) database() string {
+	db, _, _ := strings.Cut(c.cfg.Bucket, "/")
+	return db
+}
+
+// isV1Config reports whether the configuration addresses InfluxDB 1.x: 2.x needs an organization
+// (Provision refuses 2.x without one), 1.x has none.
+func (c *Client) isV1Config() bool { return c.cfg.Org == "" }
+
+// TierBucket returns where tier t is stored: "db/rollup_1m" (database and retention policy) on
+// 1.x, "<bucket>_1m" on 2.x. Which one is told by the configuration (INFLUXDB_ORG is set for 2.x
+// only), without asking the server.
 func (c *Client) TierBucket(t Tier) string {
-	if c.cfg.Org == "" {
-		db, _, _ := strings.Cut(c.cfg.Bucket, "/")
-		return db + "/rollup_" + t.Name
+	if c.isV1Config() {
+		return c.database() + "/" + tierRP(t)
 	}
 	return c.cfg.Bucket + "_" + t.Name
+}
+
+// ProvisionTiers makes sure every rollup tier's retention policy (1.x: rollup_1m … rollup_1d in
+// the raw database, never the default) or bucket (2.x: <bucket>_1m …) exists with the retention
+// in cfg, creating it or altering it in place. The raw database must exist (Provision first).
+// It is idempotent and safe to run from several processes at once.
+func (c *Client) ProvisionTiers(ctx context.Context, cfg TierConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	major, err := c.MajorVersion(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range Tiers {
+		days := cfg.RetentionDays(t)
+		if major == 1 {
+			err = c.provisionTierV1(ctx, t, days)
+		} else {
+			err = c.provisionBucketV2(ctx, c.TierBucket(t), days)
+		}
+		if err != nil {
+			return fmt.Errorf("provisioning rollup tier %s (%s): %w", t.Name, c.TierBucket(t), err)
+		}
+	}
+	return nil
+}
+
+// provisionTierV1 creates or alters the tier's retention policy; it never becomes the default.
+func (c *Client) provisionTierV1(ctx context.Context, t Tier, days int) error {
+	dur, shard := retentionV1(days)
+	target := influxql.QuoteIdent(tierRP(t)) + " ON " + influxql.QuoteIdent(c.database())
+	alter := fmt.Sprintf("ALTER RETENTION POLICY %s DURATION %s SHARD DURATION %s", target, dur, shard)
+	series, err := c.InfluxQL(ctx, "SHOW RETENTION POLICIES ON "+influxql.QuoteIdent(c.database()))
+	if err != nil {
+		return err
+	}
+	for _, s := range series {
+		name := colIndex(s.Columns, "name")
+		if name < 0 {
+			continue
+		}
+		for _, row := range s.Values {
+			if n, _ := row[name].(string); n == tierRP(t) {
+				_, err := c.InfluxQL(ctx, alter)
+				return err
+			}
+		}
+	}
+	_, err = c.InfluxQL(ctx, fmt.Sprintf("CREATE RETENTION POLICY %s DURATION %s REPLICATION 1 SHARD DURATION %s", target, dur, shard))
+	if err != nil && strings.Contains(err.Error(), "already exists") {
+		// Another process created it, maybe with another duration, between SHOW and CREATE.
+		_, err = c.InfluxQL(ctx, alter)
+	}
+	return err
+}
+
+// provisionBucketV2 creates bucket name in the organization with days of retention, or corrects
+// the retention of the existing bucket.
+func (c *Client) provisionBucketV2(ctx context.Context, name string, days int) error {
+	if c.cfg.Org == "" {
+		return errors.New("INFLUXDB_ORG is required with InfluxDB 2.x")
+	}
+	org, err := c.client.OrganizationsAPI().FindOrganizationByName(ctx, c.cfg.Org)
+	if err != nil {
+		return fmt.Errorf("finding organization %q: %w", c.cfg.Org, err)
+	}
+	expire := domain.RetentionRuleTypeExpire
+	rule := domain.RetentionRule{EverySeconds: int64(days) * 86400, Type: &expire} // 0: forever
+	bucket, err := c.findNamedBucketV2(ctx, *org.Id, name)
+	if err != nil {
+		return err
+	}
+	if bucket == nil {
+		_, err := c.client.BucketsAPI().CreateBucketWithNameWithID(ctx, *org.Id, name, rule)
+		if err == nil {
+			return nil
+		}
+		if bucket, _ = c.findNamedBucketV2(ctx, *org.Id, name); bucket == nil {
+			return fmt.Errorf("creating bucket %q: %w", name, err)
+		}
+	}
+	if len(bucket.RetentionRules) == 1 && bucket.RetentionRules[0].EverySeconds == rule.EverySeconds {
+		return nil
+	}
+	bucket.RetentionRules = domain.RetentionRules{rule}
+	if _, err := c.client.BucketsAPI().UpdateBucket(ctx, bucket); err != nil {
+		return fmt.Errorf("setting retention of bucket %q: %w", name, err)
+	}
+	return nil
+}
+
+// findNamedBucketV2 returns bucket name of the organization, or nil if it does not exist.
+func (c *Client) findNamedBucketV2(ctx context.Context, orgID, name string) (*domain.Bucket, error) {
+	resp, err := c.client.APIClient().GetBuckets(ctx, &domain.GetBucketsParams{OrgID: &orgID, Name: &name})
+	if err != nil {
+		return nil, fmt.Errorf("finding bucket %q: %w", name, err)
+	}
+	if resp.Buckets == nil {
+		return nil, nil
+	}
+	for _, b := range *resp.Buckets {
+		if b.Name == name {
+			return &b, nil
+		}
+	}
+	return nil, nil
+}
+
+// WriteBucket is Write to another bucket of the same server, such as a TierBucket: line protocol
+// with nanosecond timestamps, one blocking request, failures classified as by Write.
+func (c *Client) WriteBucket(ctx context.Context, bucket string, body []byte) error {
+	if bucket == c.cfg.Bucket {
+		return c.Write(ctx, body)
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil
+	}
+	w, ok := c.writers.Load(bucket)
+	if !ok {
+		w, _ = c.writers.LoadOrStore(bucket, c.client.WriteAPIBlocking(c.cfg.Org, bucket))
+	}
+	if err := w.(api.WriteAPIBlocking).WriteRecord(ctx, string(body)); err != nil {
+		return classify(err)
+	}
+	return nil
 }

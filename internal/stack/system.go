@@ -16,7 +16,7 @@ import (
 
 // Apps are Agent Monitor's binaries (cmd/<name>) in start order: workers first, the gateway, the
 // intake, last; they stop in reverse.
-var Apps = []string{"influx-writer", "pg-sync", "alerter", "gateway"}
+var Apps = []string{"influx-writer", "pg-sync", "alerter", "rollup", "gateway"}
 
 // ModuleRoot returns the directory of the module's go.mod, as go env GOMOD sees it from the
 // working directory.

@@ -1,0 +1,129 @@
+package rollup
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentmonitor/agentmonitor/internal/stream"
+)
+
+// errNotWritten is returned by Marker.Handle while the writer group has not yet stored the
+// batch's points: marking now could compute a window before its points are in InfluxDB, and
+// nothing would mark it again. The consumer retries the batch after RetryAfter.
+type errNotWritten struct {
+	stream, id, group string
+	wait              time.Duration
+}
+
+func (e *errNotWritten) Error() string {
+	return fmt.Sprintf("entry %s of %s not yet written by group %q", e.id, e.stream, e.group)
+}
+
+// RetryAfter implements stream.RetryAfterError.
+func (e *errNotWritten) RetryAfter() time.Duration { return e.wait }
+
+// writtenBelow returns, per stream of the batch, the first id that group has not yet finished
+// (acked): its smallest pending id, or the id after its last-delivered one. Every entry below it
+// has been handled by the group. A stream without that group is left out.
+func writtenBelow(ctx context.Context, rdb redis.UniversalClient, group string, keys []string) (map[string]streamID, error) {
+	infos := make([]*redis.XInfoGroupsCmd, len(keys))
+	pend := make([]*redis.XPendingCmd, len(keys))
+	// One MULTI, so that the group's position and its pending entries describe the same moment.
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			infos[i] = p.XInfoGroups(ctx, k)
+			pend[i] = p.XPending(ctx, k, group)
+		}
+		return nil
+	})
+	if err != nil && !strings.Contains(err.Error(), "NOGROUP") {
+		return nil, fmt.Errorf("reading position of group %q: %w", group, err)
+	}
+	out := make(map[string]streamID, len(keys))
+	for i, k := range keys {
+		for _, g := range infos[i].Val() {
+			if g.Name != group {
+				continue
+			}
+			last, err := parseStreamID(g.LastDeliveredID)
+			if err != nil {
+				return nil, err
+			}
+			below := last.next()
+			if p := pend[i].Val(); p != nil && p.Count > 0 {
+				lower, err := parseStreamID(p.Lower)
+				if err != nil {
+					return nil, err
+				}
+				if lower.less(below) {
+					below = lower
+				}
+			}
+			out[k] = below
+		}
+	}
+	return out, nil
+}
+
+// waitForWriter returns nil when group has handled every message of batch, an *errNotWritten
+// when it has not yet, or a Redis error.
+func waitForWriter(ctx context.Context, rdb redis.UniversalClient, group string, batch []*stream.Message, wait time.Duration) error {
+	maxByStream := map[string]streamID{}
+	for _, m := range batch {
+		id, err := parseStreamID(m.ID)
+		if err != nil {
+			return err
+		}
+		if cur, ok := maxByStream[m.Stream]; !ok || cur.less(id) {
+			maxByStream[m.Stream] = id
+		}
+	}
+	keys := make([]string, 0, len(maxByStream))
+	for k := range maxByStream {
+		keys = append(keys, k)
+	}
+	below, err := writtenBelow(ctx, rdb, group, keys)
+	if err != nil {
+		return err
+	}
+	for k, maxID := range maxByStream {
+		b, ok := below[k]
+		if !ok || !maxID.less(b) {
+			return &errNotWritten{stream: k, id: maxID.String(), group: group, wait: wait}
+		}
+	}
+	return nil
+}
+
+// streamID is a parsed stream entry id, milliseconds-sequence.
+type streamID struct{ ms, seq uint64 }
+
+func parseStreamID(s string) (streamID, error) {
+	msPart, seqPart, ok := strings.Cut(s, "-")
+	ms, err1 := strconv.ParseUint(msPart, 10, 64)
+	seq, err2 := strconv.ParseUint(seqPart, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return streamID{}, fmt.Errorf("malformed stream id %q", s)
+	}
+	return streamID{ms, seq}, nil
+}
+
+func (id streamID) next() streamID {
+	if id.seq == ^uint64(0) {
+		return streamID{id.ms + 1, 0}
+	}
+	return streamID{id.ms, id.seq + 1}
+}
+
+func (id streamID) less(o streamID) bool {
+	return id.ms < o.ms || id.ms == o.ms && id.seq < o.seq
+}
+
+func (id streamID) String() string {
+	return strconv.FormatUint(id.ms, 10) + "-" + strconv.FormatUint(id.seq, 10)
+}
