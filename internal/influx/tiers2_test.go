@@ -50,7 +50,7 @@ func (f *fakeV2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reply := func(status int, v any) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(v)
+		_ = json.NewEncoder(w).Encode(v) // a client gone away is the client's test failure
 	}
 	switch {
 	case r.URL.Path == "/ping":
@@ -89,7 +89,10 @@ func (f *fakeV2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var patch struct {
 			RetentionRules []fakeRetention `json:"retentionRules"`
 		}
-		json.NewDecoder(r.Body).Decode(&patch)
+		if err := json.NewDecoder(r.Body).Decode(&patch); err != nil {
+			reply(http.StatusBadRequest, map[string]string{"code": "invalid", "message": err.Error()})
+			return
+		}
 		for _, b := range f.buckets {
 			if b.ID == id {
 				b.RetentionRules = patch.RetentionRules

@@ -47,7 +47,8 @@ func (m *Marker) awaitWriter(ctx context.Context, batch []*stream.Message) error
 	deadline := time.Now().Add(m.WriterPatience)
 	for {
 		err := waitForWriter(ctx, m.rdb, m.after, batch, writerWait)
-		if _, ok := err.(*errNotWritten); !ok || time.Now().After(deadline) {
+		var notWritten *errNotWritten
+		if !errors.As(err, &notWritten) || time.Now().After(deadline) {
 			return err
 		}
 		select {
