@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 )
 
@@ -26,8 +27,10 @@ type Config struct {
 
 // DefaultConfig returns the defaults the environment gives.
 func DefaultConfig() Config {
-	return Config{MaxPoints: 10000, QueryTimeout: 10 * time.Second,
-		Retention1mDays: 90, Retention5mDays: 180, Retention1hDays: 730, Retention1dDays: 1825}
+	var c Config
+	// Only a tag that does not parse can fail here, and the config tests parse every tag.
+	_ = config.Defaults(&c)
+	return c
 }
 
 // Validate names every setting that cannot work.

@@ -58,6 +58,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -135,13 +136,10 @@ type Config struct {
 
 // DefaultConfig returns the defaults of the envDefault tags, for tests and embedders.
 func DefaultConfig() Config {
-	return Config{
-		WebhookTimeout: 10 * time.Second,
-		MaxRetries:     5,
-		RetryInitial:   500 * time.Millisecond,
-		RetryMax:       30 * time.Second,
-		CacheTTL:       5 * time.Second,
-	}
+	var c Config
+	// Only a tag that does not parse can fail here, and the config tests parse every tag.
+	_ = config.Defaults(&c)
+	return c
 }
 
 // Validate returns an error naming the first invalid setting.
