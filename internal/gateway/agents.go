@@ -67,6 +67,9 @@ type agentView struct {
 	CreatedAt time.Time         `json:"created_at"`
 	LastSeen  *time.Time        `json:"last_seen"`
 	Status    string            `json:"status"`
+	// PreviousKeyExpiresAt is when the key replaced by the last rotation stops working; null when
+	// it no longer does.
+	PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at"`
 }
 
 // viewOfAgent adds the online status: online while last_seen lies within AGENT_ONLINE_WINDOW.
@@ -79,7 +82,8 @@ func (g *Gateway) viewOfAgent(a agent.Agent, now time.Time) agentView {
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	return agentView{ID: a.ID, Name: a.Name, Labels: labels, CreatedAt: a.CreatedAt, LastSeen: a.LastSeen, Status: status}
+	return agentView{ID: a.ID, Name: a.Name, Labels: labels, CreatedAt: a.CreatedAt, LastSeen: a.LastSeen, Status: status,
+		PreviousKeyExpiresAt: a.PreviousKeyExpiresAt}
 }
 
 type createAgentRequest struct {
@@ -197,31 +201,6 @@ func (g *Gateway) getAgent(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, g.viewOfAgent(a, g.now()))
-}
-
-type rotatedKey struct {
-	ID     string `json:"id"`
-	APIKey string `json:"api_key"`
-}
-
-// rotateKey answers POST /api/v1/agents/{id}/rotate-key: the old key stops working at once on
-// this gateway and within KEY_CACHE_TTL on the others.
-func (g *Gateway) rotateKey(c echo.Context) error {
-	id, err := agentID(c)
-	if err != nil {
-		return err
-	}
-	key, err := newAgentKey()
-	if err != nil {
-		return err
-	}
-	actor := sessionOf(c).Username
-	if err := g.agents.RotateKey(c.Request().Context(), id, agent.HashAPIKey(key), actor); err != nil {
-		return err
-	}
-	g.keys.InvalidateAgent(id)
-	g.logger.Info("agent key rotated", "agent", id, "actor", actor)
-	return c.JSON(http.StatusOK, rotatedKey{ID: id, APIKey: key})
 }
 
 // deleteAgent answers DELETE /api/v1/agents/{id}: the agent, its key and its cached values go.

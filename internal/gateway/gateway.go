@@ -46,9 +46,10 @@ type (
 		Create(ctx context.Context, name string, labels map[string]string, keyHash, actor string) (agent.Agent, error)
 		Get(ctx context.Context, id string) (agent.Agent, error)
 		List(ctx context.Context, limit, offset int) ([]agent.Agent, int, error)
-		RotateKey(ctx context.Context, id, keyHash, actor string) error
+		RotateKeyGrace(ctx context.Context, id, keyHash string, grace time.Duration, actor string) (agent.Agent, error)
+		RevokePreviousKey(ctx context.Context, id, actor string) error
 		Delete(ctx context.Context, id, actor string) error
-		AgentIDByKeyHash(ctx context.Context, keyHash string) (string, error)
+		ResolveKeyHash(ctx context.Context, keyHash string) (string, time.Time, error)
 	}
 	userStore interface {
 		Create(ctx context.Context, username, passwordHash, role, actor string) (user.User, error)
@@ -215,7 +216,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 	g.fieldTypes = fieldtype.New(g.rdb, cfg.Redis.Prefix, logger)
-	g.keys = keycache.New(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.AgentIDByKeyHash, func() time.Time { return g.now() })
+	g.keys = keycache.New(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.ResolveKeyHash, func() time.Time { return g.now() })
 	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
 	if g.hub, err = alertfeed.New(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
 		return nil, err

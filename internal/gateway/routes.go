@@ -82,6 +82,7 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.GET("/api/v1/agents/:id", g.getAgent, viewer)
 	e.DELETE("/api/v1/agents/:id", g.deleteAgent, operator)
 	e.POST("/api/v1/agents/:id/rotate-key", g.rotateKey, operator)
+	e.DELETE("/api/v1/agents/:id/previous-key", g.revokePreviousKey, operator)
 	e.GET("/api/v1/agents/:id/metrics/latest", g.latest, viewer)
 	e.GET("/api/v1/agents/:id/metrics/recent", g.recent, viewer)
 

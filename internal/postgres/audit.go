@@ -13,9 +13,17 @@ import (
 const (
 	ActionAgentCreate    = "agent.create"
 	ActionAgentRotateKey = "agent.rotate_key"
-	ActionAgentDelete    = "agent.delete"
-	ActionUserCreate     = "user.create"
-	ActionUserDelete     = "user.delete"
+	// ActionAgentRevokePreviousKey ends the grace period of the key replaced by a rotation.
+	ActionAgentRevokePreviousKey = "agent.revoke_previous_key"
+	// ActionAgentUpdate changes an agent's name or labels.
+	ActionAgentUpdate = "agent.update"
+	// ActionUserUpdate changes a user's role.
+	ActionUserUpdate = "user.update"
+	// ActionUserChangePassword is a user changing their own password.
+	ActionUserChangePassword = "user.change_password"
+	ActionAgentDelete        = "agent.delete"
+	ActionUserCreate         = "user.create"
+	ActionUserDelete         = "user.delete"
 )
 
 // ActorSystem is the actor recorded for changes the system makes on its own, such as creating the
