@@ -48,6 +48,7 @@ type (
 		List(ctx context.Context, limit, offset int) ([]agent.Agent, int, error)
 		RotateKeyGrace(ctx context.Context, id, keyHash string, grace time.Duration, actor string) (agent.Agent, error)
 		RevokePreviousKey(ctx context.Context, id, actor string) error
+		Update(ctx context.Context, id, name string, labels map[string]string, actor string) (agent.Agent, error)
 		Delete(ctx context.Context, id, actor string) error
 		ResolveKeyHash(ctx context.Context, keyHash string) (string, time.Time, error)
 	}
@@ -56,6 +57,8 @@ type (
 		Credentials(ctx context.Context, username string) (user.User, string, error)
 		List(ctx context.Context) ([]user.User, error)
 		Delete(ctx context.Context, username, actor string) error
+		SetRole(ctx context.Context, username, role, actor string) (user.User, error)
+		SetPassword(ctx context.Context, username, passwordHash string) error
 		EnsureAdmin(ctx context.Context, passwordHash string) (bool, error)
 	}
 	auditStore interface {

@@ -40,7 +40,7 @@ func (g *Gateway) newEcho() *echo.Echo {
 	if len(g.cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  g.cfg.CORSOrigins,
-			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
 			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, echo.HeaderContentEncoding, echo.HeaderXRequestID},
 			ExposeHeaders: []string{echo.HeaderXRequestID, "Retry-After"},
 			MaxAge:        600,
@@ -71,16 +71,19 @@ func (g *Gateway) newEcho() *echo.Echo {
 
 	e.POST("/api/v1/auth/login", g.login)
 	e.POST("/api/v1/auth/logout", g.logout, viewer)
+	e.POST("/api/v1/auth/password", g.changePassword, viewer)
 
 	e.GET("/api/v1/users", g.listUsers, admin)
 	e.POST("/api/v1/users", g.createUser, admin)
 	e.DELETE("/api/v1/users/:username", g.deleteUser, admin)
+	e.PATCH("/api/v1/users/:username", g.patchUser, admin)
 	e.GET("/api/v1/audit", g.listAudit, admin)
 
 	e.GET("/api/v1/agents", g.listAgents, viewer)
 	e.POST("/api/v1/agents", g.createAgent, operator)
 	e.GET("/api/v1/agents/:id", g.getAgent, viewer)
 	e.DELETE("/api/v1/agents/:id", g.deleteAgent, operator)
+	e.PATCH("/api/v1/agents/:id", g.patchAgent, operator)
 	e.POST("/api/v1/agents/:id/rotate-key", g.rotateKey, operator)
 	e.DELETE("/api/v1/agents/:id/previous-key", g.revokePreviousKey, operator)
 	e.GET("/api/v1/agents/:id/metrics/latest", g.latest, viewer)
