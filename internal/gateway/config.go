@@ -39,6 +39,7 @@ type Config struct {
 	Trim    stream.TrimmerConfig
 	WS      alertfeed.Config
 	Edge    EdgeConfig
+	TLS     TLSConfig
 
 	// Addr is where the HTTP server listens.
 	Addr string `env:"GATEWAY_ADDR" envDefault:":8080" help:"address the gateway's HTTP server listens on (host:port)"`
@@ -144,6 +145,7 @@ func (c Config) Validate() error {
 	check(c.Trim.Validate())
 	check(c.WS.Validate())
 	check(c.Edge.Validate())
+	check(c.TLS.Validate())
 	if err := c.Limits().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("INGEST_MAX_*: %w", err))
 	}

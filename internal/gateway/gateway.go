@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -299,6 +300,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("listening on %s: %w", g.cfg.Addr, err)
 	}
 	addr := ln.Addr().String()
+	if g.cfg.TLS.Enabled() {
+		certs, err := newCertReloader(g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile, g.logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, serverTLS(certs))
+	}
 	g.e.Listener = ln
 	srv := &http.Server{
 		Addr:              addr,
@@ -321,7 +330,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- g.e.StartServer(srv) }()
 	g.addr.Store(&addr)
-	g.logger.Info("gateway listening", "addr", addr)
+	g.logger.Info("gateway listening", "addr", addr, "tls", g.cfg.TLS.Enabled())
 
 	select {
 	case err := <-errc:

@@ -28,15 +28,15 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.StdLogger = slog.NewLogLogger(g.logger.Handler(), slog.LevelWarn) // the http.Server's own errors
 
 	e.Use(requestID)
+	// HSTS is sent by g.hsts (tls.go): Echo's would believe any client's X-Forwarded-Proto.
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection:         "0", // the legacy XSS auditor does harm; CSP below is the protection
 		ContentTypeNosniff:    "nosniff",
 		XFrameOptions:         "DENY",
-		HSTSMaxAge:            31536000, // sent only over TLS (or behind a proxy saying https)
 		ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
 		ReferrerPolicy:        "no-referrer",
 	}))
-	e.Use(noStore)
+	e.Use(noStore, g.hsts)
 	if len(g.cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  g.cfg.CORSOrigins,
