@@ -55,10 +55,11 @@ type Channel struct {
 }
 
 // Validate returns an *ValidationError naming the first invalid member, or nil: a name of
-// 1-200 bytes without control characters, type "webhook" or "slack", an absolute http or https URL with a
-// host and without user info (credentials in URLs end up in logs: use headers or the secret), a
-// secret of at most 1024 bytes, and at most 32 headers with valid HTTP names (each once, in any
-// case) and values, none of them one the notifier sets itself. It ignores ID and the timestamps.
+// 1-200 bytes without control characters, type "webhook" or "slack", an absolute http or https
+// URL with a host and without user info (credentials in URLs end up in logs: use headers or the
+// secret), a secret of at most 1024 bytes, and at most 32 headers with valid HTTP names (each
+// once, in any case) and values, none of them one the notifier sets itself. It ignores ID and
+// the timestamps.
 func (c Channel) Validate() error {
 	if err := c.validate(); err != nil {
 		return err
