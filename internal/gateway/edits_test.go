@@ -165,3 +165,46 @@ func TestChangeOwnPassword(t *testing.T) {
 		t.Errorf("audit = %v, want %v", got, want)
 	}
 }
+
+// TestAuditRecordsClientAddress: audit rows carry the client's address: the TCP peer, and
+// behind a trusted proxy the address its X-Forwarded-For names, never a forged one.
+func TestAuditRecordsClientAddress(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.Edge.TrustedProxies = []string{"127.0.0.2"} })
+	admin := e.adminToken()
+	create := func(from, name, xff string) {
+		t.Helper()
+		hr, err := http.NewRequest(http.MethodPost, e.url+"/api/v1/agents", strings.NewReader(`{"name":"`+name+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hr.Header.Set("Content-Type", "application/json")
+		hr.Header.Set("Authorization", bearer(admin))
+		if xff != "" {
+			hr.Header.Set("X-Forwarded-For", xff)
+		}
+		res, err := clientFrom(from).Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusCreated {
+			t.Fatalf("creating %s = %d, want 201", name, res.StatusCode)
+		}
+	}
+	create("127.0.0.1", "direct", "")
+	create("127.0.0.1", "forged", "203.0.113.9")   // not a trusted proxy: its header is ignored
+	create("127.0.0.2", "proxied", "198.51.100.7") // the trusted proxy names the client
+	want := map[string]string{"direct": "127.0.0.1", "forged": "127.0.0.1", "proxied": "198.51.100.7"}
+	got := map[string]string{}
+	for _, en := range decode[auditList](t, e.do(req{method: "GET", path: "/api/v1/audit?limit=100", auth: bearer(admin)})).Entries {
+		if en.Action == "agent.create" {
+			got[en.Details["name"].(string)] = en.ClientAddr
+		}
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("audit client_addr of %s = %q, want %q", name, got[name], w)
+		}
+	}
+}

@@ -47,6 +47,7 @@ func (g *Gateway) newEcho() *echo.Echo {
 		}))
 	}
 	e.IPExtractor = ipExtractor(g.cfg.Edge.TrustedProxies)
+	e.Use(auditClientAddr)
 	e.Use(g.observe)
 	e.Use(g.limitHeaders, checkURLText, g.paceBody)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
