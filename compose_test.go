@@ -3,6 +3,8 @@ package agentmonitor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -424,5 +426,51 @@ func TestDockerfile(t *testing.T) {
 		if slices.Contains(built, tool) {
 			t.Errorf("Dockerfile builds %s: development tools stay out of the production image", tool)
 		}
+	}
+}
+
+// TestComposeProxyProfile checks the TLS-in-a-proxy variant: a pinned Caddy with a health check
+// in front of the gateway, on the fixed address the gateway trusts for X-Forwarded-For, which the
+// network never hands out to another container.
+func TestComposeProxyProfile(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{"compose.yaml"}, cli.WithWorkingDirectory("."), cli.WithEnv(nil), cli.WithProfiles([]string{"proxy"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(t.Context())
+	if err != nil {
+		t.Fatalf("loading compose.yaml with profile proxy: %v", err)
+	}
+	proxy, ok := p.Services["proxy"]
+	if !ok {
+		t.Fatalf("profile proxy has no service proxy (services %v)", slices.Collect(maps.Keys(p.Services)))
+	}
+	if !pinnedImage.MatchString(proxy.Image) || !strings.HasPrefix(proxy.Image, "caddy:2.") {
+		t.Errorf("proxy: image %q is not pinned to a caddy:2.* version tag", proxy.Image)
+	}
+	checkHealth("proxy", proxy, func(f string, a ...any) { t.Errorf(f, a...) })
+	for _, want := range []string{"80", "443"} {
+		if !slices.ContainsFunc(proxy.Ports, func(pc types.ServicePortConfig) bool { return pc.Published == want }) {
+			t.Errorf("proxy: port %s not published (%+v)", want, proxy.Ports)
+		}
+	}
+	addr := ""
+	if n := proxy.Networks["default"]; n != nil {
+		addr = n.Ipv4Address
+	}
+	if got := env(p.Services["gateway"], "TRUSTED_PROXIES"); addr == "" || got != addr {
+		t.Errorf("gateway TRUSTED_PROXIES = %q, want the proxy's fixed address %q", got, addr)
+	}
+	ipam := p.Networks["default"].Ipam.Config
+	if len(ipam) != 1 || ipam[0].IPRange == "" {
+		t.Fatalf("default network ipam %+v: want one subnet with an ip_range", ipam)
+	}
+	_, dyn, err := net.ParseCIDR(ipam[0].IPRange)
+	if err != nil || dyn.Contains(net.ParseIP(addr)) {
+		t.Errorf("proxy address %s lies in the dynamic range %s (%v): another container could get it", addr, ipam[0].IPRange, err)
+	}
+	caddyfile := p.Configs["caddyfile"].Content
+	if !strings.Contains(caddyfile, "reverse_proxy gateway:8080") || !strings.Contains(caddyfile, "{$PUBLIC_HOST}") {
+		t.Errorf("Caddyfile %q does not proxy {$PUBLIC_HOST} to gateway:8080", caddyfile)
 	}
 }

@@ -9,13 +9,15 @@ import (
 )
 
 // Agent is a registered agent. Labels is never nil. LastSeen is when the gateway last accepted a
-// batch from it, nil until the first one.
+// batch from it, nil until the first one. PreviousKeyExpiresAt is when the key replaced by the
+// last rotation stops working, nil when it no longer does (no grace period, expired or revoked).
 type Agent struct {
-	ID        string            `json:"id"`
-	Name      string            `json:"name"`
-	Labels    map[string]string `json:"labels"`
-	CreatedAt time.Time         `json:"created_at"`
-	LastSeen  *time.Time        `json:"last_seen"`
+	ID                   string            `json:"id"`
+	Name                 string            `json:"name"`
+	Labels               map[string]string `json:"labels"`
+	CreatedAt            time.Time         `json:"created_at"`
+	LastSeen             *time.Time        `json:"last_seen"`
+	PreviousKeyExpiresAt *time.Time        `json:"previous_key_expires_at,omitempty"`
 }
 
 // HashAPIKey returns the form in which an agent key is stored and looked up: the lowercase hex

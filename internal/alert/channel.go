@@ -18,6 +18,11 @@ import (
 // ChannelTypeWebhook is the only channel type: an HTTP POST of an Alertmanager v4 webhook body.
 const ChannelTypeWebhook = "webhook"
 
+// ChannelTypeSlack is a Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat and
+// many chat tools): the same POST, with a {"text", "attachments"} body instead of
+// Alertmanager's.
+const ChannelTypeSlack = "slack"
+
 // Bounds Channel.Validate enforces.
 const (
 	MaxChannelNameLen   = 200  // bytes of Name
@@ -50,10 +55,11 @@ type Channel struct {
 }
 
 // Validate returns an *ValidationError naming the first invalid member, or nil: a name of
-// 1-200 bytes without control characters, type "webhook", an absolute http or https URL with a
-// host and without user info (credentials in URLs end up in logs: use headers or the secret), a
-// secret of at most 1024 bytes, and at most 32 headers with valid HTTP names (each once, in any
-// case) and values, none of them one the notifier sets itself. It ignores ID and the timestamps.
+// 1-200 bytes without control characters, type "webhook" or "slack", an absolute http or https
+// URL with a host and without user info (credentials in URLs end up in logs: use headers or the
+// secret), a secret of at most 1024 bytes, and at most 32 headers with valid HTTP names (each
+// once, in any case) and values, none of them one the notifier sets itself. It ignores ID and
+// the timestamps.
 func (c Channel) Validate() error {
 	if err := c.validate(); err != nil {
 		return err
@@ -73,11 +79,11 @@ func (c *Channel) validate() *ValidationError {
 		return invalid("name", "must not contain control characters")
 	}
 	switch c.Type {
-	case ChannelTypeWebhook:
+	case ChannelTypeWebhook, ChannelTypeSlack:
 	case "":
-		return invalid("type", "is required: %q", ChannelTypeWebhook)
+		return invalid("type", "is required: %q or %q", ChannelTypeWebhook, ChannelTypeSlack)
 	default:
-		return invalid("type", "must be %q, got %q", ChannelTypeWebhook, c.Type)
+		return invalid("type", "must be %q or %q, got %q", ChannelTypeWebhook, ChannelTypeSlack, c.Type)
 	}
 	if err := checkWebhookURL(c.URL); err != nil {
 		return err

@@ -34,6 +34,8 @@ type Evaluator struct {
 	states  states
 	logger  *slog.Logger
 	metrics *metrics
+
+	accepted *acceptedSource // nil: agent_silent reads last_seen only (JudgeSilenceByAccepted)
 }
 
 // NewEvaluator returns an Evaluator that keeps its states under prefix in rdb, reads rules and
@@ -385,9 +387,26 @@ func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
 		rule  *alert.Rule
 		agent *agent.Agent
 	}
+	var view *acceptedView
+	if e.accepted != nil {
+		v, held, err := e.accepted.load(ctx, now)
+		if err != nil {
+			return fmt.Errorf("checking agent_silent rules: %w", err)
+		}
+		if held {
+			e.metrics.silentHeld.WithLabelValues("lag").Add(float64(len(idx.Silent())))
+			e.logger.Warn("agent_silent rules held back: the metrics streams lag behind")
+			return nil
+		}
+		view = &v
+	}
 	var items []item
 	agents := e.agents.All()
 	for _, r := range idx.Silent() {
+		if view != nil && now.Sub(view.since) <= time.Duration(r.After) {
+			e.metrics.silentHeld.WithLabelValues("record_young").Inc()
+			continue
+		}
 		for i := range agents {
 			a := &agents[i]
 			if r.Agents.Selects(a.ID, a.Labels) {
@@ -408,7 +427,11 @@ func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
 					prev = recs[i].State
 					prev.Key = it.key
 				}
-				next, trs := alert.StepSilent(prev, *it.rule, it.agent.LastSeen, it.agent.CreatedAt, now)
+				lastSeen := it.agent.LastSeen
+				if view != nil {
+					lastSeen = view.lastReport(it.agent.ID, lastSeen)
+				}
+				next, trs := alert.StepSilent(prev, *it.rule, lastSeen, it.agent.CreatedAt, now)
 				if recs[i] != nil && len(trs) == 0 && next.LastEval.Equal(prev.LastEval) {
 					continue
 				}

@@ -23,6 +23,7 @@ type metrics struct {
 	agentsCached  prometheus.Gauge
 	agentRefresh  *prometheus.CounterVec // by result
 	silentSeconds prometheus.Histogram
+	silentHeld    *prometheus.CounterVec // by reason
 	retired       prometheus.Counter
 	historyEvents prometheus.Counter
 	historyErrors *prometheus.CounterVec // by store
@@ -74,6 +75,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		silentSeconds: hist("silent_check_duration_seconds",
 			"Time one agent_silent check of every rule and agent took.",
 			prometheus.ExponentialBuckets(0.0005, 2, 16)),
+		silentHeld: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts(opts("silent_checks_held_total",
+			"agent_silent rule checks held back because the pipeline could not tell silence from its own delay, by reason: lag (the alerter's metrics backlog over SILENT_HOLD_LAG) or record_young (the accepted record, new or lost with Redis, covers less than the rule's after).")), []string{"reason"})),
 		retired: register(reg, prometheus.NewCounter(prometheus.CounterOpts(opts("alerts_retired_total",
 			"Active alerts ended because their rule was deleted, disabled or changed, or their agent deleted.")))),
 		historyEvents: register(reg, prometheus.NewCounter(prometheus.CounterOpts(opts("history_events_total",

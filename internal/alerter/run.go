@@ -42,6 +42,9 @@ type Config struct {
 	// SilentCheckInterval is how often agent_silent rules are checked and alerts of changed
 	// rules retired (Evaluator.RunSilent).
 	SilentCheckInterval time.Duration `env:"SILENT_CHECK_INTERVAL" envDefault:"5s" help:"how often to evaluate agent_silent rules and end the alerts of changed rules"`
+	// SilentHoldLag is the lag of the alerter's group on the metrics streams (entries) above which
+	// agent_silent rules are held back (Evaluator.JudgeSilenceByAccepted); 0 disables it.
+	SilentHoldLag int64 `env:"SILENT_HOLD_LAG" envDefault:"50000" help:"entries the alerter may lag behind on the metrics streams before agent_silent rules are held back (the pipeline cannot tell silence from its own delay); 0: never hold"`
 	// MaxWait replaces STREAM_MAX_WAIT for the metrics streams: batch sinks wait to fill big
 	// batches, but every millisecond waited here is alert latency (budget: 50ms from the
 	// sample's acceptance to the WebSocket). A backlog still fills whole batches at once.
@@ -73,6 +76,9 @@ func (c Config) Validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s=%s: want a positive duration", d.name, d.v))
 		}
+	}
+	if c.SilentHoldLag < 0 {
+		errs = append(errs, fmt.Errorf("SILENT_HOLD_LAG=%d: want 0 or more", c.SilentHoldLag))
 	}
 	if 2*c.MaxWait > c.Stream.ClaimMinIdle {
 		errs = append(errs, fmt.Errorf("ALERTER_MAX_WAIT=%s: want at most half of STREAM_CLAIM_MIN_IDLE (%s)", c.MaxWait, c.Stream.ClaimMinIdle))
@@ -124,6 +130,7 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return err
 	}
 	eval := NewEvaluator(rdb, prefix, rules, agents, logger, reg)
+	eval.JudgeSilenceByAccepted(stream.StreamKeys(prefix, cfg.Stream.Shards), Group, cfg.SilentHoldLag)
 
 	provisioned := make(chan struct{})
 	hcfg := historyConfig(&cfg.Config)

@@ -62,8 +62,15 @@ var labelKeyPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,62}$`)
 
 // agentView is an agent as the API shows it: its stored members and whether it is online.
 type agentView struct {
-	agent.Agent
-	Status string `json:"status"`
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Labels    map[string]string `json:"labels"`
+	CreatedAt time.Time         `json:"created_at"`
+	LastSeen  *time.Time        `json:"last_seen"`
+	Status    string            `json:"status"`
+	// PreviousKeyExpiresAt is when the key replaced by the last rotation stops working; null when
+	// it no longer does.
+	PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at"`
 }
 
 // viewOfAgent adds the online status: online while last_seen lies within AGENT_ONLINE_WINDOW.
@@ -75,7 +82,8 @@ func (g *Gateway) viewOfAgent(a agent.Agent, now time.Time) agentView {
 	if a.Labels == nil {
 		a.Labels = map[string]string{}
 	}
-	return agentView{Agent: a, Status: status}
+	return agentView{ID: a.ID, Name: a.Name, Labels: a.Labels, CreatedAt: a.CreatedAt, LastSeen: a.LastSeen, Status: status,
+		PreviousKeyExpiresAt: a.PreviousKeyExpiresAt}
 }
 
 type createAgentRequest struct {
@@ -193,31 +201,6 @@ func (g *Gateway) getAgent(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, g.viewOfAgent(a, g.now()))
-}
-
-type rotatedKey struct {
-	ID     string `json:"id"`
-	APIKey string `json:"api_key"`
-}
-
-// rotateKey answers POST /api/v1/agents/{id}/rotate-key: the old key stops working at once on
-// this gateway and within KEY_CACHE_TTL on the others.
-func (g *Gateway) rotateKey(c echo.Context) error {
-	id, err := agentID(c)
-	if err != nil {
-		return err
-	}
-	key, err := newAgentKey()
-	if err != nil {
-		return err
-	}
-	actor := sessionOf(c).Username
-	if err := g.agents.RotateKey(c.Request().Context(), id, agent.HashAPIKey(key), actor); err != nil {
-		return err
-	}
-	g.keys.InvalidateAgent(id)
-	g.logger.Info("agent key rotated", "agent", id, "actor", actor)
-	return c.JSON(http.StatusOK, rotatedKey{ID: id, APIKey: key})
 }
 
 // deleteAgent answers DELETE /api/v1/agents/{id}: the agent, its key and its cached values go.

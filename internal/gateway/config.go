@@ -41,6 +41,7 @@ type Config struct {
 	Trim    stream.TrimmerConfig
 	WS      alertfeed.Config
 	Edge    EdgeConfig
+	TLS     TLSConfig
 
 	History history.Config // limits of history queries
 
@@ -149,6 +150,7 @@ func (c Config) Validate() error {
 	check(c.WS.Validate())
 	check(c.Edge.Validate())
 	check(c.History.Validate())
+	check(c.TLS.Validate())
 	if err := c.Limits().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("INGEST_MAX_*: %w", err))
 	}

@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -47,15 +48,19 @@ type (
 		Create(ctx context.Context, name string, labels map[string]string, keyHash, actor string) (agent.Agent, error)
 		Get(ctx context.Context, id string) (agent.Agent, error)
 		List(ctx context.Context, limit, offset int) ([]agent.Agent, int, error)
-		RotateKey(ctx context.Context, id, keyHash, actor string) error
+		RotateKeyGrace(ctx context.Context, id, keyHash string, grace time.Duration, actor string) (agent.Agent, error)
+		RevokePreviousKey(ctx context.Context, id, actor string) error
+		Update(ctx context.Context, id, name string, labels map[string]string, actor string) (agent.Agent, error)
 		Delete(ctx context.Context, id, actor string) error
-		AgentIDByKeyHash(ctx context.Context, keyHash string) (string, error)
+		ResolveKeyHash(ctx context.Context, keyHash string) (string, time.Time, error)
 	}
 	userStore interface {
 		Create(ctx context.Context, username, passwordHash, role, actor string) (user.User, error)
 		Credentials(ctx context.Context, username string) (user.User, string, error)
 		List(ctx context.Context) ([]user.User, error)
 		Delete(ctx context.Context, username, actor string) error
+		SetRole(ctx context.Context, username, role, actor string) (user.User, error)
+		SetPassword(ctx context.Context, username, passwordHash string) error
 		EnsureAdmin(ctx context.Context, passwordHash string) (bool, error)
 	}
 	auditStore interface {
@@ -218,7 +223,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 	g.fieldTypes = fieldtype.New(g.rdb, cfg.Redis.Prefix, logger)
-	g.keys = keycache.New(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.AgentIDByKeyHash, func() time.Time { return g.now() })
+	g.keys = keycache.New(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.ResolveKeyHash, func() time.Time { return g.now() })
 	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
 	if g.hub, err = alertfeed.New(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
 		return nil, err
@@ -301,6 +306,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("listening on %s: %w", g.cfg.Addr, err)
 	}
 	addr := ln.Addr().String()
+	if g.cfg.TLS.Enabled() {
+		certs, err := newCertReloader(g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile, g.logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, serverTLS(certs))
+	}
 	g.e.Listener = ln
 	srv := &http.Server{
 		Addr:              addr,
@@ -323,7 +336,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- g.e.StartServer(srv) }()
 	g.addr.Store(&addr)
-	g.logger.Info("gateway listening", "addr", addr)
+	g.logger.Info("gateway listening", "addr", addr, "tls", g.cfg.TLS.Enabled())
 
 	select {
 	case err := <-errc:

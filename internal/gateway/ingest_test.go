@@ -362,8 +362,8 @@ func TestKeyCache(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.register(e.adminToken(), "cached")
 	var lookups atomic.Int64
-	inner := e.g.agents.AgentIDByKeyHash
-	e.g.keys = keycache.New(e.g.cfg.KeyCacheTTL, e.g.cfg.KeyCacheStale, func(ctx context.Context, h string) (string, error) {
+	inner := e.g.agents.ResolveKeyHash
+	e.g.keys = keycache.New(e.g.cfg.KeyCacheTTL, e.g.cfg.KeyCacheStale, func(ctx context.Context, h string) (string, time.Time, error) {
 		lookups.Add(1)
 		return inner(ctx, h)
 	}, time.Now)

@@ -28,25 +28,26 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.StdLogger = slog.NewLogLogger(g.logger.Handler(), slog.LevelWarn) // the http.Server's own errors
 
 	e.Use(requestID)
+	// HSTS is sent by g.hsts (tls.go): Echo's would believe any client's X-Forwarded-Proto.
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection:         "0", // the legacy XSS auditor does harm; CSP below is the protection
 		ContentTypeNosniff:    "nosniff",
 		XFrameOptions:         "DENY",
-		HSTSMaxAge:            31536000, // sent only over TLS (or behind a proxy saying https)
 		ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
 		ReferrerPolicy:        "no-referrer",
 	}))
-	e.Use(noStore)
+	e.Use(noStore, g.hsts)
 	if len(g.cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  g.cfg.CORSOrigins,
-			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
 			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, echo.HeaderContentEncoding, echo.HeaderXRequestID},
 			ExposeHeaders: []string{echo.HeaderXRequestID, "Retry-After"},
 			MaxAge:        600,
 		}))
 	}
 	e.IPExtractor = ipExtractor(g.cfg.Edge.TrustedProxies)
+	e.Use(auditClientAddr)
 	e.Use(g.observe)
 	e.Use(g.limitHeaders, checkURLText, g.paceBody)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
@@ -71,17 +72,21 @@ func (g *Gateway) newEcho() *echo.Echo {
 
 	e.POST("/api/v1/auth/login", g.login)
 	e.POST("/api/v1/auth/logout", g.logout, viewer)
+	e.POST("/api/v1/auth/password", g.changePassword, viewer)
 
 	e.GET("/api/v1/users", g.listUsers, admin)
 	e.POST("/api/v1/users", g.createUser, admin)
 	e.DELETE("/api/v1/users/:username", g.deleteUser, admin)
+	e.PATCH("/api/v1/users/:username", g.patchUser, admin)
 	e.GET("/api/v1/audit", g.listAudit, admin)
 
 	e.GET("/api/v1/agents", g.listAgents, viewer)
 	e.POST("/api/v1/agents", g.createAgent, operator)
 	e.GET("/api/v1/agents/:id", g.getAgent, viewer)
 	e.DELETE("/api/v1/agents/:id", g.deleteAgent, operator)
+	e.PATCH("/api/v1/agents/:id", g.patchAgent, operator)
 	e.POST("/api/v1/agents/:id/rotate-key", g.rotateKey, operator)
+	e.DELETE("/api/v1/agents/:id/previous-key", g.revokePreviousKey, operator)
 	e.GET("/api/v1/agents/:id/metrics/latest", g.latest, viewer)
 	e.GET("/api/v1/agents/:id/metrics/recent", g.recent, viewer)
 	e.GET("/api/v1/agents/:id/metrics/history", g.agentHistory, viewer)

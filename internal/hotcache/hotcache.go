@@ -99,7 +99,8 @@ type span struct {
 // an outage) must not replace newer latest values. Within the window the last batch written wins
 // (Redis scripting would make the newest time win, but costs several times the whole update).
 // When an agent's latest hash grows past MaxSeries it is reset, and refills with the series the
-// agent still sends.
+// agent still sends. In the same round trip it records now as the agent's last accepted batch
+// (AcceptedKey), even when every point is older than the window.
 func (c *Cache) Update(ctx context.Context, agentID string, points []metric.Point, now time.Time) error {
 	b, _ := c.bufs.Get().(*updateBuf)
 	if b == nil {
@@ -125,6 +126,9 @@ func (c *Cache) Update(ctx context.Context, agentID string, points []metric.Poin
 		}
 	}
 	if len(b.spans) == 0 {
+		if err := c.client.HSet(ctx, AcceptedKey(c.prefix), agentID, now.UnixNano()).Err(); err != nil {
+			return fmt.Errorf("recording accepted batch of agent %s: %w", agentID, err)
+		}
 		return nil
 	}
 
@@ -189,6 +193,7 @@ func (c *Cache) Update(ctx context.Context, agentID string, points []metric.Poin
 		i = j
 	}
 	b.args = args
+	pipe.HSet(ctx, AcceptedKey(c.prefix), agentID, now.UnixNano())
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("updating hot cache of agent %s: %w", agentID, err)
 	}
@@ -323,8 +328,9 @@ func (c *Cache) Latest(ctx context.Context, agentID string) ([]jsontext.Value, e
 	return out, nil
 }
 
-// Forget deletes everything cached for the agent, for when it is deleted. It scans the keyspace
-// (SCAN MATCH on the agent's keys), which is fine for a rare administrative action.
+// Forget deletes everything cached for the agent, its accepted time included, for when it is
+// deleted. It scans the keyspace (SCAN MATCH on the agent's keys), which is fine for a rare
+// administrative action.
 func (c *Cache) Forget(ctx context.Context, agentID string) error {
 	pattern := globEscape(c.prefix+"hot:{"+agentID+"}:") + "*"
 	iter := c.client.Scan(ctx, 0, pattern, 1000).Iterator()
@@ -341,6 +347,9 @@ func (c *Cache) Forget(ctx context.Context, agentID string) error {
 			return fmt.Errorf("deleting hot-cache keys of agent %s: %w", agentID, err)
 		}
 		keys = keys[n:]
+	}
+	if err := c.client.HDel(ctx, AcceptedKey(c.prefix), agentID).Err(); err != nil {
+		return fmt.Errorf("forgetting accepted time of agent %s: %w", agentID, err)
 	}
 	return nil
 }

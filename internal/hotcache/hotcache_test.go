@@ -140,7 +140,7 @@ func TestLatestAndRecent(t *testing.T) {
 	if got, _ := c.Latest(ctx, "7b0c1f9e-8a51-4c1b-9d4e-6a2f1b0c7d11"); len(got) != 0 {
 		t.Errorf("Latest of an agent without data = %s, want empty", joined(got))
 	}
-	for _, k := range keys("*") {
+	for _, k := range keys("hot:*") {
 		if !strings.Contains(k, "{"+agent+"}") {
 			t.Errorf("key %s does not carry the agent hash tag", k)
 		}
@@ -153,7 +153,7 @@ func TestLatestAndRecent(t *testing.T) {
 	if err := c.Forget(ctx, agent); err != nil {
 		t.Fatalf("Forget: %v", err)
 	}
-	if ks := keys("*"); len(ks) != 2 || !strings.Contains(ks[0], other) || !strings.Contains(ks[1], other) {
+	if ks := keys("hot:*"); len(ks) != 2 || !strings.Contains(ks[0], other) || !strings.Contains(ks[1], other) {
 		t.Errorf("keys after Forget = %v, want only the other agent's 2", ks)
 	}
 }
@@ -166,11 +166,11 @@ func TestTTL(t *testing.T) {
 	if err := c.Update(ctx, agent, []metric.Point{{Measurement: "m", Fields: []metric.Field{float("f", 1)}, Time: now.UnixNano()}}, now); err != nil {
 		t.Fatal(err)
 	}
-	if len(keys("*")) != 2 {
-		t.Fatalf("keys after Update = %v, want latest and one recent", keys("*"))
+	if len(keys("hot:*")) != 2 {
+		t.Fatalf("keys after Update = %v, want latest and one recent", keys("hot:*"))
 	}
 	testenv.Eventually(t, 3*time.Second, func() string {
-		if k := keys("*"); len(k) > 0 {
+		if k := keys("hot:*"); len(k) > 0 {
 			return fmt.Sprintf("keys %v still there after a 1s TTL", k)
 		}
 		return ""

@@ -28,10 +28,14 @@ var ErrUnknownKey = errors.New("unknown agent key")
 //
 // When PostgreSQL fails, a found entry is served for up to stale past its expiry: an outage of the
 // registry then does not stop ingest of known agents (a key cannot be revoked during it anyway).
+//
+// A key replaced by a rotation with a grace period resolves until the grace period ends and not
+// after: an entry read during the grace period never outlives it, stale or not. (An entry cached
+// before the rotation still lasts its ttl.)
 type Cache struct {
 	ttl    time.Duration
 	stale  time.Duration
-	lookup func(ctx context.Context, keyHash string) (string, error)
+	lookup Lookup
 	now    func() time.Time
 
 	mu      sync.RWMutex
@@ -42,9 +46,18 @@ type Cache struct {
 }
 
 type keyEntry struct {
-	agentID string // "" for a key known not to exist
-	expires time.Time
+	agentID string    // "" for a key known not to exist
+	expires time.Time // when to ask the registry again
+	until   time.Time // when the key itself stops working; zero: no end
 }
+
+// usable reports whether the key of the entry still works at now (its grace period, if any).
+func (e keyEntry) usable(now time.Time) bool { return e.until.IsZero() || now.Before(e.until) }
+
+// Lookup finds the agent whose key (current, or previous within its grace period) hashes to
+// keyHash, with the time the key stops working (zero: no end); postgres.ErrNotFound for an
+// unknown hash. *postgres.AgentStore's ResolveKeyHash is one.
+type Lookup func(ctx context.Context, keyHash string) (agentID string, until time.Time, err error)
 
 const (
 	lookupConcurrency = 8
@@ -53,8 +66,8 @@ const (
 )
 
 // New returns a Cache that keeps answers for ttl and serves found keys up to stale past expiry
-// when lookup fails; lookup returns postgres.ErrNotFound for an unknown hash; now is the clock.
-func New(ttl, stale time.Duration, lookup func(ctx context.Context, keyHash string) (string, error), now func() time.Time) *Cache {
+// when lookup fails; now is the clock.
+func New(ttl, stale time.Duration, lookup Lookup, now func() time.Time) *Cache {
 	return &Cache{
 		ttl:     ttl,
 		stale:   stale,
@@ -72,7 +85,7 @@ func (k *Cache) Resolve(ctx context.Context, key string) (string, error) {
 	k.mu.RLock()
 	e, ok := k.entries[sum]
 	k.mu.RUnlock()
-	if ok && now.Before(e.expires) {
+	if ok && now.Before(e.expires) && e.usable(now) {
 		if e.agentID == "" {
 			return "", ErrUnknownKey
 		}
@@ -89,20 +102,20 @@ func (k *Cache) Resolve(ctx context.Context, key string) (string, error) {
 		case <-lctx.Done():
 			return "", fmt.Errorf("waiting to look up agent key: %w", lctx.Err())
 		}
-		id, err := k.lookup(lctx, hexSum)
+		id, until, err := k.lookup(lctx, hexSum)
 		<-k.sem
 		switch {
 		case errors.Is(err, postgres.ErrNotFound):
-			k.store(sum, "")
+			k.store(sum, "", time.Time{})
 			return "", ErrUnknownKey
 		case err != nil:
 			return "", err
 		}
-		k.store(sum, id)
+		k.store(sum, id, until)
 		return id, nil
 	})
 	if err != nil {
-		if !errors.Is(err, ErrUnknownKey) && ok && e.agentID != "" && now.Before(e.expires.Add(k.stale)) {
+		if !errors.Is(err, ErrUnknownKey) && ok && e.agentID != "" && now.Before(e.expires.Add(k.stale)) && e.usable(now) {
 			return e.agentID, nil // registry down: serve the stale answer (see the type comment)
 		}
 		return "", err
@@ -110,14 +123,14 @@ func (k *Cache) Resolve(ctx context.Context, key string) (string, error) {
 	return v.(string), nil
 }
 
-func (k *Cache) store(sum [sha256.Size]byte, agentID string) {
+func (k *Cache) store(sum [sha256.Size]byte, agentID string, until time.Time) {
 	now := k.now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if len(k.entries) >= maxKeyEntries {
 		k.sweepLocked(now)
 	}
-	k.entries[sum] = keyEntry{agentID: agentID, expires: now.Add(k.ttl)}
+	k.entries[sum] = keyEntry{agentID: agentID, expires: now.Add(k.ttl), until: until}
 }
 
 // sweepLocked makes room: first entries past any use, then negative ones, then everything.

@@ -278,7 +278,13 @@ func (n *Notifier) deliver(ctx context.Context, log *slog.Logger, nt *Notificati
 		return ctx, nil, errStopping
 	}
 	ev := nt.Event
-	body, err := json.Marshal(n.webhookBody(ev, nt.Labels, nt.Channel.Name, n.startsAt(ctx, ev)))
+	var payload any
+	if nt.Channel.Type == alert.ChannelTypeSlack {
+		payload = n.slackBody(ev, nt.Labels)
+	} else {
+		payload = n.webhookBody(ev, nt.Labels, nt.Channel.Name, n.startsAt(ctx, ev))
+	}
+	body, err := json.Marshal(payload)
 	if err != nil {
 		return ctx, nil, permanent(fmt.Errorf("encoding webhook body: %w", err))
 	}

@@ -2,9 +2,7 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -28,7 +26,9 @@ func NewAgentStore(db *sqlx.DB) *AgentStore {
 	return &AgentStore{db: db}
 }
 
-const agentColumns = `id, name, labels, created_at, last_seen`
+// agentColumns are the columns of agentRow; the previous key's expiry only while it is ahead.
+const agentColumns = `id, name, labels, created_at, last_seen,
+	CASE WHEN previous_key_expires_at > now() THEN previous_key_expires_at END AS previous_key_expires_at`
 
 type agentRow struct {
 	ID        string     `db:"id"`
@@ -36,6 +36,8 @@ type agentRow struct {
 	Labels    []byte     `db:"labels"`
 	CreatedAt time.Time  `db:"created_at"`
 	LastSeen  *time.Time `db:"last_seen"`
+	// PreviousKeyExpiresAt is set while the key replaced by a rotation still works.
+	PreviousKeyExpiresAt *time.Time `db:"previous_key_expires_at"`
 }
 
 func (r agentRow) agent() (agent.Agent, error) {
@@ -49,6 +51,10 @@ func (r agentRow) agent() (agent.Agent, error) {
 	if r.LastSeen != nil {
 		t := r.LastSeen.UTC()
 		a.LastSeen = &t
+	}
+	if r.PreviousKeyExpiresAt != nil {
+		t := r.PreviousKeyExpiresAt.UTC()
+		a.PreviousKeyExpiresAt = &t
 	}
 	return a, nil
 }
@@ -153,29 +159,6 @@ func (s *AgentStore) List(ctx context.Context, limit, offset int) ([]agent.Agent
 	return agents, total, nil
 }
 
-// RotateKey replaces the key hash of agent id, so that the old key stops resolving at once, and
-// audits it as actor's agent.rotate_key. An unknown id is ErrNotFound; a hash in use is ErrConflict.
-func (s *AgentStore) RotateKey(ctx context.Context, id, keyHash, actor string) error {
-	if err := checkActor(actor); err != nil {
-		return err
-	}
-	if !validID(id) {
-		return fmt.Errorf("agent %q: %w", id, ErrNotFound)
-	}
-	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
-		var name string
-		err := tx.GetContext(ctx, &name,
-			`UPDATE agents SET api_key_hash = $2 WHERE id = $1 RETURNING name`, id, keyHash)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("agent %s: %w", id, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("rotating key of agent %s: %w", id, agentWriteError(err, ""))
-		}
-		return writeAudit(ctx, tx, actor, ActionAgentRotateKey, id, map[string]any{"name": name})
-	})
-}
-
 // Delete removes agent id and audits it as actor's agent.delete. An unknown id is ErrNotFound.
 func (s *AgentStore) Delete(ctx context.Context, id, actor string) error {
 	if err := checkActor(actor); err != nil {
@@ -191,20 +174,6 @@ func (s *AgentStore) Delete(ctx context.Context, id, actor string) error {
 		}
 		return writeAudit(ctx, tx, actor, ActionAgentDelete, id, map[string]any{"name": name})
 	})
-}
-
-// AgentIDByKeyHash returns the id of the agent whose key hashes to keyHash (see HashAPIKey), or
-// ErrNotFound.
-func (s *AgentStore) AgentIDByKeyHash(ctx context.Context, keyHash string) (string, error) {
-	var id string
-	err := s.db.GetContext(ctx, &id, `SELECT id FROM agents WHERE api_key_hash = $1`, keyHash)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("agent key: %w", ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("looking up agent key: %w", err)
-	}
-	return id, nil
 }
 
 // TouchLastSeen moves the last_seen of each agent id in seen forward to its time, in one

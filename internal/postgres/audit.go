@@ -13,9 +13,17 @@ import (
 const (
 	ActionAgentCreate    = "agent.create"
 	ActionAgentRotateKey = "agent.rotate_key"
-	ActionAgentDelete    = "agent.delete"
-	ActionUserCreate     = "user.create"
-	ActionUserDelete     = "user.delete"
+	// ActionAgentRevokePreviousKey ends the grace period of the key replaced by a rotation.
+	ActionAgentRevokePreviousKey = "agent.revoke_previous_key"
+	// ActionAgentUpdate changes an agent's name or labels.
+	ActionAgentUpdate = "agent.update"
+	// ActionUserUpdate changes a user's role.
+	ActionUserUpdate = "user.update"
+	// ActionUserChangePassword is a user changing their own password.
+	ActionUserChangePassword = "user.change_password"
+	ActionAgentDelete        = "agent.delete"
+	ActionUserCreate         = "user.create"
+	ActionUserDelete         = "user.delete"
 )
 
 // ActorSystem is the actor recorded for changes the system makes on its own, such as creating the
@@ -32,6 +40,9 @@ type AuditEntry struct {
 	Action  string         `json:"action"`
 	Target  string         `json:"target"`
 	Details map[string]any `json:"details"`
+	// ClientAddr is the address of the client that made the change (WithClientAddr); empty for
+	// the system's own changes and rows written before it was recorded.
+	ClientAddr string `json:"client_addr"`
 }
 
 // AuditStore reads and purges the audit log. Rows are written by AgentStore and UserStore inside
@@ -52,6 +63,7 @@ type auditRow struct {
 	Action  string    `db:"action"`
 	Target  string    `db:"target"`
 	Details []byte    `db:"details"`
+	Addr    string    `db:"client_addr"`
 }
 
 // List returns a page of the audit log, newest first, and the total number of rows. limit must be
@@ -69,7 +81,7 @@ func (s *AuditStore) List(ctx context.Context, limit, offset int) ([]AuditEntry,
 			return fmt.Errorf("counting audit rows: %w", err)
 		}
 		if err := tx.SelectContext(ctx, &rows, `
-			SELECT id, at, actor, action, target, details
+			SELECT id, at, actor, action, target, details, client_addr
 			FROM audit_log ORDER BY at DESC, id DESC LIMIT $1 OFFSET $2`, limit, offset); err != nil {
 			return fmt.Errorf("listing audit rows: %w", err)
 		}
@@ -80,7 +92,7 @@ func (s *AuditStore) List(ctx context.Context, limit, offset int) ([]AuditEntry,
 	}
 	entries := make([]AuditEntry, 0, len(rows))
 	for _, r := range rows {
-		e := AuditEntry{ID: r.ID, At: r.At.UTC(), Actor: r.Actor, Action: r.Action, Target: r.Target}
+		e := AuditEntry{ID: r.ID, At: r.At.UTC(), Actor: r.Actor, Action: r.Action, Target: r.Target, ClientAddr: r.Addr}
 		if err := json.Unmarshal(r.Details, &e.Details); err != nil {
 			return nil, 0, fmt.Errorf("decoding details of audit row %d: %w", r.ID, err)
 		}
@@ -107,7 +119,8 @@ func (s *AuditStore) Purge(ctx context.Context, olderThan time.Duration) (int64,
 	return n, nil
 }
 
-// writeAudit records one change inside tx, the transaction of the change itself.
+// writeAudit records one change inside tx, the transaction of the change itself, with the client
+// address ctx carries (WithClientAddr).
 func writeAudit(ctx context.Context, tx *sqlx.Tx, actor, action, target string, details map[string]any) error {
 	if details == nil {
 		details = map[string]any{}
@@ -117,8 +130,8 @@ func writeAudit(ctx context.Context, tx *sqlx.Tx, actor, action, target string, 
 		return fmt.Errorf("encoding audit details: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO audit_log (actor, action, target, details) VALUES ($1, $2, $3, CAST($4 AS jsonb))`,
-		actor, action, target, string(b)); err != nil {
+		INSERT INTO audit_log (actor, action, target, details, client_addr) VALUES ($1, $2, $3, CAST($4 AS jsonb), $5)`,
+		actor, action, target, string(b), clientAddr(ctx)); err != nil {
 		return fmt.Errorf("writing audit row %s: %w", action, err)
 	}
 	return nil

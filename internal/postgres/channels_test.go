@@ -133,7 +133,7 @@ func TestChannelFailedChangesAreNotStoredOrAudited(t *testing.T) {
 		}, postgres.ErrConflict, ""},
 		{"update invalid type", func() error {
 			c := other
-			c.Type = "slack"
+			c.Type = "email"
 			_, err := channels.Update(ctx, c, "bob")
 			return err
 		}, postgres.ErrInvalid, "type"},
