@@ -68,6 +68,8 @@ func (g *Gateway) newEcho() *echo.Echo {
 	})))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg})))
 	e.GET("/api/v1/openapi.yaml", serveOpenAPI)
+	e.GET("/", consoleIndex)
+	e.GET("/assets/:file", consoleAsset)
 
 	e.POST("/api/v1/auth/login", g.login)
 	e.POST("/api/v1/auth/logout", g.logout, viewer)
