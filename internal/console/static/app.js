@@ -240,8 +240,7 @@ function alertsPage() {
         : can("operator") ? h("button", { type: "button", class: "ack", onclick: () => ack(a) }, "Acknowledge") : null)))));
   }
   async function ack(a) {
-    const comment = prompt("Comment (optional)", "") ?? null;
-    if (comment === null) return;
+    const comment = "";
     try {
       const r = await api("POST", `/api/v1/alerts/${encodeURIComponent(a.id)}/ack`, { comment });
       const cur = active.get(a.id);
@@ -250,6 +249,7 @@ function alertsPage() {
   }
 
   let ws = null;
+  let histTimer = 0;
   let closed = false;
   let retry = 1000;
   function connect() {
@@ -275,7 +275,9 @@ function alertsPage() {
         } else {
           active.delete(e.alert_id);
         }
-        loadHistory();
+        // The alerter records the transition in PostgreSQL as it publishes it: look a moment later.
+        clearTimeout(histTimer);
+        histTimer = setTimeout(loadHistory, 1500);
       }
       drawActive();
     };
@@ -304,8 +306,8 @@ function alertsPage() {
   drawActive();
   connect();
   loadHistory();
-  const tick = setInterval(drawActive, 15000);
-  return () => { closed = true; clearInterval(tick); if (ws) ws.close(); };
+  const tick = setInterval(() => { drawActive(); loadHistory(); }, 15000);
+  return () => { closed = true; clearInterval(tick); clearTimeout(histTimer); if (ws) ws.close(); };
 }
 
 // ---------------------------------------------------------------------------------------------
