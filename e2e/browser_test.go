@@ -33,7 +33,7 @@ func chromiumBin(t *testing.T) string {
 // browser is a headless Chromium driving the console. Every JavaScript exception, console error,
 // failed request and answer >= 400 the test did not announce with expect fails the test.
 type browser struct {
-	t     *testing.T
+	t   *testing.T
 	ctx context.Context
 	dir string // where screenshots go
 
