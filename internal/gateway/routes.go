@@ -105,6 +105,9 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.PUT("/api/v1/notification-channels/:id", g.updateChannel, operator)
 	e.DELETE("/api/v1/notification-channels/:id", g.deleteChannel, operator)
 	e.GET("/api/v1/ws/alerts", g.alertSocket, tokenFromQuery, viewer)
+	e.GET("/api/v1/pipeline", g.pipeline, operator)
+	e.GET("/api/v1/pipeline/dead-letters", g.deadLetters, operator)
+	e.POST("/api/v1/pipeline/dead-letters/replay", g.replayDeadLetters, operator)
 
 	e.POST("/api/v1/agents/:id/metrics", g.ingestJSON)
 	e.POST("/api/v2/write", g.ingestLine)
