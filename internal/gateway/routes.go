@@ -104,6 +104,7 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.GET("/api/v1/notification-channels/:id", g.getChannel, operator)
 	e.PUT("/api/v1/notification-channels/:id", g.updateChannel, operator)
 	e.DELETE("/api/v1/notification-channels/:id", g.deleteChannel, operator)
+	e.POST("/api/v1/notification-channels/:id/test", g.testChannel, operator)
 	e.GET("/api/v1/ws/alerts", g.alertSocket, tokenFromQuery, viewer)
 	e.GET("/api/v1/pipeline", g.pipeline, operator)
 	e.GET("/api/v1/pipeline/dead-letters", g.deadLetters, operator)
