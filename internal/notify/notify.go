@@ -235,11 +235,11 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 		return nil, fmt.Errorf("creating notifier: %w", err)
 	}
 	n := &Notifier{
-		rdb:     rdb,
-		cfg:     cfg,
-		logger:  logger,
-		metrics: m,
-		http:    webhookClient(policy, cfg.WebhookTimeout),
+		rdb:      rdb,
+		cfg:      cfg,
+		logger:   logger,
+		metrics:  m,
+		http:     webhookClient(policy, cfg.WebhookTimeout),
 		recent:   newRecentSet(10 * time.Minute),
 		stopping: context.Background(),
 		decided:  make(map[string]error),
