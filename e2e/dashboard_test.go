@@ -153,6 +153,18 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Errorf("the alerts page was reloaded; the alert should arrive over the WebSocket")
 	}
 	b.waitJS("the history", `document.querySelector("main").textContent.includes("firing → resolved") || document.querySelector("main").textContent.includes("→ resolved")`, 20*time.Second)
+	// Every other page renders without a script error or a failed request.
+	for _, page := range []struct{ fragment, ready string }{
+		{"#/silences", "main h1"},
+		{"#/channels", "main h1"},
+		{"#/users", "main table"},
+		{"#/pipeline", "main table"},
+	} {
+		b.goTo(s.gateway, page.fragment)
+		b.waitVisible(page.ready)
+	}
+	b.waitJS("the pipeline's groups", `document.querySelector("main table").textContent.includes("pg-sync")`, 10*time.Second)
+	b.shots("pipeline")
 	b.logout()
 
 	// A viewer: no register button, no admin pages, and the API refuses anyway.

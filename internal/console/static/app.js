@@ -18,8 +18,8 @@ function telegrafSnippet(key) {
   urls = ["${origin()}"]
   token = "${key}"
   organization = ""
-  bucket = ""
-  # Telegraf appends /api/v2/write to the URL.`;
+  bucket = "metrics"
+  # Telegraf posts to ${origin()}/api/v2/write; the gateway keeps the points of this agent.`;
 }
 
 function curlSnippet(key) {
@@ -209,8 +209,17 @@ function agentPage(id) {
 // ---------------------------------------------------------------------------------------------
 // Alerts: live over the WebSocket (a snapshot, then events), history with filters.
 
+// agentNames maps agent ids to names for pages that show alerts (one page of up to 1000 agents).
+async function agentNames() {
+  try {
+    const r = await api("GET", "/api/v1/agents?limit=1000");
+    return new Map((r.agents || []).map((a) => [a.id, a.name]));
+  } catch { return new Map(); }
+}
+
 function alertsPage() {
   const active = new Map();
+  let names = new Map();
   const liveBox = h("div", { id: "active-alerts" });
   const state = h("span", { class: "muted", id: "ws-state" }, "connecting…");
   const histBox = h("div");
@@ -230,7 +239,7 @@ function alertsPage() {
     if (!list.length) return mount(liveBox, h("p", { class: "muted empty-alerts" }, "No active alert."));
     mount(liveBox, table(["Alert", "Agent", "Status", "Value", "Since", ""], list.map((a) => h("tr", { dataset: { alert: a.id } },
       h("td", { "data-th": "Alert" }, h("strong", {}, a.rule_name), a.summary ? h("div", { class: "muted" }, a.summary) : null),
-      h("td", { "data-th": "Agent" }, h("a", { href: `#/agents/${a.agent_id}` }, a.agent_id.slice(0, 8)), a.metric ? h("div", { class: "muted" }, a.metric) : null),
+      h("td", { "data-th": "Agent" }, h("a", { href: `#/agents/${a.agent_id}` }, names.get(a.agent_id) || a.agent_id.slice(0, 8)), a.metric ? h("div", { class: "muted" }, a.metric) : null),
       h("td", { "data-th": "Status" }, h("span", { class: "badge " + a.status }, a.status), " ",
         a.severity ? h("span", { class: "badge " + a.severity }, a.severity) : null),
       h("td", { "data-th": "Value", class: "num" }, fmtValue(a.value), a.threshold != null ? ` (threshold ${a.threshold})` : ""),
@@ -299,13 +308,13 @@ function alertsPage() {
       const r = await api("GET", "/api/v1/alerts/history?" + q);
       mount(histBox, r.events.length === 0 ? h("p", { class: "muted" }, "No alert history matches.") :
         table(["Time", "Rule", "Agent", "Change", "Severity", "Value"], r.events.map((e) => [
-          when(e.at), e.rule_name, e.agent_id.slice(0, 8), `${e.from} → ${e.to}`, e.severity, fmtValue(e.value)])),
+          when(e.at), e.rule_name, names.get(e.agent_id) || e.agent_id.slice(0, 8), `${e.from} → ${e.to}`, e.severity, fmtValue(e.value)])),
       pager(r.total, PAGE, histOffset, (o) => { histOffset = o; loadHistory(); }));
     } catch (e) { mount(histBox, banner(e)); }
   }
   drawActive();
   connect();
-  loadHistory();
+  agentNames().then((m) => { names = m; drawActive(); loadHistory(); });
   const tick = setInterval(() => { drawActive(); loadHistory(); }, 15000);
   return () => { closed = true; clearInterval(tick); clearTimeout(histTimer); if (ws) ws.close(); };
 }
