@@ -614,7 +614,8 @@ function pipelinePage() {
   const box = h("div");
   const dlBox = h("div");
   let dlOffset = 0;
-  mount(main, h("h1", {}, "Pipeline"), box, h("h2", {}, "Dead letters"), dlBox);
+  mount(main, h("h1", {}, "Pipeline"), box, h("h2", {}, "Dead letters"),
+    h("p", { class: "muted" }, "A replayed entry goes back to the group that gave up on it only; fix the cause first (the reason says what the store refused)."), dlBox);
   async function load() {
     try {
       const p = await api("GET", "/api/v1/pipeline");
@@ -643,7 +644,7 @@ function pipelinePage() {
       mount(dlBox, list.length === 0 ? h("p", { class: "muted" }, "No dead letter.") : [
         h("button", { type: "button", onclick: () => replay(null) }, "Replay all"),
         table(["Time", "Group", "Stream", "Reason", ""], list.map((d) => [when(d.time), d.group, d.stream, d.reason,
-          h("button", { type: "button", onclick: () => replay([d.id]) }, "Replay")])),
+          d.replayable ? h("button", { type: "button", onclick: () => replay([d.id]) }, "Replay") : h("span", { class: "muted" }, "not replayable")])),
         pager(r.total, PAGE, dlOffset, (o) => { dlOffset = o; loadDL(); })]);
     } catch (e) { mount(dlBox, banner(e)); }
   }
