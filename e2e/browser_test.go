@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
@@ -274,4 +275,18 @@ func (b *browser) eval(what, expr string) string {
 		b.t.Fatalf("browser: %s: %v", what, err)
 	}
 	return s
+}
+
+// colorScheme emulates prefers-color-scheme ("dark", "light"; "" ends the emulation).
+func (b *browser) colorScheme(scheme string) {
+	b.t.Helper()
+	p := emulation.SetEmulatedMediaParams{}
+	if scheme != "" {
+		p.Features = []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, p); err != nil {
+		b.t.Fatalf("browser: emulating prefers-color-scheme %q: %v", scheme, err)
+	}
 }

@@ -124,6 +124,12 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Errorf("the chart holds %s points, want the 20 sent", n)
 	}
 	b.shots("agent")
+	// The dark scheme (prefers-color-scheme), after a reload: the session survives it.
+	b.colorScheme("dark")
+	b.run("reloading", chromedp.Reload())
+	b.waitJS("the cpu chart drawn in the dark", fmt.Sprintf(`Number(%s) > 30`, fmt.Sprintf(seriesPixels, "cpu.usage_percent")), 20*time.Second)
+	b.shot("agent-dark-desktop")
+	b.colorScheme("")
 
 	// A rule through the form: first without a metric, which the API refuses naming the field.
 	b.goTo(s.gateway, "#/rules")

@@ -20,6 +20,13 @@ function tagKey(tags) {
   return e.length ? e.map(([k, v]) => `${k}=${v}`).join(",") : "value";
 }
 
+/** axis styles an axis from the page's colours, so that light and dark schemes both read well. */
+function axis() {
+  const css = getComputedStyle(document.documentElement);
+  const line = css.getPropertyValue("--line").trim() || "#d9dde5";
+  return { stroke: css.getPropertyValue("--muted").trim() || "#5b6475", grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+}
+
 /** align turns [{name, points:[[tMillis, v]]}] into uPlot's columns: shared x, one y per series. */
 export function align(series) {
   const xs = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
@@ -127,7 +134,7 @@ export class Chart {
       ...this.size(),
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: true } },
-      axes: [{ stroke: getComputedStyle(document.body).color }, { stroke: getComputedStyle(document.body).color }],
+      axes: [axis(), axis()],
       series: [{}, ...series.map((s, i) => ({ label: s.name, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
     };
     mount(this.area);
