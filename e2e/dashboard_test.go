@@ -124,6 +124,22 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Errorf("the chart holds %s points, want the 20 sent", n)
 	}
 	b.shots("agent")
+	// Drag across the plot to zoom in.
+	box := b.eval("the plot's box", `(() => { const r = document.querySelector('section.chart[data-metric="cpu.usage_percent"] .u-over').getBoundingClientRect();
+	  return [r.left, r.top, r.width, r.height].join(" "); })()`)
+	var x, y, w, hgt float64
+	if _, err := fmt.Sscanf(box, "%g %g %g %g", &x, &y, &w, &hgt); err != nil {
+		t.Fatalf("plot box %q: %v", box, err)
+	}
+	b.run("dragging across the chart", chromedp.DragAndDropXY(x+w*0.3, y+hgt/2, x+w*0.6, y+hgt/2, 10))
+	b.waitJS("the chart zoomed", `document.querySelector('section.chart[data-metric="cpu.usage_percent"]').dataset.zoomed === "true"`, 5*time.Second)
+	// Longer ranges come from the history API; without it (404) the chart says so.
+	b.expect("GET", "/api/v1/agents/"+id+"/metrics/history", 404)
+	b.click(`section.chart[data-metric="cpu.usage_percent"] button[data-range="1h"]`)
+	b.waitJS("the 1 h range answered", `(() => { const c = document.querySelector('section.chart[data-metric="cpu.usage_percent"]');
+	  return c.querySelector('button[data-range="1h"]').getAttribute("aria-pressed") === "true" &&
+	    (c.textContent.includes("History is not available") || (c.querySelector("canvas") && c.dataset.zoomed !== "true")); })()`, 10*time.Second)
+	b.click(`section.chart[data-metric="cpu.usage_percent"] button[data-range="5m"]`)
 	// The dark scheme (prefers-color-scheme), after a reload: the session survives it.
 	b.colorScheme("dark")
 	b.run("reloading", chromedp.Reload())

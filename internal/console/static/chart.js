@@ -136,6 +136,14 @@ export class Chart {
       scales: { x: { time: true } },
       axes: [axis(), axis()],
       series: [{}, ...series.map((s, i) => ({ label: s.name, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
+      hooks: {
+        // data-zoomed tells (people's tools and the browser tests) that a drag narrowed the x range.
+        setScale: [(u, key) => {
+          if (key !== "x" || !u.data[0].length) return;
+          const zoomed = u.scales.x.min > u.data[0][0] + 1e-6 || u.scales.x.max < u.data[0].at(-1) - 1e-6;
+          this.el.dataset.zoomed = String(zoomed);
+        }],
+      },
     };
     mount(this.area);
     this.plot = new uPlot(opts, data, this.area);
