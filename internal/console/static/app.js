@@ -315,7 +315,18 @@ function alertsPage() {
   drawActive();
   connect();
   agentNames().then((m) => { names = m; drawActive(); loadHistory(); });
-  const tick = setInterval(() => { drawActive(); loadHistory(); }, 15000);
+  // Acknowledgements by others are not pushed over the socket: re-read the active alerts now and
+  // then (which also heals a missed event).
+  async function resync() {
+    try {
+      const r = await api("GET", "/api/v1/alerts");
+      active.clear();
+      for (const a of r.alerts || []) active.set(a.id, a);
+    } catch { /* the socket's view stays */ }
+    drawActive();
+    loadHistory();
+  }
+  const tick = setInterval(resync, 15000);
   return () => { closed = true; clearInterval(tick); clearTimeout(histTimer); if (ws) ws.close(); };
 }
 
