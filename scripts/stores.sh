@@ -8,6 +8,7 @@
 #   scripts/stores.sh postgres HOST PORT USER PASS  start the Debian cluster on PORT, else our own
 #   scripts/stores.sh postgres-role PORT USER PASS  create USER with PASS through the local socket
 #   scripts/stores.sh postgres-stop                 stop the PostgreSQL this script started
+#   scripts/stores.sh chromium                      install Debian's chromium (the dashboard's browser tests)
 #
 # State lives in $AGENTMONITOR_DATA (default .data): run/ holds the markers of what was started.
 set -euo pipefail
@@ -272,10 +273,23 @@ postgres_stop() {
 
 cmd=${1:-}
 shift || true
+# ---------------------------------------------------------------------------------------------
+# Chromium, the browser e2e/dashboard_test.go drives (CHROMIUM_BIN overrides /usr/bin/chromium)
+
+chromium_ensure() {
+	local bin=${CHROMIUM_BIN:-/usr/bin/chromium}
+	if [[ -x $bin ]]; then
+		return 0
+	fi
+	apt_install chromium
+	[[ -x $bin ]] || die "apt-get install chromium did not produce $bin"
+}
+
 case $cmd in
+chromium) chromium_ensure ;;
 redis) redis_start "$@" ;;
 postgres) postgres_start "$@" ;;
 postgres-role) postgres_role "$@" ;;
 postgres-stop) postgres_stop ;;
-*) die "usage: $0 redis HOST PORT | postgres HOST PORT USER PASS | postgres-role PORT USER PASS | postgres-stop" ;;
+*) die "usage: $0 chromium | redis HOST PORT | postgres HOST PORT USER PASS | postgres-role PORT USER PASS | postgres-stop" ;;
 esac

@@ -135,7 +135,7 @@ func (d *dev) up(ctx context.Context) error {
 	}
 	dashboard := gatewayURL + "/"
 	if !served(dashboard) {
-		dashboard += "  (not served by this version yet)"
+		dashboard += "  (not answering yet: see the gateway's log)"
 	}
 	state := "Agent Monitor is up."
 	if failed {
@@ -255,6 +255,10 @@ func (d *dev) test(ctx context.Context, packages []string) error {
 		}
 	}
 	logf("InfluxDB: tests use %s", influxd)
+	// The dashboard's browser tests (e2e/dashboard_test.go) drive Debian's chromium.
+	if err := d.script(ctx, nil, "chromium"); err != nil {
+		return err
+	}
 	if err := d.command(ctx, nil, "bash", filepath.Join(d.cfg.root, "scripts", "lint.sh")); err != nil {
 		return err
 	}

@@ -66,6 +66,7 @@ type (
 	auditStore interface {
 		List(ctx context.Context, limit, offset int) ([]postgres.AuditEntry, int, error)
 		Purge(ctx context.Context, olderThan time.Duration) (int64, error)
+		Record(ctx context.Context, actor, action, target string, details map[string]any) error
 	}
 	publisher interface {
 		Publish(ctx context.Context, agentID string, payload []byte, meta map[string]string) error
@@ -91,6 +92,7 @@ type Gateway struct {
 	backlog   backlogGate
 	backlogRn *stream.Backlog
 	trimmer   *stream.Trimmer
+	rates     pipelineRates // entries-read counters for GET /api/v1/pipeline
 	hot       *hotcache.Cache
 	keys      *keycache.Cache
 	sessions  *sessions

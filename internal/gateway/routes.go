@@ -69,6 +69,8 @@ func (g *Gateway) newEcho() *echo.Echo {
 	})))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg})))
 	e.GET("/api/v1/openapi.yaml", serveOpenAPI)
+	e.GET("/", consoleIndex)
+	e.GET("/assets/:file", consoleAsset)
 
 	e.POST("/api/v1/auth/login", g.login)
 	e.POST("/api/v1/auth/logout", g.logout, viewer)
@@ -110,7 +112,11 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.GET("/api/v1/notification-channels/:id", g.getChannel, operator)
 	e.PUT("/api/v1/notification-channels/:id", g.updateChannel, operator)
 	e.DELETE("/api/v1/notification-channels/:id", g.deleteChannel, operator)
+	e.POST("/api/v1/notification-channels/:id/test", g.testChannel, operator)
 	e.GET("/api/v1/ws/alerts", g.alertSocket, tokenFromQuery, viewer)
+	e.GET("/api/v1/pipeline", g.pipeline, operator)
+	e.GET("/api/v1/pipeline/dead-letters", g.deadLetters, operator)
+	e.POST("/api/v1/pipeline/dead-letters/replay", g.replayDeadLetters, operator)
 
 	e.POST("/api/v1/agents/:id/metrics", g.ingestJSON)
 	e.POST("/api/v2/write", g.ingestLine)

@@ -232,24 +232,12 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 	if err != nil {
 		return nil, fmt.Errorf("creating notifier: %w", err)
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.ResponseHeaderTimeout = cfg.WebhookTimeout
-	// Connect directly, never through HTTP(S)_PROXY: the egress check must see the address
-	// really connected to. Every attempt's address is checked, after name resolution.
-	transport.Proxy = nil
-	transport.DialContext = policy.DialContext(&net.Dialer{Timeout: cfg.WebhookTimeout, KeepAlive: 30 * time.Second})
 	n := &Notifier{
-		rdb:     rdb,
-		cfg:     cfg,
-		logger:  logger,
-		metrics: m,
-		http: &http.Client{
-			Transport: transport,
-			// A redirect is an answer, not a delivery: following it would turn the POST into a
-			// GET (301-303), send the signed body to a host the operator never configured, and
-			// let a receiver point us at an address the egress policy refuses.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		rdb:      rdb,
+		cfg:      cfg,
+		logger:   logger,
+		metrics:  m,
+		http:     webhookClient(policy, cfg.WebhookTimeout),
 		recent:   newRecentSet(10 * time.Minute),
 		stopping: context.Background(),
 		decided:  make(map[string]error),
@@ -298,4 +286,22 @@ func (n *Notifier) Run(ctx context.Context) error {
 	err := n.consumer.Run(ctx)
 	n.logger.Info("notifier stopped", "took", time.Since(start).Round(time.Millisecond))
 	return err
+}
+
+// webhookClient is the HTTP client of every delivery: direct connections checked by the egress
+// policy, timeouts, no redirects.
+func webhookClient(policy *egress.Policy, timeout time.Duration) *http.Client {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.ResponseHeaderTimeout = timeout
+	// Connect directly, never through HTTP(S)_PROXY: the egress check must see the address
+	// really connected to. Every attempt's address is checked, after name resolution.
+	transport.Proxy = nil
+	transport.DialContext = policy.DialContext(&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second})
+	return &http.Client{
+		Transport: transport,
+		// A redirect is an answer, not a delivery: following it would turn the POST into a
+		// GET (301-303), send the signed body to a host the operator never configured, and
+		// let a receiver point us at an address the egress policy refuses.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }

@@ -102,7 +102,8 @@ func (c ConsumerConfig) Validate() error {
 // handler Rejected it, or when it was delivered more than MaxDeliveries times. At start the consumer
 // creates its group on every stream (from id 0, so nothing published before is skipped) and
 // handles its own pending entries before new ones; every ClaimInterval it reclaims entries other
-// consumers left idle for ClaimMinIdle.
+// consumers left idle for ClaimMinIdle. A consumer of the metrics streams (no cfg.Streams) also
+// reads ReplayKey(Prefix, Group), and deletes the entries it acks there.
 //
 // All shard streams are read in one XREADGROUP call, which Redis Cluster refuses unless the keys
 // share a slot: the Consumer supports single Redis servers (and Sentinel), not Redis Cluster.
@@ -113,6 +114,7 @@ type Consumer struct {
 	cfg      ConsumerConfig
 	keys     []string
 	readArgs []string // keys followed by one ">" per key
+	replay   string   // the group's replay stream (one of keys), "" when it reads cfg.Streams
 	deadKey  string
 	handler  Handler
 	logger   *slog.Logger
@@ -164,8 +166,12 @@ func NewConsumer(client redis.UniversalClient, cfg ConsumerConfig, h Handler, lo
 		return nil, fmt.Errorf("creating stream consumer: %w", err)
 	}
 	keys := cfg.Streams
+	replayKey := ""
 	if len(keys) == 0 {
-		keys = StreamKeys(cfg.Prefix, cfg.Shards)
+		// A consumer of the metrics streams also reads its group's replay stream, where the
+		// operator puts back the group's dead letters (ReplayDeadLetters).
+		replayKey = ReplayKey(cfg.Prefix, cfg.Group)
+		keys = append(StreamKeys(cfg.Prefix, cfg.Shards), replayKey)
 	}
 	readArgs := append(append([]string(nil), keys...), make([]string, len(keys))...)
 	for i := range keys {
@@ -176,6 +182,7 @@ func NewConsumer(client redis.UniversalClient, cfg ConsumerConfig, h Handler, lo
 		cfg:      cfg,
 		keys:     keys,
 		readArgs: readArgs,
+		replay:   replayKey,
 		deadKey:  cmp.Or(cfg.DeadLetter, DeadLetterKey(cfg.Prefix)),
 		handler:  h,
 		logger:   logger.With("component", "stream.consumer", "group", cfg.Group, "consumer", cfg.Consumer),
@@ -598,6 +605,10 @@ func (c *Consumer) ack(ctx context.Context, entries []entry) error {
 	pipe := c.client.Pipeline()
 	for stream, ids := range idsByStream(entries) {
 		pipe.XAck(ctx, stream, c.cfg.Group, ids...)
+		if stream == c.replay {
+			// The replay stream has this one group: a handled entry is gone for good.
+			pipe.XDel(ctx, stream, ids...)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("acking entries: %w", err)

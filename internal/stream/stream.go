@@ -116,7 +116,8 @@ func ShardFor(agentID string, shards int) int {
 
 // DeadLetterKey returns the key of the dead-letter stream: prefix+"metrics:dead". Entries that can
 // never be processed are appended there with the fields Field*, and acked on their own stream.
-// Nothing trims it: an operator inspects, replays or deletes its entries.
+// The gateway's trimmer deletes entries older than DEAD_LETTER_MAX_AGE; an operator replays them
+// (ReplayDeadLetters) before that.
 func DeadLetterKey(prefix string) string {
 	return prefix + "metrics:dead"
 }

@@ -26,6 +26,9 @@ type TrimmerConfig struct {
 	// yet is created at id 0, so that it sees every entry; groups not listed but present on a
 	// stream are waited for too.
 	Groups []string `env:"STREAM_GROUPS" envDefault:"influx-writer,pg-sync" envSeparator:"," help:"consumer groups that must ack an entry before it is trimmed"`
+	// DeadLetterMaxAge is how long dead letters are kept when nobody replays them; each trim
+	// deletes the older ones (XTRIM MINID). 0 keeps them until replayed.
+	DeadLetterMaxAge time.Duration `env:"DEAD_LETTER_MAX_AGE" envDefault:"720h" help:"how long dead letters are kept unless replayed (0: until replayed)"`
 	// Interval is the time between two trims in Run.
 	Interval time.Duration `env:"STREAM_TRIM_INTERVAL" envDefault:"5s" help:"how often the streams are trimmed"`
 	// Registerer receives the trimmer's metrics; nil registers nothing.
@@ -63,6 +66,9 @@ func (c TrimmerConfig) Validate() error {
 	}
 	if c.Interval <= 0 {
 		errs = append(errs, fmt.Errorf("STREAM_TRIM_INTERVAL=%s: want > 0", c.Interval))
+	}
+	if c.DeadLetterMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("DEAD_LETTER_MAX_AGE=%s: want >= 0", c.DeadLetterMaxAge))
 	}
 	return errors.Join(errs...)
 }
@@ -140,6 +146,11 @@ func (t *Trimmer) TrimOnce(ctx context.Context) (int64, error) {
 		}
 	}
 	t.trimmed.Add(float64(total))
+	if n, err := TrimDeadLetters(ctx, t.client, DeadLetterKey(t.cfg.Prefix), t.cfg.DeadLetterMaxAge, time.Now()); err != nil {
+		errs = append(errs, err)
+	} else if n > 0 {
+		t.logger.Info("deleted dead letters older than DEAD_LETTER_MAX_AGE", "deleted", n, "max_age", t.cfg.DeadLetterMaxAge)
+	}
 	return total, errors.Join(errs...)
 }
 
