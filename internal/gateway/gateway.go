@@ -334,6 +334,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.goLoop(loops, "audit purge", g.purgeAudit)
 	g.goLoop(loops, "alert websocket hub", g.hub.Run)
 	g.goLoop(loops, "field-type seed", func(ctx context.Context) error { g.fieldTypes.SeedUntilDone(ctx, g.influx); return nil })
+	// The history API reads the raw bucket and the rollup tiers; a gateway running before the
+	// writer and the rollup worker ever did must not answer "retention policy not found".
+	g.goLoop(loops, "history provisioning", func(ctx context.Context) error {
+		g.influx.ProvisionAllUntilDone(ctx, g.cfg.History.Tiers, g.logger)
+		return nil
+	})
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.e.StartServer(srv) }()

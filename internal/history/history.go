@@ -19,10 +19,8 @@ type Config struct {
 	MaxPoints    int           `env:"HISTORY_MAX_POINTS" envDefault:"10000" help:"most points one history answer may hold; more is a 400 asking for a larger every"`
 	QueryTimeout time.Duration `env:"HISTORY_QUERY_TIMEOUT" envDefault:"10s" help:"how long a history query may run in InfluxDB before it is answered 504"`
 
-	Retention1mDays int `env:"ROLLUP_1M_RETENTION_DAYS" envDefault:"90" help:"days the 1m rollup tier is kept; 0 keeps it forever"`
-	Retention5mDays int `env:"ROLLUP_5M_RETENTION_DAYS" envDefault:"180" help:"days the 5m rollup tier is kept; 0 keeps it forever"`
-	Retention1hDays int `env:"ROLLUP_1H_RETENTION_DAYS" envDefault:"730" help:"days the 1h rollup tier is kept; 0 keeps it forever"`
-	Retention1dDays int `env:"ROLLUP_1D_RETENTION_DAYS" envDefault:"1825" help:"days the 1d rollup tier is kept; 0 keeps it forever"`
+	// Tiers are the rollup tiers' retentions, the same settings the rollup worker provisions.
+	Tiers influx.TierConfig
 }
 
 // DefaultConfig returns the defaults the environment gives.
@@ -42,18 +40,14 @@ func (c Config) Validate() error {
 	if c.QueryTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("HISTORY_QUERY_TIMEOUT=%s: want > 0", c.QueryTimeout))
 	}
-	for name, d := range map[string]int{"1M": c.Retention1mDays, "5M": c.Retention5mDays, "1H": c.Retention1hDays, "1D": c.Retention1dDays} {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("ROLLUP_%s_RETENTION_DAYS=%d: want 0 (forever) or more", name, d))
-		}
-	}
+	errs = append(errs, c.Tiers.Validate())
 	return errors.Join(errs...)
 }
 
 // retention returns how long tier name is kept, 0 for ever.
 func (c Config) retention(name string) time.Duration {
-	days := map[string]int{"1m": c.Retention1mDays, "5m": c.Retention5mDays, "1h": c.Retention1hDays, "1d": c.Retention1dDays}[name]
-	return time.Duration(days) * 24 * time.Hour
+	t, _ := tierByName(name)
+	return time.Duration(c.Tiers.RetentionDays(t)) * 24 * time.Hour
 }
 
 // Store runs InfluxQL; *influx.Client is one.

@@ -65,6 +65,10 @@ func (e *Engine) queryErr(ctx context.Context, err error) error {
 		return fmt.Errorf("%w after %s (HISTORY_QUERY_TIMEOUT): %w", ErrTimeout, e.cfg.QueryTimeout, err)
 	}
 	if errors.Is(err, influx.ErrStatement) {
+		if msg := err.Error(); strings.Contains(msg, "database not found") || strings.Contains(msg, "retention policy not found") {
+			// Not the caller's fault: the storage is not provisioned yet (it is at start).
+			return fmt.Errorf("history storage is not provisioned yet: %s", msg)
+		}
 		return &QueryError{Msg: err.Error()}
 	}
 	return fmt.Errorf("querying history: %w", err)

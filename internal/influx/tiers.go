@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -202,4 +203,33 @@ func (c *Client) WriteBucket(ctx context.Context, bucket string, body []byte) er
 		return classify(err)
 	}
 	return nil
+}
+
+// ProvisionAllUntilDone provisions the raw bucket (ProvisionUntilDone) and then the tiers with
+// exponential backoff (500ms up to 30s) until both succeed, and reports whether they did before
+// ctx ended. The rollup worker, which writes the tiers, and the gateway, which reads them, both
+// call it: it is idempotent, and both read the same ROLLUP_*_RETENTION_DAYS settings.
+func (c *Client) ProvisionAllUntilDone(ctx context.Context, tiers TierConfig, logger *slog.Logger) bool {
+	done := make(chan struct{})
+	c.ProvisionUntilDone(ctx, done, logger)
+	select {
+	case <-done:
+	default:
+		return false
+	}
+	wait := 500 * time.Millisecond
+	for {
+		err := c.ProvisionTiers(ctx, tiers)
+		if err == nil {
+			logger.Info("rollup tiers provisioned", "1m", c.TierBucket(Tiers[0]))
+			return true
+		}
+		logger.Warn("provisioning rollup tiers; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }

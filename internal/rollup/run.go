@@ -99,37 +99,10 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			return err
 		}},
 		Background: []func(context.Context) error{func(ctx context.Context) error {
-			if !ProvisionUntilDone(ctx, client, cfg.Tiers, logger) {
+			if !client.ProvisionAllUntilDone(ctx, cfg.Tiers, logger) {
 				return nil
 			}
 			return roller.Run(ctx)
 		}},
 	}, logger)
-}
-
-// ProvisionUntilDone provisions the raw bucket and the tiers with exponential backoff (500ms up
-// to 30s) until both succeed, and reports whether they did before ctx ended.
-func ProvisionUntilDone(ctx context.Context, client *influx.Client, tiers influx.TierConfig, logger *slog.Logger) bool {
-	done := make(chan struct{})
-	client.ProvisionUntilDone(ctx, done, logger)
-	select {
-	case <-done:
-	default:
-		return false
-	}
-	wait := 500 * time.Millisecond
-	for {
-		err := client.ProvisionTiers(ctx, tiers)
-		if err == nil {
-			logger.Info("rollup tiers provisioned", "1m", client.TierBucket(influx.Tiers[0]))
-			return true
-		}
-		logger.Warn("provisioning rollup tiers; retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
 }
