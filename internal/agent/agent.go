@@ -5,6 +5,7 @@ package agent
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"time"
 )
 
@@ -26,4 +27,26 @@ type Agent struct {
 func HashAPIKey(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:])
+}
+
+// Agent keys: KeyPrefix and 32 random bytes in unpadded base64url (43 characters). Only their
+// SHA-256 (HashAPIKey) is stored.
+const (
+	KeyPrefix = "amk_"
+	KeyLen    = len(KeyPrefix) + 43
+)
+
+// WellFormedKey reports whether key could be an agent key at all; anything else is refused
+// without a lookup.
+func WellFormedKey(key string) bool {
+	if len(key) != KeyLen || !strings.HasPrefix(key, KeyPrefix) {
+		return false
+	}
+	for i := len(KeyPrefix); i < len(key); i++ {
+		b := key[i]
+		if !(b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '_') {
+			return false
+		}
+	}
+	return true
 }

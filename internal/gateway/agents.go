@@ -18,12 +18,8 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/textcheck"
 )
 
-// Agent keys: "amk_" and 32 random bytes in unpadded base64url (43 characters). Only their
-// SHA-256 (agent.HashAPIKey) is stored.
-const (
-	agentKeyPrefix = "amk_"
-	agentKeyLen    = len(agentKeyPrefix) + 43
-)
+// agentKeyPrefix starts every agent key (agent.KeyPrefix, agent.WellFormedKey).
+const agentKeyPrefix = agent.KeyPrefix
 
 // newAgentKey returns a fresh random agent key.
 func newAgentKey() (string, error) {
@@ -32,21 +28,6 @@ func newAgentKey() (string, error) {
 		return "", fmt.Errorf("generating agent key: %w", err)
 	}
 	return agentKeyPrefix + base64.RawURLEncoding.EncodeToString(raw), nil
-}
-
-// wellFormedKey reports whether key could be an agent key at all; anything else is refused
-// without a lookup.
-func wellFormedKey(key string) bool {
-	if len(key) != agentKeyLen || !strings.HasPrefix(key, agentKeyPrefix) {
-		return false
-	}
-	for i := len(agentKeyPrefix); i < len(key); i++ {
-		b := key[i]
-		if !(b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // Agent registration limits.
@@ -246,12 +227,4 @@ func paging(c echo.Context) (limit, offset int, err error) {
 		offset = n
 	}
 	return limit, offset, nil
-}
-
-// truncate shortens client text echoed in an error.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

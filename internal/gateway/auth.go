@@ -157,22 +157,6 @@ const (
 	ctxTokenHash = "gateway.token_hash"
 )
 
-// bearerToken returns the credentials of an Authorization header using one of schemes
-// (case-insensitive), or "".
-func bearerToken(r *http.Request, schemes ...string) string {
-	h := r.Header.Get(echo.HeaderAuthorization)
-	scheme, cred, ok := strings.Cut(h, " ")
-	if !ok {
-		return ""
-	}
-	for _, s := range schemes {
-		if strings.EqualFold(scheme, s) {
-			return strings.TrimSpace(cred)
-		}
-	}
-	return ""
-}
-
 // requireRole authenticates the operator session of the request and admits it when its role is at
 // least role: 401 for a missing, unknown or expired token, 403 for too small a role.
 func (g *Gateway) requireRole(role string) echo.MiddlewareFunc {

@@ -33,6 +33,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/history"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/ingest"
 	"github.com/agentmonitor/agentmonitor/internal/keycache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/ops"
@@ -110,6 +111,9 @@ type Gateway struct {
 	hub         *alertfeed.Hub
 
 	history *history.Engine
+
+	ingest        *ingest.Handler // the agents' write path
+	ingestMetrics *ingest.Metrics
 
 	limits     metric.Limits
 	agentLimit redis_rate.Limit
@@ -231,6 +235,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 	g.limiter = redis_rate.NewLimiter(g.rdb)
+	if g.ingest, err = g.newIngest(); err != nil {
+		return nil, err
+	}
 	if err := g.initHistory(); err != nil {
 		return nil, err
 	}

@@ -343,6 +343,9 @@ func TestIngestRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.g.publisher = pub // only e.serve, in this goroutine, uses the gateway from here on
+	if e.g.ingest, err = e.g.newIngest(); err != nil {
+		t.Fatal(err)
+	}
 	r := e.serve(req{method: "POST", path: "/api/v1/agents/" + a.ID + "/metrics", auth: bearer(a.APIKey),
 		body: `{"points":[{"measurement":"m","fields":{"v":1}}]}`, contentType: "application/json"})
 	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
@@ -367,6 +370,10 @@ func TestKeyCache(t *testing.T) {
 		lookups.Add(1)
 		return inner(ctx, h)
 	}, time.Now)
+	var err error
+	if e.g.ingest, err = e.g.newIngest(); err != nil {
+		t.Fatal(err)
+	}
 	body := `{"points":[{"measurement":"m","fields":{"v":1}}]}`
 	bad := "amk_" + strings.Repeat("B", 43)
 	for range 5 {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
 
@@ -43,22 +42,6 @@ func decodeBody(c echo.Context, v any) error {
 		return &apiError{Status: http.StatusBadRequest, Message: describeJSONError(err)}
 	}
 	return checkBodyText(body)
-}
-
-// requireJSON answers 415 unless the request says its body is application/json.
-func requireJSON(r *http.Request) error {
-	ct := r.Header.Get(echo.HeaderContentType)
-	if ct == "" {
-		return newError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
-	}
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil || mt != echo.MIMEApplicationJSON {
-		return newError(http.StatusUnsupportedMediaType, "Content-Type must be application/json, got %q", ct)
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return newError(http.StatusUnsupportedMediaType, "charset must be utf-8, got %q", cs)
-	}
-	return nil
 }
 
 // describeJSONError turns a json v2 decoding error into a message for the client that names the

@@ -88,21 +88,3 @@ func checkBodyText(body []byte) error {
 		return newError(http.StatusBadRequest, "invalid JSON at %q: the string %v", where, textcheck.ErrNUL)
 	}
 }
-
-// sqlStater is what PostgreSQL drivers' errors (lib/pq, pgx) answer the SQLSTATE with.
-type sqlStater interface{ SQLState() string }
-
-// badTextError reports whether err is PostgreSQL refusing text bytes: 22021
-// (character_not_in_repertoire: NUL, invalid UTF-8) or 22P05 (untranslatable_character). It is the
-// safety net of answer for text that an edge check missed: the client's input, so a 400.
-func badTextError(err error) bool {
-	var se sqlStater
-	if !errors.As(err, &se) {
-		return false
-	}
-	switch se.SQLState() {
-	case "22021", "22P05":
-		return true
-	}
-	return false
-}

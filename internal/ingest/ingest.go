@@ -1,4 +1,9 @@
-package gateway
+// Package ingest is the agents' write path of the gateway: it authenticates an agent key, reads
+// the body within its limit (gzip included), parses and validates the points, charges the agent's
+// rate, refuses while the stream backlog is over its bound, checks the field types, appends the
+// batch to the agent's stream shard and refreshes the hot cache. Its dependencies are injected
+// (Deps); errors are answered through package httpapi like every other handler's.
+package ingest
 
 import (
 	"bufio"
@@ -16,7 +21,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/fieldtype"
+	"github.com/agentmonitor/agentmonitor/internal/httpapi"
 	"github.com/agentmonitor/agentmonitor/internal/keycache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -57,15 +64,15 @@ func putIngestBuf(b *ingestBuf) {
 	ingestBufs.Put(b)
 }
 
-// ingestJSON answers POST /api/v1/agents/{id}/metrics (JSON points, key as Bearer).
-func (g *Gateway) ingestJSON(c echo.Context) error {
-	return g.ingest(c, routeJSON)
+// JSON answers POST /api/v1/agents/{id}/metrics (JSON points, key as Bearer).
+func (h *Handler) JSON(c echo.Context) error {
+	return h.ingest(c, routeJSON)
 }
 
-// ingestLine answers POST /api/v2/write (line protocol, key as Token or Bearer). bucket and org are
+// Line answers POST /api/v2/write (line protocol, key as Token or Bearer). bucket and org are
 // accepted and ignored: every agent's points go to the configured bucket.
-func (g *Gateway) ingestLine(c echo.Context) error {
-	return g.ingest(c, routeLine)
+func (h *Handler) Line(c echo.Context) error {
+	return h.ingest(c, routeLine)
 }
 
 // ingest runs one batch through, in this order: authenticate the key; read the body within the
@@ -73,43 +80,43 @@ func (g *Gateway) ingestLine(c echo.Context) error {
 // agent's rate (429); refuse while the backlog is over its bound (503); check the field types
 // (400 naming the field and its type, 503 if Redis cannot be asked); append the canonical batch
 // to the agent's stream shard (503 if Redis refuses); refresh the hot cache; 204.
-func (g *Gateway) ingest(c echo.Context, route string) (err error) {
+func (h *Handler) ingest(c echo.Context, route string) (err error) {
 	start := time.Now()
 	var points int
 	defer func() {
-		g.metrics.observeIngest(route, err, points, time.Since(start))
+		h.metrics.observe(route, err, points, time.Since(start))
 	}()
 
 	r := c.Request()
 	var key string
 	if route == routeJSON {
-		key = bearerToken(r, "Bearer")
+		key = httpapi.BearerToken(r, "Bearer")
 	} else {
-		key = bearerToken(r, "Token", "Bearer")
+		key = httpapi.BearerToken(r, "Token", "Bearer")
 	}
 	if key == "" {
 		if route == routeJSON {
-			return credentialError(r, "agent key", "Authorization: Bearer <agent key>", "Bearer")
+			return httpapi.CredentialError(r, "agent key", "Authorization: Bearer <agent key>", "Bearer")
 		}
-		return credentialError(r, "agent key", "Authorization: Token <agent key> (or Bearer <agent key>)", "Token", "Bearer")
+		return httpapi.CredentialError(r, "agent key", "Authorization: Token <agent key> (or Bearer <agent key>)", "Token", "Bearer")
 	}
-	if !wellFormedKey(key) {
-		return newError(http.StatusUnauthorized, "invalid agent key")
+	if !agent.WellFormedKey(key) {
+		return httpapi.New(http.StatusUnauthorized, "invalid agent key")
 	}
-	agentID, err := g.keys.Resolve(r.Context(), key)
+	agentID, err := h.keys.Resolve(r.Context(), key)
 	if errors.Is(err, keycache.ErrUnknownKey) {
-		return newError(http.StatusUnauthorized, "invalid agent key")
+		return httpapi.New(http.StatusUnauthorized, "invalid agent key")
 	}
 	if err != nil {
-		return unavailable("agent registry", err)
+		return httpapi.Unavailable("agent registry", err)
 	}
 	if route == routeJSON && !strings.EqualFold(c.Param("id"), agentID) {
-		return newError(http.StatusForbidden, "this key belongs to another agent: post to /api/v1/agents/%s/metrics", agentID)
+		return httpapi.New(http.StatusForbidden, "this key belongs to another agent: post to /api/v1/agents/%s/metrics", agentID)
 	}
 
 	precision := ""
 	if route == routeJSON {
-		if err := requireJSON(r); err != nil {
+		if err := httpapi.RequireJSON(r); err != nil {
 			return err
 		}
 	} else {
@@ -117,48 +124,48 @@ func (g *Gateway) ingest(c echo.Context, route string) (err error) {
 		switch precision {
 		case "", "ns", "us", "ms", "s":
 		default:
-			return newError(http.StatusBadRequest, "precision %q must be one of ns, us, ms, s", truncate(precision, 16))
+			return httpapi.New(http.StatusBadRequest, "precision %q must be one of ns, us, ms, s", httpapi.Truncate(precision, 16))
 		}
 	}
 
 	buf := ingestBufs.Get().(*ingestBuf)
 	defer putIngestBuf(buf)
-	if err := g.readBody(r, buf); err != nil {
+	if err := h.readBody(r, buf); err != nil {
 		return err
 	}
 
-	now := g.now()
+	now := h.now()
 	var pts []metric.Point
 	if route == routeJSON {
-		pts, err = metric.ParseJSON(buf.body.Bytes(), now, g.limits)
+		pts, err = metric.ParseJSON(buf.body.Bytes(), now, h.limits)
 	} else {
-		pts, err = metric.ParseLineProtocol(buf.body.Bytes(), precision, now, g.limits)
+		pts, err = metric.ParseLineProtocol(buf.body.Bytes(), precision, now, h.limits)
 	}
 	if err != nil {
-		return &apiError{Status: http.StatusBadRequest, Message: err.Error()}
+		return &httpapi.Error{Status: http.StatusBadRequest, Message: err.Error()}
 	}
 
-	res, err := g.limiter.AllowN(r.Context(), g.cfg.Redis.Prefix+"ingest:"+agentID, g.agentLimit, len(pts))
+	res, err := h.limiter.AllowN(r.Context(), h.rateKeyPrefix+agentID, h.agentLimit, len(pts))
 	if err != nil {
-		return unavailable("rate limiter", err)
+		return httpapi.Unavailable("rate limiter", err)
 	}
 	if res.Allowed == 0 {
-		return &apiError{
+		return &httpapi.Error{
 			Status:     http.StatusTooManyRequests,
-			Message:    fmt.Sprintf("agent over its rate of %d points/s (burst %d); retry later", g.agentLimit.Rate, g.agentLimit.Burst),
+			Message:    fmt.Sprintf("agent over its rate of %d points/s (burst %d); retry later", h.agentLimit.Rate, h.agentLimit.Burst),
 			RetryAfter: max(res.RetryAfter, time.Second),
 		}
 	}
-	if g.backlog != nil && g.backlog.Over() {
-		return &apiError{
+	if h.backlog != nil && h.backlog.Over() {
+		return &httpapi.Error{
 			Status:     http.StatusServiceUnavailable,
 			Message:    "the pipeline is behind (stream backlog over its bound); retry later",
-			RetryAfter: retryBacklog,
+			RetryAfter: httpapi.RetryBacklog,
 			Outcome:    "backlog_full",
 		}
 	}
 
-	if err := g.checkFieldTypes(r.Context(), pts, route, buf.body.Bytes()); err != nil {
+	if err := h.checkFieldTypes(r.Context(), pts, route, buf.body.Bytes()); err != nil {
 		return err
 	}
 
@@ -170,29 +177,29 @@ func (g *Gateway) ingest(c echo.Context, route string) (err error) {
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), publishTimeout)
 	defer cancel()
-	if err := g.publisher.Publish(pctx, agentID, buf.payload, meta); err != nil {
-		return unavailable("stream", err)
+	if err := h.publisher.Publish(pctx, agentID, buf.payload, meta); err != nil {
+		return httpapi.Unavailable("stream", err)
 	}
 	points = len(pts)
 
 	// The batch is in the stream: from here on the answer is 204 whatever happens. A failed cache
 	// refresh only delays the live view; failing the request would make the agent resend a batch
 	// that is already stored.
-	if err := g.hot.Update(pctx, agentID, pts, now); err != nil {
-		g.metrics.hotCacheErrors.Inc()
-		g.logger.Warn("refreshing hot cache failed", "agent", agentID, "err", err)
+	if err := h.hot.Update(pctx, agentID, pts, now); err != nil {
+		h.metrics.hotCacheErrors.Inc()
+		h.logger.Warn("refreshing hot cache failed", "agent", agentID, "err", err)
 	}
 	return c.NoContent(http.StatusNoContent)
 }
 
 // checkFieldTypes refuses points whose field types differ from those InfluxDB holds (see package
 // fieldtype): a 400 naming the point (its line, for line protocol), the field and its type.
-func (g *Gateway) checkFieldTypes(ctx context.Context, pts []metric.Point, route string, body []byte) error {
+func (h *Handler) checkFieldTypes(ctx context.Context, pts []metric.Point, route string, body []byte) error {
 	src := fieldtype.LineProtocol
 	if route == routeJSON {
 		src = fieldtype.JSON
 	}
-	err := g.fieldTypes.Check(ctx, pts, src)
+	err := h.fieldTypes.Check(ctx, pts, src)
 	var pe *metric.PointError
 	switch {
 	case err == nil:
@@ -201,21 +208,21 @@ func (g *Gateway) checkFieldTypes(ctx context.Context, pts []metric.Point, route
 		if route == routeLine {
 			pe.Line = metric.LineOf(body, pe.Index)
 		}
-		return &apiError{Status: http.StatusBadRequest, Message: pe.Error()}
+		return &httpapi.Error{Status: http.StatusBadRequest, Message: pe.Error()}
 	}
-	return unavailable("field-type registry", err)
+	return httpapi.Unavailable("field-type registry", err)
 }
 
 // readBody reads the request body into buf.body, decompressing gzip, and enforces the body limit
 // both on the bytes received and on the bytes decompressed (so a gzip bomb gets 413 after reading
 // at most the limit).
-func (g *Gateway) readBody(r *http.Request, buf *ingestBuf) error {
-	limit := g.cfg.MaxBodyBytes
+func (h *Handler) readBody(r *http.Request, buf *ingestBuf) error {
+	limit := h.maxBodyBytes
 	if r.ContentLength > limit {
-		return newError(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", limit)
+		return httpapi.New(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", limit)
 	}
 	tooLarge := func(what string) error {
-		return newError(http.StatusRequestEntityTooLarge, "%s exceeds %d bytes", what, limit)
+		return httpapi.New(http.StatusRequestEntityTooLarge, "%s exceeds %d bytes", what, limit)
 	}
 	buf.raw = limitedReader{r: r.Body, left: limit}
 	var src io.Reader = &buf.raw
@@ -240,11 +247,11 @@ func (g *Gateway) readBody(r *http.Request, buf *ingestBuf) error {
 			if buf.raw.over {
 				return tooLarge("request body")
 			}
-			return newError(http.StatusBadRequest, "invalid gzip body: %v", err)
+			return httpapi.New(http.StatusBadRequest, "invalid gzip body: %v", err)
 		}
 		src = buf.gz
 	default:
-		return newError(http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send gzip or no encoding", truncate(enc, 32))
+		return httpapi.New(http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send gzip or no encoding", httpapi.Truncate(enc, 32))
 	}
 	n, err := buf.body.ReadFrom(io.LimitReader(src, limit+1))
 	switch {
@@ -253,9 +260,9 @@ func (g *Gateway) readBody(r *http.Request, buf *ingestBuf) error {
 	case n > limit:
 		return tooLarge("decompressed request body")
 	case err != nil && compressed:
-		return newError(http.StatusBadRequest, "invalid gzip body: %v", err)
+		return httpapi.New(http.StatusBadRequest, "invalid gzip body: %v", err)
 	case err != nil:
-		return newError(http.StatusBadRequest, "reading request body: %v", err)
+		return httpapi.New(http.StatusBadRequest, "reading request body: %v", err)
 	}
 	return nil
 }
