@@ -33,6 +33,9 @@ const (
 	histPipeDB        = "bench_history"
 	histPipeRateLimit = 10_000_000 // points per second and burst: the load is one agent's month at once
 	histPipeRetryMax  = 5 * time.Minute
+	// histPipeGrace is ROLLUP_GRACE: the data is in the past, so a window may be computed as
+	// soon as the writer has it.
+	histPipeGrace = time.Second
 )
 
 // benchHistoryPipeline is --via pipeline: it starts a private deployment (influxd, gateway,
@@ -88,11 +91,12 @@ func benchHistoryPipeline(ctx context.Context, c historyConfig, logger *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	if err := postHistory(ctx, hc, b.gateway, agents, c, rep, logger); err != nil {
+	dataEnd, err := postHistory(ctx, hc, b.gateway, agents, c, rep, logger)
+	if err != nil {
 		return nil, err
 	}
 	loaded := time.Now()
-	if err := waitCaughtUp(ctx, b, loaded, c.timeout, rep, logger); err != nil {
+	if err := waitCaughtUp(ctx, b, loaded, dataEnd.Add(histPipeGrace), c.timeout, rep, logger); err != nil {
 		return nil, err
 	}
 
@@ -157,8 +161,7 @@ func startHistoryStack(ctx context.Context, b *bench, c historyConfig, dbURL str
 		"AGENT_RATE_POINTS_PER_SEC=" + strconv.Itoa(histPipeRateLimit),
 		"AGENT_RATE_BURST=" + strconv.Itoa(histPipeRateLimit),
 		"HISTORY_QUERY_TIMEOUT=1m",
-		// The data is in the past: a window may be computed as soon as the writer has it.
-		"ROLLUP_GRACE=1s",
+		"ROLLUP_GRACE=" + histPipeGrace.String(),
 		"ROLLUP_INTERVAL=1s",
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=warn",
@@ -182,8 +185,9 @@ func startHistoryStack(ctx context.Context, b *bench, c historyConfig, dbURL str
 // postHistory posts c.days of points ending now for every agent, c.batch lines per request of
 // line protocol (measurement bench, fields f0..f<series-1>, second precision) to the gateway's
 // POST /api/v2/write with the agent's key, c.writers requests in flight. A 429 or 503 is retried
-// after its Retry-After (the gateway's backpressure); any other refusal fails the load.
-func postHistory(ctx context.Context, hc *http.Client, gateway string, agents []registered, c historyConfig, rep *historyReport, logger *slog.Logger) error {
+// after its Retry-After (the gateway's backpressure); any other refusal fails the load. It
+// returns the end of the last step loaded (its points lie before it).
+func postHistory(ctx context.Context, hc *http.Client, gateway string, agents []registered, c historyConfig, rep *historyReport, logger *slog.Logger) (time.Time, error) {
 	now := time.Now().UTC().Truncate(c.step)
 	start := now.Add(-time.Duration(c.days) * 24 * time.Hour)
 	steps := int(now.Sub(start) / c.step)
@@ -248,17 +252,17 @@ produce:
 	wg.Wait()
 	select {
 	case err := <-errc:
-		return err
+		return time.Time{}, err
 	default:
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	rep.LoadSeconds = time.Since(began).Seconds()
 	rep.RawPoints, rep.Requests = points.Load(), requests.Load()
 	rep.LinesPerS = float64(rep.RawPoints) / rep.LoadSeconds
 	logger.Info("history posted", "points", rep.RawPoints, "requests", rep.Requests, "took", time.Since(began).Round(time.Millisecond))
-	return nil
+	return now, nil
 }
 
 // postLines posts one line-protocol body with an agent's key until it is answered 204, retrying
@@ -298,9 +302,11 @@ func postLines(ctx context.Context, hc *http.Client, u, key string, body []byte)
 }
 
 // waitCaughtUp waits (up to timeout) until the influx-writer group has written every entry, then
-// until every group is drained and the rollup store has no window whose ready time has passed
-// and none in flight, and records both times since loaded in rep.
-func waitCaughtUp(ctx context.Context, b *bench, loaded time.Time, timeout time.Duration, rep *historyReport, logger *slog.Logger) error {
+// until every group is drained and, once closed (the newest 1m window closes at closed), the
+// rollup store has no window whose ready time has passed and none in flight; it records both
+// times since loaded in rep. The 5m, 1h and 1d windows still open stay dirty: queries stitch them
+// from the tier below.
+func waitCaughtUp(ctx context.Context, b *bench, loaded, closed time.Time, timeout time.Duration, rep *historyReport, logger *slog.Logger) error {
 	keys := stream.StreamKeys(b.prefix, benchShards)
 	store := rollup.NewStore(b.rdb, b.prefix)
 	deadline := loaded.Add(timeout)
@@ -321,6 +327,8 @@ func waitCaughtUp(ctx context.Context, b *bench, loaded time.Time, timeout time.
 			why = w
 		} else if ok, why, err = stack.Drained(ctx, b.rdb, "", keys...); err != nil {
 			return err
+		} else if ok && time.Now().Before(closed) {
+			ok, why = false, "the newest 1m window is not closed yet"
 		} else if ok {
 			states, err := store.State(ctx, time.Now())
 			if err != nil {
