@@ -325,26 +325,12 @@ func waitCaughtUp(ctx context.Context, b *bench, loaded, closed time.Time, timeo
 		}
 		if !ok {
 			why = w
-		} else if ok, why, err = stack.Drained(ctx, b.rdb, "", keys...); err != nil {
+		} else if why, err = rollupState(ctx, b.rdb, store, keys, closed); err != nil {
 			return err
-		} else if ok && time.Now().Before(closed) {
-			ok, why = false, "the newest 1m window is not closed yet"
-		} else if ok {
-			states, err := store.State(ctx, time.Now())
-			if err != nil {
-				return err
-			}
-			for i, s := range states {
-				if s.Ready > 0 || s.Inflight > 0 {
-					ok, why = false, fmt.Sprintf("rollup tier %s: %d windows ready, %d in flight", influx.Tiers[i].Name, s.Ready, s.Inflight)
-					break
-				}
-			}
-			if ok {
-				rep.RollupCatchUpSeconds = time.Since(loaded).Seconds()
-				logger.Info("rollup caught up", "after", time.Since(loaded).Round(time.Millisecond))
-				return nil
-			}
+		} else if why == "" {
+			rep.RollupCatchUpSeconds = time.Since(loaded).Seconds()
+			logger.Info("rollup caught up", "after", time.Since(loaded).Round(time.Millisecond))
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not caught up %s after the load (--catchup-timeout): %s", timeout, why)
@@ -359,6 +345,28 @@ func waitCaughtUp(ctx context.Context, b *bench, loaded, closed time.Time, timeo
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// rollupState says what the pipeline still has to do once the influx-writer is drained: a group
+// not drained, the newest 1m window (closing at closed) not closed yet, or a rollup window ready
+// or in flight; "" when nothing.
+func rollupState(ctx context.Context, rdb redis.UniversalClient, store *rollup.Store, keys []string, closed time.Time) (string, error) {
+	if ok, why, err := stack.Drained(ctx, rdb, "", keys...); err != nil || !ok {
+		return why, err
+	}
+	if time.Now().Before(closed) {
+		return "the newest 1m window is not closed yet", nil
+	}
+	states, err := store.State(ctx, time.Now())
+	if err != nil {
+		return "", err
+	}
+	for i, s := range states {
+		if s.Ready > 0 || s.Inflight > 0 {
+			return fmt.Sprintf("rollup tier %s: %d windows ready, %d in flight", influx.Tiers[i].Name, s.Ready, s.Inflight), nil
+		}
+	}
+	return "", nil
 }
 
 // countStored counts what InfluxDB holds after the catch-up: the raw points of field f0 (every
