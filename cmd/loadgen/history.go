@@ -36,50 +36,85 @@ type historyConfig struct {
 	queries      int
 	writers      int
 	batch        int
+
+	// --via pipeline (histpipe.go)
+	via         string
+	redisURL    string
+	databaseURL string
+	keep        bool
+	timeout     time.Duration
 }
 
-// runHistory is "loadgen history": it loads days of points for agents × series straight into
-// InfluxDB 1.8 (raw points and the rollup tiers, computed here by the contract's rules, each tier
-// rolled up to its newest closed window so that queries stitch like in production), then times
-// the history engine's queries and prints a JSON report on stdout and one line per query on
-// stderr.
+// runHistory is "loadgen history": it loads days of points for agents × series, either through
+// a private deployment (--via pipeline, histpipe.go: gateway, influx-writer, pg-sync and the
+// rollup worker, which computes the tiers) or straight into InfluxDB 1.8 (--via influx: raw points
+// and the rollup tiers, computed here by the contract's rules, each tier rolled up to its newest
+// closed window so that queries stitch like in production), then times the history queries and
+// prints a JSON report on stdout and one line per query on stderr.
 func runHistory(args []string, stdout, stderr io.Writer) int {
 	var c historyConfig
 	fs := flag.NewFlagSet("loadgen history", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `loadgen history loads history into InfluxDB 1.8 (raw points and the 1m, 5m, 1h, 1d tiers, computed
-in-process by the rollup rules, written in big batches) and reports p50/p99 of the history queries:
-one series 24 h at 1m, 7 d at 1h, 30 d at 1d, fleet queries over all agents, and 24 h at 1m forced
-onto raw points, and 30 d at 1d on raw points (the ratios are what rollups bring). Loopback InfluxDB only.
+		fmt.Fprint(stderr, `loadgen history loads days of history and reports p50/p99 of the history queries: one series
+24 h at 1m, 7 d at 1h, 30 d at 1d, fleet queries over all agents, and 24 h at 1m forced onto raw
+points, and 30 d at 1d on raw points (the ratios are what rollups bring).
 
-Example:
-  loadgen history --influx-url http://127.0.0.1:8086 --agents 50 --series 5 --days 30
+--via pipeline (go tool task bench:history) builds and starts a private deployment (influxd 1.8 on
+free ports, the gateway with INGEST_MAX_PAST raised, influx-writer, pg-sync and the rollup worker,
+Redis and PostgreSQL at --redis-url and --database-url's server under a key prefix and a database
+of their own, all removed at the end), registers the agents through the API, posts their points
+as line protocol with their keys, waits until the streams are drained and the rollup worker has
+caught up, then times the queries through the gateway's history API (what a dashboard sees) and
+the same queries on the in-process engine.
+
+--via influx writes raw points and the 1m, 5m, 1h, 1d tiers (computed in-process by the rollup
+rules) straight into the InfluxDB 1.8 at --influx-url (loopback only) and times the in-process
+engine.
+
+Examples:
+  loadgen history --agents 50 --series 5 --days 30      (go tool task bench:history)
+  loadgen history --via influx --influx-url http://127.0.0.1:8086 --agents 50 --series 5 --days 30
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.influxURL, "influx-url", "http://127.0.0.1:8086", "InfluxDB 1.8 base URL (loopback only)")
-	fs.StringVar(&c.db, "db", "bench_history", "database to (re)create and load; dropped first when --load")
+	fs.StringVar(&c.influxURL, "influx-url", "http://127.0.0.1:8086", "--via influx: InfluxDB 1.8 base URL (loopback only)")
+	fs.StringVar(&c.db, "db", "bench_history", "--via influx: database to (re)create and load; dropped first when --load")
 	fs.IntVar(&c.agents, "agents", 50, "agents")
 	fs.IntVar(&c.series, "series", 5, "series (fields of one measurement) per agent")
 	fs.IntVar(&c.days, "days", 30, "days of data, ending now")
 	fs.DurationVar(&c.step, "step", 60*time.Second, "interval of raw points")
-	fs.IntVar(&c.rollup1mDays, "rollup-1m-days", 30, "days of the 1m tier to load (the 24 h query reads only the last day)")
-	fs.BoolVar(&c.load, "load", true, "drop, create and load the database; false: query what a previous run loaded")
+	fs.IntVar(&c.rollup1mDays, "rollup-1m-days", 30, "--via influx: days of the 1m tier to load (the 24 h query reads only the last day)")
+	fs.BoolVar(&c.load, "load", true, "--via influx: drop, create and load the database; false: query what a previous run loaded")
 	fs.IntVar(&c.queries, "queries", 100, "timed runs of each query (after 5 warm-up runs)")
-	fs.IntVar(&c.writers, "writers", 4, "concurrent write requests while loading")
-	fs.IntVar(&c.batch, "batch", 10000, "lines per write request")
+	fs.IntVar(&c.writers, "writers", 4, "concurrent write requests while loading (to the gateway --via pipeline)")
+	fs.IntVar(&c.batch, "batch", 0, "lines per write request (default: 5000 --via pipeline, the gateway's INGEST_MAX_POINTS; 10000 --via influx)")
+	fs.StringVar(&c.via, "via", "pipeline", "pipeline: a private deployment, points posted to the gateway, tiers computed by the rollup worker, queries through the history API; influx: straight into --influx-url")
+	fs.StringVar(&c.redisURL, "redis-url", envOr("REDIS_URL", "redis://127.0.0.1:6379/0"), "--via pipeline: the Redis to use, under a key prefix of its own; $REDIS_URL sets the default")
+	fs.StringVar(&c.databaseURL, "database-url", envOr("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/agentmonitor?sslmode=disable"),
+		"--via pipeline: a database URL on the PostgreSQL server to use; the bench creates and drops a database of its own there; $DATABASE_URL sets the default")
+	fs.BoolVar(&c.keep, "keep", false, "--via pipeline: keep the temporary directory (logs, InfluxDB data)")
+	fs.DurationVar(&c.timeout, "catchup-timeout", 30*time.Minute, "--via pipeline: how long to wait for the writers and the rollup worker to catch up after the load")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	if err := loopbackURL(c.influxURL); err != nil {
-		fmt.Fprintln(stderr, "loadgen history: --influx-url:", err)
+	if c.via != "pipeline" && c.via != "influx" {
+		fmt.Fprintf(stderr, "loadgen history: --via %q: want pipeline or influx\n", c.via)
 		return 2
+	}
+	if c.batch == 0 {
+		c.batch = map[string]int{"pipeline": 5000, "influx": 10000}[c.via]
+	}
+	if c.via == "influx" {
+		if err := loopbackURL(c.influxURL); err != nil {
+			fmt.Fprintln(stderr, "loadgen history: --influx-url:", err)
+			return 2
+		}
 	}
 	if c.agents < 1 || c.series < 1 || c.days < 1 || c.step < time.Second || c.queries < 1 || c.writers < 1 || c.batch < 1 || c.rollup1mDays < 1 {
 		fmt.Fprintln(stderr, "loadgen history: --agents, --series, --days, --rollup-1m-days, --queries, --writers, --batch must be positive and --step at least 1s")
@@ -88,7 +123,11 @@ Flags:
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := benchHistory(ctx, c, logger)
+	run := benchHistory
+	if c.via == "pipeline" {
+		run = benchHistoryPipeline
+	}
+	rep, err := run(ctx, c, logger)
 	if err != nil {
 		logger.Error("history bench failed", "err", err)
 		return 1
@@ -98,8 +137,18 @@ Flags:
 	if err := enc.Encode(rep); err != nil {
 		return 1
 	}
+	if rep.Via == "pipeline" {
+		fmt.Fprintf(stderr, "loaded %d raw points (%d values) in %d requests through the gateway in %.1f s (%.0f points/s); influx-writer drained %.1f s and rollup caught up %.1f s after the last request\n",
+			rep.RawPoints, rep.RawPoints*int64(rep.Series), rep.Requests, rep.LoadSeconds, rep.LinesPerS, rep.WriterDrainSeconds, rep.RollupCatchUpSeconds)
+		fmt.Fprintf(stderr, "stored: %d raw points, rollup rows 1m %d, 5m %d, 1h %d, 1d %d\n", rep.RawPointsStored,
+			rep.RollupWindows["1m"], rep.RollupWindows["5m"], rep.RollupWindows["1h"], rep.RollupWindows["1d"])
+	}
 	for _, q := range rep.Queries {
-		fmt.Fprintf(stderr, "%-28s tier %-3s every %-3s %5d points  p50 %7.2f ms  p99 %7.2f ms\n", q.Name, q.Tier, q.Every, q.Points, q.P50MS, q.P99MS)
+		fmt.Fprintf(stderr, "%-28s tier %-3s every %-3s %5d points  p50 %7.2f ms  p99 %7.2f ms", q.Name, q.Tier, q.Every, q.Points, q.P50MS, q.P99MS)
+		if rep.Via == "pipeline" {
+			fmt.Fprintf(stderr, "  (engine p50 %7.2f ms  p99 %7.2f ms)", q.EngineP50MS, q.EngineP99MS)
+		}
+		fmt.Fprintln(stderr)
 	}
 	fmt.Fprintf(stderr, "raw/rollup ratio: 24 h at 1m p50 %.1fx p99 %.1fx, 30 d at 1d p50 %.1fx p99 %.1fx; budget (p99 <= 100 ms for one series 24 h and 30 d): %s\n",
 		rep.RawRatioP50, rep.RawRatioP99, rep.RawRatio30dP50, rep.RawRatio30dP99, map[bool]string{true: "met", false: "MISSED"}[rep.BudgetMet])
@@ -108,18 +157,31 @@ Flags:
 
 // historyReport is the JSON report of a history bench.
 type historyReport struct {
-	Agents       int             `json:"agents"`
-	Series       int             `json:"series_per_agent"`
-	Days         int             `json:"days"`
-	Step         string          `json:"step"`
-	RawPoints    int64           `json:"raw_points"`
-	RollupPoints int64           `json:"rollup_points"`
-	LoadSeconds  float64         `json:"load_seconds"`
-	LinesPerS    float64         `json:"lines_per_s"`
-	Rollup1mDays int             `json:"rollup_1m_days"`
-	Queries      []historyTiming `json:"queries"`
-	RawRatioP50  float64         `json:"raw_ratio_p50"`
-	RawRatioP99  float64         `json:"raw_ratio_p99"`
+	// Via is pipeline or influx; Measured says where the query latencies are taken.
+	Via      string `json:"via"`
+	Measured string `json:"measured"`
+
+	Agents       int     `json:"agents"`
+	Series       int     `json:"series_per_agent"`
+	Days         int     `json:"days"`
+	Step         string  `json:"step"`
+	RawPoints    int64   `json:"raw_points"`
+	RollupPoints int64   `json:"rollup_points"`
+	LoadSeconds  float64 `json:"load_seconds"`
+	LinesPerS    float64 `json:"lines_per_s"`
+	// --via pipeline: requests posted, and the seconds from the last answered request until the
+	// influx-writer group, then every group and the rollup worker's windows, were drained.
+	Requests             int64   `json:"requests,omitempty"`
+	WriterDrainSeconds   float64 `json:"writer_drain_seconds,omitempty"`
+	RollupCatchUpSeconds float64 `json:"rollup_catchup_seconds,omitempty"`
+	// --via pipeline, counted in InfluxDB after the catch-up: raw points (must equal RawPoints)
+	// and rollup rows (agent × window) per tier; RollupPoints is their sum.
+	RawPointsStored int64            `json:"raw_points_stored,omitempty"`
+	RollupWindows   map[string]int64 `json:"rollup_windows,omitempty"`
+	Rollup1mDays    int              `json:"rollup_1m_days"`
+	Queries         []historyTiming  `json:"queries"`
+	RawRatioP50     float64          `json:"raw_ratio_p50"`
+	RawRatioP99     float64          `json:"raw_ratio_p99"`
 	// The same for 30 d at 1d, where rollups matter most.
 	RawRatio30dP50 float64 `json:"raw_ratio_30d_p50"`
 	RawRatio30dP99 float64 `json:"raw_ratio_30d_p99"`
@@ -135,6 +197,9 @@ type historyTiming struct {
 	P50MS  float64 `json:"p50_ms"`
 	P99MS  float64 `json:"p99_ms"`
 	MaxMS  float64 `json:"max_ms"`
+	// --via pipeline: the same query on the in-process engine, without HTTP and the gateway.
+	EngineP50MS float64 `json:"engine_p50_ms,omitempty"`
+	EngineP99MS float64 `json:"engine_p99_ms,omitempty"`
 }
 
 func benchHistory(ctx context.Context, c historyConfig, logger *slog.Logger) (*historyReport, error) {
@@ -156,49 +221,91 @@ func benchHistory(ctx context.Context, c historyConfig, logger *slog.Logger) (*h
 	if err != nil {
 		return nil, err
 	}
-	one := []string{benchAgent(0)}
-	queries := []struct {
-		name string
-		q    history.Query
-	}{
-		{"series 24h at 1m", history.Query{Agents: one, Start: now.Add(-24 * time.Hour), Every: time.Minute}},
-		{"series 7d at 1h", history.Query{Agents: one, Start: now.Add(-7 * 24 * time.Hour), Every: time.Hour}},
-		{"series 30d at 1d", history.Query{Agents: one, Start: now.Add(-30 * 24 * time.Hour), Every: 24 * time.Hour}},
-		{"fleet 24h at 1h by agent", history.Query{GroupBy: []string{"agent"}, Start: now.Add(-24 * time.Hour), Every: time.Hour}},
-		{"fleet 7d at 1h by agent", history.Query{GroupBy: []string{"agent"}, Start: now.Add(-7 * 24 * time.Hour), Every: time.Hour}},
-		{"series 24h at 1m, raw", history.Query{Agents: one, Start: now.Add(-24 * time.Hour), Every: time.Minute, Tier: history.Raw}},
-		{"series 30d at 1d, raw", history.Query{Agents: one, Start: now.Add(-30 * 24 * time.Hour), Every: 24 * time.Hour, Tier: history.Raw}},
+	rep.Via, rep.Measured = "influx", "in-process history engine"
+	rep.Queries, err = timeHistory(ctx, c.queries, engineRunner(engine), benchAgent(0), logger)
+	if err != nil {
+		return nil, err
 	}
-	for _, bq := range queries {
-		q := bq.q
-		q.Measurement, q.Field, q.Fn, q.OmitAgent = "bench", "f0", "mean", len(q.Agents) == 1
+	rep.ratios()
+	return rep, nil
+}
+
+// historyQuery is one query of the timed set: one series (the first agent) or the fleet (every
+// agent, one series per agent) over span at every, on the tier the planner picks or forced onto
+// tier.
+type historyQuery struct {
+	name  string
+	fleet bool
+	span  time.Duration
+	every time.Duration
+	tier  string
+}
+
+// historyQueries is the timed set; ratios reads it by position.
+var historyQueries = []historyQuery{
+	{name: "series 24h at 1m", span: 24 * time.Hour, every: time.Minute},
+	{name: "series 7d at 1h", span: 7 * 24 * time.Hour, every: time.Hour},
+	{name: "series 30d at 1d", span: 30 * 24 * time.Hour, every: 24 * time.Hour},
+	{name: "fleet 24h at 1h by agent", fleet: true, span: 24 * time.Hour, every: time.Hour},
+	{name: "fleet 7d at 1h by agent", fleet: true, span: 7 * 24 * time.Hour, every: time.Hour},
+	{name: "series 24h at 1m, raw", span: 24 * time.Hour, every: time.Minute, tier: history.Raw},
+	{name: "series 30d at 1d, raw", span: 30 * 24 * time.Hour, every: 24 * time.Hour, tier: history.Raw},
+}
+
+// queryRunner runs one query of the set for agent (the series queries' agent) ending now, and
+// returns its answer.
+type queryRunner func(ctx context.Context, hq historyQuery, agent string) (history.Result, error)
+
+// engineRunner runs the queries on the in-process engine, field f0 of measurement bench, as the
+// gateway would plan them.
+func engineRunner(engine *history.Engine) queryRunner {
+	return func(ctx context.Context, hq historyQuery, agent string) (history.Result, error) {
+		now := time.Now().UTC() // like a dashboard refreshing: the newest windows are stitched
+		q := history.Query{Measurement: "bench", Field: "f0", Fn: "mean", Start: now.Add(-hq.span), End: now, Every: hq.every, Tier: hq.tier}
+		if hq.fleet {
+			q.GroupBy = []string{"agent"}
+		} else {
+			q.Agents, q.OmitAgent = []string{agent}, true
+		}
+		return engine.Query(ctx, q)
+	}
+}
+
+// timeHistory runs every query of the set n times after 5 warm-up runs and returns their
+// latencies.
+func timeHistory(ctx context.Context, n int, run queryRunner, agent string, logger *slog.Logger) ([]historyTiming, error) {
+	var out []historyTiming
+	for _, hq := range historyQueries {
 		var lat []time.Duration
 		var res history.Result
-		for i := 0; i < c.queries+5; i++ {
-			q.End = time.Now().UTC() // like a dashboard refreshing: the newest windows are stitched
+		var err error
+		for i := 0; i < n+5; i++ {
 			began := time.Now()
-			res, err = engine.Query(ctx, q)
-			if err != nil {
-				return nil, fmt.Errorf("query %s: %w", bq.name, err)
+			if res, err = run(ctx, hq, agent); err != nil {
+				return nil, fmt.Errorf("query %s: %w", hq.name, err)
 			}
 			if i >= 5 {
 				lat = append(lat, time.Since(began))
 			}
 		}
-		n := 0
+		points := 0
 		for _, s := range res.Series {
-			n += len(s.Points)
+			points += len(s.Points)
 		}
 		slices.Sort(lat)
-		rep.Queries = append(rep.Queries, historyTiming{Name: bq.name, Tier: res.Tier, Every: res.Every, Points: n,
+		out = append(out, historyTiming{Name: hq.name, Tier: res.Tier, Every: res.Every, Points: points,
 			P50MS: msOf(nearestRank(lat, 0.50)), P99MS: msOf(nearestRank(lat, 0.99)), MaxMS: msOf(lat[len(lat)-1])})
-		logger.Info("timed history query", "query", bq.name, "tier", res.Tier, "points", n)
+		logger.Info("timed history query", "query", hq.name, "tier", res.Tier, "points", points)
 	}
+	return out, nil
+}
+
+// ratios fills the raw-versus-rollup ratios and the budget verdict from rep.Queries.
+func (rep *historyReport) ratios() {
 	day, raw, month, rawMonth := rep.Queries[0], rep.Queries[5], rep.Queries[2], rep.Queries[6]
 	rep.RawRatioP50, rep.RawRatioP99 = raw.P50MS/day.P50MS, raw.P99MS/day.P99MS
 	rep.RawRatio30dP50, rep.RawRatio30dP99 = rawMonth.P50MS/month.P50MS, rawMonth.P99MS/month.P99MS
 	rep.BudgetMet = day.P99MS <= 100 && month.P99MS <= 100
-	return rep, nil
 }
 
 func nearestRank(sorted []time.Duration, p float64) time.Duration {
