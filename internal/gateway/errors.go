@@ -14,6 +14,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 )
 
 // errorBody is the shape of every error answer: {"error": "...", "details": [...]}.
@@ -78,6 +79,10 @@ func answer(err error) (status int, body errorBody, retryAfter time.Duration, in
 	switch {
 	case badTextError(err): // before apiError: a store failure wrapped as 503 may be this
 		return http.StatusBadRequest, errorBody{Error: "a text value contains a NUL character or invalid UTF-8, which cannot be stored"}, 0, false
+	case redisconn.IsOOM(err): // before apiError: whatever wrapped it, nothing was written
+		return http.StatusServiceUnavailable, errorBody{Error: "the stream store (Redis) is out of memory, retry later"}, retryBacklog, true
+	case redisconn.IsTransient(err):
+		return http.StatusServiceUnavailable, errorBody{Error: "the stream store (Redis) is unavailable, retry later"}, retryUnavailable, true
 	case errors.As(err, &ae):
 		status, body, retryAfter = ae.Status, errorBody{Error: ae.Message, Details: ae.Details}, ae.RetryAfter
 		return status, body, retryAfter, status >= 500

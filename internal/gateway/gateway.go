@@ -158,6 +158,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	if g.rdb, err = redisconn.Open(ctx, cfg.Redis); err != nil {
 		return nil, err
 	}
+	for _, warning := range redisconn.Warnings(ctx, g.rdb) {
+		g.logger.Warn(warning)
+	}
 	if g.db, err = postgres.Open(ctx, cfg.Postgres.URL); err != nil {
 		return nil, err
 	}
