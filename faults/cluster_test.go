@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -272,7 +273,7 @@ func (c *cluster) sampleMemory(ctx context.Context) memory {
 		}
 	}
 	if info, err := c.rdb.InfoMap(ctx, "memory").Result(); err == nil {
-		fmt.Sscan(info["Memory"]["used_memory"], &m.redisUsed)
+		m.redisUsed, _ = strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
 	}
 	for _, k := range c.streams() {
 		n, _ := c.rdb.XLen(ctx, k).Result()
@@ -289,8 +290,7 @@ func rssOf(pid int) int64 {
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kb)
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb * 1024
 		}
 	}

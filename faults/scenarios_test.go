@@ -433,7 +433,11 @@ func TestEvictingRedisIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gateway with REDIS_ALLOW_EVICTION=1: %v", err)
 	}
-	defer p.Stop(10 * time.Second)
+	t.Cleanup(func() {
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Error(err)
+		}
+	})
 	resp, err := http.Get("http://" + addrs[0] + "/readyz")
 	if err != nil {
 		t.Fatal(err)
