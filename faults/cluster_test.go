@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/stack"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
@@ -97,6 +98,7 @@ type cluster struct {
 	workers []*stack.App
 	admin   string
 	prefix  string
+	agents  int // agents registered so far, for unique names
 }
 
 func newCluster(t *testing.T, o options) *cluster {
@@ -188,11 +190,12 @@ func (c *cluster) startWorker(app, name string) {
 // streams returns the metrics stream keys.
 func (c *cluster) streams() []string { return stream.StreamKeys(c.prefix, shards) }
 
-// waitDrained waits until every group of every metrics stream has read and acked everything.
+// waitDrained waits until every group of every metrics stream and of the alerts stream has read
+// and acked everything.
 func (c *cluster) waitDrained() time.Duration {
 	c.t.Helper()
 	start := time.Now()
-	testenv.WaitDrained(c.t, c.rdb, "", c.streams()...)
+	testenv.WaitDrained(c.t, c.rdb, "", append(c.streams(), alertredis.StreamKey(c.prefix))...)
 	return time.Since(start)
 }
 
@@ -244,7 +247,8 @@ func (c *cluster) registerAgents(n int) []agent {
 	c.t.Helper()
 	agents := make([]agent, n)
 	for i := range agents {
-		code, b := c.call("POST", "/api/v1/agents", "Bearer "+c.admin, map[string]any{"name": fmt.Sprintf("fault-%d", i)})
+		c.agents++
+		code, b := c.call("POST", "/api/v1/agents", "Bearer "+c.admin, map[string]any{"name": fmt.Sprintf("fault-%d", c.agents)})
 		if code != http.StatusCreated {
 			c.t.Fatalf("registering agent: %d %s", code, b)
 		}

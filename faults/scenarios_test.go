@@ -66,6 +66,14 @@ func answersSentWithin(l *load, from, to time.Time) []request {
 func TestRedisKilledAndRestartedWithAOF(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{})
+	runID := func() string {
+		info, err := c.rdb.InfoMap(context.Background(), "server").Result()
+		if err != nil {
+			t.Fatalf("INFO server: %v", err)
+		}
+		return info["Server"]["run_id"]
+	}
+	before := runID()
 	res, _ := scenario(t, c, "1 redis SIGKILL+AOF", func(l *load) fault {
 		var f fault
 		for i := range int(dur(2, 3)) {
@@ -86,6 +94,10 @@ func TestRedisKilledAndRestartedWithAOF(t *testing.T) {
 		}
 		return f
 	})
+	if runID() == before {
+		t.Error("redis-server has the same run_id after the kills: it was not restarted")
+	}
+	res.extra = fmt.Sprintf("%d SIGKILLs", int(dur(2, 3)))
 	report(t, res)
 }
 
@@ -134,6 +146,29 @@ func TestRedisUnreachable(t *testing.T) {
 func TestPostgresStopped(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{privatePostgres: true})
+	// A probe agent and a rule on it: the probe crosses the threshold while PostgreSQL is down, so
+	// the alert event must wait in the alerts stream and be written once PostgreSQL is back.
+	probe := c.registerAgents(1)[0]
+	code, b := c.call("POST", "/api/v1/alert-rules", "Bearer "+c.admin, map[string]any{
+		"name": "probe high", "kind": "threshold", "metric": "probe.v", "aggregation": "last", "operator": ">",
+		"thresholds": map[string]any{"warning": map[string]any{"value": 50}}, "agents": map[string]any{"ids": []string{probe.ID}},
+	})
+	if code != http.StatusCreated {
+		t.Fatalf("creating the probe rule: %d %s", code, b)
+	}
+	var rule struct{ ID string }
+	if err := json.Unmarshal(b, &rule); err != nil {
+		t.Fatal(err)
+	}
+	sendProbe := func(v int) int {
+		code, b := c.call("POST", "/api/v1/agents/"+probe.ID+"/metrics", "Bearer "+probe.APIKey,
+			map[string]any{"points": []map[string]any{{"measurement": "probe", "fields": map[string]any{"v": v}}}})
+		if code/100 != 2 {
+			t.Errorf("probe point: %d %s", code, b)
+		}
+		return code
+	}
+	sendProbe(0)
 	var login, ready, readyAPI string
 	var during []request
 	res, l := scenario(t, c, "3 postgres stopped", func(l *load) fault {
@@ -143,6 +178,7 @@ func TestPostgresStopped(t *testing.T) {
 		}
 		stopped := time.Now()
 		outage := dur(4*time.Second, 60*time.Second)
+		sendProbe(100) // fires "probe high" while PostgreSQL is down
 		time.Sleep(outage / 2)
 		code, b := c.call("POST", "/api/v1/auth/login", "", map[string]string{"username": "admin", "password": adminPassword})
 		login = fmt.Sprintf("%d %s", code, strings.TrimSpace(string(b)))
@@ -184,7 +220,15 @@ func TestPostgresStopped(t *testing.T) {
 		}
 		return ""
 	})
-	res.extra = "login during outage: " + cut(login, 90)
+	// The alert event of the firing during the outage reached the history once PostgreSQL was back.
+	testenv.Eventually(t, 30*time.Second, func() string {
+		code, b := c.call("GET", "/api/v1/alerts/history?rule="+rule.ID, "Bearer "+c.login(), nil)
+		if code != http.StatusOK || !strings.Contains(string(b), `"firing"`) && !strings.Contains(string(b), `"warning"`) {
+			return fmt.Sprintf("alert history of the probe rule = %d %s, want the firing written after the outage", code, b)
+		}
+		return ""
+	})
+	res.extra = "login during outage: " + cut(login, 90) + "; alert event written after the outage"
 	report(t, res)
 }
 
