@@ -28,6 +28,9 @@ import (
 // seconds of load and outages of a few seconds.
 var long = flag.Bool("long", false, "run the full-length scenarios (minutes of load, 30-60 s outages, a 5 min soak)")
 
+// soakFor overrides the soak's length (an hour-scale soak: go tool task faults -- -soak 1h).
+var soakFor = flag.Duration("soak", 0, "length of the soak (default 60s, 5m with -long)")
+
 // binDir holds the binaries built once by TestMain.
 var binDir string
 

@@ -372,6 +372,9 @@ func TestSoak(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{})
 	length := dur(60*time.Second, 5*time.Minute)
+	if *soakFor > 0 {
+		length = *soakFor
+	}
 	l := newLoad(c.gateway.URL, c.registerAgents(agentsPerRun()), 20*time.Millisecond)
 	l.start()
 	if !l.waitAcked(50, 30*time.Second) {
