@@ -100,7 +100,14 @@ func (a *AgeTrimmer) trim(ctx context.Context, s AgedStream) (int64, error) {
 		return 0, nil
 	}
 	minID := streamID{ms: uint64(cutoff)}
-	need, ok, err := groupsNeed(ctx, a.client, s.Key)
+	groups, err := a.client.XInfoGroups(ctx, s.Key).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("reading groups of %s: %w", s.Key, err)
+	}
+	need, ok, err := groupsNeed(ctx, a.client, s.Key, groups)
 	if err != nil {
 		return 0, err
 	}
@@ -114,32 +121,33 @@ func (a *AgeTrimmer) trim(ctx context.Context, s AgedStream) (int64, error) {
 	return n, nil
 }
 
-// groupsNeed returns the smallest id a consumer group on key still needs (its smallest pending
-// id, or the id after its last delivered one); ok is false when key has no group (or does not
-// exist). The groups and their pending summaries are read in one MULTI, as Trimmer does.
-func groupsNeed(ctx context.Context, client redis.UniversalClient, key string) (streamID, bool, error) {
-	groups, err := client.XInfoGroups(ctx, key).Result()
-	if err != nil {
-		if strings.Contains(err.Error(), "no such key") {
-			return streamID{}, false, nil
-		}
-		return streamID{}, false, fmt.Errorf("reading groups of %s: %w", key, err)
-	}
+// groupsNeed returns the smallest id a consumer group on key still needs: for each of groups
+// (XINFO GROUPS read by the caller), its smallest pending id, or the id after its last-delivered
+// id when nothing is pending; ok is false without groups.
+//
+// XINFO GROUPS and each group's XPENDING summary are read again in one MULTI, so that they
+// describe the same moment: read apart, a group could deliver entries between the two reads and
+// its new pending entries would be trimmed.
+func groupsNeed(ctx context.Context, client redis.UniversalClient, key string, groups []redis.XInfoGroup) (streamID, bool, error) {
 	if len(groups) == 0 {
 		return streamID{}, false, nil
 	}
 	var info *redis.XInfoGroupsCmd
-	pending := make(map[string]*redis.XPendingCmd, len(groups))
+	pending := make([]*redis.XPendingCmd, len(groups))
 	if _, err := client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		info = pipe.XInfoGroups(ctx, key)
-		for _, g := range groups {
-			pending[g.Name] = pipe.XPending(ctx, key, g.Name)
+		for i, g := range groups {
+			pending[i] = pipe.XPending(ctx, key, g.Name)
 		}
 		return nil
 	}); err != nil {
 		return streamID{}, false, fmt.Errorf("reading group positions on %s: %w", key, err)
 	}
-	var min streamID
+	byName := make(map[string]*redis.XPending, len(groups))
+	for i, g := range groups {
+		byName[g.Name] = pending[i].Val()
+	}
+	var minID streamID
 	found := false
 	for _, g := range info.Val() {
 		last, err := parseStreamID(g.LastDeliveredID)
@@ -147,8 +155,9 @@ func groupsNeed(ctx context.Context, client redis.UniversalClient, key string) (
 			return streamID{}, false, fmt.Errorf("group %s on %s: %w", g.Name, key, err)
 		}
 		need := last.next()
-		if p := pending[g.Name]; p != nil && p.Val() != nil && p.Val().Count > 0 {
-			lower, err := parseStreamID(p.Val().Lower)
+		// A group created between the two reads has no XPENDING here: nothing of it is pending yet.
+		if p := byName[g.Name]; p != nil && p.Count > 0 {
+			lower, err := parseStreamID(p.Lower)
 			if err != nil {
 				return streamID{}, false, fmt.Errorf("group %s on %s: %w", g.Name, key, err)
 			}
@@ -156,11 +165,11 @@ func groupsNeed(ctx context.Context, client redis.UniversalClient, key string) (
 				need = lower
 			}
 		}
-		if !found || need.less(min) {
-			min, found = need, true
+		if !found || need.less(minID) {
+			minID, found = need, true
 		}
 	}
-	return min, found, nil
+	return minID, found, nil
 }
 
 // AgeTrimConfig is how long the streams kept by age keep their entries.
