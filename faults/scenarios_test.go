@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,6 +139,38 @@ func TestRedisUnreachable(t *testing.T) {
 	for _, w := range c.workers {
 		if !w.Running() || w.Pid() != pids[w.Name()] {
 			t.Errorf("%s was restarted or died during the Redis outage (pid %d, was %d)", w.Name(), w.Pid(), pids[w.Name()])
+		}
+	}
+	report(t, res)
+}
+
+// TestRedisFrozen freezes redis-server (SIGSTOP) instead of stopping it: connections stay open
+// and commands hang, as on a partitioned network or a stalled host, until the clients' timeouts.
+// Writes sent before the freeze run when it thaws, so some requests answered 503 may be stored:
+// the checker allows that (unknown-present), never a lost acknowledged point.
+func TestRedisFrozen(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, options{})
+	var frozen, thawed time.Time
+	res, l := scenario(t, c, "2b redis frozen", func(l *load) fault {
+		began := time.Now()
+		pid := c.redis.Process().Pid()
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		frozen = time.Now()
+		// Longer than the gateway's publish timeout (5 s), so that requests time out meanwhile.
+		time.Sleep(dur(7*time.Second, 30*time.Second))
+		thawed = time.Now()
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		return fault{begin: began, end: time.Now()}
+	})
+	for _, r := range answersSentWithin(l, frozen, thawed) {
+		if r.verdict == acked {
+			t.Errorf("with Redis frozen: answer %d to a request sent after the freeze and answered before the thaw, want no 2xx", r.status)
+			break
 		}
 	}
 	report(t, res)
