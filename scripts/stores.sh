@@ -94,6 +94,8 @@ redis_start() {
 			printf 'dir "%s"\npidfile "%s"\nlogfile "%s"\n' "$DATA/redis" "$RUN/redis.pid" "$LOGS/redis.log"
 			# AOF: a restarted Redis keeps the streams; everysec may lose ~1 s on a host crash.
 			printf 'appendonly yes\nappendfsync everysec\n'
+			# Never evict: an evicted stream entry is a lost point (the binaries refuse other policies).
+			printf 'maxmemory-policy noeviction\n'
 			if [[ -n $pass ]]; then
 				pass=${pass//\\/\\\\}
 				printf 'requirepass "%s"\n' "${pass//\"/\\\"}"

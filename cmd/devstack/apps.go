@@ -262,11 +262,57 @@ func (d *dev) test(ctx context.Context, packages []string) error {
 	if err := d.command(ctx, nil, "bash", filepath.Join(d.cfg.root, "scripts", "lint.sh")); err != nil {
 		return err
 	}
-	if len(packages) == 0 {
+	whole := len(packages) == 0
+	if whole {
 		packages = []string{"./..."}
 	}
 	// -p 2: this class of machine has two cores, and integration tests start real servers.
 	args := append(append([]string{"test", "-count=1", "-race", "-p", "2", "-timeout", "30m"}, d.cfg.goTestFlags...), packages...)
+	logf("go %s", strings.Join(args, " "))
+	if err := d.command(ctx, []string{"INFLUXD_BIN=" + influxd}, "go", args...); err != nil {
+		return err
+	}
+	if whole {
+		return d.fuzz(ctx, fuzzCI)
+	}
+	return nil
+}
+
+// fuzzTargets are the native fuzz targets: the parsers of agent input and the alert-rule
+// validator. `test` runs each for fuzzCI, `fuzz` for longer.
+var fuzzTargets = []struct{ name, pkg string }{
+	{"FuzzParseJSON", "./internal/metric"},
+	{"FuzzParseLineProtocol", "./internal/metric"},
+	{"FuzzValidate", "./internal/alert"},
+}
+
+// fuzzCI is how long `test` fuzzes each target.
+const fuzzCI = 5 * time.Second
+
+// fuzz runs every fuzz target for d each, one after the other (go test -fuzz takes one target
+// per run). A failing input is written under the package's testdata/fuzz and fails the run.
+func (d *dev) fuzz(ctx context.Context, each time.Duration) error {
+	for _, f := range fuzzTargets {
+		args := []string{"test", "-run", "^$", "-fuzz", "^" + f.name + "$", "-fuzztime", each.String(), f.pkg}
+		logf("go %s", strings.Join(args, " "))
+		if err := d.command(ctx, nil, "go", args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// faults runs the fault suite (package faults) at full length: every scenario under minutes of
+// load, with one line per scenario at the end.
+func (d *dev) faults(ctx context.Context, extra []string) error {
+	influxd, ok := d.findInfluxd(false)
+	if !ok {
+		return fmt.Errorf("influxd %s not found: run go tool task test once, or %s", stack.InfluxdVersion, stack.InfluxdInstall)
+	}
+	if err := d.ensurePostgres(ctx, d.cfg.testDatabaseURL); err != nil {
+		return err
+	}
+	args := append([]string{"test", "-count=1", "-v", "-timeout", "120m", "./faults", "-args", "-long"}, extra...)
 	logf("go %s", strings.Join(args, " "))
 	return d.command(ctx, []string{"INFLUXD_BIN=" + influxd}, "go", args...)
 }

@@ -137,9 +137,19 @@ func run(ctx context.Context, args []string) error {
 		return d.logs(n)
 	case "test":
 		return d.test(ctx, args)
+	case "fuzz":
+		each := 10 * time.Minute
+		if len(args) > 0 {
+			if each, err = time.ParseDuration(args[0]); err != nil || each <= 0 {
+				return fmt.Errorf("fuzz %q: want a duration per target, like 10m", args[0])
+			}
+		}
+		return d.fuzz(ctx, each)
+	case "faults":
+		return d.faults(ctx, args)
 	case "-h", "--help", "help":
-		fmt.Println("usage: devstack up|down|stores [redis|postgres|influxdb...]|status|build|logs [lines]|test [packages]")
+		fmt.Println("usage: devstack up|down|stores [redis|postgres|influxdb...]|status|build|logs [lines]|test [packages]|fuzz [duration]|faults")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (usage: devstack up|down|stores [redis|postgres|influxdb...]|status|build|logs [lines]|test [packages])", cmd)
+	return fmt.Errorf("unknown command %q (usage: devstack up|down|stores [redis|postgres|influxdb...]|status|build|logs [lines]|test [packages]|fuzz [duration]|faults)", cmd)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/lib/pq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stack"
 )
 
@@ -167,6 +168,7 @@ func (d *dev) ensureRedis(ctx context.Context, rawURL string) error {
 	addr := net.JoinHostPort(bindHost(host), port)
 	if tcpOpen(addr) {
 		logf("Redis: using the server answering at %s%s", addr, d.ours("redis.pid", "redis-server"))
+		d.warnRedisSettings(ctx, opts)
 		return nil
 	}
 	if !isLocal(host) {
@@ -183,6 +185,32 @@ func (d *dev) ensureRedis(ctx context.Context, rawURL string) error {
 		return fmt.Errorf("redis did not start listening (see %s): %w", filepath.Join(d.logDir, "redis.log"), err)
 	}
 	return nil
+}
+
+// warnRedisSettings says loudly when the Redis found running can lose points: no append-only
+// file (a restart loses the streams' recent entries) or an evicting maxmemory-policy (the binaries
+// refuse to start on it unless REDIS_ALLOW_EVICTION=1).
+func (d *dev) warnRedisSettings(ctx context.Context, opts *redis.Options) {
+	if opts.Password == "" {
+		opts.Password = d.cfg.redisPass
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := redisconn.ReadSettings(ctx, rdb)
+	if err != nil {
+		logf("Redis: WARNING: cannot read its settings: %v", err)
+		return
+	}
+	if err := s.Refusal(false); err != nil {
+		logf("Redis: WARNING: %v", err)
+	}
+	for _, w := range s.Warnings() {
+		if !strings.Contains(w, "maxmemory-policy") { // said above
+			logf("Redis: WARNING: %s", strings.TrimPrefix(w, "redis: "))
+		}
+	}
 }
 
 // ensurePostgres makes sure PostgreSQL answers at rawURL, the URL's user logs in over TCP with

@@ -39,6 +39,7 @@ type Config struct {
 	Publish stream.PublisherConfig
 	Backlog stream.BacklogConfig
 	Trim    stream.TrimmerConfig
+	AgeTrim stream.AgeTrimConfig // the alerts stream, kept by age
 	WS      alertfeed.Config
 	Edge    EdgeConfig
 	TLS     TLSConfig
@@ -147,6 +148,7 @@ func (c Config) Validate() error {
 	check(c.Publish.Validate())
 	check(c.Backlog.Validate())
 	check(c.Trim.Validate())
+	check(c.AgeTrim.Validate())
 	check(c.WS.Validate())
 	check(c.Edge.Validate())
 	check(c.History.Validate())

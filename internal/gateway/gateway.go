@@ -28,6 +28,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/alertfeed"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/fieldtype"
 	"github.com/agentmonitor/agentmonitor/internal/history"
@@ -86,18 +87,19 @@ type Gateway struct {
 	rdb *redis.Client
 	db  *sqlx.DB
 
-	agents    agentStore
-	users     userStore
-	audit     auditStore
-	publisher publisher
-	backlog   backlogGate
-	backlogRn *stream.Backlog
-	trimmer   *stream.Trimmer
-	rates     pipelineRates // entries-read counters for GET /api/v1/pipeline
-	hot       *hotcache.Cache
-	keys      *keycache.Cache
-	sessions  *sessions
-	limiter   *redis_rate.Limiter
+	agents     agentStore
+	users      userStore
+	audit      auditStore
+	publisher  publisher
+	backlog    backlogGate
+	backlogRn  *stream.Backlog
+	trimmer    *stream.Trimmer
+	ageTrimmer *stream.AgeTrimmer
+	rates      pipelineRates // entries-read counters for GET /api/v1/pipeline
+	hot        *hotcache.Cache
+	keys       *keycache.Cache
+	sessions   *sessions
+	limiter    *redis_rate.Limiter
 
 	influx     *influx.Client // history queries and the fieldTypes seed
 	fieldTypes *fieldtype.Registry
@@ -169,6 +171,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	if g.rdb, err = redisconn.Open(ctx, cfg.Redis); err != nil {
 		return nil, err
 	}
+	for _, warning := range redisconn.Warnings(ctx, g.rdb) {
+		g.logger.Warn(warning)
+	}
 	if g.db, err = postgres.Open(ctx, cfg.Postgres.URL); err != nil {
 		return nil, err
 	}
@@ -208,7 +213,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	if g.trimmer, err = stream.NewTrimmer(g.rdb, trimCfg, logger); err != nil {
 		return nil, err
 	}
-	collector, err := stream.NewCollector(g.rdb, stream.CollectorConfig{Prefix: cfg.Redis.Prefix, Shards: cfg.Publish.Shards}, logger)
+	alerts := alertredis.StreamKey(cfg.Redis.Prefix)
+	if g.ageTrimmer, err = stream.NewAgeTrimmer(g.rdb, []stream.AgedStream{{Key: alerts, MaxAge: cfg.AgeTrim.AlertsMaxAge}}, g.reg, logger); err != nil {
+		return nil, err
+	}
+	// Every stream gets a length gauge: besides the metrics streams and their dead letters, the
+	// alerts stream and the notifier's and the history writer's dead letters (notify.PoisonKey,
+	// the alerter's alerts:dead).
+	collector, err := stream.NewCollector(g.rdb, stream.CollectorConfig{Prefix: cfg.Redis.Prefix, Shards: cfg.Publish.Shards,
+		Extra: []string{alerts, cfg.Redis.Prefix + "alerts:poison", cfg.Redis.Prefix + "alerts:dead"}}, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +351,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer stopLoops()
 	g.goLoop(loops, "stream backlog", g.backlogRn.Run)
 	g.goLoop(loops, "stream trimmer", g.trimmer.Run)
+	g.goLoop(loops, "alerts stream age trimmer", func(ctx context.Context) error { return g.ageTrimmer.Run(ctx, g.cfg.Trim.Interval) })
 	g.goLoop(loops, "audit purge", g.purgeAudit)
 	g.goLoop(loops, "alert websocket hub", g.hub.Run)
 	g.goLoop(loops, "field-type seed", func(ctx context.Context) error { g.fieldTypes.SeedUntilDone(ctx, g.influx); return nil })

@@ -733,6 +733,8 @@ func TestReadyAndMetrics(t *testing.T) {
 		`agentmonitor_gateway_http_request_duration_seconds_count{code="201",method="POST",route="/api/v1/agents"} 1`,
 		`agentmonitor_gateway_backlog_entries`,
 		`agentmonitor_stream_length{stream="` + e.prefix + `metrics:{0}"}`,
+		`agentmonitor_stream_length{stream="` + e.prefix + `alerts"}`,
+		`agentmonitor_stream_length{stream="` + e.prefix + `alerts:poison"}`,
 	} {
 		if !strings.Contains(string(r.body), want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -749,9 +751,30 @@ func TestReadyAndMetrics(t *testing.T) {
 	if bad.metrics, err = newGatewayMetrics(bad.reg); err != nil {
 		t.Fatal(err)
 	}
-	rec := httptest.NewRecorder()
-	bad.newEcho().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "postgres") || strings.Contains(rec.Body.String(), "redis:") {
-		t.Errorf("readyz with PostgreSQL down = %d %s, want 503 naming postgres only", rec.Code, rec.Body)
+	// Ingest readiness (the default scope) needs Redis only: agent keys come from the key cache,
+	// so a load balancer must keep this gateway. The operator API's scope needs PostgreSQL.
+	for _, tc := range []struct {
+		path       string
+		want       int
+		wantInBody []string
+	}{
+		{"/readyz", http.StatusOK, []string{`"status":"ready"`, `"redis":"ok"`, `"postgres":"`}},
+		{"/readyz?scope=ingest", http.StatusOK, []string{`"status":"ready"`, `"scope":"ingest"`}},
+		{"/readyz?scope=api", http.StatusServiceUnavailable, []string{`"error":"not ready"`, `"details":["postgres: `, `"redis":"ok"`}},
+		{"/readyz?scope=nope", http.StatusBadRequest, []string{`unknown scope \"nope\": use one of api, ingest`}},
+	} {
+		rec := httptest.NewRecorder()
+		bad.newEcho().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+		if rec.Code != tc.want {
+			t.Errorf("GET %s with PostgreSQL down = %d %s, want %d", tc.path, rec.Code, rec.Body, tc.want)
+		}
+		for _, w := range tc.wantInBody {
+			if !strings.Contains(rec.Body.String(), w) {
+				t.Errorf("GET %s with PostgreSQL down = %s, want it to contain %s", tc.path, rec.Body, w)
+			}
+		}
+	}
+	if r := e.do(req{method: "GET", path: "/readyz?scope=api"}); r.status != 200 {
+		t.Errorf("readyz?scope=api = %s, want 200", r)
 	}
 }

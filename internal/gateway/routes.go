@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/api"
 	"github.com/agentmonitor/agentmonitor/internal/ops"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/user"
 )
 
@@ -63,10 +64,17 @@ func (g *Gateway) newEcho() *echo.Echo {
 	admin := g.requireRole(user.RoleAdmin)
 
 	e.GET("/healthz", echo.WrapHandler(ops.HealthHandler()))
-	e.GET("/readyz", echo.WrapHandler(ops.ReadyHandler(map[string]ops.Check{
-		"redis":    func(ctx context.Context) error { return g.rdb.Ping(ctx).Err() },
-		"postgres": func(ctx context.Context) error { return g.db.PingContext(ctx) },
-	})))
+	// /readyz is ingest readiness (a load balancer in front of agents): Redis is all ingest
+	// needs, agent keys come from the key cache while PostgreSQL is away. /readyz?scope=api is
+	// the operator API's, which needs PostgreSQL too.
+	e.GET("/readyz", echo.WrapHandler(ops.Readiness{
+		Checks: map[string]ops.Check{
+			"redis":    func(ctx context.Context) error { return g.rdb.Ping(ctx).Err() },
+			"postgres": func(ctx context.Context) error { return g.db.PingContext(ctx) },
+		},
+		Scopes:   map[string][]string{"": {"redis"}, "ingest": {"redis"}, "api": {"redis", "postgres"}},
+		Warnings: func(ctx context.Context) []string { return redisconn.Warnings(ctx, g.rdb) },
+	}.Handler()))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg})))
 	e.GET("/api/v1/openapi.yaml", serveOpenAPI)
 	e.GET("/", consoleIndex)

@@ -17,6 +17,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 )
 
 // Body is the shape of every error answer: {"error": "...", "details": [...]}.
@@ -81,6 +82,10 @@ func Answer(err error) (status int, body Body, retryAfter time.Duration, interna
 	switch {
 	case badTextError(err): // before apiError: a store failure wrapped as 503 may be this
 		return http.StatusBadRequest, Body{Error: "a text value contains a NUL character or invalid UTF-8, which cannot be stored"}, 0, false
+	case redisconn.IsOOM(err): // before apiError: whatever wrapped it, nothing was written
+		return http.StatusServiceUnavailable, Body{Error: "the stream store (Redis) is out of memory, retry later"}, RetryBacklog, true
+	case redisconn.IsTransient(err):
+		return http.StatusServiceUnavailable, Body{Error: "the stream store (Redis) is unavailable, retry later"}, RetryUnavailable, true
 	case errors.As(err, &ae):
 		status, body, retryAfter = ae.Status, Body{Error: ae.Message, Details: ae.Details}, ae.RetryAfter
 		return status, body, retryAfter, status >= 500

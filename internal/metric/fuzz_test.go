@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 var fuzzPrecisions = []string{"", "ns", "us", "ms", "s"}
@@ -25,6 +26,7 @@ func FuzzParseLineProtocol(f *testing.F) {
 			if points != nil || (errors.As(err, &pe) && (pe.Line < 1 || pe.Index < 0)) {
 				t.Fatalf("ParseLineProtocol(%q) = %d points, %#v", body, len(points), err)
 			}
+			checkRefused(t, body, err)
 			return
 		}
 		checkAccepted(t, body, points)
@@ -46,10 +48,30 @@ func FuzzParseJSON(f *testing.F) {
 			if points != nil || (errors.As(err, &pe) && (pe.Line != 0 || pe.Index < 0)) {
 				t.Fatalf("ParseJSON(%q) = %d points, %#v", body, len(points), err)
 			}
+			checkRefused(t, body, err)
 			return
 		}
 		checkAccepted(t, body, points)
 	})
+}
+
+// checkRefused asserts that a refused batch says why: a point error names a reason, and every
+// error message is valid UTF-8 text a client can show (no raw control bytes copied from the body).
+func checkRefused(t *testing.T, body []byte, err error) {
+	t.Helper()
+	var pe *PointError
+	if errors.As(err, &pe) && strings.TrimSpace(pe.Reason) == "" {
+		t.Fatalf("parse(%q) refused with a point error without a reason: %#v", body, pe)
+	}
+	msg := err.Error()
+	if strings.TrimSpace(msg) == "" || !utf8.ValidString(msg) {
+		t.Fatalf("parse(%q) refused with message %q: want a non-empty UTF-8 reason", body, msg)
+	}
+	for _, r := range msg {
+		if r < 0x20 && r != '\t' {
+			t.Fatalf("parse(%q) refused with message %q holding control character %U", body, msg, r)
+		}
+	}
 }
 
 // checkAccepted asserts what must hold of any accepted batch: sorted and unique keys, and an

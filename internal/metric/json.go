@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -312,11 +314,18 @@ func (p *jsonParser) syntaxError(err error) error {
 	return errors.New(reason)
 }
 
+// pointerText names where in the body something is: the JSON pointer as is when it is short
+// printable text, else quoted and cut (a key is the client's text: control characters or a
+// megabyte-long key must not reach the answer and the logs raw).
 func pointerText(ptr jsontext.Pointer) string {
 	if ptr == "" {
 		return "the body"
 	}
-	return string(ptr)
+	s := string(ptr)
+	if len(s) > 128 || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) || r == utf8.RuneError }) {
+		return quote(s)
+	}
+	return s
 }
 
 func kindName(k jsontext.Kind) string {

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -38,28 +37,9 @@ func HealthHandler() http.Handler {
 }
 
 // ReadyHandler answers /readyz by running every check with a short deadline: 200 when all pass,
-// 503 naming each failing dependency otherwise.
+// 503 naming each failing dependency otherwise (Readiness with one scope and no warnings).
 func ReadyHandler(checks map[string]Check) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		names := make([]string, 0, len(checks))
-		for name := range checks {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		var failed []string
-		for _, name := range names {
-			if err := checks[name](ctx); err != nil {
-				failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-			}
-		}
-		if len(failed) > 0 {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "not ready", "details": failed})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
+	return Readiness{Checks: checks}.Handler()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -78,9 +58,14 @@ type Server struct {
 
 // NewServer builds the operations server for addr (host:port; port 0 picks a free one).
 func NewServer(addr string, reg *prometheus.Registry, checks map[string]Check, logger *slog.Logger) *Server {
+	return NewServerReady(addr, reg, Readiness{Checks: checks}, logger)
+}
+
+// NewServerReady is NewServer with /readyz answered by ready (scopes, warnings).
+func NewServerReady(addr string, reg *prometheus.Registry, ready Readiness, logger *slog.Logger) *Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", HealthHandler())
-	mux.Handle("GET /readyz", ReadyHandler(checks))
+	mux.Handle("GET /readyz", ready.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return &Server{
 		addr:   addr,

@@ -15,6 +15,9 @@ type Config struct {
 	URL      string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0" help:"Redis URL (redis:// or rediss://)"`
 	Password string `env:"REDIS_PASSWORD" help:"Redis password, if not in REDIS_URL"`
 	Prefix   string `env:"REDIS_KEY_PREFIX" help:"prefix for every Redis key this deployment uses"`
+	// AllowEviction lets a binary start against a Redis whose maxmemory-policy may evict keys,
+	// which can silently drop acknowledged points from the streams.
+	AllowEviction bool `env:"REDIS_ALLOW_EVICTION" help:"start even when Redis maxmemory-policy is not noeviction (evicted stream entries are lost points)"`
 }
 
 // Validate checks that the URL parses.
@@ -40,6 +43,15 @@ func Open(ctx context.Context, cfg Config) (*redis.Client, error) {
 	if err := client.Ping(pingCtx).Err(); err != nil {
 		client.Close()
 		return nil, fmt.Errorf("connecting to redis at %s: %w", opts.Addr, err)
+	}
+	s, err := ReadSettings(pingCtx, client)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	if err := s.Refusal(cfg.AllowEviction); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("redis at %s: %w", opts.Addr, err)
 	}
 	return client, nil
 }

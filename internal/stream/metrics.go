@@ -72,6 +72,9 @@ type CollectorConfig struct {
 	Shards int `env:"STREAM_SHARDS" envDefault:"4" help:"number of metrics streams (shards); the same for every binary"`
 	// Timeout bounds the Redis calls of one scrape; 0 means 2s.
 	Timeout time.Duration
+	// Extra are further streams whose length is shown (the alerts stream, other dead letters),
+	// so that every stream of the deployment has a length gauge.
+	Extra []string
 }
 
 // Collector is a prometheus.Collector that reads, at each scrape, the length of every metrics
@@ -82,6 +85,7 @@ type Collector struct {
 	client  redis.UniversalClient
 	keys    []string
 	deadKey string
+	extra   []string
 	timeout time.Duration
 	logger  *slog.Logger
 
@@ -111,6 +115,7 @@ func NewCollector(client redis.UniversalClient, cfg CollectorConfig, logger *slo
 		client:  client,
 		keys:    StreamKeys(cfg.Prefix, cfg.Shards),
 		deadKey: DeadLetterKey(cfg.Prefix),
+		extra:   cfg.Extra,
 		timeout: cfg.Timeout,
 		logger:  logger.With("component", "stream.collector"),
 		length:  prometheus.NewDesc(name("length"), "Entries held in the stream (XLEN), acked or not, until trimmed.", []string{"stream"}, nil),
@@ -133,7 +138,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	pipe := c.client.Pipeline()
-	keys := append(append([]string(nil), c.keys...), c.deadKey)
+	keys := append(append(append([]string(nil), c.keys...), c.deadKey), c.extra...)
 	lens := make([]*redis.IntCmd, len(keys))
 	for i, k := range keys {
 		lens[i] = pipe.XLen(ctx, k)

@@ -198,48 +198,11 @@ func (t *Trimmer) safeMinID(ctx context.Context, key string) (string, bool, erro
 		return "", false, t.createMissing(ctx, key, have)
 	}
 
-	var info *redis.XInfoGroupsCmd
-	pending := make([]*redis.XPendingCmd, len(groups))
-	_, err = t.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		info = pipe.XInfoGroups(ctx, key)
-		for i, g := range groups {
-			pending[i] = pipe.XPending(ctx, key, g.Name)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", false, fmt.Errorf("reading group positions on %s: %w", key, err)
+	need, ok, err := groupsNeed(ctx, t.client, key, groups)
+	if err != nil || !ok {
+		return "", false, err
 	}
-	byName := make(map[string]*redis.XPending, len(groups))
-	for i, g := range groups {
-		byName[g.Name] = pending[i].Val()
-	}
-	var minID streamID
-	found := false
-	for _, g := range info.Val() {
-		last, err := parseStreamID(g.LastDeliveredID)
-		if err != nil {
-			return "", false, fmt.Errorf("group %s on %s: %w", g.Name, key, err)
-		}
-		need := last.next()
-		// A group created between the two reads has no XPENDING here: nothing of it is pending yet.
-		if p := byName[g.Name]; p != nil && p.Count > 0 {
-			lower, err := parseStreamID(p.Lower)
-			if err != nil {
-				return "", false, fmt.Errorf("group %s on %s: %w", g.Name, key, err)
-			}
-			if lower.less(need) {
-				need = lower
-			}
-		}
-		if !found || need.less(minID) {
-			minID, found = need, true
-		}
-	}
-	if !found {
-		return "", false, nil
-	}
-	return minID.String(), true, nil
+	return need.String(), true, nil
 }
 
 func (t *Trimmer) createMissing(ctx context.Context, key string, have map[string]bool) error {

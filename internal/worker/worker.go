@@ -98,7 +98,13 @@ func Run(ctx context.Context, rdb *redis.Client, w Worker, logger *slog.Logger) 
 	for name, c := range w.Checks {
 		checks[name] = c
 	}
-	opsServer := ops.NewServer(cfg.OpsAddr, w.Registry, checks, logger)
+	for _, warning := range redisconn.Warnings(ctx, rdb) {
+		logger.Warn(warning)
+	}
+	opsServer := ops.NewServerReady(cfg.OpsAddr, w.Registry, ops.Readiness{
+		Checks:   checks,
+		Warnings: func(ctx context.Context) []string { return redisconn.Warnings(ctx, rdb) },
+	}, logger)
 
 	logger.Info("worker running", "group", cfg.Stream.Group, "consumer", cfg.Stream.Consumer, "ops", cfg.OpsAddr)
 	stopping := make(chan time.Time, 1)
