@@ -37,6 +37,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/ingest"
 	"github.com/agentmonitor/agentmonitor/internal/keycache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
+	"github.com/agentmonitor/agentmonitor/internal/notify"
 	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/redisconn"
@@ -210,6 +211,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	g.backlog = g.backlogRn
 	trimCfg := cfg.Trim
 	trimCfg.Registerer = g.reg
+	// The alert consumers' dead letters (the notifier's and the history writer's) age out too.
+	trimCfg.OtherDeadLetters = []string{notify.PoisonKey(cfg.Redis.Prefix), cfg.Redis.Prefix + "alerts:dead"}
 	if g.trimmer, err = stream.NewTrimmer(g.rdb, trimCfg, logger); err != nil {
 		return nil, err
 	}
@@ -221,7 +224,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	// alerts stream and the notifier's and the history writer's dead letters (notify.PoisonKey,
 	// the alerter's alerts:dead).
 	collector, err := stream.NewCollector(g.rdb, stream.CollectorConfig{Prefix: cfg.Redis.Prefix, Shards: cfg.Publish.Shards,
-		Extra: []string{alerts, cfg.Redis.Prefix + "alerts:poison", cfg.Redis.Prefix + "alerts:dead"}}, logger)
+		Extra: append([]string{alerts}, trimCfg.OtherDeadLetters...)}, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -157,3 +157,32 @@ func TestTrimDeadLettersByAge(t *testing.T) {
 		t.Errorf("%d dead letters left, want 2", l)
 	}
 }
+
+// The trimmer ages out the metrics dead letters and every other dead-letter stream it is given
+// (the alert consumers'), and nothing younger than DEAD_LETTER_MAX_AGE.
+func TestTrimmerAgesOutEveryDeadLetterStream(t *testing.T) {
+	e := newEnv(t)
+	other := e.prefix + "alerts:poison"
+	now := time.Now()
+	for _, key := range []string{DeadLetterKey(e.prefix), other} {
+		for _, age := range []time.Duration{40 * 24 * time.Hour, time.Minute} {
+			id := fmt.Sprintf("%d-0", now.Add(-age).UnixMilli())
+			if err := e.client.XAdd(context.Background(), &redis.XAddArgs{Stream: key, ID: id, Values: []any{FieldGroup, "g"}}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tr, err := NewTrimmer(e.client, TrimmerConfig{Prefix: e.prefix, Shards: testShards, DeadLetterMaxAge: 30 * 24 * time.Hour,
+		OtherDeadLetters: []string{other}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.TrimOnce(context.Background()); err != nil {
+		t.Fatalf("TrimOnce() = %v", err)
+	}
+	for _, key := range []string{DeadLetterKey(e.prefix), other} {
+		if l := e.client.XLen(context.Background(), key).Val(); l != 1 {
+			t.Errorf("XLEN %s = %d after the trim, want 1 (the 40-day-old entry gone, the new one kept)", key, l)
+		}
+	}
+}

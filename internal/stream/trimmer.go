@@ -29,6 +29,9 @@ type TrimmerConfig struct {
 	// DeadLetterMaxAge is how long dead letters are kept when nobody replays them; each trim
 	// deletes the older ones (XTRIM MINID). 0 keeps them until replayed.
 	DeadLetterMaxAge time.Duration `env:"DEAD_LETTER_MAX_AGE" envDefault:"720h" help:"how long dead letters are kept unless replayed (0: until replayed)"`
+	// OtherDeadLetters are further dead-letter streams (full keys) trimmed by DeadLetterMaxAge
+	// beside the metrics streams' own (DeadLetterKey), for example the alert consumers'.
+	OtherDeadLetters []string
 	// Interval is the time between two trims in Run.
 	Interval time.Duration `env:"STREAM_TRIM_INTERVAL" envDefault:"5s" help:"how often the streams are trimmed"`
 	// Registerer receives the trimmer's metrics; nil registers nothing.
@@ -146,10 +149,12 @@ func (t *Trimmer) TrimOnce(ctx context.Context) (int64, error) {
 		}
 	}
 	t.trimmed.Add(float64(total))
-	if n, err := TrimDeadLetters(ctx, t.client, DeadLetterKey(t.cfg.Prefix), t.cfg.DeadLetterMaxAge, time.Now()); err != nil {
-		errs = append(errs, err)
-	} else if n > 0 {
-		t.logger.Info("deleted dead letters older than DEAD_LETTER_MAX_AGE", "deleted", n, "max_age", t.cfg.DeadLetterMaxAge)
+	for _, key := range append([]string{DeadLetterKey(t.cfg.Prefix)}, t.cfg.OtherDeadLetters...) {
+		if n, err := TrimDeadLetters(ctx, t.client, key, t.cfg.DeadLetterMaxAge, time.Now()); err != nil {
+			errs = append(errs, err)
+		} else if n > 0 {
+			t.logger.Info("deleted dead letters older than DEAD_LETTER_MAX_AGE", "stream", key, "deleted", n, "max_age", t.cfg.DeadLetterMaxAge)
+		}
 	}
 	return total, errors.Join(errs...)
 }
