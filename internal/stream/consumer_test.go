@@ -55,12 +55,16 @@ func TestConsumerHandlesEverythingInOrder(t *testing.T) {
 		}
 	}
 	testenv.WaitDrained(t, e.client, "g", e.keys()...)
-	if got := value(t, s.c.metrics.acked); got != float64(len(sent)) {
-		t.Errorf("acked_total = %v, want %d", got, len(sent))
-	}
-	if n := gatherSum(t, reg, "agentmonitor_stream_acked_total"); n != float64(len(sent)) {
-		t.Errorf("acked_total in the registry = %v, want %d", n, len(sent))
-	}
+	// The counter is bumped just after the XACK that empties the pending list: wait for it.
+	testenv.Eventually(t, 5*time.Second, func() string {
+		if got := value(t, s.c.metrics.acked); got != float64(len(sent)) {
+			return fmt.Sprintf("acked_total = %v, want %d", got, len(sent))
+		}
+		if n := gatherSum(t, reg, "agentmonitor_stream_acked_total"); n != float64(len(sent)) {
+			return fmt.Sprintf("acked_total in the registry = %v, want %d", n, len(sent))
+		}
+		return ""
+	})
 }
 
 // TestTwoConsumersSplitTheWork: two copies in one group each handle part of the stream; together
