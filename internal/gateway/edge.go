@@ -199,8 +199,12 @@ type pacedBody struct {
 }
 
 // deadline is when more than the n bytes read so far must have come: start + n/rate, at most cap.
-func (b *pacedBody) deadline() time.Time {
-	d := b.start.Add(time.Duration(float64(b.n) / b.rate * float64(time.Second)))
+func (b *pacedBody) deadline() time.Time { return b.deadlineFor(0) }
+
+// deadlineFor is when the n bytes read so far and want more must have come at the least rate:
+// start + (n+want)/rate, at most cap.
+func (b *pacedBody) deadlineFor(want int) time.Time {
+	d := b.start.Add(time.Duration(float64(b.n+int64(want)) / b.rate * float64(time.Second)))
 	if d.After(b.cap) {
 		return b.cap
 	}
@@ -208,8 +212,18 @@ func (b *pacedBody) deadline() time.Time {
 }
 
 func (b *pacedBody) Read(p []byte) (int, error) {
+	// A chunked body's reader keeps reading until p is full or its chunk ends, so one Read of a
+	// large buffer can wait for many bytes: ask for no more than the sender is ahead of the pace
+	// (at least half a second's worth at the least rate), and allow for those bytes in the
+	// deadline, so that a sender keeping the pace is never cut whatever its chunk sizes, and a
+	// fast one still reads whole buffers. A sender ahead by X bytes that then stalls is cut
+	// after at most 2X/rate.
+	ahead := float64(b.n) - max(0, time.Since(b.start).Seconds())*b.rate
+	if limit := max(512, int(b.rate/2), int(min(ahead, 1<<30))); len(p) > limit {
+		p = p[:limit]
+	}
 	// Not every ResponseWriter can (httptest's cannot): then only the server's timeouts apply.
-	_ = b.rc.SetReadDeadline(b.deadline())
+	_ = b.rc.SetReadDeadline(b.deadlineFor(len(p)))
 	n, err := b.body.Read(p)
 	b.n += int64(n)
 	if err != nil {

@@ -68,7 +68,9 @@ func lineBody(size int) string {
 func TestSlowBodies(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) {
-		c.Edge.BodyReadGrace = 500 * time.Millisecond
+		// A grace well above what a loaded CI machine needs to schedule the sender and run the
+		// handler up to its first read, so only the pace decides.
+		c.Edge.BodyReadGrace = 1500 * time.Millisecond
 		c.Edge.BodyMinBytesPerSec = 2000
 		c.Edge.BodyReadTimeout = 4 * time.Second
 	})
@@ -84,12 +86,12 @@ func TestSlowBodies(t *testing.T) {
 		within  time.Duration
 		atLeast time.Duration
 	}{
-		// 0.5s grace + 100 bytes / 2000 B/s: cut within a second or so, not after 30s.
-		{"stalls after 100 bytes", false, false, len(body), func(w io.Writer) error { _, err := io.WriteString(w, body[:100]); return err }, 408, 2 * time.Second, 500 * time.Millisecond},
-		{"trickles 40 bytes/s", false, false, len(body), trickle(body, 40), 408, 2 * time.Second, 500 * time.Millisecond},
-		{"trickles chunked", false, true, 0, trickle(chunk(body), 40), 408, 2 * time.Second, 500 * time.Millisecond},
+		// 1.5s grace + 100 bytes / 2000 B/s: cut within a couple of seconds, not after 30s.
+		{"stalls after 100 bytes", false, false, len(body), func(w io.Writer) error { _, err := io.WriteString(w, body[:100]); return err }, 408, 4 * time.Second, 1500 * time.Millisecond},
+		{"trickles 40 bytes/s", false, false, len(body), trickle(body, 40), 408, 4 * time.Second, 1500 * time.Millisecond},
+		{"trickles chunked", false, true, 0, trickle(chunk(body), 40), 408, 4 * time.Second, 1500 * time.Millisecond},
 		// Refused before the body is read: the trickle must not hold the connection either.
-		{"trickles to a refusing route", true, false, len(body), trickle(body, 40), 401, 2 * time.Second, 500 * time.Millisecond},
+		{"trickles to a refusing route", true, false, len(body), trickle(body, 40), 401, 4 * time.Second, 1500 * time.Millisecond},
 		// Above the minimum rate but too long in all: cut at BODY_READ_TIMEOUT.
 		{"steady but longer than the timeout", false, false, 40 << 10, trickle(lineBody(40<<10), 5000), 408, 6 * time.Second, 4 * time.Second},
 		// A slow link: 16 KiB at 8 KB/s, two seconds, well above the minimum.
