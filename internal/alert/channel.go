@@ -30,6 +30,11 @@ const (
 	MaxChannelSecretLen = 1024 // bytes of Secret
 	MaxChannelHeaders   = 32   // entries of Headers
 	MaxHeaderValueLen   = 1024 // bytes of a header value
+	// MinRepeatInterval and MaxRepeatInterval bound a RepeatInterval other than 0: more often
+	// than once a minute is a storm, not a reminder; the notifier keeps its delivery records
+	// for 30 days.
+	MinRepeatInterval = time.Minute
+	MaxRepeatInterval = 30 * 24 * time.Hour
 )
 
 // reservedHeaders are set by the notifier on every delivery; a channel cannot override them.
@@ -43,23 +48,26 @@ var reservedHeaders = []string{
 // (tag "-"), so that no API answer can leak it: a handler reads it from its own request type.
 // Headers are sent with every delivery and are never nil when read from the store.
 type Channel struct {
-	ID        string            `json:"id"`
-	Name      string            `json:"name"`
-	Type      string            `json:"type"`
-	URL       string            `json:"url"`
-	Secret    string            `json:"-"`
-	Headers   map[string]string `json:"headers"`
-	Enabled   bool              `json:"enabled"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
+	ID      string            `json:"id"`
+	Name    string            `json:"name"`
+	Type    string            `json:"type"`
+	URL     string            `json:"url"`
+	Secret  string            `json:"-"`
+	Headers map[string]string `json:"headers"`
+	Enabled bool              `json:"enabled"`
+	// RepeatInterval is how often an alert that stays firing is sent to this channel again
+	// until it resolves (Alertmanager's repeat_interval); 0 sends it once.
+	RepeatInterval time.Duration `json:"repeat_interval"`
+	CreatedAt      time.Time     `json:"created_at"`
+	UpdatedAt      time.Time     `json:"updated_at"`
 }
 
 // Validate returns an *ValidationError naming the first invalid member, or nil: a name of
 // 1-200 bytes without control characters, type "webhook" or "slack", an absolute http or https
 // URL with a host and without user info (credentials in URLs end up in logs: use headers or the
 // secret), a secret of at most 1024 bytes, and at most 32 headers with valid HTTP names (each
-// once, in any case) and values, none of them one the notifier sets itself. It ignores ID and
-// the timestamps.
+// once, in any case) and values, none of them one the notifier sets itself, and a repeat interval
+// of 0 or whole seconds from 1 minute to 30 days. It ignores ID and the timestamps.
 func (c Channel) Validate() error {
 	if err := c.validate(); err != nil {
 		return err
@@ -94,7 +102,22 @@ func (c *Channel) validate() *ValidationError {
 	case !utf8.ValidString(c.Secret) || strings.ContainsRune(c.Secret, 0):
 		return invalid("secret", "must be valid UTF-8 without NUL bytes")
 	}
-	return checkHeaders(c.Headers)
+	if err := checkHeaders(c.Headers); err != nil {
+		return err
+	}
+	return checkRepeatInterval(c.RepeatInterval)
+}
+
+func checkRepeatInterval(d time.Duration) *ValidationError {
+	switch {
+	case d == 0:
+		return nil
+	case d < MinRepeatInterval || d > MaxRepeatInterval:
+		return invalid("repeat_interval", "must be 0 (never repeat) or from %s to %s, got %s", MinRepeatInterval, MaxRepeatInterval, d)
+	case d%time.Second != 0:
+		return invalid("repeat_interval", "must be whole seconds, got %s", d)
+	}
+	return nil
 }
 
 func checkWebhookURL(raw string) *ValidationError {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 )
@@ -52,6 +53,13 @@ func TestChannelValidate(t *testing.T) {
 		{"content-type", func(c *alert.Channel) { c.Headers = map[string]string{"content-type": "text/plain"} }, "headers"},
 		{"signature header", func(c *alert.Channel) { c.Headers = map[string]string{"X-AgentMonitor-Signature": "x"} }, "headers"},
 		{"host header", func(c *alert.Channel) { c.Headers = map[string]string{"Host": "evil"} }, "headers"},
+		{"repeat every 4h", func(c *alert.Channel) { c.RepeatInterval = 4 * time.Hour }, ""},
+		{"repeat every minute", func(c *alert.Channel) { c.RepeatInterval = time.Minute }, ""},
+		{"repeat every 30 days", func(c *alert.Channel) { c.RepeatInterval = 30 * 24 * time.Hour }, ""},
+		{"repeat too often", func(c *alert.Channel) { c.RepeatInterval = 59 * time.Second }, "repeat_interval"},
+		{"repeat negative", func(c *alert.Channel) { c.RepeatInterval = -time.Hour }, "repeat_interval"},
+		{"repeat too rare", func(c *alert.Channel) { c.RepeatInterval = 31 * 24 * time.Hour }, "repeat_interval"},
+		{"repeat fraction of a second", func(c *alert.Channel) { c.RepeatInterval = time.Minute + time.Millisecond }, "repeat_interval"},
 		{"too many headers", func(c *alert.Channel) { c.Headers = manyHeaders }, "headers"},
 	}
 	for _, tt := range tests {

@@ -27,7 +27,7 @@ func NewChannelStore(db *sqlx.DB) *ChannelStore {
 	return &ChannelStore{db: db}
 }
 
-const channelColumns = `id, name, type, url, secret, headers, enabled, created_at, updated_at`
+const channelColumns = `id, name, type, url, secret, headers, enabled, repeat_interval_seconds, created_at, updated_at`
 
 type channelRow struct {
 	ID        string    `db:"id"`
@@ -37,6 +37,7 @@ type channelRow struct {
 	Secret    string    `db:"secret"`
 	Headers   []byte    `db:"headers"`
 	Enabled   bool      `db:"enabled"`
+	Repeat    int64     `db:"repeat_interval_seconds"`
 	CreatedAt time.Time `db:"created_at"`
 	UpdatedAt time.Time `db:"updated_at"`
 }
@@ -44,7 +45,8 @@ type channelRow struct {
 func (r channelRow) channel() (alert.Channel, error) {
 	c := alert.Channel{
 		ID: r.ID, Name: r.Name, Type: r.Type, URL: r.URL, Secret: r.Secret, Enabled: r.Enabled,
-		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		RepeatInterval: time.Duration(r.Repeat) * time.Second,
+		CreatedAt:      r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 	}
 	if err := json.Unmarshal(r.Headers, &c.Headers); err != nil {
 		return alert.Channel{}, fmt.Errorf("decoding headers of notification channel %s: %w", r.ID, err)
@@ -77,6 +79,7 @@ func channelAudit(c alert.Channel) map[string]any {
 	return map[string]any{
 		"name": c.Name, "type": c.Type, "url": c.URL, "enabled": c.Enabled,
 		"signed": c.Secret != "", "headers": slices.Sorted(maps.Keys(c.Headers)),
+		"repeat_interval": c.RepeatInterval.String(),
 	}
 }
 
@@ -103,9 +106,10 @@ func (s *ChannelStore) Create(ctx context.Context, c alert.Channel, actor string
 	}
 	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *channelRow) error {
 		if err := tx.GetContext(ctx, row, `
-			INSERT INTO notification_channels (name, type, url, secret, headers, enabled)
-			VALUES ($1, $2, $3, $4, CAST($5 AS jsonb), $6)
-			RETURNING `+channelColumns, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled); err != nil {
+			INSERT INTO notification_channels (name, type, url, secret, headers, enabled, repeat_interval_seconds)
+			VALUES ($1, $2, $3, $4, CAST($5 AS jsonb), $6, $7)
+			RETURNING `+channelColumns, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled,
+			int64(c.RepeatInterval/time.Second)); err != nil {
 			return fmt.Errorf("creating notification channel: %w", channelWriteError(err, c.Name))
 		}
 		return nil
@@ -152,9 +156,11 @@ func (s *ChannelStore) Update(ctx context.Context, c alert.Channel, actor string
 	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *channelRow) error {
 		err := tx.GetContext(ctx, row, `
 			UPDATE notification_channels
-			SET name = $2, type = $3, url = $4, secret = $5, headers = CAST($6 AS jsonb), enabled = $7, updated_at = now()
+			SET name = $2, type = $3, url = $4, secret = $5, headers = CAST($6 AS jsonb), enabled = $7,
+			    repeat_interval_seconds = $8, updated_at = now()
 			WHERE id = $1
-			RETURNING `+channelColumns, c.ID, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled)
+			RETURNING `+channelColumns, c.ID, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled,
+			int64(c.RepeatInterval/time.Second))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("notification channel %s: %w", c.ID, ErrNotFound)
 		}
