@@ -349,7 +349,8 @@ var releaseScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
 return 0`)
 
-// markDelivered writes the delivery marker and the newest delivered sample time. The caller
+// markDelivered writes the delivery marker, the newest delivered sample time and the repeat
+// schedule (scheduleRepeat). The caller
 // holds the lock, so last cannot move meanwhile. Separate keys in a pipeline, not a script:
 // they may live in different Redis Cluster slots. It runs on its own context: shutdown must not
 // cut it short after a POST.
@@ -361,6 +362,9 @@ func (n *Notifier) markDelivered(nt *Notification) error {
 	pipe := n.rdb.Pipeline()
 	pipe.Set(ctx, MarkerKey(p, ev.ID, nt.Channel.ID), at, markerTTL)
 	pipe.Set(ctx, lastKey(p, ev.AlertID, nt.Channel.ID), at, markerTTL)
+	if err := n.scheduleRepeat(ctx, pipe, nt); err != nil {
+		return err
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return storeFailure(fmt.Errorf("writing delivery marker: %w", err))
 	}

@@ -131,7 +131,10 @@ type Config struct {
 	ExternalURL string `env:"EXTERNAL_URL" help:"public base URL of the gateway, for links in notifications (may be empty)"`
 	// AllowedNetworks opens addresses the egress policy refuses by default (loopback, private,
 	// link-local, CGNAT): CIDRs, addresses or host names (egress.NewPolicy).
-	AllowedNetworks []string `env:"WEBHOOK_ALLOWED_NETWORKS" envSeparator:"," help:"comma-separated CIDRs, addresses and host names webhooks may reach although private, loopback or link-local (default: none; public addresses only)"`
+	// RepeatCheck is how often each copy looks for repeats that are due (channels'
+	// repeat_interval): a repeat goes out at most this late.
+	RepeatCheck     time.Duration `env:"NOTIFIER_REPEAT_CHECK" envDefault:"10s" help:"how often due repeats of still-firing alerts are looked for"`
+	AllowedNetworks []string      `env:"WEBHOOK_ALLOWED_NETWORKS" envSeparator:"," help:"comma-separated CIDRs, addresses and host names webhooks may reach although private, loopback or link-local (default: none; public addresses only)"`
 }
 
 // DefaultConfig returns the defaults of the envDefault tags, for tests and embedders.
@@ -157,6 +160,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("NOTIFIER_RETRY_MAX=%s: must be at least NOTIFIER_RETRY_INITIAL (%s)", c.RetryMax, c.RetryInitial)
 	case c.CacheTTL < 0:
 		return fmt.Errorf("NOTIFIER_CACHE_TTL=%s: must not be negative", c.CacheTTL)
+	case c.RepeatCheck <= 0:
+		return fmt.Errorf("NOTIFIER_REPEAT_CHECK=%s: must be positive", c.RepeatCheck)
 	}
 	if c.ExternalURL != "" {
 		u, err := url.Parse(c.ExternalURL)
@@ -195,8 +200,10 @@ type Notifier struct {
 	consumer *stream.Consumer
 	started  atomic.Bool
 
-	// pipeline is the chain of stages one transition goes through.
-	pipeline Stage
+	// pipeline is the chain of stages one transition goes through; repeatPipeline the one of a
+	// repeat of a still-firing alert.
+	pipeline       Stage
+	repeatPipeline Stage
 	// stopping is done once Run's context is: waits end, no new POST starts.
 	stopping context.Context
 
@@ -283,7 +290,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 	n.stopping = ctx
 	n.logger.Info("notifier running", "stream", alertredis.StreamKey(n.cfg.Prefix), "group", Group, "consumer", n.cfg.Consumer)
 	start := time.Now()
+	waitRepeats := n.runRepeats(ctx)
 	err := n.consumer.Run(ctx)
+	waitRepeats()
 	n.logger.Info("notifier stopped", "took", time.Since(start).Round(time.Millisecond))
 	return err
 }
