@@ -29,8 +29,10 @@ type channelView struct {
 	Headers   map[string]string `json:"headers"`
 	Enabled   bool              `json:"enabled"`
 	HasSecret bool              `json:"has_secret"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
+	// RepeatInterval is "0s" when the channel sends each firing once.
+	RepeatInterval alert.Duration `json:"repeat_interval"`
+	CreatedAt      time.Time      `json:"created_at"`
+	UpdatedAt      time.Time      `json:"updated_at"`
 }
 
 func viewOfChannel(ch alert.Channel) channelView {
@@ -40,7 +42,8 @@ func viewOfChannel(ch alert.Channel) channelView {
 	}
 	return channelView{
 		ID: ch.ID, Name: ch.Name, Type: ch.Type, URL: ch.URL, Headers: headers, Enabled: ch.Enabled,
-		HasSecret: ch.Secret != "", CreatedAt: ch.CreatedAt, UpdatedAt: ch.UpdatedAt,
+		HasSecret: ch.Secret != "", RepeatInterval: alert.Duration(ch.RepeatInterval),
+		CreatedAt: ch.CreatedAt, UpdatedAt: ch.UpdatedAt,
 	}
 }
 
@@ -49,7 +52,8 @@ type channelList struct {
 }
 
 // channelRequest is the body of POST and PUT. Type defaults to "webhook" and Enabled to true.
-// Secret left out (or null) keeps the stored secret on PUT; "" removes it.
+// Secret left out (or null) keeps the stored secret on PUT; "" removes it. RepeatInterval left
+// out is 0: each firing is sent once.
 type channelRequest struct {
 	Name    string            `json:"name"`
 	Type    string            `json:"type"`
@@ -57,12 +61,17 @@ type channelRequest struct {
 	Secret  *string           `json:"secret"`
 	Headers map[string]string `json:"headers"`
 	Enabled *bool             `json:"enabled"`
+	// RepeatInterval is a Go duration ("4h"): a still-firing alert is sent again this often.
+	RepeatInterval alert.Duration `json:"repeat_interval"`
 }
 
 // channel returns the channel the request describes; keepSecret is the stored secret, used when
 // the request has none.
 func (r channelRequest) channel(id, keepSecret string) alert.Channel {
-	ch := alert.Channel{ID: id, Name: r.Name, Type: r.Type, URL: r.URL, Secret: keepSecret, Headers: r.Headers, Enabled: true}
+	ch := alert.Channel{
+		ID: id, Name: r.Name, Type: r.Type, URL: r.URL, Secret: keepSecret, Headers: r.Headers, Enabled: true,
+		RepeatInterval: time.Duration(r.RepeatInterval),
+	}
 	if ch.Type == "" {
 		ch.Type = alert.ChannelTypeWebhook
 	}

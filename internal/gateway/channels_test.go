@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
@@ -45,14 +46,16 @@ func TestNotificationChannels(t *testing.T) {
 	noSecret("get", r)
 
 	// PUT without a secret keeps it; with one replaces it; "" removes it.
+	// repeat_interval is set by each PUT (left out: 0).
 	puts := []struct {
 		body       string
 		wantSecret string
+		wantRepeat time.Duration
 	}{
-		{`{"name":"ops","url":"https://hooks.example.com/v2","enabled":false}`, secret},
-		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":null}`, secret},
-		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":"other-` + secret + `"}`, "other-" + secret},
-		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":""}`, ""},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","enabled":false,"repeat_interval":"4h"}`, secret, 4 * time.Hour},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":null}`, secret, 0},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":"other-` + secret + `","repeat_interval":"90m"}`, "other-" + secret, 90 * time.Minute},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":""}`, "", 0},
 	}
 	for _, p := range puts {
 		r := e.do(req{method: "PUT", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(op), body: p.body})
@@ -63,6 +66,9 @@ func TestNotificationChannels(t *testing.T) {
 		}
 		if stored, err := store.Get(ctx, ch.ID); err != nil || stored.Secret != p.wantSecret {
 			t.Errorf("after update %s stored secret = %q, %v, want %q", p.body, stored.Secret, err, p.wantSecret)
+		}
+		if stored, err := store.Get(ctx, ch.ID); err != nil || stored.RepeatInterval != p.wantRepeat || time.Duration(got.RepeatInterval) != p.wantRepeat {
+			t.Errorf("after update %s repeat interval = stored %v (%v), answered %v; want %v", p.body, stored.RepeatInterval, err, got.RepeatInterval, p.wantRepeat)
 		}
 	}
 
@@ -81,6 +87,9 @@ func TestNotificationChannels(t *testing.T) {
 		{"credentials in url", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://u:p@x.example"}`}, 400, "url"},
 		{"other type", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","type":"email","url":"https://x.example"}`}, 400, "type"},
 		{"reserved header", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","headers":{"content-type":"text/plain"}}`}, 400, "headers"},
+		{"repeat too often", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","repeat_interval":"30s"}`}, 400, "repeat_interval"},
+		{"repeat not a duration", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","repeat_interval":"4 hours"}`}, 400, "repeat_interval"},
+		{"repeat a number", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","repeat_interval":3600}`}, 400, "repeat_interval"},
 		{"blank name", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":" ","url":"https://x.example"}`}, 400, "name"},
 		{"unknown member", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","has_secret":true}`}, 400, "has_secret"},
 		{"duplicate name", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"ops","url":"https://x.example"}`}, 409, ""},
