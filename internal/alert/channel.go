@@ -35,6 +35,10 @@ const (
 	// for 30 days.
 	MinRepeatInterval = time.Minute
 	MaxRepeatInterval = 30 * 24 * time.Hour
+	// MaxGroupBy bounds the entries of GroupBy; GroupWait, when grouping, is 1s to 1h.
+	MaxGroupBy   = 16
+	MinGroupWait = time.Second
+	MaxGroupWait = time.Hour
 )
 
 // reservedHeaders are set by the notifier on every delivery; a channel cannot override them.
@@ -58,8 +62,14 @@ type Channel struct {
 	// RepeatInterval is how often an alert that stays firing is sent to this channel again
 	// until it resolves (Alertmanager's repeat_interval); 0 sends it once.
 	RepeatInterval time.Duration `json:"repeat_interval"`
-	CreatedAt      time.Time     `json:"created_at"`
-	UpdatedAt      time.Time     `json:"updated_at"`
+	// GroupBy, when set, names the labels (of the notification: alertname, agent, rule_id,
+	// severity, metric, series and the rule's labels) whose values make a group: the
+	// transitions of one group that reach the channel within GroupWait of the first go out as
+	// one notification (Alertmanager's group_by and group_wait). Empty: one notification each.
+	GroupBy   []string      `json:"group_by"`
+	GroupWait time.Duration `json:"group_wait"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
 }
 
 // Validate returns an *ValidationError naming the first invalid member, or nil: a name of
@@ -105,7 +115,34 @@ func (c *Channel) validate() *ValidationError {
 	if err := checkHeaders(c.Headers); err != nil {
 		return err
 	}
-	return checkRepeatInterval(c.RepeatInterval)
+	if err := checkRepeatInterval(c.RepeatInterval); err != nil {
+		return err
+	}
+	return checkGrouping(c.GroupBy, c.GroupWait)
+}
+
+func checkGrouping(by []string, wait time.Duration) *ValidationError {
+	if len(by) == 0 {
+		if wait != 0 {
+			return invalid("group_wait", "needs group_by: the labels that make a group")
+		}
+		return nil
+	}
+	if len(by) > MaxGroupBy {
+		return invalid("group_by", "must have at most %d entries, got %d", MaxGroupBy, len(by))
+	}
+	for i, name := range by {
+		if !isLabelName(name) || len(name) > MaxMapKeyLen {
+			return invalid("group_by", "%q is not a label name (letters, digits and _, not starting with a digit)", name)
+		}
+		if slices.Contains(by[:i], name) {
+			return invalid("group_by", "names %q twice", name)
+		}
+	}
+	if wait < MinGroupWait || wait > MaxGroupWait || wait%time.Second != 0 {
+		return invalid("group_wait", "must be whole seconds from %s to %s when group_by is set, got %s", MinGroupWait, MaxGroupWait, wait)
+	}
+	return nil
 }
 
 func checkRepeatInterval(d time.Duration) *ValidationError {

@@ -59,6 +59,12 @@ func TestChannelValidate(t *testing.T) {
 		{"repeat too often", func(c *alert.Channel) { c.RepeatInterval = 59 * time.Second }, "repeat_interval"},
 		{"repeat negative", func(c *alert.Channel) { c.RepeatInterval = -time.Hour }, "repeat_interval"},
 		{"repeat too rare", func(c *alert.Channel) { c.RepeatInterval = 31 * 24 * time.Hour }, "repeat_interval"},
+		{"group by rule and agent", func(c *alert.Channel) { c.GroupBy, c.GroupWait = []string{"rule_id", "agent"}, 10*time.Second }, ""},
+		{"group without wait", func(c *alert.Channel) { c.GroupBy = []string{"alertname"} }, "group_wait"},
+		{"group wait without group", func(c *alert.Channel) { c.GroupWait = 10 * time.Second }, "group_wait"},
+		{"group wait too long", func(c *alert.Channel) { c.GroupBy, c.GroupWait = []string{"alertname"}, 2*time.Hour }, "group_wait"},
+		{"group by bad label", func(c *alert.Channel) { c.GroupBy, c.GroupWait = []string{"rule id"}, time.Second }, "group_by"},
+		{"group by twice", func(c *alert.Channel) { c.GroupBy, c.GroupWait = []string{"agent", "agent"}, time.Second }, "group_by"},
 		{"repeat fraction of a second", func(c *alert.Channel) { c.RepeatInterval = time.Minute + time.Millisecond }, "repeat_interval"},
 		{"too many headers", func(c *alert.Channel) { c.Headers = manyHeaders }, "headers"},
 	}

@@ -31,6 +31,8 @@ type channelView struct {
 	HasSecret bool              `json:"has_secret"`
 	// RepeatInterval is "0s" when the channel sends each firing once.
 	RepeatInterval alert.Duration `json:"repeat_interval"`
+	GroupBy        []string       `json:"group_by"`
+	GroupWait      alert.Duration `json:"group_wait"`
 	CreatedAt      time.Time      `json:"created_at"`
 	UpdatedAt      time.Time      `json:"updated_at"`
 }
@@ -40,9 +42,14 @@ func viewOfChannel(ch alert.Channel) channelView {
 	if headers == nil {
 		headers = map[string]string{}
 	}
+	groupBy := ch.GroupBy
+	if groupBy == nil {
+		groupBy = []string{}
+	}
 	return channelView{
 		ID: ch.ID, Name: ch.Name, Type: ch.Type, URL: ch.URL, Headers: headers, Enabled: ch.Enabled,
 		HasSecret: ch.Secret != "", RepeatInterval: alert.Duration(ch.RepeatInterval),
+		GroupBy: groupBy, GroupWait: alert.Duration(ch.GroupWait),
 		CreatedAt: ch.CreatedAt, UpdatedAt: ch.UpdatedAt,
 	}
 }
@@ -63,6 +70,9 @@ type channelRequest struct {
 	Enabled *bool             `json:"enabled"`
 	// RepeatInterval is a Go duration ("4h"): a still-firing alert is sent again this often.
 	RepeatInterval alert.Duration `json:"repeat_interval"`
+	// GroupBy and GroupWait group the transitions sent to the channel (left out: none).
+	GroupBy   []string       `json:"group_by"`
+	GroupWait alert.Duration `json:"group_wait"`
 }
 
 // channel returns the channel the request describes; keepSecret is the stored secret, used when
@@ -71,6 +81,7 @@ func (r channelRequest) channel(id, keepSecret string) alert.Channel {
 	ch := alert.Channel{
 		ID: id, Name: r.Name, Type: r.Type, URL: r.URL, Secret: keepSecret, Headers: r.Headers, Enabled: true,
 		RepeatInterval: time.Duration(r.RepeatInterval),
+		GroupBy:        r.GroupBy, GroupWait: time.Duration(r.GroupWait),
 	}
 	if ch.Type == "" {
 		ch.Type = alert.ChannelTypeWebhook

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
@@ -55,7 +56,7 @@ func TestNotificationChannels(t *testing.T) {
 		{`{"name":"ops","url":"https://hooks.example.com/v2","enabled":false,"repeat_interval":"4h"}`, secret, 4 * time.Hour},
 		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":null}`, secret, 0},
 		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":"other-` + secret + `","repeat_interval":"90m"}`, "other-" + secret, 90 * time.Minute},
-		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":""}`, "", 0},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":"","group_by":["alertname","agent"],"group_wait":"30s"}`, "", 0},
 	}
 	for _, p := range puts {
 		r := e.do(req{method: "PUT", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(op), body: p.body})
@@ -69,6 +70,13 @@ func TestNotificationChannels(t *testing.T) {
 		}
 		if stored, err := store.Get(ctx, ch.ID); err != nil || stored.RepeatInterval != p.wantRepeat || time.Duration(got.RepeatInterval) != p.wantRepeat {
 			t.Errorf("after update %s repeat interval = stored %v (%v), answered %v; want %v", p.body, stored.RepeatInterval, err, got.RepeatInterval, p.wantRepeat)
+		}
+		wantGroup := []string{}
+		if strings.Contains(p.body, "group_by") {
+			wantGroup = []string{"alertname", "agent"}
+		}
+		if !slices.Equal(got.GroupBy, wantGroup) || (len(wantGroup) > 0) != (got.GroupWait == alert.Duration(30*time.Second)) {
+			t.Errorf("update %s answered group_by %q group_wait %v, want %q", p.body, got.GroupBy, got.GroupWait, wantGroup)
 		}
 	}
 
@@ -90,6 +98,8 @@ func TestNotificationChannels(t *testing.T) {
 		{"repeat too often", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","repeat_interval":"30s"}`}, 400, "repeat_interval"},
 		{"repeat not a duration", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","repeat_interval":"4 hours"}`}, 400, "repeat_interval"},
 		{"repeat a number", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","repeat_interval":3600}`}, 400, "repeat_interval"},
+		{"group without wait", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","group_by":["agent"]}`}, 400, "group_wait"},
+		{"group by bad label", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","group_by":["a b"],"group_wait":"10s"}`}, 400, "group_by"},
 		{"blank name", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":" ","url":"https://x.example"}`}, 400, "name"},
 		{"unknown member", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","has_secret":true}`}, 400, "has_secret"},
 		{"duplicate name", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"ops","url":"https://x.example"}`}, 409, ""},

@@ -115,6 +115,8 @@ func (n *Notifier) silence(ctx context.Context, log *slog.Logger, nt *Notificati
 type routeStage struct {
 	n          *Notifier
 	perChannel Stage
+	// grouped replaces perChannel for a channel with group_by (group.go).
+	grouped Stage
 }
 
 // Exec looks the channels up and fans out.
@@ -139,6 +141,11 @@ func (r routeStage) Exec(ctx context.Context, log *slog.Logger, nt *Notification
 		}
 		one := *nt
 		one.Channel = ch
+		if len(ch.GroupBy) > 0 {
+			fan.Stages = append(fan.Stages, r.grouped)
+			fan.Notifications = append(fan.Notifications, &one)
+			continue
+		}
 		fan.Stages = append(fan.Stages, r.perChannel)
 		fan.Notifications = append(fan.Notifications, &one)
 	}

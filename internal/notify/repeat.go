@@ -88,12 +88,15 @@ func (n *Notifier) repeatLease() time.Duration {
 	return tries*(n.cfg.WebhookTimeout+lockMargin) + time.Duration(n.cfg.MaxRetries)*n.cfg.RetryMax + time.Minute
 }
 
-// repeatLoop sends due repeats every RepeatCheck until ctx is done; a repeat in flight then
+// repeatLoop sends due groups (group.go) and repeats every RepeatCheck until ctx is done; a repeat in flight then
 // finishes its POST (deliver's rule) and the loop returns.
 func (n *Notifier) repeatLoop(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.RepeatCheck)
 	defer tick.Stop()
 	for {
+		if err := n.flushDue(ctx); err != nil && ctx.Err() == nil {
+			n.logger.Warn("sending due groups failed; trying again at the next check", "err", err)
+		}
 		if err := n.repeatDue(ctx); err != nil && ctx.Err() == nil {
 			n.logger.Warn("sending due repeats failed; trying again at the next check", "err", err)
 		}

@@ -109,6 +109,6 @@ func (n *Notifier) newPipeline() Stage {
 	n.repeatPipeline = MultiStage{StageFunc(n.silence), perChannel}
 	return MultiStage{
 		StageFunc(n.silence),
-		routeStage{n: n, perChannel: perChannel},
+		routeStage{n: n, perChannel: perChannel, grouped: StageFunc(n.enqueue)},
 	}
 }

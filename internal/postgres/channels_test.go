@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func TestChannelLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bare.Headers == nil || len(bare.Headers) != 0 || bare.Secret != "" || bare.Enabled || bare.RepeatInterval != 0 {
+	if bare.Headers == nil || len(bare.Headers) != 0 || bare.Secret != "" || bare.Enabled || bare.RepeatInterval != 0 || bare.GroupBy == nil || len(bare.GroupBy) != 0 || bare.GroupWait != 0 {
 		t.Errorf("Create(bare) = %+v, want empty headers, no secret, disabled, no repeat", bare)
 	}
 
@@ -52,11 +53,13 @@ func TestChannelLifecycle(t *testing.T) {
 	upd.Headers = nil
 	upd.Enabled = false
 	upd.RepeatInterval = 90 * time.Minute
+	upd.GroupBy, upd.GroupWait = []string{"rule_id", "agent"}, 10*time.Second
 	got, err := channels.Update(ctx, upd, "bob")
 	if err != nil {
 		t.Fatalf("Update = %v", err)
 	}
 	if got.Name != "ops-2" || got.URL != upd.URL || got.Secret != "" || len(got.Headers) != 0 || got.Enabled || got.RepeatInterval != 90*time.Minute ||
+		!slices.Equal(got.GroupBy, upd.GroupBy) || got.GroupWait != 10*time.Second ||
 		!got.CreatedAt.Equal(c.CreatedAt) || got.UpdatedAt.Before(c.UpdatedAt) {
 		t.Errorf("Update = %+v, want %+v with created_at kept", got, upd)
 	}

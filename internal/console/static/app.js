@@ -489,11 +489,14 @@ function channelsPage() {
     const url = h("input", { "data-field": "url", value: c.url || "", type: "url", required: true });
     const secret = h("input", { "data-field": "secret", type: "password", placeholder: c.has_secret ? "unchanged" : "" });
     const repeat = h("input", { "data-field": "repeat_interval", value: c.repeat_interval && c.repeat_interval !== "0s" ? c.repeat_interval : "", placeholder: "never (e.g. 4h)" });
+    const groupBy = h("input", { "data-field": "group_by", value: (c.group_by || []).join(","), placeholder: "none (e.g. alertname,agent)" });
+    const groupWait = h("input", { "data-field": "group_wait", value: c.group_wait && c.group_wait !== "0s" ? c.group_wait : "", placeholder: "e.g. 30s" });
     const enabled = h("input", { type: "checkbox", checked: c.enabled, "data-field": "enabled" });
     const form = h("form", { class: "card", onsubmit: async (ev) => {
       ev.preventDefault();
       const body = { name: name.value, type: type.value, url: url.value, enabled: enabled.checked, headers: c.headers || {},
-        repeat_interval: repeat.value.trim() || "0s" };
+        repeat_interval: repeat.value.trim() || "0s",
+        group_by: groupBy.value.split(",").map((s) => s.trim()).filter(Boolean), group_wait: groupWait.value.trim() || "0s" };
       if (secret.value) body.secret = secret.value;
       try {
         if (c.id) await api("PUT", `/api/v1/notification-channels/${encodeURIComponent(c.id)}`, body);
@@ -503,7 +506,8 @@ function channelsPage() {
     } }, h("h2", {}, c.id ? "Edit channel" : "New channel"),
     h("div", { class: "grid2" }, h("label", {}, h("span", {}, "Name"), name), h("label", {}, h("span", {}, "Type"), type),
       h("label", {}, h("span", {}, "URL"), url), h("label", {}, h("span", {}, "Secret (HMAC signing)"), secret),
-      h("label", {}, h("span", {}, "Repeat while firing, every"), repeat)),
+      h("label", {}, h("span", {}, "Repeat while firing, every"), repeat),
+      h("label", {}, h("span", {}, "Group by labels"), groupBy), h("label", {}, h("span", {}, "Group wait"), groupWait)),
     h("label", {}, enabled, " Enabled"),
     h("div", { class: "row" }, h("button", { class: "primary", type: "submit" }, "Save"), h("button", { type: "button", onclick: () => mount(formBox) }, "Cancel")));
     mount(formBox, form);

@@ -1,0 +1,81 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/agentmonitor/agentmonitor/internal/alert"
+)
+
+// TestGroupedNotificationSurvivesRestart: two alerts of one rule fired within group_wait reach
+// a channel grouping by alertname as one POST, although the copy that collected them stopped
+// before the wait ended and two other copies finished it.
+func TestGroupedNotificationSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rcv := newReceiver(t, nil)
+	const wait = 2 * time.Second
+	ch, err := e.channels.Create(context.Background(), alert.Channel{
+		Name: "grouped", Type: alert.ChannelTypeWebhook, URL: rcv.srv.URL + "/hook", Enabled: true,
+		GroupBy: []string{"alertname"}, GroupWait: wait,
+	}, "test")
+	if err != nil {
+		t.Fatalf("creating channel: %v", err)
+	}
+	ruleID := uuid.NewString()
+	a, b := firing(ruleID, "agent-1", ch.ID), firing(ruleID, "agent-2", ch.ID)
+	b.Value = 99
+	e.append(a)
+	e.append(b)
+	first := e.start(e.config("n1"))
+	e.settled() // both transitions collected, their entries acknowledged
+	if took, err := first.stop(); err != nil || took > wait/2 {
+		t.Fatalf("stopping the collecting copy: %v after %v", err, took)
+	}
+	if n := len(rcv.requests()); n != 0 {
+		t.Fatalf("%d notifications before group_wait ended, want 0", n)
+	}
+	e.start(e.config("n2"))
+	e.start(e.config("n3"))
+	waitFor(t, 15*time.Second, "the grouped notification", func() bool { return len(rcv.requests()) >= 1 })
+	waitFor(t, 5*time.Second, "the group flushed", func() bool {
+		n, err := e.rdb.ZCard(context.Background(), groupsKey(e.prefix)).Result()
+		return err == nil && n == 0
+	})
+	reqs := rcv.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d notifications, want 1 for the group", len(reqs))
+	}
+	var body WebhookBody
+	if err := json.Unmarshal(reqs[0].body, &body); err != nil {
+		t.Fatalf("body %s: %v", reqs[0].body, err)
+	}
+	if body.Status != "firing" || !maps.Equal(body.GroupLabels, map[string]string{"alertname": "CPU busy"}) || body.GroupKey != `{}:{alertname="CPU busy"}` {
+		t.Errorf("group body status %q groupLabels %v groupKey %q, want firing, alertname only", body.Status, body.GroupLabels, body.GroupKey)
+	}
+	if _, ok := body.CommonLabels["agent"]; ok || body.CommonLabels["team"] != "infra" || body.CommonLabels["alertname"] != "CPU busy" {
+		t.Errorf("commonLabels = %v, want the shared labels without agent", body.CommonLabels)
+	}
+	var got []string
+	for _, al := range body.Alerts {
+		got = append(got, al.Labels["agent"]+"="+formatValue(al.Value))
+	}
+	slices.Sort(got)
+	if want := []string{"agent-1=97.5", "agent-2=99"}; !slices.Equal(got, want) {
+		t.Errorf("alerts = %v, want %v", got, want)
+	}
+}
+
+func formatValue(v *float64) string {
+	if v == nil {
+		return "nil"
+	}
+	b, _ := json.Marshal(*v)
+	return string(b)
+}
