@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"net/mail"
 	"net/url"
 	"slices"
 	"strings"
@@ -22,6 +23,14 @@ const ChannelTypeWebhook = "webhook"
 // many chat tools): the same POST, with a {"text", "attachments"} body instead of
 // Alertmanager's.
 const ChannelTypeSlack = "slack"
+
+// ChannelTypeEmail is e-mail over SMTP to the addresses in To, through the notifier's SMTP
+// server (SMTP_ADDR and friends): a plain-text message per notification. It has no URL, secret
+// or headers.
+const ChannelTypeEmail = "email"
+
+// MaxChannelTo bounds the addresses of an e-mail channel.
+const MaxChannelTo = 20
 
 // Bounds Channel.Validate enforces.
 const (
@@ -68,8 +77,10 @@ type Channel struct {
 	// one notification (Alertmanager's group_by and group_wait). Empty: one notification each.
 	GroupBy   []string      `json:"group_by"`
 	GroupWait time.Duration `json:"group_wait"`
-	CreatedAt time.Time     `json:"created_at"`
-	UpdatedAt time.Time     `json:"updated_at"`
+	// To holds the recipients of an e-mail channel (RFC 5322 addresses); empty for the others.
+	To        []string  `json:"to"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Validate returns an *ValidationError naming the first invalid member, or nil: a name of
@@ -98,10 +109,18 @@ func (c *Channel) validate() *ValidationError {
 	}
 	switch c.Type {
 	case ChannelTypeWebhook, ChannelTypeSlack:
+		if len(c.To) > 0 {
+			return invalid("to", "is for e-mail channels only")
+		}
+	case ChannelTypeEmail:
+		if err := c.validateEmail(); err != nil {
+			return err
+		}
+		return c.validateTiming()
 	case "":
-		return invalid("type", "is required: %q or %q", ChannelTypeWebhook, ChannelTypeSlack)
+		return invalid("type", "is required: %q, %q or %q", ChannelTypeWebhook, ChannelTypeSlack, ChannelTypeEmail)
 	default:
-		return invalid("type", "must be %q or %q, got %q", ChannelTypeWebhook, ChannelTypeSlack, c.Type)
+		return invalid("type", "must be %q, %q or %q, got %q", ChannelTypeWebhook, ChannelTypeSlack, ChannelTypeEmail, c.Type)
 	}
 	if err := checkWebhookURL(c.URL); err != nil {
 		return err
@@ -115,10 +134,40 @@ func (c *Channel) validate() *ValidationError {
 	if err := checkHeaders(c.Headers); err != nil {
 		return err
 	}
+	return c.validateTiming()
+}
+
+func (c *Channel) validateTiming() *ValidationError {
 	if err := checkRepeatInterval(c.RepeatInterval); err != nil {
 		return err
 	}
 	return checkGrouping(c.GroupBy, c.GroupWait)
+}
+
+// validateEmail checks the members of an e-mail channel: recipients, and no webhook members.
+func (c *Channel) validateEmail() *ValidationError {
+	switch {
+	case c.URL != "":
+		return invalid("url", "must be empty for an e-mail channel: the SMTP server is the notifier's (SMTP_ADDR)")
+	case c.Secret != "":
+		return invalid("secret", "must be empty for an e-mail channel")
+	case len(c.Headers) > 0:
+		return invalid("headers", "must be empty for an e-mail channel")
+	case len(c.To) == 0:
+		return invalid("to", "is required for an e-mail channel: at least one address")
+	case len(c.To) > MaxChannelTo:
+		return invalid("to", "must have at most %d addresses, got %d", MaxChannelTo, len(c.To))
+	}
+	for _, to := range c.To {
+		if len(to) > 254 || strings.ContainsAny(to, "\r\n") {
+			return invalid("to", "%q is not an e-mail address", to)
+		}
+		a, err := mail.ParseAddress(to)
+		if err != nil || a.Name != "" || a.Address != to {
+			return invalid("to", "%q is not a bare e-mail address such as ops@example.com", to)
+		}
+	}
+	return nil
 }
 
 func checkGrouping(by []string, wait time.Duration) *ValidationError {

@@ -32,7 +32,21 @@ func TestChannelValidate(t *testing.T) {
 		{"long name", func(c *alert.Channel) { c.Name = strings.Repeat("n", 201) }, "name"},
 		{"control char in name", func(c *alert.Channel) { c.Name = "a\nb" }, "name"},
 		{"no type", func(c *alert.Channel) { c.Type = "" }, "type"},
-		{"other type", func(c *alert.Channel) { c.Type = "email" }, "type"},
+		{"other type", func(c *alert.Channel) { c.Type = "sms" }, "type"},
+		{"to on a webhook", func(c *alert.Channel) { c.To = []string{"ops@example.com"} }, "to"},
+		{"email", func(c *alert.Channel) {
+			*c = alert.Channel{Name: "mail", Type: "email", To: []string{"ops@example.com", "b@example.org"}}
+		}, ""},
+		{"email without to", func(c *alert.Channel) { *c = alert.Channel{Name: "mail", Type: "email"} }, "to"},
+		{"email bad to", func(c *alert.Channel) {
+			*c = alert.Channel{Name: "mail", Type: "email", To: []string{"not an address"}}
+		}, "to"},
+		{"email header injection", func(c *alert.Channel) {
+			*c = alert.Channel{Name: "mail", Type: "email", To: []string{"a@example.com\r\nBcc: x@evil.com"}}
+		}, "to"},
+		{"email with url", func(c *alert.Channel) {
+			*c = alert.Channel{Name: "mail", Type: "email", URL: "https://x.example", To: []string{"a@example.com"}}
+		}, "url"},
 		{"no url", func(c *alert.Channel) { c.URL = "" }, "url"},
 		{"relative url", func(c *alert.Channel) { c.URL = "/hook" }, "url"},
 		{"ftp url", func(c *alert.Channel) { c.URL = "ftp://example.com/x" }, "url"},

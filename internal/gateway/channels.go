@@ -33,6 +33,7 @@ type channelView struct {
 	RepeatInterval alert.Duration `json:"repeat_interval"`
 	GroupBy        []string       `json:"group_by"`
 	GroupWait      alert.Duration `json:"group_wait"`
+	To             []string       `json:"to"`
 	CreatedAt      time.Time      `json:"created_at"`
 	UpdatedAt      time.Time      `json:"updated_at"`
 }
@@ -46,10 +47,14 @@ func viewOfChannel(ch alert.Channel) channelView {
 	if groupBy == nil {
 		groupBy = []string{}
 	}
+	to := ch.To
+	if to == nil {
+		to = []string{}
+	}
 	return channelView{
 		ID: ch.ID, Name: ch.Name, Type: ch.Type, URL: ch.URL, Headers: headers, Enabled: ch.Enabled,
 		HasSecret: ch.Secret != "", RepeatInterval: alert.Duration(ch.RepeatInterval),
-		GroupBy: groupBy, GroupWait: alert.Duration(ch.GroupWait),
+		GroupBy: groupBy, GroupWait: alert.Duration(ch.GroupWait), To: to,
 		CreatedAt: ch.CreatedAt, UpdatedAt: ch.UpdatedAt,
 	}
 }
@@ -73,6 +78,8 @@ type channelRequest struct {
 	// GroupBy and GroupWait group the transitions sent to the channel (left out: none).
 	GroupBy   []string       `json:"group_by"`
 	GroupWait alert.Duration `json:"group_wait"`
+	// To holds the recipients of an e-mail channel.
+	To []string `json:"to"`
 }
 
 // channel returns the channel the request describes; keepSecret is the stored secret, used when
@@ -81,7 +88,7 @@ func (r channelRequest) channel(id, keepSecret string) alert.Channel {
 	ch := alert.Channel{
 		ID: id, Name: r.Name, Type: r.Type, URL: r.URL, Secret: keepSecret, Headers: r.Headers, Enabled: true,
 		RepeatInterval: time.Duration(r.RepeatInterval),
-		GroupBy:        r.GroupBy, GroupWait: time.Duration(r.GroupWait),
+		GroupBy:        r.GroupBy, GroupWait: time.Duration(r.GroupWait), To: r.To,
 	}
 	if ch.Type == "" {
 		ch.Type = alert.ChannelTypeWebhook
@@ -184,6 +191,9 @@ func (g *Gateway) deleteChannel(c echo.Context) error {
 // private, link-local, metadata addresses, or a name resolving there) and
 // WEBHOOK_ALLOWED_NETWORKS does not allow it. The notifier checks again at every connection.
 func (g *Gateway) checkEgress(ctx context.Context, rawURL string) error {
+	if rawURL == "" {
+		return nil // an e-mail channel, whose validation requires an empty url
+	}
 	if err := g.egress.CheckURL(ctx, rawURL); err != nil {
 		return fieldErrorf("url", "%v", err)
 	}

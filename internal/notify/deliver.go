@@ -286,9 +286,11 @@ func (n *Notifier) deliver(ctx context.Context, log *slog.Logger, nt *Notificati
 	}
 	ev := nt.Event
 	var payload any
-	if nt.Channel.Type == alert.ChannelTypeSlack {
+	switch nt.Channel.Type {
+	case alert.ChannelTypeEmail:
+	case alert.ChannelTypeSlack:
 		payload = n.slackBody(ev, nt.Labels)
-	} else {
+	default:
 		payload = n.webhookBody(ev, nt.Labels, nt.Channel.Name, n.startsAt(ctx, ev))
 	}
 	body, err := json.Marshal(payload)
@@ -298,7 +300,11 @@ func (n *Notifier) deliver(ctx context.Context, log *slog.Logger, nt *Notificati
 	postCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.WebhookTimeout)
 	defer cancel()
 	start := time.Now()
-	err = n.post(postCtx, nt.Channel, ev.ID, body)
+	if nt.Channel.Type == alert.ChannelTypeEmail {
+		err = n.sendMail(postCtx, nt.Channel, ev.ID, []alert.Event{ev}, []map[string]string{nt.Labels}, nil)
+	} else {
+		err = n.post(postCtx, nt.Channel, ev.ID, body)
+	}
 	n.metrics.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		n.metrics.deliveries.WithLabelValues(outcomeFailed).Inc()

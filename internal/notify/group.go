@@ -224,9 +224,11 @@ func (n *Notifier) sendGroup(ctx context.Context, log *slog.Logger, ch alert.Cha
 	}
 	group, _ := groupOf(ch, labels[0])
 	var payload any
-	if ch.Type == alert.ChannelTypeSlack {
+	switch {
+	case ch.Type == alert.ChannelTypeEmail:
+	case ch.Type == alert.ChannelTypeSlack:
 		payload = n.slackGroupBody(events, labels, group)
-	} else {
+	default:
 		starts := make([]time.Time, len(events))
 		for i, ev := range events {
 			starts[i] = n.startsAt(ctx, ev)
@@ -241,7 +243,11 @@ func (n *Notifier) sendGroup(ctx context.Context, log *slog.Logger, ch alert.Cha
 	defer cancel()
 	start := time.Now()
 	// The event header names the group's first transition: the same on a resend of this group.
-	err = n.post(postCtx, ch, events[0].ID, body)
+	if ch.Type == alert.ChannelTypeEmail {
+		err = n.sendMail(postCtx, ch, events[0].ID, events, labels, group)
+	} else {
+		err = n.post(postCtx, ch, events[0].ID, body)
+	}
 	n.metrics.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		n.metrics.deliveries.WithLabelValues(outcomeFailed).Inc()

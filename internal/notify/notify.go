@@ -43,11 +43,13 @@ package notify
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/mail"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -133,8 +135,16 @@ type Config struct {
 	// link-local, CGNAT): CIDRs, addresses or host names (egress.NewPolicy).
 	// RepeatCheck is how often each copy looks for repeats that are due (channels'
 	// repeat_interval): a repeat goes out at most this late.
-	RepeatCheck     time.Duration `env:"NOTIFIER_REPEAT_CHECK" envDefault:"10s" help:"how often due repeats of still-firing alerts are looked for"`
-	AllowedNetworks []string      `env:"WEBHOOK_ALLOWED_NETWORKS" envSeparator:"," help:"comma-separated CIDRs, addresses and host names webhooks may reach although private, loopback or link-local (default: none; public addresses only)"`
+	RepeatCheck time.Duration `env:"NOTIFIER_REPEAT_CHECK" envDefault:"10s" help:"how often due repeats of still-firing alerts are looked for"`
+	// SMTPAddr (host:port) is the SMTP server of e-mail channels; empty: e-mail channels fail.
+	// SMTPUsername and SMTPPassword, when set, authenticate with AUTH PLAIN (only over TLS).
+	// SMTPFrom is the sender address. SMTPStartTLS requires STARTTLS before anything is sent.
+	SMTPAddr        string   `env:"SMTP_ADDR" help:"host:port of the SMTP server e-mail channels send through (empty: none)"`
+	SMTPUsername    string   `env:"SMTP_USERNAME" help:"SMTP AUTH PLAIN user (empty: no authentication)"`
+	SMTPPassword    string   `env:"SMTP_PASSWORD" help:"SMTP AUTH PLAIN password"`
+	SMTPFrom        string   `env:"SMTP_FROM" help:"sender address of notification e-mails (required with SMTP_ADDR)"`
+	SMTPStartTLS    bool     `env:"SMTP_STARTTLS" envDefault:"true" help:"require STARTTLS on the SMTP connection (false only for a relay on a trusted network)"`
+	AllowedNetworks []string `env:"WEBHOOK_ALLOWED_NETWORKS" envSeparator:"," help:"comma-separated CIDRs, addresses and host names webhooks may reach although private, loopback or link-local (default: none; public addresses only)"`
 }
 
 // DefaultConfig returns the defaults of the envDefault tags, for tests and embedders.
@@ -172,6 +182,18 @@ func (c Config) Validate() error {
 	if _, err := egress.NewPolicy(c.AllowedNetworks); err != nil {
 		return err
 	}
+	if c.SMTPAddr != "" {
+		host, port, err := net.SplitHostPort(c.SMTPAddr)
+		if err != nil || host == "" || port == "" {
+			return fmt.Errorf("SMTP_ADDR=%q: want host:port", c.SMTPAddr)
+		}
+		if err := egress.CheckHostSpelling(host); err != nil {
+			return fmt.Errorf("SMTP_ADDR=%q: %w", c.SMTPAddr, err)
+		}
+		if a, err := mail.ParseAddress(c.SMTPFrom); err != nil || a.Address != c.SMTPFrom {
+			return fmt.Errorf("SMTP_FROM=%q: want a bare e-mail address such as alerts@example.com", c.SMTPFrom)
+		}
+	}
 	return nil
 }
 
@@ -189,11 +211,15 @@ type SilenceSource interface {
 // Notifier consumes the alerts stream and delivers transitions to webhooks. Build it with New
 // and run it once with Run.
 type Notifier struct {
-	rdb      redis.UniversalClient
-	cfg      Config
-	logger   *slog.Logger
-	metrics  *metrics
-	http     *http.Client
+	rdb     redis.UniversalClient
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
+	http    *http.Client
+	// dialer connects to the SMTP server through the egress policy; smtpTLS, when set (tests),
+	// replaces the TLS configuration of STARTTLS (its ServerName is set per connection).
+	dialer   func(ctx context.Context, network, addr string) (net.Conn, error)
+	smtpTLS  *tls.Config
 	channels *snapshot[map[string]alert.Channel]
 	silences *snapshot[[]silence.Silence]
 	recent   *recentSet
@@ -245,6 +271,7 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 		logger:   logger,
 		metrics:  m,
 		http:     webhookClient(policy, cfg.WebhookTimeout),
+		dialer:   policy.DialContext(&net.Dialer{Timeout: cfg.WebhookTimeout}),
 		recent:   newRecentSet(10 * time.Minute),
 		stopping: context.Background(),
 		decided:  make(map[string]error),

@@ -27,7 +27,7 @@ func NewChannelStore(db *sqlx.DB) *ChannelStore {
 	return &ChannelStore{db: db}
 }
 
-const channelColumns = `id, name, type, url, secret, headers, enabled, repeat_interval_seconds, group_by, group_wait_seconds, created_at, updated_at`
+const channelColumns = `id, name, type, url, secret, headers, enabled, repeat_interval_seconds, group_by, group_wait_seconds, email_to, created_at, updated_at`
 
 type channelRow struct {
 	ID        string    `db:"id"`
@@ -40,6 +40,7 @@ type channelRow struct {
 	Repeat    int64     `db:"repeat_interval_seconds"`
 	GroupBy   []byte    `db:"group_by"`
 	GroupWait int64     `db:"group_wait_seconds"`
+	EmailTo   []byte    `db:"email_to"`
 	CreatedAt time.Time `db:"created_at"`
 	UpdatedAt time.Time `db:"updated_at"`
 }
@@ -63,29 +64,42 @@ func (r channelRow) channel() (alert.Channel, error) {
 	if c.GroupBy == nil {
 		c.GroupBy = []string{}
 	}
+	if err := json.Unmarshal(r.EmailTo, &c.To); err != nil {
+		return alert.Channel{}, fmt.Errorf("decoding email_to of notification channel %s: %w", r.ID, err)
+	}
+	if c.To == nil {
+		c.To = []string{}
+	}
 	return c, nil
 }
 
 // prepareChannel validates c and returns its headers and group_by as JSON.
-func prepareChannel(c alert.Channel) (headersJSON, groupByJSON []byte, err error) {
+func prepareChannel(c alert.Channel) (headersJSON, groupByJSON, toJSON []byte, err error) {
 	if err := c.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	headers := c.Headers
 	if headers == nil {
 		headers = map[string]string{}
 	}
 	if headersJSON, err = json.Marshal(headers); err != nil {
-		return nil, nil, fmt.Errorf("encoding channel headers: %w", err)
+		return nil, nil, nil, fmt.Errorf("encoding channel headers: %w", err)
 	}
 	groupBy := c.GroupBy
 	if groupBy == nil {
 		groupBy = []string{}
 	}
 	if groupByJSON, err = json.Marshal(groupBy); err != nil {
-		return nil, nil, fmt.Errorf("encoding channel group_by: %w", err)
+		return nil, nil, nil, fmt.Errorf("encoding channel group_by: %w", err)
 	}
-	return headersJSON, groupByJSON, nil
+	to := c.To
+	if to == nil {
+		to = []string{}
+	}
+	if toJSON, err = json.Marshal(to); err != nil {
+		return nil, nil, nil, fmt.Errorf("encoding channel to: %w", err)
+	}
+	return headersJSON, groupByJSON, toJSON, nil
 }
 
 // channelAudit returns the details of a channel's audit row: what it is and where it sends,
@@ -95,6 +109,7 @@ func channelAudit(c alert.Channel) map[string]any {
 		"name": c.Name, "type": c.Type, "url": c.URL, "enabled": c.Enabled,
 		"signed": c.Secret != "", "headers": slices.Sorted(maps.Keys(c.Headers)),
 		"repeat_interval": c.RepeatInterval.String(), "group_by": c.GroupBy, "group_wait": c.GroupWait.String(),
+		"to": c.To,
 	}
 }
 
@@ -115,16 +130,16 @@ func (s *ChannelStore) Create(ctx context.Context, c alert.Channel, actor string
 	if err := checkActor(actor); err != nil {
 		return alert.Channel{}, err
 	}
-	headers, groupBy, err := prepareChannel(c)
+	headers, groupBy, to, err := prepareChannel(c)
 	if err != nil {
 		return alert.Channel{}, err
 	}
 	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *channelRow) error {
 		if err := tx.GetContext(ctx, row, `
-			INSERT INTO notification_channels (name, type, url, secret, headers, enabled, repeat_interval_seconds, group_by, group_wait_seconds)
-			VALUES ($1, $2, $3, $4, CAST($5 AS jsonb), $6, $7, CAST($8 AS jsonb), $9)
+			INSERT INTO notification_channels (name, type, url, secret, headers, enabled, repeat_interval_seconds, group_by, group_wait_seconds, email_to)
+			VALUES ($1, $2, $3, $4, CAST($5 AS jsonb), $6, $7, CAST($8 AS jsonb), $9, CAST($10 AS jsonb))
 			RETURNING `+channelColumns, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled,
-			int64(c.RepeatInterval/time.Second), string(groupBy), int64(c.GroupWait/time.Second)); err != nil {
+			int64(c.RepeatInterval/time.Second), string(groupBy), int64(c.GroupWait/time.Second), string(to)); err != nil {
 			return fmt.Errorf("creating notification channel: %w", channelWriteError(err, c.Name))
 		}
 		return nil
@@ -164,7 +179,7 @@ func (s *ChannelStore) Update(ctx context.Context, c alert.Channel, actor string
 	if !validID(c.ID) {
 		return alert.Channel{}, fmt.Errorf("notification channel %q: %w", c.ID, ErrNotFound)
 	}
-	headers, groupBy, err := prepareChannel(c)
+	headers, groupBy, to, err := prepareChannel(c)
 	if err != nil {
 		return alert.Channel{}, err
 	}
@@ -172,10 +187,10 @@ func (s *ChannelStore) Update(ctx context.Context, c alert.Channel, actor string
 		err := tx.GetContext(ctx, row, `
 			UPDATE notification_channels
 			SET name = $2, type = $3, url = $4, secret = $5, headers = CAST($6 AS jsonb), enabled = $7,
-			    repeat_interval_seconds = $8, group_by = CAST($9 AS jsonb), group_wait_seconds = $10, updated_at = now()
+			    repeat_interval_seconds = $8, group_by = CAST($9 AS jsonb), group_wait_seconds = $10, email_to = CAST($11 AS jsonb), updated_at = now()
 			WHERE id = $1
 			RETURNING `+channelColumns, c.ID, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled,
-			int64(c.RepeatInterval/time.Second), string(groupBy), int64(c.GroupWait/time.Second))
+			int64(c.RepeatInterval/time.Second), string(groupBy), int64(c.GroupWait/time.Second), string(to))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("notification channel %s: %w", c.ID, ErrNotFound)
 		}

@@ -46,6 +46,14 @@ func TestChannelLifecycle(t *testing.T) {
 		t.Errorf("Create(bare) = %+v, want empty headers, no secret, disabled, no repeat", bare)
 	}
 
+	mail, err := channels.Create(ctx, alert.Channel{Name: "mail", Type: alert.ChannelTypeEmail, To: []string{"ops@example.com"}, Enabled: true}, "alice")
+	if err != nil || !slices.Equal(mail.To, []string{"ops@example.com"}) || mail.URL != "" {
+		t.Fatalf("Create(email) = %+v, %v, want the recipients kept", mail, err)
+	}
+	if err := channels.Delete(ctx, mail.ID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+
 	upd := c
 	upd.Name = "ops-2"
 	upd.URL = "https://hooks.example.com/b"
@@ -138,7 +146,7 @@ func TestChannelFailedChangesAreNotStoredOrAudited(t *testing.T) {
 		}, postgres.ErrConflict, ""},
 		{"update invalid type", func() error {
 			c := other
-			c.Type = "email"
+			c.Type = "sms"
 			_, err := channels.Update(ctx, c, "bob")
 			return err
 		}, postgres.ErrInvalid, "type"},
