@@ -79,3 +79,49 @@ func formatValue(v *float64) string {
 	b, _ := json.Marshal(*v)
 	return string(b)
 }
+
+// TestGroupedSlackNotification: a slack channel grouping by rule_id gets one message with an
+// attachment per alert, the firing and the resolved one.
+func TestGroupedSlackNotification(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rcv := newReceiver(t, nil)
+	ch, err := e.channels.Create(context.Background(), alert.Channel{
+		Name: "chat", Type: alert.ChannelTypeSlack, URL: rcv.srv.URL + "/slack", Enabled: true,
+		GroupBy: []string{"rule_id"}, GroupWait: time.Second,
+	}, "test")
+	if err != nil {
+		t.Fatalf("creating channel: %v", err)
+	}
+	ruleID := uuid.NewString()
+	a, b := firing(ruleID, "agent-1", ch.ID), firing(ruleID, "agent-2", ch.ID)
+	e.append(a)
+	e.append(b)
+	e.append(resolved(b, 30))
+	e.start(e.config("n1"))
+	waitFor(t, 10*time.Second, "the grouped message", func() bool { return len(rcv.requests()) >= 1 })
+	e.settled()
+	waitFor(t, 5*time.Second, "the group flushed", func() bool {
+		n, err := e.rdb.ZCard(context.Background(), groupsKey(e.prefix)).Result()
+		return err == nil && n == 0
+	})
+	reqs := rcv.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d messages, want 1 for the group", len(reqs))
+	}
+	var body SlackBody
+	if err := json.Unmarshal(reqs[0].body, &body); err != nil {
+		t.Fatalf("body %s: %v", reqs[0].body, err)
+	}
+	if want := "[FIRING:1] [RESOLVED:1] rule_id=" + ruleID; body.Text != want {
+		t.Errorf("text = %q, want %q", body.Text, want)
+	}
+	var titles []string
+	for _, at := range body.Attachments {
+		titles = append(titles, at.Title)
+	}
+	slices.Sort(titles)
+	if want := []string{"[FIRING:CRITICAL] CPU busy on agent-1", "[RESOLVED] CPU busy on agent-2"}; !slices.Equal(titles, want) {
+		t.Errorf("attachments = %q, want %q", titles, want)
+	}
+}

@@ -7,6 +7,12 @@
 // record. Each transition reaches each channel once however many copies run and however often
 // an entry is redelivered.
 //
+// Channels of type email are sent over SMTP instead of a POST (email.go). A channel with a
+// repeat interval gets a still-firing alert again every interval (repeat.go); a channel with
+// group_by collects the transitions of a group in Redis for group_wait and gets them as one
+// notification (group.go). Both are driven by a loop every copy runs, each repeat and group
+// claimed by one copy in Redis.
+//
 // # Once per transition and channel
 //
 // Delivery to one channel goes through three Redis keys under the prefix:
