@@ -17,6 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
 // Grouping (a channel's GroupBy and GroupWait), as Alertmanager's group_by and group_wait: the
@@ -34,7 +36,8 @@ import (
 // a repeat (a lease in the score, one script), sends the newest transition of each of its
 // alerts in one body, writes their delivery markers, and removes what it sent. Transitions
 // that arrived meanwhile stay and are due again after GroupWait. A transition whose marker
-// exists is not sent again (a redelivered entry). A crash mid-flush leaves the claim to end
+// exists is not sent again (a redelivered entry). A group the channel refuses for good (a 4xx,
+// a 5xx from the SMTP server) goes to the dead-letter stream. A crash mid-flush leaves the claim to end
 // with its lease; the group is then sent again (at least once).
 
 func groupsKey(prefix string) string { return prefix + "notify:groups" }
@@ -155,8 +158,7 @@ func (n *Notifier) flushOne(ctx context.Context, member, lease string) {
 			settle(strconv.FormatInt(time.Now().Add(n.cfg.RetryMax).UnixMilli(), 10))
 			return
 		case err != nil:
-			n.metrics.poisoned.Inc()
-			log.Error("group notification refused for good, dropped", "err", err, "transitions", len(events))
+			n.deadLetterGroup(ctx, log, member, events, err)
 		}
 	}
 	// Remove what was handled, then the schedule; a transition added meanwhile makes the group
@@ -310,4 +312,28 @@ func (n *Notifier) slackGroupBody(events []alert.Event, labels []map[string]stri
 	}
 	out.Text = fmt.Sprintf("[FIRING:%d] [RESOLVED:%d] %s", firing, resolved, strings.Join(parts, " "))
 	return out
+}
+
+// deadLetterGroup writes the transitions of a group the channel refused for good to the
+// dead-letter stream PoisonKey, each in the consumer's dead-letter format with the reason, as
+// the entries of a refused single notification go there (their stream entries are acknowledged
+// already).
+func (n *Notifier) deadLetterGroup(ctx context.Context, log *slog.Logger, member string, events []alert.Event, reason error) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+	defer cancel()
+	for _, ev := range events {
+		values, err := alertredis.StreamValues(ev)
+		if err == nil {
+			values[stream.FieldReason] = "group " + member + ": " + reason.Error()
+			values[stream.FieldGroup] = Group
+			values[stream.FieldConsumer] = n.cfg.Consumer
+			err = n.rdb.XAdd(dctx, &redis.XAddArgs{Stream: PoisonKey(n.cfg.Prefix), Values: values}).Err()
+		}
+		if err != nil {
+			log.Error("writing a refused group transition to the dead-letter stream failed", "event", ev.ID, "err", err)
+		}
+	}
+	n.metrics.poisoned.Add(float64(len(events)))
+	log.Error("group notification refused for good, sent to the dead-letter stream", "err", reason,
+		"transitions", len(events), "dead_letter_stream", PoisonKey(n.cfg.Prefix))
 }

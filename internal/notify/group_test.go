@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,5 +124,44 @@ func TestGroupedSlackNotification(t *testing.T) {
 	slices.Sort(titles)
 	if want := []string{"[FIRING:CRITICAL] CPU busy on agent-1", "[RESOLVED] CPU busy on agent-2"}; !slices.Equal(titles, want) {
 		t.Errorf("attachments = %q, want %q", titles, want)
+	}
+}
+
+// TestRefusedGroupIsDeadLettered: a group the receiver refuses for good (400) goes to the
+// dead-letter stream, one entry per transition with the reason, and is not sent again.
+func TestRefusedGroupIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rcv := newReceiver(t, func(int) int { return 400 })
+	ch, err := e.channels.Create(context.Background(), alert.Channel{
+		Name: "grouped", Type: alert.ChannelTypeWebhook, URL: rcv.srv.URL + "/hook", Enabled: true,
+		GroupBy: []string{"alertname"}, GroupWait: time.Second,
+	}, "test")
+	if err != nil {
+		t.Fatalf("creating channel: %v", err)
+	}
+	ruleID := uuid.NewString()
+	e.append(firing(ruleID, "agent-1", ch.ID))
+	e.append(firing(ruleID, "agent-2", ch.ID))
+	e.start(e.config("n1"))
+	waitFor(t, 10*time.Second, "2 dead letters", func() bool {
+		n, err := e.rdb.XLen(context.Background(), PoisonKey(e.prefix)).Result()
+		return err == nil && n == 2
+	})
+	waitFor(t, 5*time.Second, "the group gone", func() bool {
+		n, err := e.rdb.ZCard(context.Background(), groupsKey(e.prefix)).Result()
+		return err == nil && n == 0
+	})
+	entries, err := e.rdb.XRange(context.Background(), PoisonKey(e.prefix), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range entries {
+		if reason, _ := en.Values["reason"].(string); !strings.Contains(reason, "400") {
+			t.Errorf("dead letter reason = %q, want the 400", reason)
+		}
+	}
+	if n := len(rcv.requests()); n != 1 {
+		t.Errorf("%d POSTs, want 1", n)
 	}
 }
