@@ -21,7 +21,7 @@ func TestGroupedNotificationSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	rcv := newReceiver(t, nil)
-	const wait = 2 * time.Second
+	const wait = 3 * time.Second
 	ch, err := e.channels.Create(context.Background(), alert.Channel{
 		Name: "grouped", Type: alert.ChannelTypeWebhook, URL: rcv.srv.URL + "/hook", Enabled: true,
 		GroupBy: []string{"alertname"}, GroupWait: wait,
