@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 )
@@ -31,7 +32,21 @@ func TestChannelValidate(t *testing.T) {
 		{"long name", func(c *alert.Channel) { c.Name = strings.Repeat("n", 201) }, "name"},
 		{"control char in name", func(c *alert.Channel) { c.Name = "a\nb" }, "name"},
 		{"no type", func(c *alert.Channel) { c.Type = "" }, "type"},
-		{"other type", func(c *alert.Channel) { c.Type = "email" }, "type"},
+		{"other type", func(c *alert.Channel) { c.Type = "sms" }, "type"},
+		{"to on a webhook", func(c *alert.Channel) { c.To = []string{"ops@example.com"} }, "to"},
+		{"email", func(c *alert.Channel) {
+			*c = alert.Channel{Name: "mail", Type: "email", To: []string{"ops@example.com", "b@example.org"}}
+		}, ""},
+		{"email without to", func(c *alert.Channel) { *c = alert.Channel{Name: "mail", Type: "email"} }, "to"},
+		{"email bad to", func(c *alert.Channel) {
+			*c = alert.Channel{Name: "mail", Type: "email", To: []string{"not an address"}}
+		}, "to"},
+		{"email header injection", func(c *alert.Channel) {
+			*c = alert.Channel{Name: "mail", Type: "email", To: []string{"a@example.com\r\nBcc: x@evil.com"}}
+		}, "to"},
+		{"email with url", func(c *alert.Channel) {
+			*c = alert.Channel{Name: "mail", Type: "email", URL: "https://x.example", To: []string{"a@example.com"}}
+		}, "url"},
 		{"no url", func(c *alert.Channel) { c.URL = "" }, "url"},
 		{"relative url", func(c *alert.Channel) { c.URL = "/hook" }, "url"},
 		{"ftp url", func(c *alert.Channel) { c.URL = "ftp://example.com/x" }, "url"},
@@ -52,6 +67,19 @@ func TestChannelValidate(t *testing.T) {
 		{"content-type", func(c *alert.Channel) { c.Headers = map[string]string{"content-type": "text/plain"} }, "headers"},
 		{"signature header", func(c *alert.Channel) { c.Headers = map[string]string{"X-AgentMonitor-Signature": "x"} }, "headers"},
 		{"host header", func(c *alert.Channel) { c.Headers = map[string]string{"Host": "evil"} }, "headers"},
+		{"repeat every 4h", func(c *alert.Channel) { c.RepeatInterval = 4 * time.Hour }, ""},
+		{"repeat every minute", func(c *alert.Channel) { c.RepeatInterval = time.Minute }, ""},
+		{"repeat every 30 days", func(c *alert.Channel) { c.RepeatInterval = 30 * 24 * time.Hour }, ""},
+		{"repeat too often", func(c *alert.Channel) { c.RepeatInterval = 59 * time.Second }, "repeat_interval"},
+		{"repeat negative", func(c *alert.Channel) { c.RepeatInterval = -time.Hour }, "repeat_interval"},
+		{"repeat too rare", func(c *alert.Channel) { c.RepeatInterval = 31 * 24 * time.Hour }, "repeat_interval"},
+		{"group by rule and agent", func(c *alert.Channel) { c.GroupBy, c.GroupWait = []string{"rule_id", "agent"}, 10*time.Second }, ""},
+		{"group without wait", func(c *alert.Channel) { c.GroupBy = []string{"alertname"} }, "group_wait"},
+		{"group wait without group", func(c *alert.Channel) { c.GroupWait = 10 * time.Second }, "group_wait"},
+		{"group wait too long", func(c *alert.Channel) { c.GroupBy, c.GroupWait = []string{"alertname"}, 2*time.Hour }, "group_wait"},
+		{"group by bad label", func(c *alert.Channel) { c.GroupBy, c.GroupWait = []string{"rule id"}, time.Second }, "group_by"},
+		{"group by twice", func(c *alert.Channel) { c.GroupBy, c.GroupWait = []string{"agent", "agent"}, time.Second }, "group_by"},
+		{"repeat fraction of a second", func(c *alert.Channel) { c.RepeatInterval = time.Minute + time.Millisecond }, "repeat_interval"},
 		{"too many headers", func(c *alert.Channel) { c.Headers = manyHeaders }, "headers"},
 	}
 	for _, tt := range tests {

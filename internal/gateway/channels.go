@@ -29,8 +29,13 @@ type channelView struct {
 	Headers   map[string]string `json:"headers"`
 	Enabled   bool              `json:"enabled"`
 	HasSecret bool              `json:"has_secret"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
+	// RepeatInterval is "0s" when the channel sends each firing once.
+	RepeatInterval alert.Duration `json:"repeat_interval"`
+	GroupBy        []string       `json:"group_by"`
+	GroupWait      alert.Duration `json:"group_wait"`
+	To             []string       `json:"to"`
+	CreatedAt      time.Time      `json:"created_at"`
+	UpdatedAt      time.Time      `json:"updated_at"`
 }
 
 func viewOfChannel(ch alert.Channel) channelView {
@@ -38,9 +43,19 @@ func viewOfChannel(ch alert.Channel) channelView {
 	if headers == nil {
 		headers = map[string]string{}
 	}
+	groupBy := ch.GroupBy
+	if groupBy == nil {
+		groupBy = []string{}
+	}
+	to := ch.To
+	if to == nil {
+		to = []string{}
+	}
 	return channelView{
 		ID: ch.ID, Name: ch.Name, Type: ch.Type, URL: ch.URL, Headers: headers, Enabled: ch.Enabled,
-		HasSecret: ch.Secret != "", CreatedAt: ch.CreatedAt, UpdatedAt: ch.UpdatedAt,
+		HasSecret: ch.Secret != "", RepeatInterval: alert.Duration(ch.RepeatInterval),
+		GroupBy: groupBy, GroupWait: alert.Duration(ch.GroupWait), To: to,
+		CreatedAt: ch.CreatedAt, UpdatedAt: ch.UpdatedAt,
 	}
 }
 
@@ -49,7 +64,8 @@ type channelList struct {
 }
 
 // channelRequest is the body of POST and PUT. Type defaults to "webhook" and Enabled to true.
-// Secret left out (or null) keeps the stored secret on PUT; "" removes it.
+// Secret left out (or null) keeps the stored secret on PUT; "" removes it. RepeatInterval left
+// out is 0: each firing is sent once.
 type channelRequest struct {
 	Name    string            `json:"name"`
 	Type    string            `json:"type"`
@@ -57,12 +73,23 @@ type channelRequest struct {
 	Secret  *string           `json:"secret"`
 	Headers map[string]string `json:"headers"`
 	Enabled *bool             `json:"enabled"`
+	// RepeatInterval is a Go duration ("4h"): a still-firing alert is sent again this often.
+	RepeatInterval alert.Duration `json:"repeat_interval"`
+	// GroupBy and GroupWait group the transitions sent to the channel (left out: none).
+	GroupBy   []string       `json:"group_by"`
+	GroupWait alert.Duration `json:"group_wait"`
+	// To holds the recipients of an e-mail channel.
+	To []string `json:"to"`
 }
 
 // channel returns the channel the request describes; keepSecret is the stored secret, used when
 // the request has none.
 func (r channelRequest) channel(id, keepSecret string) alert.Channel {
-	ch := alert.Channel{ID: id, Name: r.Name, Type: r.Type, URL: r.URL, Secret: keepSecret, Headers: r.Headers, Enabled: true}
+	ch := alert.Channel{
+		ID: id, Name: r.Name, Type: r.Type, URL: r.URL, Secret: keepSecret, Headers: r.Headers, Enabled: true,
+		RepeatInterval: time.Duration(r.RepeatInterval),
+		GroupBy:        r.GroupBy, GroupWait: time.Duration(r.GroupWait), To: r.To,
+	}
 	if ch.Type == "" {
 		ch.Type = alert.ChannelTypeWebhook
 	}
@@ -164,6 +191,9 @@ func (g *Gateway) deleteChannel(c echo.Context) error {
 // private, link-local, metadata addresses, or a name resolving there) and
 // WEBHOOK_ALLOWED_NETWORKS does not allow it. The notifier checks again at every connection.
 func (g *Gateway) checkEgress(ctx context.Context, rawURL string) error {
+	if rawURL == "" {
+		return nil // an e-mail channel, whose validation requires an empty url
+	}
 	if err := g.egress.CheckURL(ctx, rawURL); err != nil {
 		return fieldErrorf("url", "%v", err)
 	}

@@ -6,7 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
@@ -45,14 +47,16 @@ func TestNotificationChannels(t *testing.T) {
 	noSecret("get", r)
 
 	// PUT without a secret keeps it; with one replaces it; "" removes it.
+	// repeat_interval is set by each PUT (left out: 0).
 	puts := []struct {
 		body       string
 		wantSecret string
+		wantRepeat time.Duration
 	}{
-		{`{"name":"ops","url":"https://hooks.example.com/v2","enabled":false}`, secret},
-		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":null}`, secret},
-		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":"other-` + secret + `"}`, "other-" + secret},
-		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":""}`, ""},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","enabled":false,"repeat_interval":"4h"}`, secret, 4 * time.Hour},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":null}`, secret, 0},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":"other-` + secret + `","repeat_interval":"90m"}`, "other-" + secret, 90 * time.Minute},
+		{`{"name":"ops","url":"https://hooks.example.com/v2","secret":"","group_by":["alertname","agent"],"group_wait":"30s"}`, "", 0},
 	}
 	for _, p := range puts {
 		r := e.do(req{method: "PUT", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(op), body: p.body})
@@ -63,6 +67,30 @@ func TestNotificationChannels(t *testing.T) {
 		}
 		if stored, err := store.Get(ctx, ch.ID); err != nil || stored.Secret != p.wantSecret {
 			t.Errorf("after update %s stored secret = %q, %v, want %q", p.body, stored.Secret, err, p.wantSecret)
+		}
+		if stored, err := store.Get(ctx, ch.ID); err != nil || stored.RepeatInterval != p.wantRepeat || time.Duration(got.RepeatInterval) != p.wantRepeat {
+			t.Errorf("after update %s repeat interval = stored %v (%v), answered %v; want %v", p.body, stored.RepeatInterval, err, got.RepeatInterval, p.wantRepeat)
+		}
+		wantGroup := []string{}
+		if strings.Contains(p.body, "group_by") {
+			wantGroup = []string{"alertname", "agent"}
+		}
+		if !slices.Equal(got.GroupBy, wantGroup) || (len(wantGroup) > 0) != (got.GroupWait == alert.Duration(30*time.Second)) {
+			t.Errorf("update %s answered group_by %q group_wait %v, want %q", p.body, got.GroupBy, got.GroupWait, wantGroup)
+		}
+	}
+
+	// An e-mail channel: recipients, no url.
+	r = e.do(req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op),
+		body: `{"name":"mail","type":"email","to":["ops@example.com"],"repeat_interval":"4h"}`})
+	if m := decode[channelView](t, r); r.status != http.StatusCreated || m.Type != "email" || !slices.Equal(m.To, []string{"ops@example.com"}) || m.URL != "" {
+		t.Errorf("create e-mail channel = %s, want 201 with its recipients", r)
+	} else {
+		if r := e.do(req{method: "POST", path: "/api/v1/notification-channels/" + m.ID + "/test", auth: bearer(op)}); r.status != http.StatusBadRequest {
+			t.Errorf("test of an e-mail channel = %s, want 400", r)
+		}
+		if r := e.do(req{method: "DELETE", path: "/api/v1/notification-channels/" + m.ID, auth: bearer(op)}); r.status != http.StatusNoContent {
+			t.Errorf("delete e-mail channel = %s, want 204", r)
 		}
 	}
 
@@ -79,8 +107,15 @@ func TestNotificationChannels(t *testing.T) {
 		{"viewer creates", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(viewer), body: `{"name":"x","url":"https://x.example"}`}, 403, ""},
 		{"bad scheme", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"ftp://x.example"}`}, 400, "url"},
 		{"credentials in url", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://u:p@x.example"}`}, 400, "url"},
-		{"other type", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","type":"email","url":"https://x.example"}`}, 400, "type"},
+		{"other type", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","type":"sms","url":"https://x.example"}`}, 400, "type"},
 		{"reserved header", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","headers":{"content-type":"text/plain"}}`}, 400, "headers"},
+		{"repeat too often", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","repeat_interval":"30s"}`}, 400, "repeat_interval"},
+		{"repeat not a duration", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","repeat_interval":"4 hours"}`}, 400, "repeat_interval"},
+		{"repeat a number", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","repeat_interval":3600}`}, 400, "repeat_interval"},
+		{"group without wait", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","group_by":["agent"]}`}, 400, "group_wait"},
+		{"group by bad label", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","group_by":["a b"],"group_wait":"10s"}`}, 400, "group_by"},
+		{"email without to", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","type":"email"}`}, 400, "to"},
+		{"email bad to", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","type":"email","to":["ops at example"]}`}, 400, "to"},
 		{"blank name", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":" ","url":"https://x.example"}`}, 400, "name"},
 		{"unknown member", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"x","url":"https://x.example","has_secret":true}`}, 400, "has_secret"},
 		{"duplicate name", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(op), body: `{"name":"ops","url":"https://x.example"}`}, 409, ""},
@@ -127,7 +162,7 @@ func TestNotificationChannels(t *testing.T) {
 		t.Errorf("get after delete = %s, want 404", r)
 	}
 
-	want := []string{"op channel.create", "op channel.update", "op channel.update", "op channel.update", "op channel.update", "op channel.delete"}
+	want := []string{"op channel.create", "op channel.update", "op channel.update", "op channel.update", "op channel.update", "op channel.create", "op channel.delete", "op channel.delete"}
 	if got := e.auditActions(admin, "channel."); !slices.Equal(got, want) {
 		t.Errorf("channel audit = %q, want %q", got, want)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/notify"
 )
@@ -28,6 +29,10 @@ func (g *Gateway) testChannel(c echo.Context) error {
 	ch, err := g.channels.Get(ctx, c.Param("id"))
 	if err != nil {
 		return err
+	}
+	if ch.Type == alert.ChannelTypeEmail {
+		// The SMTP server and its credential are the notifier's (SMTP_ADDR), not the gateway's.
+		return newError(http.StatusBadRequest, "test notifications are sent to webhook and slack channels; e-mail channels are sent by the notifier through its SMTP server")
 	}
 	if err := g.checkEgress(ctx, ch.URL); err != nil {
 		return err

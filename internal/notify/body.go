@@ -49,6 +49,8 @@ type WebhookAlert struct {
 	EndsAt       time.Time `json:"endsAt"`
 	GeneratorURL string    `json:"generatorURL"` // the rule in the API; empty without EXTERNAL_URL
 	Fingerprint  string    `json:"fingerprint"`  // the alert id
+	// Value is this alert's value, in a grouped notification only (several alerts).
+	Value *float64 `json:"value,omitempty"`
 }
 
 // alertLabels are the labels of ev's alert in notifications, and what silences match.

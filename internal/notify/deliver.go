@@ -115,6 +115,8 @@ func (n *Notifier) silence(ctx context.Context, log *slog.Logger, nt *Notificati
 type routeStage struct {
 	n          *Notifier
 	perChannel Stage
+	// grouped replaces perChannel for a channel with group_by (group.go).
+	grouped Stage
 }
 
 // Exec looks the channels up and fans out.
@@ -139,6 +141,11 @@ func (r routeStage) Exec(ctx context.Context, log *slog.Logger, nt *Notification
 		}
 		one := *nt
 		one.Channel = ch
+		if len(ch.GroupBy) > 0 {
+			fan.Stages = append(fan.Stages, r.grouped)
+			fan.Notifications = append(fan.Notifications, &one)
+			continue
+		}
 		fan.Stages = append(fan.Stages, r.perChannel)
 		fan.Notifications = append(fan.Notifications, &one)
 	}
@@ -279,9 +286,11 @@ func (n *Notifier) deliver(ctx context.Context, log *slog.Logger, nt *Notificati
 	}
 	ev := nt.Event
 	var payload any
-	if nt.Channel.Type == alert.ChannelTypeSlack {
+	switch nt.Channel.Type {
+	case alert.ChannelTypeEmail:
+	case alert.ChannelTypeSlack:
 		payload = n.slackBody(ev, nt.Labels)
-	} else {
+	default:
 		payload = n.webhookBody(ev, nt.Labels, nt.Channel.Name, n.startsAt(ctx, ev))
 	}
 	body, err := json.Marshal(payload)
@@ -291,7 +300,11 @@ func (n *Notifier) deliver(ctx context.Context, log *slog.Logger, nt *Notificati
 	postCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.WebhookTimeout)
 	defer cancel()
 	start := time.Now()
-	err = n.post(postCtx, nt.Channel, ev.ID, body)
+	if nt.Channel.Type == alert.ChannelTypeEmail {
+		err = n.sendMail(postCtx, nt.Channel, ev.ID, []alert.Event{ev}, []map[string]string{nt.Labels}, nil)
+	} else {
+		err = n.post(postCtx, nt.Channel, ev.ID, body)
+	}
 	n.metrics.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		n.metrics.deliveries.WithLabelValues(outcomeFailed).Inc()
@@ -349,7 +362,8 @@ var releaseScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
 return 0`)
 
-// markDelivered writes the delivery marker and the newest delivered sample time. The caller
+// markDelivered writes the delivery marker, the newest delivered sample time and the repeat
+// schedule (scheduleRepeat). The caller
 // holds the lock, so last cannot move meanwhile. Separate keys in a pipeline, not a script:
 // they may live in different Redis Cluster slots. It runs on its own context: shutdown must not
 // cut it short after a POST.
@@ -361,6 +375,9 @@ func (n *Notifier) markDelivered(nt *Notification) error {
 	pipe := n.rdb.Pipeline()
 	pipe.Set(ctx, MarkerKey(p, ev.ID, nt.Channel.ID), at, markerTTL)
 	pipe.Set(ctx, lastKey(p, ev.AlertID, nt.Channel.ID), at, markerTTL)
+	if err := n.scheduleRepeat(ctx, pipe, nt); err != nil {
+		return err
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return storeFailure(fmt.Errorf("writing delivery marker: %w", err))
 	}

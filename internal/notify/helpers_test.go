@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -33,6 +34,7 @@ type env struct {
 	channels *postgres.ChannelStore
 	silences *postgres.SilenceStore
 	log      *slog.Logger
+	db       *sqlx.DB
 }
 
 func newEnv(t *testing.T) *env {
@@ -50,6 +52,7 @@ func newEnv(t *testing.T) *env {
 		channels: postgres.NewChannelStore(db),
 		silences: postgres.NewSilenceStore(db),
 		log:      slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		db:       db,
 	}
 }
 
@@ -63,6 +66,7 @@ func (e *env) config(consumer string) Config {
 		RetryInitial:   20 * time.Millisecond,
 		RetryMax:       100 * time.Millisecond,
 		CacheTTL:       50 * time.Millisecond,
+		RepeatCheck:    50 * time.Millisecond,
 		// The receivers are httptest servers on 127.0.0.1: the operator's allow-list path.
 		AllowedNetworks: []string{"127.0.0.0/8"},
 	}
@@ -260,6 +264,7 @@ type receiver struct {
 }
 
 type request struct {
+	at     time.Time // when it arrived
 	path   string
 	header http.Header
 	body   []byte
@@ -273,6 +278,7 @@ func newReceiver(t *testing.T, status func(n int) int) *receiver {
 		r.status = func(int) int { return http.StatusOK }
 	}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		at := time.Now()
 		body, _ := io.ReadAll(req.Body)
 		if r.entered != nil {
 			select {
@@ -286,7 +292,7 @@ func newReceiver(t *testing.T, status func(n int) int) *receiver {
 		time.Sleep(delay)
 		r.mu.Lock()
 		code := r.status(len(r.got) + 1)
-		r.got = append(r.got, request{path: req.URL.Path, header: req.Header.Clone(), body: body, status: code})
+		r.got = append(r.got, request{at: at, path: req.URL.Path, header: req.Header.Clone(), body: body, status: code})
 		r.mu.Unlock()
 		w.WriteHeader(code)
 		if code >= 300 {

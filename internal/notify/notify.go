@@ -7,6 +7,12 @@
 // record. Each transition reaches each channel once however many copies run and however often
 // an entry is redelivered.
 //
+// Channels of type email are sent over SMTP instead of a POST (email.go). A channel with a
+// repeat interval gets a still-firing alert again every interval (repeat.go); a channel with
+// group_by collects the transitions of a group in Redis for group_wait and gets them as one
+// notification (group.go). Both are driven by a loop every copy runs, each repeat and group
+// claimed by one copy in Redis.
+//
 // # Once per transition and channel
 //
 // Delivery to one channel goes through three Redis keys under the prefix:
@@ -43,11 +49,13 @@ package notify
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/mail"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -131,6 +139,17 @@ type Config struct {
 	ExternalURL string `env:"EXTERNAL_URL" help:"public base URL of the gateway, for links in notifications (may be empty)"`
 	// AllowedNetworks opens addresses the egress policy refuses by default (loopback, private,
 	// link-local, CGNAT): CIDRs, addresses or host names (egress.NewPolicy).
+	// RepeatCheck is how often each copy looks for repeats that are due (channels'
+	// repeat_interval): a repeat goes out at most this late.
+	RepeatCheck time.Duration `env:"NOTIFIER_REPEAT_CHECK" envDefault:"10s" help:"how often due repeats of still-firing alerts are looked for"`
+	// SMTPAddr (host:port) is the SMTP server of e-mail channels; empty: e-mail channels fail.
+	// SMTPUsername and SMTPPassword, when set, authenticate with AUTH PLAIN (only over TLS).
+	// SMTPFrom is the sender address. SMTPStartTLS requires STARTTLS before anything is sent.
+	SMTPAddr        string   `env:"SMTP_ADDR" help:"host:port of the SMTP server e-mail channels send through (empty: none)"`
+	SMTPUsername    string   `env:"SMTP_USERNAME" help:"SMTP AUTH PLAIN user (empty: no authentication)"`
+	SMTPPassword    string   `env:"SMTP_PASSWORD" help:"SMTP AUTH PLAIN password"`
+	SMTPFrom        string   `env:"SMTP_FROM" help:"sender address of notification e-mails (required with SMTP_ADDR)"`
+	SMTPStartTLS    bool     `env:"SMTP_STARTTLS" envDefault:"true" help:"require STARTTLS on the SMTP connection (false only for a relay on a trusted network)"`
 	AllowedNetworks []string `env:"WEBHOOK_ALLOWED_NETWORKS" envSeparator:"," help:"comma-separated CIDRs, addresses and host names webhooks may reach although private, loopback or link-local (default: none; public addresses only)"`
 }
 
@@ -157,6 +176,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("NOTIFIER_RETRY_MAX=%s: must be at least NOTIFIER_RETRY_INITIAL (%s)", c.RetryMax, c.RetryInitial)
 	case c.CacheTTL < 0:
 		return fmt.Errorf("NOTIFIER_CACHE_TTL=%s: must not be negative", c.CacheTTL)
+	case c.RepeatCheck <= 0:
+		return fmt.Errorf("NOTIFIER_REPEAT_CHECK=%s: must be positive", c.RepeatCheck)
 	}
 	if c.ExternalURL != "" {
 		u, err := url.Parse(c.ExternalURL)
@@ -166,6 +187,18 @@ func (c Config) Validate() error {
 	}
 	if _, err := egress.NewPolicy(c.AllowedNetworks); err != nil {
 		return err
+	}
+	if c.SMTPAddr != "" {
+		host, port, err := net.SplitHostPort(c.SMTPAddr)
+		if err != nil || host == "" || port == "" {
+			return fmt.Errorf("SMTP_ADDR=%q: want host:port", c.SMTPAddr)
+		}
+		if err := egress.CheckHostSpelling(host); err != nil {
+			return fmt.Errorf("SMTP_ADDR=%q: %w", c.SMTPAddr, err)
+		}
+		if a, err := mail.ParseAddress(c.SMTPFrom); err != nil || a.Address != c.SMTPFrom {
+			return fmt.Errorf("SMTP_FROM=%q: want a bare e-mail address such as alerts@example.com", c.SMTPFrom)
+		}
 	}
 	return nil
 }
@@ -184,19 +217,25 @@ type SilenceSource interface {
 // Notifier consumes the alerts stream and delivers transitions to webhooks. Build it with New
 // and run it once with Run.
 type Notifier struct {
-	rdb      redis.UniversalClient
-	cfg      Config
-	logger   *slog.Logger
-	metrics  *metrics
-	http     *http.Client
+	rdb     redis.UniversalClient
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
+	http    *http.Client
+	// dialer connects to the SMTP server through the egress policy; smtpTLS, when set (tests),
+	// replaces the TLS configuration of STARTTLS (its ServerName is set per connection).
+	dialer   func(ctx context.Context, network, addr string) (net.Conn, error)
+	smtpTLS  *tls.Config
 	channels *snapshot[map[string]alert.Channel]
 	silences *snapshot[[]silence.Silence]
 	recent   *recentSet
 	consumer *stream.Consumer
 	started  atomic.Bool
 
-	// pipeline is the chain of stages one transition goes through.
-	pipeline Stage
+	// pipeline is the chain of stages one transition goes through; repeatPipeline the one of a
+	// repeat of a still-firing alert.
+	pipeline       Stage
+	repeatPipeline Stage
 	// stopping is done once Run's context is: waits end, no new POST starts.
 	stopping context.Context
 
@@ -238,6 +277,7 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 		logger:   logger,
 		metrics:  m,
 		http:     webhookClient(policy, cfg.WebhookTimeout),
+		dialer:   policy.DialContext(&net.Dialer{Timeout: cfg.WebhookTimeout}),
 		recent:   newRecentSet(10 * time.Minute),
 		stopping: context.Background(),
 		decided:  make(map[string]error),
@@ -283,7 +323,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 	n.stopping = ctx
 	n.logger.Info("notifier running", "stream", alertredis.StreamKey(n.cfg.Prefix), "group", Group, "consumer", n.cfg.Consumer)
 	start := time.Now()
+	waitRepeats := n.runRepeats(ctx)
 	err := n.consumer.Run(ctx)
+	waitRepeats()
 	n.logger.Info("notifier stopped", "took", time.Since(start).Round(time.Millisecond))
 	return err
 }

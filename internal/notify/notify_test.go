@@ -604,6 +604,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative retries", func(c *Config) { c.MaxRetries = -1 }, "NOTIFIER_MAX_RETRIES"},
 		{"zero initial", func(c *Config) { c.RetryInitial = 0 }, "NOTIFIER_RETRY_INITIAL"},
 		{"max below initial", func(c *Config) { c.RetryMax = time.Millisecond }, "NOTIFIER_RETRY_MAX"},
+		{"zero repeat check", func(c *Config) { c.RepeatCheck = 0 }, "NOTIFIER_REPEAT_CHECK"},
 		{"allow-list entry", func(c *Config) { c.AllowedNetworks = []string{"10.0.0.0/33"} }, "WEBHOOK_ALLOWED_NETWORKS"},
 		{"relative external URL", func(c *Config) { c.ExternalURL = "/monitor" }, "EXTERNAL_URL"},
 		{"external URL scheme", func(c *Config) { c.ExternalURL = "ftp://example.com" }, "EXTERNAL_URL"},

@@ -105,8 +105,10 @@ func (n *Notifier) newPipeline() Stage {
 			StageFunc(n.record),
 		}},
 	}}
+	// A repeat (repeat.go) has its channel already: silence, then the same per-channel stages.
+	n.repeatPipeline = MultiStage{StageFunc(n.silence), perChannel}
 	return MultiStage{
 		StageFunc(n.silence),
-		routeStage{n: n, perChannel: perChannel},
+		routeStage{n: n, perChannel: perChannel, grouped: StageFunc(n.enqueue)},
 	}
 }

@@ -27,7 +27,7 @@ func NewChannelStore(db *sqlx.DB) *ChannelStore {
 	return &ChannelStore{db: db}
 }
 
-const channelColumns = `id, name, type, url, secret, headers, enabled, created_at, updated_at`
+const channelColumns = `id, name, type, url, secret, headers, enabled, repeat_interval_seconds, group_by, group_wait_seconds, email_to, created_at, updated_at`
 
 type channelRow struct {
 	ID        string    `db:"id"`
@@ -37,6 +37,10 @@ type channelRow struct {
 	Secret    string    `db:"secret"`
 	Headers   []byte    `db:"headers"`
 	Enabled   bool      `db:"enabled"`
+	Repeat    int64     `db:"repeat_interval_seconds"`
+	GroupBy   []byte    `db:"group_by"`
+	GroupWait int64     `db:"group_wait_seconds"`
+	EmailTo   []byte    `db:"email_to"`
 	CreatedAt time.Time `db:"created_at"`
 	UpdatedAt time.Time `db:"updated_at"`
 }
@@ -44,7 +48,9 @@ type channelRow struct {
 func (r channelRow) channel() (alert.Channel, error) {
 	c := alert.Channel{
 		ID: r.ID, Name: r.Name, Type: r.Type, URL: r.URL, Secret: r.Secret, Enabled: r.Enabled,
-		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		RepeatInterval: time.Duration(r.Repeat) * time.Second,
+		GroupWait:      time.Duration(r.GroupWait) * time.Second,
+		CreatedAt:      r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 	}
 	if err := json.Unmarshal(r.Headers, &c.Headers); err != nil {
 		return alert.Channel{}, fmt.Errorf("decoding headers of notification channel %s: %w", r.ID, err)
@@ -52,23 +58,48 @@ func (r channelRow) channel() (alert.Channel, error) {
 	if c.Headers == nil {
 		c.Headers = map[string]string{}
 	}
+	if err := json.Unmarshal(r.GroupBy, &c.GroupBy); err != nil {
+		return alert.Channel{}, fmt.Errorf("decoding group_by of notification channel %s: %w", r.ID, err)
+	}
+	if c.GroupBy == nil {
+		c.GroupBy = []string{}
+	}
+	if err := json.Unmarshal(r.EmailTo, &c.To); err != nil {
+		return alert.Channel{}, fmt.Errorf("decoding email_to of notification channel %s: %w", r.ID, err)
+	}
+	if c.To == nil {
+		c.To = []string{}
+	}
 	return c, nil
 }
 
-// prepareChannel validates c and returns its headers as JSON.
-func prepareChannel(c alert.Channel) ([]byte, error) {
+// prepareChannel validates c and returns its headers and group_by as JSON.
+func prepareChannel(c alert.Channel) (headersJSON, groupByJSON, toJSON []byte, err error) {
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	headers := c.Headers
 	if headers == nil {
 		headers = map[string]string{}
 	}
-	b, err := json.Marshal(headers)
-	if err != nil {
-		return nil, fmt.Errorf("encoding channel headers: %w", err)
+	if headersJSON, err = json.Marshal(headers); err != nil {
+		return nil, nil, nil, fmt.Errorf("encoding channel headers: %w", err)
 	}
-	return b, nil
+	groupBy := c.GroupBy
+	if groupBy == nil {
+		groupBy = []string{}
+	}
+	if groupByJSON, err = json.Marshal(groupBy); err != nil {
+		return nil, nil, nil, fmt.Errorf("encoding channel group_by: %w", err)
+	}
+	to := c.To
+	if to == nil {
+		to = []string{}
+	}
+	if toJSON, err = json.Marshal(to); err != nil {
+		return nil, nil, nil, fmt.Errorf("encoding channel to: %w", err)
+	}
+	return headersJSON, groupByJSON, toJSON, nil
 }
 
 // channelAudit returns the details of a channel's audit row: what it is and where it sends,
@@ -77,6 +108,8 @@ func channelAudit(c alert.Channel) map[string]any {
 	return map[string]any{
 		"name": c.Name, "type": c.Type, "url": c.URL, "enabled": c.Enabled,
 		"signed": c.Secret != "", "headers": slices.Sorted(maps.Keys(c.Headers)),
+		"repeat_interval": c.RepeatInterval.String(), "group_by": c.GroupBy, "group_wait": c.GroupWait.String(),
+		"to": c.To,
 	}
 }
 
@@ -97,15 +130,16 @@ func (s *ChannelStore) Create(ctx context.Context, c alert.Channel, actor string
 	if err := checkActor(actor); err != nil {
 		return alert.Channel{}, err
 	}
-	headers, err := prepareChannel(c)
+	headers, groupBy, to, err := prepareChannel(c)
 	if err != nil {
 		return alert.Channel{}, err
 	}
 	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *channelRow) error {
 		if err := tx.GetContext(ctx, row, `
-			INSERT INTO notification_channels (name, type, url, secret, headers, enabled)
-			VALUES ($1, $2, $3, $4, CAST($5 AS jsonb), $6)
-			RETURNING `+channelColumns, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled); err != nil {
+			INSERT INTO notification_channels (name, type, url, secret, headers, enabled, repeat_interval_seconds, group_by, group_wait_seconds, email_to)
+			VALUES ($1, $2, $3, $4, CAST($5 AS jsonb), $6, $7, CAST($8 AS jsonb), $9, CAST($10 AS jsonb))
+			RETURNING `+channelColumns, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled,
+			int64(c.RepeatInterval/time.Second), string(groupBy), int64(c.GroupWait/time.Second), string(to)); err != nil {
 			return fmt.Errorf("creating notification channel: %w", channelWriteError(err, c.Name))
 		}
 		return nil
@@ -145,16 +179,18 @@ func (s *ChannelStore) Update(ctx context.Context, c alert.Channel, actor string
 	if !validID(c.ID) {
 		return alert.Channel{}, fmt.Errorf("notification channel %q: %w", c.ID, ErrNotFound)
 	}
-	headers, err := prepareChannel(c)
+	headers, groupBy, to, err := prepareChannel(c)
 	if err != nil {
 		return alert.Channel{}, err
 	}
 	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *channelRow) error {
 		err := tx.GetContext(ctx, row, `
 			UPDATE notification_channels
-			SET name = $2, type = $3, url = $4, secret = $5, headers = CAST($6 AS jsonb), enabled = $7, updated_at = now()
+			SET name = $2, type = $3, url = $4, secret = $5, headers = CAST($6 AS jsonb), enabled = $7,
+			    repeat_interval_seconds = $8, group_by = CAST($9 AS jsonb), group_wait_seconds = $10, email_to = CAST($11 AS jsonb), updated_at = now()
 			WHERE id = $1
-			RETURNING `+channelColumns, c.ID, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled)
+			RETURNING `+channelColumns, c.ID, c.Name, c.Type, c.URL, c.Secret, string(headers), c.Enabled,
+			int64(c.RepeatInterval/time.Second), string(groupBy), int64(c.GroupWait/time.Second), string(to))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("notification channel %s: %w", c.ID, ErrNotFound)
 		}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -23,14 +25,14 @@ func TestChannelLifecycle(t *testing.T) {
 
 	in := alert.Channel{
 		ID: "ignored", Name: "ops", Type: "webhook", URL: "https://hooks.example.com/a", Secret: "s3cret",
-		Headers: map[string]string{"Authorization": "Bearer token-value"}, Enabled: true,
+		Headers: map[string]string{"Authorization": "Bearer token-value"}, Enabled: true, RepeatInterval: 4 * time.Hour,
 	}
 	c, err := channels.Create(ctx, in, "alice")
 	if err != nil {
 		t.Fatalf("Create = %v", err)
 	}
 	if uuid.Validate(c.ID) != nil || c.Name != in.Name || c.Type != in.Type || c.URL != in.URL || c.Secret != in.Secret ||
-		!maps.Equal(c.Headers, in.Headers) || !c.Enabled || c.CreatedAt.IsZero() || !c.UpdatedAt.Equal(c.CreatedAt) {
+		!maps.Equal(c.Headers, in.Headers) || !c.Enabled || c.RepeatInterval != 4*time.Hour || c.CreatedAt.IsZero() || !c.UpdatedAt.Equal(c.CreatedAt) {
 		t.Fatalf("Create = %+v, want %+v with a new id and timestamps", c, in)
 	}
 	if got, err := channels.Get(ctx, c.ID); err != nil || got.Secret != "s3cret" || got.Name != "ops" || !maps.Equal(got.Headers, in.Headers) {
@@ -40,8 +42,16 @@ func TestChannelLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bare.Headers == nil || len(bare.Headers) != 0 || bare.Secret != "" || bare.Enabled {
-		t.Errorf("Create(bare) = %+v, want empty headers, no secret, disabled", bare)
+	if bare.Headers == nil || len(bare.Headers) != 0 || bare.Secret != "" || bare.Enabled || bare.RepeatInterval != 0 || bare.GroupBy == nil || len(bare.GroupBy) != 0 || bare.GroupWait != 0 {
+		t.Errorf("Create(bare) = %+v, want empty headers, no secret, disabled, no repeat", bare)
+	}
+
+	mail, err := channels.Create(ctx, alert.Channel{Name: "mail", Type: alert.ChannelTypeEmail, To: []string{"ops@example.com"}, Enabled: true}, "alice")
+	if err != nil || !slices.Equal(mail.To, []string{"ops@example.com"}) || mail.URL != "" {
+		t.Fatalf("Create(email) = %+v, %v, want the recipients kept", mail, err)
+	}
+	if err := channels.Delete(ctx, mail.ID, "alice"); err != nil {
+		t.Fatal(err)
 	}
 
 	upd := c
@@ -50,11 +60,14 @@ func TestChannelLifecycle(t *testing.T) {
 	upd.Secret = ""
 	upd.Headers = nil
 	upd.Enabled = false
+	upd.RepeatInterval = 90 * time.Minute
+	upd.GroupBy, upd.GroupWait = []string{"rule_id", "agent"}, 10*time.Second
 	got, err := channels.Update(ctx, upd, "bob")
 	if err != nil {
 		t.Fatalf("Update = %v", err)
 	}
-	if got.Name != "ops-2" || got.URL != upd.URL || got.Secret != "" || len(got.Headers) != 0 || got.Enabled ||
+	if got.Name != "ops-2" || got.URL != upd.URL || got.Secret != "" || len(got.Headers) != 0 || got.Enabled || got.RepeatInterval != 90*time.Minute ||
+		!slices.Equal(got.GroupBy, upd.GroupBy) || got.GroupWait != 10*time.Second ||
 		!got.CreatedAt.Equal(c.CreatedAt) || got.UpdatedAt.Before(c.UpdatedAt) {
 		t.Errorf("Update = %+v, want %+v with created_at kept", got, upd)
 	}
@@ -133,7 +146,7 @@ func TestChannelFailedChangesAreNotStoredOrAudited(t *testing.T) {
 		}, postgres.ErrConflict, ""},
 		{"update invalid type", func() error {
 			c := other
-			c.Type = "email"
+			c.Type = "sms"
 			_, err := channels.Update(ctx, c, "bob")
 			return err
 		}, postgres.ErrInvalid, "type"},

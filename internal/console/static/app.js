@@ -485,13 +485,20 @@ function channelsPage() {
   function edit(ch) {
     const c = ch || { type: "webhook", enabled: true, headers: {} };
     const name = h("input", { "data-field": "name", value: c.name || "", required: true });
-    const type = h("select", { "data-field": "type" }, ["webhook"].map((t) => h("option", { value: t, selected: t === c.type }, t)));
-    const url = h("input", { "data-field": "url", value: c.url || "", type: "url", required: true });
+    const type = h("select", { "data-field": "type" }, ["webhook", "slack", "email"].map((t) => h("option", { value: t, selected: t === c.type }, t)));
+    const url = h("input", { "data-field": "url", value: c.url || "", type: "url", placeholder: "webhook and slack" });
+    const to = h("input", { "data-field": "to", value: (c.to || []).join(","), placeholder: "email: addresses, comma separated" });
     const secret = h("input", { "data-field": "secret", type: "password", placeholder: c.has_secret ? "unchanged" : "" });
+    const repeat = h("input", { "data-field": "repeat_interval", value: c.repeat_interval && c.repeat_interval !== "0s" ? c.repeat_interval : "", placeholder: "never (e.g. 4h)" });
+    const groupBy = h("input", { "data-field": "group_by", value: (c.group_by || []).join(","), placeholder: "none (e.g. alertname,agent)" });
+    const groupWait = h("input", { "data-field": "group_wait", value: c.group_wait && c.group_wait !== "0s" ? c.group_wait : "", placeholder: "e.g. 30s" });
     const enabled = h("input", { type: "checkbox", checked: c.enabled, "data-field": "enabled" });
     const form = h("form", { class: "card", onsubmit: async (ev) => {
       ev.preventDefault();
-      const body = { name: name.value, type: type.value, url: url.value, enabled: enabled.checked, headers: c.headers || {} };
+      const body = { name: name.value, type: type.value, url: url.value, enabled: enabled.checked, headers: type.value === "email" ? {} : c.headers || {},
+        to: to.value.split(",").map((s) => s.trim()).filter(Boolean),
+        repeat_interval: repeat.value.trim() || "0s",
+        group_by: groupBy.value.split(",").map((s) => s.trim()).filter(Boolean), group_wait: groupWait.value.trim() || "0s" };
       if (secret.value) body.secret = secret.value;
       try {
         if (c.id) await api("PUT", `/api/v1/notification-channels/${encodeURIComponent(c.id)}`, body);
@@ -500,7 +507,10 @@ function channelsPage() {
       } catch (e) { showErrors(form, e); }
     } }, h("h2", {}, c.id ? "Edit channel" : "New channel"),
     h("div", { class: "grid2" }, h("label", {}, h("span", {}, "Name"), name), h("label", {}, h("span", {}, "Type"), type),
-      h("label", {}, h("span", {}, "URL"), url), h("label", {}, h("span", {}, "Secret (HMAC signing)"), secret)),
+      h("label", {}, h("span", {}, "URL"), url), h("label", {}, h("span", {}, "E-mail recipients"), to),
+      h("label", {}, h("span", {}, "Secret (HMAC signing)"), secret),
+      h("label", {}, h("span", {}, "Repeat while firing, every"), repeat),
+      h("label", {}, h("span", {}, "Group by labels"), groupBy), h("label", {}, h("span", {}, "Group wait"), groupWait)),
     h("label", {}, enabled, " Enabled"),
     h("div", { class: "row" }, h("button", { class: "primary", type: "submit" }, "Save"), h("button", { type: "button", onclick: () => mount(formBox) }, "Cancel")));
     mount(formBox, form);
@@ -515,9 +525,9 @@ function channelsPage() {
       const r = await api("GET", "/api/v1/notification-channels");
       const list = r.channels || [];
       mount(box, list.length === 0 ? h("p", { class: "muted" }, "No channel: alerts are only shown here.") :
-        table(["Name", "Type", "URL", "Enabled", "ID", ""], list.map((c) => {
+        table(["Name", "Type", "Destination", "Repeat", "Enabled", "ID", ""], list.map((c) => {
           const out = h("span", { class: "muted" });
-          return [c.name, c.type, c.url, c.enabled ? "yes" : "no", h("code", {}, c.id), h("div", { class: "row" },
+          return [c.name, c.type, c.type === "email" ? (c.to || []).join(", ") : c.url, c.repeat_interval && c.repeat_interval !== "0s" ? c.repeat_interval : "never", c.enabled ? "yes" : "no", h("code", {}, c.id), h("div", { class: "row" },
             h("button", { type: "button", onclick: () => edit(c) }, "Edit"),
             h("button", { type: "button", onclick: () => test(c, out) }, "Send test"),
             h("button", { type: "button", class: "danger", onclick: async () => {
