@@ -23,8 +23,9 @@ const (
 	// CheckDeadLetters fires per dead-letter stream that holds entries, and resolves once it is
 	// empty again (replayed or aged out).
 	CheckDeadLetters Check = "dead_letters"
-	// CheckNoConsumer fires per group that has had no consumer active within Pipeline.Idle (or
-	// no consumer at all, or no group yet) for Rule.For.
+	// CheckNoConsumer fires per group that has no live consumer for Rule.For: entries have
+	// waited for it longer than Pipeline.Idle and none of its consumers read within Idle, or it
+	// has no consumer at all, or no group exists yet. The value is the live consumers.
 	CheckNoConsumer Check = "no_consumer"
 	// CheckStoreDown fires per store the alerter could not reach for Rule.For.
 	CheckStoreDown Check = "store_down"
