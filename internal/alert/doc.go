@@ -13,7 +13,7 @@
 //	{
 //	  "id": "5b0c6a52-...",                  // set by the store; ignored on create
 //	  "name": "CPU busy",
-//	  "kind": "threshold",                    // or "agent_silent"
+//	  "kind": "threshold",                    // or "agent_silent", "pipeline"
 //	  "metric": "cpu.usage_percent",          // measurement.field
 //	  "tags": {"core": "total"},              // optional: exact tag matches (not "agent")
 //	  "agents": {"labels": {"env": "prod"}},  // {"ids": [...]} or {"labels": {...}}; omitted: all agents
@@ -36,6 +36,15 @@
 //
 //	{"name": "Agent silent", "kind": "agent_silent", "after": "5m", "severity": "critical",
 //	 "agents": {"ids": ["..."]}, "labels": {...}, "summary": "...", "channels": [...], "enabled": true}
+//
+// A pipeline rule watches the pipeline rather than agents; its alerts have no agent (AgentID ""),
+// and their series is the subject: a group, a store or a dead-letter stream. pipeline.check is
+// group_lag (groups, bound in entries, for), dead_letters, no_consumer (groups, idle: no
+// consumer read within it), store_down (stores among redis, postgresql, influxdb, for) or
+// watchdog (always firing):
+//
+//	{"name": "Pipeline lag", "kind": "pipeline", "severity": "critical", "for": "2m",
+//	 "pipeline": {"check": "group_lag", "groups": ["influx-writer", "pg-sync"], "bound": 100000}}
 //
 // Durations are JSON strings in Go syntax ("90s", "1h30m") and are written back in the shortest
 // such form ("5m", not "5m0s"). "enabled" omitted decodes as false: an API that wants true by

@@ -16,6 +16,7 @@ type Index struct {
 	byID   map[string]*Rule
 	metric map[string]map[string][]*Rule // measurement → field → enabled threshold rules
 	silent []*Rule
+	pipe   []*Rule
 }
 
 // NewIndex indexes a copy of rules. It does not validate them (the store only holds valid
@@ -35,6 +36,8 @@ func NewIndex(rules []Rule) *Index {
 		switch r.Kind {
 		case KindAgentSilent:
 			x.silent = append(x.silent, r)
+		case KindPipeline:
+			x.pipe = append(x.pipe, r)
 		case KindThreshold:
 			// A measurement and a field may both contain dots, so "a.b.c" is (a, b.c) or
 			// (a.b, c): index the rule under every split, as metric.Name reads them all the
@@ -62,6 +65,9 @@ func (x *Index) For(measurement, field string) []*Rule {
 
 // Silent returns the enabled agent_silent rules, in the order given to NewIndex.
 func (x *Index) Silent() []*Rule { return x.silent }
+
+// Pipeline returns the enabled pipeline rules, in the order given to NewIndex.
+func (x *Index) Pipeline() []*Rule { return x.pipe }
 
 // Rule returns the rule with this id, enabled or not, and whether there is one. The alerter uses
 // it to retire the states of rules that were deleted or disabled.

@@ -195,14 +195,17 @@ type Rule struct {
 	Operator   Operator   `json:"operator,omitempty"`
 	Thresholds Thresholds `json:"thresholds,omitzero"`
 
-	// For is how long a severity's condition must hold before it fires (threshold rules only;
-	// 0 fires on the first sample that crosses).
+	// For is how long a severity's condition must hold before it fires (threshold and pipeline
+	// rules; 0 fires on the first sample, or check, that crosses).
 	For Duration `json:"for,omitzero"`
 
 	// After is how long an agent may stay silent before an agent_silent rule fires, and
-	// Severity the severity it fires with (agent_silent rules only).
+	// Severity the severity it fires with (agent_silent and pipeline rules).
 	After    Duration `json:"after,omitzero"`
 	Severity Severity `json:"severity,omitempty"`
+
+	// Pipeline says what a pipeline rule checks (pipeline rules only).
+	Pipeline *Pipeline `json:"pipeline,omitempty"`
 
 	// Labels are attached to every alert of the rule (notifications, history); Summary is a
 	// template rendered by RenderSummary, DefaultSummary when empty.

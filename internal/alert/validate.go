@@ -77,10 +77,15 @@ func (r *Rule) validate() *ValidationError {
 		err = r.validateThreshold()
 	case KindAgentSilent:
 		err = r.validateSilent()
+	case KindPipeline:
+		err = r.validatePipeline()
 	case "":
-		return invalid("kind", "is required: %q or %q", KindThreshold, KindAgentSilent)
+		return invalid("kind", "is required: %q, %q or %q", KindThreshold, KindAgentSilent, KindPipeline)
 	default:
-		return invalid("kind", "must be %q or %q, got %q", KindThreshold, KindAgentSilent, r.Kind)
+		return invalid("kind", "must be %q, %q or %q, got %q", KindThreshold, KindAgentSilent, KindPipeline, r.Kind)
+	}
+	if err == nil && r.Kind != KindPipeline && r.Pipeline != nil {
+		err = invalid("pipeline", "applies only to pipeline rules")
 	}
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package alerter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ type Evaluator struct {
 	metrics *metrics
 
 	accepted *acceptedSource // nil: agent_silent reads last_seen only (JudgeSilenceByAccepted)
+	pipeline *PipelineProbe  // nil: pipeline rules are not checked (WatchPipeline)
 }
 
 // NewEvaluator returns an Evaluator that keeps its states under prefix in rdb, reads rules and
@@ -477,6 +479,12 @@ func (e *Evaluator) Retire(ctx context.Context, now time.Time) error {
 	refreshed := false
 	for _, a := range active {
 		r, ok := idx.Rule(a.RuleID)
+		if a.Kind == string(alert.KindPipeline) {
+			if !ok || pipelineRetired(r, a) {
+				stale = append(stale, a)
+			}
+			continue // no agent behind it
+		}
 		agent, known := e.agents.Get(a.AgentID)
 		if !known && !refreshed && ok && r.Enabled {
 			// Registered since the last refresh, or deleted: ask the registry before ending it.
@@ -511,11 +519,18 @@ func (e *Evaluator) Retire(ctx context.Context, now time.Time) error {
 			_, trs := alert.Retire(rec.State, now)
 			rule := retiredRule(idx, a, rec)
 			subj := subject{agentID: a.AgentID, labels: a.Labels}
+			if a.Kind == string(alert.KindPipeline) {
+				subj.name = cmp.Or(a.Series, "alerting")
+			}
 			if agent, ok := e.agents.Get(a.AgentID); ok {
 				subj.agent = agent
 			}
 			for _, t := range trs {
-				u.events = append(u.events, event(rule, t, subj, e.logger))
+				ev := event(rule, t, subj, e.logger)
+				if a.Kind == string(alert.KindPipeline) {
+					ev.Metric = a.Metric // the check it fired for, whatever the rule checks now
+				}
+				u.events = append(u.events, ev)
 			}
 			ups = append(ups, u) // rec nil: the state is deleted
 		}
@@ -545,6 +560,19 @@ func retired(r *alert.Rule, a alert.Active, agent *agent.Agent, known bool) bool
 	return !r.Agents.Selects(agent.ID, agent.Labels)
 }
 
+// pipelineRetired reports whether pipeline rule r no longer produces alert a: disabled, of
+// another kind or check, or no longer watching a's subject (a group or store taken off its
+// list). Dead-letter subjects are the streams the probe watches, which rules do not list.
+func pipelineRetired(r *alert.Rule, a alert.Active) bool {
+	switch {
+	case !r.Enabled, string(r.Kind) != a.Kind, r.PipelineMetric() != a.Metric:
+		return true
+	case r.Pipeline.Check == alert.CheckDeadLetters:
+		return false
+	}
+	return !slices.Contains(r.Subjects(), a.Series)
+}
+
 // retiredRule returns the rule to describe a retired alert with: the rule itself while it
 // exists, else what the active entry and the state remember of it.
 func retiredRule(idx *alert.Index, a alert.Active, rec *record) *alert.Rule {
@@ -556,12 +584,15 @@ func retiredRule(idx *alert.Index, a alert.Active, rec *record) *alert.Rule {
 		Channels: rec.Channels}
 }
 
-// RunSilent runs CheckSilent and then Retire every interval until ctx is done, then returns
-// nil. Errors are logged and the work is tried again at the next tick.
+// RunSilent runs CheckSilent, CheckPipeline and then Retire every interval until ctx is done,
+// then returns nil. Errors are logged and the work is tried again at the next tick.
 func (e *Evaluator) RunSilent(ctx context.Context, interval time.Duration) error {
 	return worker.Every(ctx, interval, func(ctx context.Context) {
 		if err := e.CheckSilent(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			e.logger.Warn("agent_silent check failed; retrying at the next tick", "err", err)
+		}
+		if err := e.CheckPipeline(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			e.logger.Warn("pipeline check failed; retrying at the next tick", "err", err)
 		}
 		if err := e.Retire(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			e.logger.Warn("retiring alerts of changed rules failed; retrying at the next tick", "err", err)

@@ -19,6 +19,9 @@ type subject struct {
 	// labels replaces the computed labels when set (an alert retired after its rule was
 	// deleted keeps the labels it had).
 	labels map[string]string
+	// name is what {{.Agent}} shows for an alert without agent (pipeline rules): the group,
+	// store or stream, or "alerting" for the watchdog.
+	name string
 }
 
 // alertLabels returns the labels of an alert: the agent's labels, overlaid by the series tags,
@@ -50,6 +53,9 @@ func (s subject) alertLabels(rule *alert.Rule) map[string]string {
 func (s subject) agentName() string {
 	if s.agent != nil && s.agent.Name != "" {
 		return s.agent.Name
+	}
+	if s.agentID == "" && s.name != "" {
+		return s.name
 	}
 	return s.agentID
 }
@@ -92,6 +98,9 @@ func event(rule *alert.Rule, t alert.Transition, subj subject, logger *slog.Logg
 		Summary:       summary(rule, t, subj, labels, logger),
 		Channels:      rule.Channels,
 		Notify:        t.Notifies(),
+	}
+	if ev.Metric == "" {
+		ev.Metric = rule.PipelineMetric()
 	}
 	if t.To == alert.StatusResolved {
 		ev.DurationSeconds = time.Duration(t.Duration).Seconds()

@@ -23,10 +23,12 @@ type metrics struct {
 	agentsCached  prometheus.Gauge
 	agentRefresh  *prometheus.CounterVec // by result
 	silentSeconds prometheus.Histogram
-	silentHeld    *prometheus.CounterVec // by reason
-	retired       prometheus.Counter
-	historyEvents prometheus.Counter
-	historyErrors *prometheus.CounterVec // by store
+	// pipelineSeconds times CheckPipeline.
+	pipelineSeconds prometheus.Histogram
+	silentHeld      *prometheus.CounterVec // by reason
+	retired         prometheus.Counter
+	historyEvents   prometheus.Counter
+	historyErrors   *prometheus.CounterVec // by store
 }
 
 // newMetrics builds the instruments and registers them on reg (nil: not registered). An
@@ -74,6 +76,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Agent registry reloads from PostgreSQL, by result: ok or error.")), []string{"result"})),
 		silentSeconds: hist("silent_check_duration_seconds",
 			"Time one agent_silent check of every rule and agent took.",
+			prometheus.ExponentialBuckets(0.0005, 2, 16)),
+		pipelineSeconds: hist("pipeline_check_duration_seconds",
+			"Time one check of every pipeline rule (groups, dead letters, stores) took.",
 			prometheus.ExponentialBuckets(0.0005, 2, 16)),
 		silentHeld: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts(opts("silent_checks_held_total",
 			"agent_silent rule checks held back because the pipeline could not tell silence from its own delay, by reason: lag (the alerter's metrics backlog over SILENT_HOLD_LAG) or record_young (the accepted record, new or lost with Redis, covers less than the rule's after).")), []string{"reason"})),

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/notify"
@@ -92,10 +93,13 @@ func (c Config) Validate() error {
 func historyConfig(w *worker.Config) stream.ConsumerConfig {
 	c := w.Stream
 	c.Streams = []string{alertredis.StreamKey(w.Redis.Prefix)}
-	c.DeadLetter = w.Redis.Prefix + "alerts:dead"
+	c.DeadLetter = historyDeadLetter(w.Redis.Prefix)
 	c.Group = HistoryGroup
 	return c
 }
+
+// historyDeadLetter returns the key of the history group's dead-letter stream.
+func historyDeadLetter(prefix string) string { return prefix + "alerts:dead" }
 
 // Run runs the alerter until ctx is done, then drains: it loads the rules and the agents (and
 // fails if PostgreSQL or Redis does not answer), then consumes the metrics streams, checks
@@ -131,6 +135,14 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	}
 	eval := NewEvaluator(rdb, prefix, rules, agents, logger, reg)
 	eval.JudgeSilenceByAccepted(stream.StreamKeys(prefix, cfg.Stream.Shards), Group, cfg.SilentHoldLag)
+	eval.WatchPipeline(PipelineProbe{
+		Streams:     append(stream.StreamKeys(prefix, cfg.Stream.Shards), alertredis.StreamKey(prefix)),
+		DeadLetters: []string{stream.DeadLetterKey(prefix), notify.PoisonKey(prefix), historyDeadLetter(prefix)},
+		Stores: map[string]func(context.Context) error{
+			alert.StorePostgreSQL: db.PingContext,
+			alert.StoreInfluxDB:   func(ctx context.Context) error { _, err := ifx.Version(ctx); return err },
+		},
+	})
 
 	provisioned := make(chan struct{})
 	hcfg := historyConfig(&cfg.Config)

@@ -153,8 +153,18 @@ func TestRunWiresEverything(t *testing.T) {
 		}
 		return ""
 	})
+	// The built-in watchdog fires through the periodic check, without agent, into history.
 	testenv.Eventually(t, 20*time.Second, func() string {
-		series, err := ifx.Server.Query(t.Context(), ifx.Database, `SELECT count("value") FROM "alerts"`)
+		evs, _, err := store.History(t.Context(), postgres.HistoryFilter{Limit: 100})
+		for _, ev := range evs {
+			if ev.Kind == string(alert.KindPipeline) && ev.Metric == "pipeline.watchdog" && ev.To == "firing" && ev.AgentID == "" {
+				return ""
+			}
+		}
+		return fmt.Sprintf("history %v (%v), want the built-in watchdog firing", evs, err)
+	})
+	testenv.Eventually(t, 20*time.Second, func() string {
+		series, err := ifx.Server.Query(t.Context(), ifx.Database, fmt.Sprintf(`SELECT count("value") FROM "alerts" WHERE "agent" = '%s'`, agent.ID))
 		if err != nil {
 			return fmt.Sprintf("querying InfluxDB: %v", err)
 		}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -103,34 +102,25 @@ func (g *Gateway) pipeline(c echo.Context) error {
 	for _, n := range dead {
 		out.DeadLetters += n
 	}
-	for _, key := range g.pipelineStreams() {
-		groups, err := g.rdb.XInfoGroups(ctx, key).Result()
-		if err != nil {
-			if strings.Contains(err.Error(), "no such key") || errors.Is(err, redis.Nil) {
-				continue // a replay stream nobody created yet
-			}
-			return unavailable("redis", err)
+	groups, err := stream.Groups(ctx, g.rdb, g.pipelineStreams()...)
+	if err != nil {
+		return unavailable("redis", err)
+	}
+	for _, gr := range groups {
+		v := groupView{Stream: gr.Stream, Group: gr.Group, Pending: gr.Pending, EntriesRead: gr.EntriesRead,
+			LastDeliveredID: gr.LastDeliveredID, Consumers: []consumerView{}}
+		if gr.Lag >= 0 {
+			lag := gr.Lag
+			v.Lag = &lag
 		}
-		for _, gr := range groups {
-			v := groupView{Stream: key, Group: gr.Name, Pending: gr.Pending, EntriesRead: gr.EntriesRead,
-				LastDeliveredID: gr.LastDeliveredID, Consumers: []consumerView{}}
-			if gr.Lag >= 0 {
-				lag := gr.Lag
-				v.Lag = &lag
-			}
-			v.Throughput = g.rates.rate(key+" "+gr.Name, gr.EntriesRead, now)
-			if key != alertredis.StreamKey(g.cfg.Redis.Prefix) {
-				v.DeadLetters = dead[gr.Name]
-			}
-			consumers, err := g.rdb.XInfoConsumers(ctx, key, gr.Name).Result()
-			if err != nil {
-				return unavailable("redis", err)
-			}
-			for _, cs := range consumers {
-				v.Consumers = append(v.Consumers, consumerView{Name: cs.Name, Pending: cs.Pending, IdleMS: cs.Idle.Milliseconds()})
-			}
-			out.Groups = append(out.Groups, v)
+		v.Throughput = g.rates.rate(gr.Stream+" "+gr.Group, gr.EntriesRead, now)
+		if gr.Stream != alertredis.StreamKey(g.cfg.Redis.Prefix) {
+			v.DeadLetters = dead[gr.Group]
 		}
+		for _, cs := range gr.Consumers {
+			v.Consumers = append(v.Consumers, consumerView{Name: cs.Name, Pending: cs.Pending, IdleMS: cs.Idle.Milliseconds()})
+		}
+		out.Groups = append(out.Groups, v)
 	}
 	out.Stores["redis"] = g.redisHealth(ctx)
 	out.Stores["postgresql"] = health(g.db.PingContext(ctx))

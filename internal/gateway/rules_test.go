@@ -83,7 +83,7 @@ func TestAlertRules(t *testing.T) {
 		t.Errorf("get = %s, want the rule", r)
 	}
 	r = e.do(req{method: "GET", path: "/api/v1/alert-rules", auth: bearer(viewer)})
-	if list := decode[ruleList](t, r); r.status != http.StatusOK || len(list.Rules) != 1 || list.Rules[0].ID != created.ID {
+	if list := withoutBuiltins(decode[ruleList](t, r)); r.status != http.StatusOK || len(list.Rules) != 1 || list.Rules[0].ID != created.ID {
 		t.Errorf("list = %s, want the one rule", r)
 	}
 
@@ -202,6 +202,13 @@ func TestAlertRuleValidation(t *testing.T) {
 		{"channel not a string", with(`"for":"2m"`, `"for":"2m","channels":[7]`), "channels[0]", "number"},
 		{"reserved label", with(`"labels":{"team":"infra"}`, `"labels":{"severity":"x"}`), "labels", "severity"},
 		{"silent rule after 0s", `{"name":"quiet","kind":"agent_silent","after":"0s","severity":"critical"}`, "after", "at least 10s"},
+		{"pipeline rule without pipeline", `{"name":"p","kind":"pipeline","severity":"critical"}`, "pipeline", "required"},
+		{"pipeline unknown check", `{"name":"p","kind":"pipeline","severity":"critical","pipeline":{"check":"lagging"}}`, "pipeline.check", "lagging"},
+		{"pipeline lag without bound", `{"name":"p","kind":"pipeline","severity":"critical","pipeline":{"check":"group_lag","groups":["pg-sync"]}}`, "pipeline.bound", "required"},
+		{"pipeline lag without groups", `{"name":"p","kind":"pipeline","severity":"critical","pipeline":{"check":"group_lag","bound":5}}`, "pipeline.groups", "required"},
+		{"pipeline unknown store", `{"name":"p","kind":"pipeline","severity":"critical","pipeline":{"check":"store_down","stores":["mysql"]}}`, "pipeline.stores", "mysql"},
+		{"pipeline idle too short", `{"name":"p","kind":"pipeline","severity":"critical","pipeline":{"check":"no_consumer","groups":["pg-sync"],"idle":"1s"}}`, "pipeline.idle", "at least 10s"},
+		{"pipeline on threshold rule", with(`"for":"2m"`, `"for":"2m","pipeline":{"check":"watchdog"}`), "pipeline", "only to pipeline rules"},
 		{"silent rule after 1s", `{"name":"quiet","kind":"agent_silent","after":"1s","severity":"critical"}`, "after", "must be at least 10s, got 1s"},
 	}
 	for _, tt := range tests {
@@ -219,7 +226,7 @@ func TestAlertRuleValidation(t *testing.T) {
 			}
 		})
 	}
-	if r := e.do(req{method: "GET", path: "/api/v1/alert-rules", auth: bearer(op)}); len(decode[ruleList](t, r).Rules) != 0 {
+	if r := e.do(req{method: "GET", path: "/api/v1/alert-rules", auth: bearer(op)}); len(withoutBuiltins(decode[ruleList](t, r)).Rules) != 0 {
 		t.Errorf("rules after refusals = %s, want none", r)
 	}
 	if v := e.rulesVersion(); v != 0 {

@@ -40,8 +40,8 @@ type WebhookBody struct {
 // WebhookAlert is the one alert of a WebhookBody.
 type WebhookAlert struct {
 	Status string `json:"status"`
-	// Labels: alertname (the rule's name), agent, rule_id, severity, metric and series when
-	// set, and the rule's labels (which cannot override the former).
+	// Labels: alertname (the rule's name), rule_id, and agent, severity, metric and series
+	// when set, and the alert's labels (which cannot override the former).
 	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations"` // summary
 	StartsAt    time.Time         `json:"startsAt"`
@@ -58,9 +58,9 @@ func alertLabels(ev alert.Event) map[string]string {
 	labels := make(map[string]string, len(ev.Labels)+6)
 	maps.Copy(labels, ev.Labels)
 	labels["alertname"] = ev.RuleName
-	labels["agent"] = ev.AgentID
 	labels["rule_id"] = ev.RuleID
-	for k, v := range map[string]string{"severity": ev.Severity, "metric": ev.Metric, "series": ev.Series} {
+	// agent is left out for alerts without one (pipeline rules), as the others when empty.
+	for k, v := range map[string]string{"agent": ev.AgentID, "severity": ev.Severity, "metric": ev.Metric, "series": ev.Series} {
 		if v != "" {
 			labels[k] = v
 		} else {
@@ -78,7 +78,10 @@ func (n *Notifier) webhookBody(ev alert.Event, labels map[string]string, receive
 	}
 	// One alert per group: the group is the alert itself, so that a receiver that correlates by
 	// groupKey (PagerDuty's dedup key, for one) matches the resolve with its firing.
-	group := map[string]string{"alertname": ev.RuleName, "agent": ev.AgentID, "rule_id": ev.RuleID}
+	group := map[string]string{"alertname": ev.RuleName, "rule_id": ev.RuleID}
+	if ev.AgentID != "" {
+		group["agent"] = ev.AgentID
+	}
 	if ev.Series != "" {
 		group["series"] = ev.Series
 	}

@@ -819,3 +819,33 @@ func TestStoreOutageIsRetriedNotDeadLettered(t *testing.T) {
 		t.Errorf("dead letters = %d, want 0", got)
 	}
 }
+
+// TestPipelineAlertWithoutAgent: an alert of a pipeline rule (no agent) is delivered with its
+// subject labels and without an empty agent label.
+func TestPipelineAlertWithoutAgent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rcv := newReceiver(t, nil)
+	ch := e.channel("ops", rcv.srv.URL+"/hook", "", nil)
+	ruleID := uuid.NewString()
+	ev := firing(ruleID, "", ch.ID)
+	ev.RuleName, ev.Kind, ev.Series, ev.Metric = "Pipeline lag", string(alert.KindPipeline), "pg-sync", "pipeline.group_lag"
+	ev.Labels = map[string]string{"check": "group_lag", "group": "pg-sync"}
+	ev.AlertID = alert.ID(ruleID, "", "pg-sync")
+	e.append(ev)
+	e.start(e.config("n1"))
+	waitFor(t, 10*time.Second, "1 delivery", func() bool { return len(rcv.requests()) >= 1 })
+	var body struct {
+		GroupLabels  map[string]string `json:"groupLabels"`
+		CommonLabels map[string]string `json:"commonLabels"`
+	}
+	if err := json.Unmarshal(rcv.requests()[0].body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := body.CommonLabels["agent"]; ok || body.CommonLabels["group"] != "pg-sync" || body.CommonLabels["series"] != "pg-sync" {
+		t.Errorf("labels = %v, want group and series pg-sync and no agent", body.CommonLabels)
+	}
+	if _, ok := body.GroupLabels["agent"]; ok {
+		t.Errorf("group labels = %v, want no agent", body.GroupLabels)
+	}
+}

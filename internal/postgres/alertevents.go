@@ -52,9 +52,9 @@ func AlertEventFrom(ev alert.Event) AlertEvent {
 	}
 }
 
-// Validate reports why PostgreSQL would refuse the event, or nil: ID, AlertID, RuleID, AgentID,
-// From and To are required, At must be set, and every text must be valid UTF-8 without NUL
-// bytes. A consumer checks this per event, so that one bad event is dead-lettered instead of
+// Validate reports why PostgreSQL would refuse the event, or nil: ID, AlertID, RuleID, AgentID
+// (except for pipeline rules, whose alerts have no agent), From and To are required, At must be
+// set, and every text must be valid UTF-8 without NUL bytes. A consumer checks this per event, so that one bad event is dead-lettered instead of
 // failing the whole batch's Insert again and again.
 func (e AlertEvent) Validate() error {
 	required := []struct{ name, v string }{
@@ -62,7 +62,7 @@ func (e AlertEvent) Validate() error {
 		{"from", e.From}, {"to", e.To},
 	}
 	for _, r := range required {
-		if r.v == "" {
+		if r.v == "" && (r.name != "agent_id" || e.Kind != string(alert.KindPipeline)) {
 			return fmt.Errorf("alert event %q: %s is required", e.ID, r.name)
 		}
 	}

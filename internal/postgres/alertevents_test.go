@@ -213,3 +213,26 @@ func TestAlertEventHistory(t *testing.T) {
 		}
 	}
 }
+
+func TestAlertEventWithoutAgent(t *testing.T) {
+	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	pipe := sampleEvent("e1", at)
+	pipe.Kind, pipe.AgentID, pipe.Series = string(alert.KindPipeline), "", "influx-writer"
+	if err := pipe.Validate(); err != nil {
+		t.Errorf("Validate(pipeline event without agent) = %v, want nil", err)
+	}
+	thr := sampleEvent("e2", at)
+	thr.AgentID = ""
+	if err := thr.Validate(); err == nil {
+		t.Errorf("Validate(threshold event without agent) = nil, want an error")
+	}
+	db, _ := testenv.Postgres(t)
+	store := postgres.NewAlertEventStore(db)
+	if err := store.Insert(t.Context(), []postgres.AlertEvent{pipe}); err != nil {
+		t.Fatalf("Insert(pipeline event) = %v", err)
+	}
+	got, _, err := store.History(t.Context(), postgres.HistoryFilter{RuleID: pipe.RuleID, Limit: 10})
+	if err != nil || len(got) != 1 || got[0].AgentID != "" || got[0].Series != "influx-writer" {
+		t.Errorf("List = %+v, %v, want the pipeline event without agent", got, err)
+	}
+}

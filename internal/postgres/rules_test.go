@@ -108,6 +108,7 @@ func TestRuleLifecycle(t *testing.T) {
 		t.Fatalf("Create(agent_silent) = %v", err)
 	}
 	list, err := rules.List(ctx)
+	list = withoutBuiltins(list)
 	if err != nil {
 		t.Fatalf("List = %v", err)
 	}
@@ -234,6 +235,7 @@ func TestRuleFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	})
 
 	list, err := rules.List(ctx)
+	list = withoutBuiltins(list)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -239,7 +239,7 @@ function alertsPage() {
     if (!list.length) return mount(liveBox, h("p", { class: "muted empty-alerts" }, "No active alert."));
     mount(liveBox, table(["Alert", "Agent", "Status", "Value", "Since", ""], list.map((a) => h("tr", { dataset: { alert: a.id } },
       h("td", { "data-th": "Alert" }, h("strong", {}, a.rule_name), a.summary ? h("div", { class: "muted" }, a.summary) : null),
-      h("td", { "data-th": "Agent" }, h("a", { href: `#/agents/${a.agent_id}` }, names.get(a.agent_id) || a.agent_id.slice(0, 8)), a.metric ? h("div", { class: "muted" }, a.metric) : null),
+      h("td", { "data-th": "Agent" }, a.agent_id ? h("a", { href: `#/agents/${a.agent_id}` }, names.get(a.agent_id) || a.agent_id.slice(0, 8)) : pipelineSubject(a), a.metric ? h("div", { class: "muted" }, a.metric) : null),
       h("td", { "data-th": "Status" }, h("span", { class: "badge " + a.status }, a.status), " ",
         a.severity ? h("span", { class: "badge " + a.severity }, a.severity) : null),
       h("td", { "data-th": "Value", class: "num" }, fmtValue(a.value), a.threshold != null ? ` (threshold ${a.threshold})` : ""),
@@ -308,7 +308,7 @@ function alertsPage() {
       const r = await api("GET", "/api/v1/alerts/history?" + q);
       mount(histBox, r.events.length === 0 ? h("p", { class: "muted" }, "No alert history matches.") :
         table(["Time", "Rule", "Agent", "Change", "Severity", "Value"], r.events.map((e) => [
-          when(e.at), e.rule_name, names.get(e.agent_id) || e.agent_id.slice(0, 8), `${e.from} → ${e.to}`, e.severity, fmtValue(e.value)])),
+          when(e.at), e.rule_name, e.agent_id ? names.get(e.agent_id) || e.agent_id.slice(0, 8) : pipelineSubject(e), `${e.from} → ${e.to}`, e.severity, fmtValue(e.value)])),
       pager(r.total, PAGE, histOffset, (o) => { histOffset = o; loadHistory(); }));
     } catch (e) { mount(histBox, banner(e)); }
   }
@@ -333,6 +333,18 @@ function alertsPage() {
 // ---------------------------------------------------------------------------------------------
 // Rules
 
+// pipelineSubject names what an alert without agent (a pipeline rule's) is about.
+function pipelineSubject(a) { return "pipeline" + (a.series ? ": " + a.series : ""); }
+
+// pipelineCondition describes a pipeline rule in the rules list.
+function pipelineCondition(x) {
+  const p = x.pipeline || {};
+  const on = (p.groups || p.stores || []).join(", ");
+  const what = { group_lag: `lag of ${on} > ${p.bound}`, dead_letters: "dead letters present",
+    no_consumer: `no consumer of ${on} within ${p.idle}`, store_down: `${on} unreachable`, watchdog: "always firing (watchdog)" }[p.check] || p.check;
+  return `${what}${x.for ? " for " + x.for : ""} (${x.severity})`;
+}
+
 function num(v) { return v === "" || v == null ? undefined : Number(v); }
 
 function ruleForm(rule, done) {
@@ -342,7 +354,8 @@ function ruleForm(rule, done) {
   const sel = (field, value, options) => h("select", { "data-field": field, name: field },
     options.map((o) => h("option", { value: o, selected: o === value }, o)));
   const name = input("name", r.name, { required: true });
-  const kind = sel("kind", r.kind, ["threshold", "agent_silent"]);
+  const kind = sel("kind", r.kind, ["threshold", "agent_silent", "pipeline"]);
+  const pipeline = input("pipeline", r.pipeline ? JSON.stringify(r.pipeline) : "", { placeholder: '{"check":"group_lag","groups":["influx-writer"],"bound":100000}' });
   const metric = input("metric", r.metric, { placeholder: "cpu.usage_percent" });
   const agg = sel("aggregation", r.aggregation || "last", ["last", "avg", "min", "max", "count"]);
   const windowIn = input("window", r.window, { placeholder: "5m" });
@@ -369,6 +382,12 @@ function ruleForm(rule, done) {
       if (forIn.value) body.for = forIn.value;
       if (warn.value !== "") body.thresholds.warning = { value: num(warn.value) };
       if (crit.value !== "") body.thresholds.critical = { value: num(crit.value) };
+    } else if (kind.value === "pipeline") {
+      body.severity = severity.value;
+      if (forIn.value) body.for = forIn.value;
+      delete body.agents;
+      try { body.pipeline = pipeline.value.trim() ? JSON.parse(pipeline.value) : undefined; }
+      catch { return showErrors(form, { details: ["pipeline"], message: "pipeline: not valid JSON" }); }
     } else {
       Object.assign(body, { after: after.value, severity: severity.value });
     }
@@ -382,7 +401,8 @@ function ruleForm(rule, done) {
   h("div", { class: "grid2" }, f("name", name, "Name"), f("kind", kind, "Kind"), f("metric", metric, "Metric (measurement.field)"),
     f("aggregation", agg, "Aggregation"), f("window", windowIn, "Window"), f("operator", op, "Operator"),
     f("w", warn, "Warning threshold"), f("c", crit, "Critical threshold"), f("for", forIn, "For (hold time)"),
-    f("after", after, "Silent after (agent_silent)"), f("severity", severity, "Severity (agent_silent)"),
+    f("after", after, "Silent after (agent_silent)"), f("severity", severity, "Severity (agent_silent, pipeline)"),
+    f("pipeline", pipeline, "Pipeline check (JSON, pipeline)"),
     f("agents", agentLabels, "Agents by label"), f("channels", channels, "Notification channels"), f("summary", summary, "Summary template")),
   h("label", {}, enabled, " Enabled"),
   h("div", { class: "row" }, h("button", { class: "primary", type: "submit" }, r.id ? "Save" : "Create"),
@@ -415,7 +435,7 @@ function rulesPage() {
           x.kind === "threshold"
             ? `${x.aggregation || "last"}(${x.metric}${x.window ? ", " + x.window : ""}) ${x.operator} ` +
               [x.thresholds?.warning ? `warning ${x.thresholds.warning.value}` : "", x.thresholds?.critical ? `critical ${x.thresholds.critical.value}` : ""].filter(Boolean).join(", ")
-            : `silent for ${x.after} (${x.severity})`,
+            : x.kind === "pipeline" ? pipelineCondition(x) : `silent for ${x.after} (${x.severity})`,
           h("span", { class: "badge " + (x.enabled ? "ok" : "never") }, x.enabled ? "enabled" : "disabled"),
           can("operator") ? h("div", { class: "row" },
             h("button", { type: "button", onclick: () => edit(x) }, "Edit"),
