@@ -33,7 +33,7 @@ export function fieldErrors(form, err) {
 export function editAgentForm(a, done, cancel) {
   const name = h("input", { "data-field": "name", name: "name", required: true, id: "edit-agent-name", value: a.name });
   const lbls = h("input", { "data-field": "labels", name: "labels", placeholder: "env=prod,role=web", id: "edit-agent-labels", value: formatLabels(a.labels) });
-  const form = h("form", { class: "card edit-agent", onsubmit: async (ev) => {
+  const form = h("form", { class: "card edit-agent-form", onsubmit: async (ev) => {
     ev.preventDefault();
     try {
       const updated = await api("PATCH", `/api/v1/agents/${encodeURIComponent(a.id)}`, { name: name.value, labels: parseLabels(lbls.value) });
@@ -53,7 +53,7 @@ export function rotateForm(a, done, cancel) {
   const grace = h("select", { id: "rotate-grace", "aria-label": "Old key keeps working", onchange: () => { custom.hidden = grace.value !== "custom"; } },
     h("option", { value: "" }, "stops at once"), h("option", { value: "1h" }, "for 1 hour"),
     h("option", { value: "24h" }, "for 24 hours"), h("option", { value: "custom" }, "for a custom duration"));
-  const form = h("form", { class: "card rotate-key", onsubmit: async (ev) => {
+  const form = h("form", { class: "card rotate-key-form", onsubmit: async (ev) => {
     ev.preventDefault();
     const g = grace.value === "custom" ? custom.value.trim() : grace.value;
     try {
