@@ -84,7 +84,8 @@ func TestDashboardEdits(t *testing.T) {
 	b.goTo(s.gateway, "#/users")
 	b.waitVisible(`select.role-select[data-user="vera"]`)
 	b.choose(`select.role-select[data-user="vera"]`, "operator")
-	b.waitJS("vera's new role", `(() => { const s = document.querySelector('select.role-select[data-user="vera"]'); return !!s && s.value === "operator" && !s.parentElement.querySelector(".field-error"); })()`, 10*time.Second)
+	// The list is drawn again from the API's answer once the role is stored.
+	b.waitJS("vera's new role", `(() => { const s = document.querySelector('select.role-select[data-user="vera"]'); return !!s && s.dataset.role === "operator" && !s.parentElement.querySelector(".field-error"); })()`, 10*time.Second)
 	s.checkRole(t, "vera", "operator")
 	b.expect("PATCH", "/api/v1/users/admin", 409)
 	b.choose(`select.role-select[data-user="admin"]`, "viewer")

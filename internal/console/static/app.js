@@ -611,9 +611,10 @@ function agentsAdminPage() {
             } }, "Edit"),
             h("button", { type: "button", class: "rotate-key", onclick: () => {
               mount(keyBox, rotateForm(a, (k) => {
-                mount(keyBox, keyCard("Key rotated", a.name, k.api_key), k.previous_key_expires_at
-                  ? h("p", { class: "muted" }, `The old key keeps working until ${when(k.previous_key_expires_at)}.`)
-                  : h("p", { class: "muted" }, "The old key has stopped working."));
+                const card = keyCard("Key rotated", a.name, k.api_key);
+                card.querySelector("p").after(h("p", { class: "muted", id: "old-key-note" }, k.previous_key_expires_at
+                  ? `The old key keeps working until ${when(k.previous_key_expires_at)}.` : "The old key has stopped working."));
+                mount(keyBox, card);
                 load();
               }, () => mount(keyBox)));
               keyBox.scrollIntoView();

@@ -80,7 +80,7 @@ export function previousKey(a, revoked, onError) {
 /** roleSelect changes a user's role (admin); the last admin keeps theirs (the API's 409 shows). */
 export function roleSelect(u, changed) {
   const out = h("span");
-  const sel = h("select", { class: "role-select", "aria-label": `Role of ${u.username}`, dataset: { user: u.username }, onchange: async () => {
+  const sel = h("select", { class: "role-select", "aria-label": `Role of ${u.username}`, dataset: { user: u.username, role: u.role }, onchange: async () => {
     out.replaceChildren();
     try {
       await api("PATCH", `/api/v1/users/${encodeURIComponent(u.username)}`, { role: sel.value });
