@@ -2,6 +2,7 @@
 import { api, ApiError, can, login, logout, session, whenUnauthorized } from "./api.js";
 import { ago, copyButton, h, labels, mount, pager, showErrors, table, when } from "./dom.js";
 import { Chart } from "./chart.js";
+import { editAgentForm, passwordPage, previousKey, roleSelect, rotateForm } from "./edits.js";
 
 const main = document.getElementById("main");
 const PAGE = 50;
@@ -193,7 +194,8 @@ function agentPage(id) {
     try {
       const a = await api("GET", `/api/v1/agents/${encodeURIComponent(id)}`);
       mount(head, h("div", { class: "row" }, h("h1", {}, a.name), h("span", { class: "badge " + a.status, id: "agent-status" }, a.status)),
-        h("p", { class: "muted" }, "Last seen ", h("span", { title: when(a.last_seen) }, ago(a.last_seen)), " · ", labels(a.labels)));
+        h("p", { class: "muted" }, "Last seen ", h("span", { title: when(a.last_seen) }, ago(a.last_seen)), " · ", labels(a.labels)),
+        previousKey(a, refreshHead, (e) => head.append(banner(e))));
     } catch (e) { mount(head, banner(e)); }
   }
   refreshHead();
@@ -600,12 +602,22 @@ function agentsAdminPage() {
       const r = await api("GET", `/api/v1/agents?limit=${PAGE}&offset=${offset}`);
       mount(box, r.total === 0 ? h("p", { class: "muted" }, "No agent registered.") :
         table(["Name", "Labels", "Registered", "Status", ""], r.agents.map((a) => [
-          h("a", { href: `#/agents/${a.id}` }, a.name), labels(a.labels), when(a.created_at), a.status,
-          can("operator") ? h("div", { class: "row" },
-            h("button", { type: "button", onclick: async () => {
-              if (!confirm(`Rotate the key of ${a.name}? The old key stops working at once.`)) return;
-              try { const k = await api("POST", `/api/v1/agents/${a.id}/rotate-key`); mount(keyBox, keyCard("Key rotated", a.name, k.api_key)); }
-              catch (e) { box.prepend(banner(e)); }
+          h("a", { href: `#/agents/${a.id}` }, a.name), labels(a.labels), when(a.created_at),
+          h("div", { dataset: { agent: a.id } }, a.status, previousKey(a, load, (e) => box.prepend(banner(e)))),
+          can("operator") ? h("div", { class: "row", dataset: { agent: a.id } },
+            h("button", { type: "button", class: "edit-agent", onclick: () => {
+              mount(keyBox, editAgentForm(a, () => { mount(keyBox); load(); }, () => mount(keyBox)));
+              keyBox.scrollIntoView();
+            } }, "Edit"),
+            h("button", { type: "button", class: "rotate-key", onclick: () => {
+              mount(keyBox, rotateForm(a, (k) => {
+                const card = keyCard("Key rotated", a.name, k.api_key);
+                card.querySelector("p").after(h("p", { class: "muted", id: "old-key-note" }, k.previous_key_expires_at
+                  ? `The old key keeps working until ${when(k.previous_key_expires_at)}.` : "The old key has stopped working."));
+                mount(keyBox, card);
+                load();
+              }, () => mount(keyBox)));
+              keyBox.scrollIntoView();
             } }, "Rotate key"),
             h("button", { type: "button", class: "danger", onclick: async () => {
               if (!confirm(`Delete agent ${a.name}?`)) return;
@@ -638,7 +650,7 @@ function usersPage() {
   async function load() {
     try {
       const r = await api("GET", "/api/v1/users");
-      mount(box, table(["User", "Role", "Created", ""], (r.users || []).map((u) => [u.username, u.role, when(u.created_at),
+      mount(box, table(["User", "Role", "Created", ""], (r.users || []).map((u) => [u.username, roleSelect(u, load), when(u.created_at),
         u.username === session()?.username ? "" : h("button", { type: "button", class: "danger", onclick: async () => {
           if (!confirm(`Delete user ${u.username}?`)) return;
           try { await api("DELETE", `/api/v1/users/${encodeURIComponent(u.username)}`); load(); } catch (e) { box.prepend(banner(e)); }
@@ -707,6 +719,7 @@ page(/^#\/channels$/, "operator", "Channels", channelsPage, true);
 page(/^#\/admin\/agents$/, "viewer", "Agents", agentsAdminPage, true);
 page(/^#\/users$/, "admin", "Users", usersPage, true);
 page(/^#\/pipeline$/, "operator", "Pipeline", pipelinePage, true);
+page(/^#\/account$/, "viewer", "Account", () => passwordPage(main), false);
 
 function drawNav(hash) {
   const nav = document.getElementById("nav");
