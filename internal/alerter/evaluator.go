@@ -437,18 +437,7 @@ func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
 				if recs[i] != nil && len(trs) == 0 && next.LastEval.Equal(prev.LastEval) {
 					continue
 				}
-				u := update{key: keys[i], rec: &record{State: next}}
-				if next.Active() {
-					u.rec.Channels = it.rule.Channels
-				} else {
-					u.ttl = okTTL(it.rule)
-				}
-				subj := subject{agentID: it.agent.ID, agent: it.agent}
-				for _, t := range trs {
-					u.events = append(u.events, event(it.rule, t, subj, e.logger))
-				}
-				transitionUpdate(&u, next, u.events)
-				ups = append(ups, u)
+				ups = append(ups, e.checkUpdate(keys[i], it.rule, next, trs, subject{agentID: it.agent.ID, agent: it.agent}))
 			}
 			return e.keepEncodable(ups)
 		})

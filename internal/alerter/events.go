@@ -134,6 +134,23 @@ func activeEntry(st alert.State, last alert.Event) *alert.Active {
 	return a
 }
 
+// checkUpdate is the update of one alert a periodic check (agent_silent, pipeline) stepped from
+// its stored state to next through trs: the new record (with the rule's channels while active,
+// an expiry once back to ok), the events of subj, and the active-alert changes.
+func (e *Evaluator) checkUpdate(key string, rule *alert.Rule, next alert.State, trs []alert.Transition, subj subject) update {
+	u := update{key: key, rec: &record{State: next}}
+	if next.Active() {
+		u.rec.Channels = rule.Channels
+	} else {
+		u.ttl = okTTL(rule)
+	}
+	for _, t := range trs {
+		u.events = append(u.events, event(rule, t, subj, e.logger))
+	}
+	transitionUpdate(&u, next, u.events)
+	return u
+}
+
 // transitionUpdate completes u, the update of one alert whose state went from prev to next
 // through events, with the ActiveKey and AcksKey changes: the entry replaced while the alert is
 // active, removed when it is not, and the acknowledgement removed once the alert it was given

@@ -83,18 +83,7 @@ func (e *Evaluator) CheckPipeline(ctx context.Context, now time.Time) error {
 				next.CriticalSince.Equal(prev.CriticalSince) && (recs[i] != nil || !next.Active()) {
 				continue // nothing but the value changed: not worth a write per subject per check
 			}
-			u := update{key: keys[i], rec: &record{State: next}}
-			if next.Active() {
-				u.rec.Channels = it.rule.Channels
-			} else {
-				u.ttl = okTTL(it.rule)
-			}
-			subj := pipelineSubject(it)
-			for _, t := range trs {
-				u.events = append(u.events, event(it.rule, t, subj, e.logger))
-			}
-			transitionUpdate(&u, next, u.events)
-			ups = append(ups, u)
+			ups = append(ups, e.checkUpdate(keys[i], it.rule, next, trs, pipelineSubject(it)))
 		}
 		return e.keepEncodable(ups)
 	})
