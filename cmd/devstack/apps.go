@@ -239,6 +239,12 @@ func (d *dev) test(ctx context.Context, packages []string) error {
 	if err := d.ensurePostgres(ctx, d.cfg.testDatabaseURL); err != nil {
 		return err
 	}
+	// The cluster tests (TEST_REDIS_CLUSTER_URL, default the cluster:up nodes) need it running.
+	if os.Getenv("TEST_REDIS_CLUSTER_URL") == "" {
+		if err := d.clusterUp(ctx); err != nil {
+			return err
+		}
+	}
 	influxd, ok := d.findInfluxd(false)
 	if !ok {
 		gobin := stack.GoBin()

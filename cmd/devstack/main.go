@@ -60,6 +60,7 @@ type config struct {
 	testRedisURL    string
 	testDatabaseURL string
 	goTestFlags     []string
+	clusterPorts    []int
 }
 
 func env(name, def string) string {
@@ -93,6 +94,9 @@ func loadConfig() (config, error) {
 		testRedisURL:    env("TEST_REDIS_URL", defaultRedisURL),
 		testDatabaseURL: env("TEST_DATABASE_URL", defaultDatabaseURL),
 		goTestFlags:     strings.Fields(os.Getenv("GO_TEST_FLAGS")),
+	}
+	if c.clusterPorts, err = parsePorts(env("REDIS_CLUSTER_PORTS", "7000,7001,7002,7003,7004,7005")); err != nil {
+		return c, err
 	}
 	secs, err := strconv.Atoi(env("READY_TIMEOUT", "90"))
 	if err != nil || secs <= 0 {
@@ -137,6 +141,14 @@ func run(ctx context.Context, args []string) error {
 		return d.logs(n)
 	case "test":
 		return d.test(ctx, args)
+	case "cluster":
+		if len(args) == 1 && args[0] == "up" {
+			return d.clusterUp(ctx)
+		}
+		if len(args) == 1 && args[0] == "down" {
+			return d.clusterDown()
+		}
+		return fmt.Errorf("usage: devstack cluster up|down")
 	case "fuzz":
 		each := 10 * time.Minute
 		if len(args) > 0 {
@@ -148,8 +160,8 @@ func run(ctx context.Context, args []string) error {
 	case "faults":
 		return d.faults(ctx, args)
 	case "-h", "--help", "help":
-		fmt.Println("usage: devstack up|down|stores [redis|postgres|influxdb...]|status|build|logs [lines]|test [packages]|fuzz [duration]|faults")
+		fmt.Println("usage: devstack up|down|stores [redis|postgres|influxdb...]|status|build|logs [lines]|test [packages]|fuzz [duration]|faults|cluster up|down")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (usage: devstack up|down|stores [redis|postgres|influxdb...]|status|build|logs [lines]|test [packages]|fuzz [duration]|faults)", cmd)
+	return fmt.Errorf("unknown command %q (usage: devstack up|down|stores [redis|postgres|influxdb...]|status|build|logs [lines]|test [packages]|fuzz [duration]|faults|cluster up|down)", cmd)
 }

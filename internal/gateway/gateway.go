@@ -85,7 +85,7 @@ type Gateway struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	db  *sqlx.DB
 
 	agents     agentStore

@@ -37,9 +37,7 @@ func Redis(t testing.TB) (client *redis.Client, prefix string) {
 		client.Close()
 		t.Fatalf("Redis at %s is unreachable (start it, or set TEST_REDIS_URL): %v", opts.Addr, err)
 	}
-	var b [8]byte
-	rand.Read(b[:])
-	prefix = "t:" + hex.EncodeToString(b[:]) + ":"
+	prefix = newPrefix()
 
 	t.Cleanup(func() {
 		client.Close() // a second Close after the test's own returns an error, which is fine
@@ -50,6 +48,13 @@ func Redis(t testing.TB) (client *redis.Client, prefix string) {
 		}
 	})
 	return client, prefix
+}
+
+// newPrefix returns a key prefix unique to one test: "t:<random hex>:".
+func newPrefix() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "t:" + hex.EncodeToString(b[:]) + ":"
 }
 
 // deleteKeys deletes every key starting with prefix.
@@ -64,7 +69,12 @@ func deleteKeys(c *redis.Client, prefix string) error {
 			return err
 		}
 		if len(keys) > 0 {
-			if err := c.Unlink(ctx, keys...).Err(); err != nil {
+			// One UNLINK per key: on a cluster node a multi-key UNLINK must stay in one slot.
+			pipe := c.Pipeline()
+			for _, k := range keys {
+				pipe.Unlink(ctx, k)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
 				return err
 			}
 		}

@@ -80,7 +80,7 @@ type Worker struct {
 
 // Run runs w until ctx is done: the consumer stops reading and finishes the batch in hand,
 // then the ops server and the background loops stop, and the Redis client is closed last.
-func Run(ctx context.Context, rdb *redis.Client, w Worker, logger *slog.Logger) error {
+func Run(ctx context.Context, rdb redis.UniversalClient, w Worker, logger *slog.Logger) error {
 	cfg := w.Config
 	cfg.Stream.Registerer = w.Registry
 	consumer, err := stream.NewConsumer(rdb, cfg.Stream, w.Handler, logger)
