@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,10 +41,11 @@ type ConsumerConfig struct {
 	// BatchSize is the most entries handed to the handler at once.
 	BatchSize int `env:"STREAM_BATCH_SIZE" envDefault:"500" help:"most stream entries handed over in one batch"`
 	// MaxWait is how long the consumer keeps reading to fill a batch, from the first entry read,
-	// before handing it over.
+	// before handing it over. It is timed on the client side, never as a server-side BLOCK.
 	MaxWait time.Duration `env:"STREAM_MAX_WAIT" envDefault:"200ms" help:"how long to keep reading to fill a batch before handing it over"`
-	// Block is how long one read waits for new entries when there are none. It also bounds how long
-	// shutdown waits for a read in flight: go-redis does not interrupt a blocked read on cancellation.
+	// Block is how long one idle read waits for new entries when there are none (an XADD wakes it
+	// at once; only the timeout waits for Redis's clock). It also bounds how long shutdown waits
+	// for a read in flight: go-redis does not interrupt a blocked read on cancellation.
 	Block time.Duration `env:"STREAM_BLOCK" envDefault:"1s" help:"how long one read blocks waiting for new entries"`
 	// ClaimMinIdle is how long an entry stays unacked and untouched before live consumers reclaim it
 	// from the consumer that read it. The consumer refreshes its own entries' idle time while it works
@@ -105,25 +107,38 @@ func (c ConsumerConfig) Validate() error {
 // consumers left idle for ClaimMinIdle. A consumer of the metrics streams (no cfg.Streams) also
 // reads ReplayKey(Prefix, Group), and deletes the entries it acks there.
 //
-// All shard streams are read in one XREADGROUP call, which Redis Cluster refuses unless the keys
-// share a slot: the Consumer supports single Redis servers (and Sentinel), not Redis Cluster.
+// Reading. Blocking readers wait for new entries with a long XREADGROUP … BLOCK (cfg.Block), which
+// an XADD wakes at once; they feed an inbox from which the consumer assembles batches. Once the
+// first entry of a batch is in hand, the consumer waits for more (up to MaxWait or BatchSize) on
+// its own clock, never with a short server-side BLOCK: Redis times a BLOCK out only when its event
+// loop wakes (hz 10: up to 100 ms late), so short BLOCKs made the lightest load the slowest. On a
+// single Redis (or through Sentinel) one reader covers every stream with one multi-key XREADGROUP.
+// On Redis Cluster (a *redis.ClusterClient) every command names one stream, so that it stays in
+// one slot: one reader per stream (each holds a connection to the stream's node while it waits:
+// with many shards, size the client's pool_size above the number of streams per node), and the
+// resume, reclaim, delivery-count, ack and claim-refresh calls are made per stream, pipelined (the
+// cluster client sends a pipeline's commands node by node). Entries of one stream are handed over
+// in stream order.
 //
 // The Consumer does not own its client: the caller closes it after Run has returned.
 type Consumer struct {
 	client   redis.UniversalClient
 	cfg      ConsumerConfig
 	keys     []string
-	readArgs []string // keys followed by one ">" per key
-	replay   string   // the group's replay stream (one of keys), "" when it reads cfg.Streams
+	readSets [][]string // the streams each blocking reader covers
+	replay   string     // the group's replay stream (one of keys), "" when it reads cfg.Streams
 	deadKey  string
-	handler  Handler
-	logger   *slog.Logger
-	metrics  *consumerMetrics
-	running  atomic.Bool
+	// checkShards is set when the consumer reads the metrics shards: Run then refuses to start
+	// while shards beyond cfg.Shards hold entries some group has not handled (ShardsBeyond).
+	checkShards bool
+	handler     Handler
+	logger      *slog.Logger
+	metrics     *consumerMetrics
+	running     atomic.Bool
 
-	// carry holds entries read beyond BatchSize (COUNT applies per stream); they are ours in the
-	// PEL and go first into the next batch.
-	carry     []entry
+	// inbox holds the entries the readers read and no batch has taken yet; they are ours in the
+	// PEL and are kept claimed with the batch in hand.
+	inbox     *inbox
 	lastClaim time.Time
 }
 
@@ -134,6 +149,7 @@ type entry struct {
 	id         string
 	values     map[string]any
 	deliveries int64
+	reader     int // the reader that read it, for the inbox's accounting
 }
 
 // deadLetter is an entry on its way to the dead-letter stream.
@@ -173,20 +189,32 @@ func NewConsumer(client redis.UniversalClient, cfg ConsumerConfig, h Handler, lo
 		replayKey = ReplayKey(cfg.Prefix, cfg.Group)
 		keys = append(StreamKeys(cfg.Prefix, cfg.Shards), replayKey)
 	}
-	readArgs := append(append([]string(nil), keys...), make([]string, len(keys))...)
-	for i := range keys {
-		readArgs[len(keys)+i] = ">"
+	logger = logger.With("component", "stream.consumer", "group", cfg.Group, "consumer", cfg.Consumer)
+	readSets := [][]string{keys}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		// A multi-key XREADGROUP is refused across slots (CROSSSLOT), and a blocked read waits on
+		// one node only: one reader per stream.
+		readSets = make([][]string, len(keys))
+		for i, k := range keys {
+			readSets[i] = []string{k}
+		}
+		if pool := cc.Options().PoolSize; pool > 0 && len(keys) > pool/2 {
+			logger.Warn("each stream's reader holds a connection while it waits: raise pool_size in REDIS_URL above the streams per node",
+				"streams", len(keys), "pool_size", pool)
+		}
 	}
 	return &Consumer{
-		client:   client,
-		cfg:      cfg,
-		keys:     keys,
-		readArgs: readArgs,
-		replay:   replayKey,
-		deadKey:  cmp.Or(cfg.DeadLetter, DeadLetterKey(cfg.Prefix)),
-		handler:  h,
-		logger:   logger.With("component", "stream.consumer", "group", cfg.Group, "consumer", cfg.Consumer),
-		metrics:  metrics,
+		client:      client,
+		cfg:         cfg,
+		keys:        keys,
+		readSets:    readSets,
+		replay:      replayKey,
+		deadKey:     cmp.Or(cfg.DeadLetter, DeadLetterKey(cfg.Prefix)),
+		checkShards: slices.Contains(keys, StreamKeys(cfg.Prefix, cfg.Shards)[0]),
+		handler:     h,
+		logger:      logger,
+		metrics:     metrics,
+		inbox:       newInbox(len(readSets)),
 	}, nil
 }
 
@@ -199,39 +227,103 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("stream consumer: Run called twice")
 	}
-	c.logger.Info("consumer starting", "streams", len(c.keys), "batch_size", c.cfg.BatchSize)
+	c.logger.Info("consumer starting", "streams", len(c.keys), "readers", len(c.readSets), "batch_size", c.cfg.BatchSize)
 	if !c.ensureGroups(ctx) {
 		return nil
 	}
+	if c.checkShards {
+		if err := c.refuseShardsBeyond(ctx); err != nil {
+			return err
+		}
+	}
 	c.resumeOwnPending(ctx)
 
-	failures := 0
+	var readers sync.WaitGroup
+	for r, keys := range c.readSets {
+		readers.Go(func() { c.read(ctx, r, keys) })
+	}
 	for ctx.Err() == nil {
-		if len(c.carry) == 0 && time.Since(c.lastClaim) >= c.cfg.ClaimInterval {
+		if time.Since(c.lastClaim) >= c.cfg.ClaimInterval {
 			c.reclaim(ctx)
 			c.lastClaim = time.Now()
 			continue
 		}
-		batch, err := c.fill(ctx)
-		if len(batch) > 0 {
+		if batch := c.fill(ctx); len(batch) > 0 {
 			c.process(ctx, batch)
 		}
+	}
+	readers.Wait() // each returns once its read in flight (at most Block) is back
+	if n := c.inbox.len(); n > 0 {
+		c.logger.Info("entries read but not handled stay pending for this consumer", "entries", n)
+	}
+	c.logger.Info("consumer stopped")
+	return nil
+}
+
+// refuseShardsBeyond returns an error when streams of shards beyond cfg.Shards hold entries that
+// some group has not handled (the shard count was lowered without draining), and warns about
+// fully handled ones. Redis errors are retried until ctx is done.
+func (c *Consumer) refuseShardsBeyond(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		unhandled, handled, err := ShardsBeyond(ctx, c.client, c.cfg.Prefix, c.cfg.Shards)
 		if err == nil {
+			if len(handled) > 0 {
+				c.logger.Warn("streams beyond STREAM_SHARDS hold only handled entries; delete them", "streams", handled)
+			}
+			if len(unhandled) > 0 {
+				return fmt.Errorf("refusing to start: %w", &ShardsBeyondError{Shards: c.cfg.Shards, Streams: unhandled})
+			}
+			return nil
+		}
+		c.logger.Warn("checking for streams beyond STREAM_SHARDS failed", "err", err)
+		if !sleep(ctx, c.backoff(attempt)) {
+			return nil
+		}
+	}
+}
+
+// read is reader r: until ctx is done it reads new entries (">") of its streams with a long
+// blocking XREADGROUP (cfg.Block) and puts them in the inbox. It reads again only once the
+// consumer has taken everything it put there, so the inbox holds at most BatchSize entries per
+// stream.
+func (c *Consumer) read(ctx context.Context, r int, keys []string) {
+	args := make([]string, 0, 2*len(keys))
+	args = append(args, keys...)
+	for range keys {
+		args = append(args, ">")
+	}
+	for failures := 0; ctx.Err() == nil; {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.inbox.credit[r]:
+		}
+		// Not ctx: a read cut short by cancellation loses its reply, and with it entries Redis has
+		// already moved to this consumer's PEL. Block bounds the wait instead.
+		res, err := c.client.XReadGroup(context.WithoutCancel(ctx), &redis.XReadGroupArgs{
+			Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: args,
+			Count: int64(c.cfg.BatchSize), Block: c.cfg.Block,
+		}).Result()
+		var got []entry
+		for _, s := range res {
+			for _, m := range s.Messages {
+				got = append(got, entry{stream: s.Stream, id: m.ID, values: m.Values, deliveries: 1, reader: r})
+			}
+		}
+		c.inbox.put(r, got)
+		if err == nil || errors.Is(err, redis.Nil) {
 			failures = 0
 			continue
 		}
-		c.logger.Warn("reading streams failed", "err", err)
-		if isNoGroup(err) && !c.ensureGroups(ctx) {
-			break
+		c.logger.Warn("reading streams failed", "streams", keys, "err", err)
+		if isNoGroup(err) {
+			if err := createGroups(ctx, c.client, keys, c.cfg.Group); err != nil {
+				c.logger.Warn("creating consumer groups failed", "err", err)
+			}
 		}
 		sleep(ctx, c.backoff(failures))
 		failures++
 	}
-	if len(c.carry) > 0 {
-		c.logger.Info("entries read but not handled stay pending for this consumer", "entries", len(c.carry))
-	}
-	c.logger.Info("consumer stopped")
-	return nil
 }
 
 // ensureGroups creates the group on every stream, from id 0 so that every entry published before
@@ -265,7 +357,8 @@ func isNoGroup(err error) bool {
 }
 
 // resumeOwnPending hands over, in batches, the entries this consumer name read in an earlier life
-// and never acked (XREADGROUP with id 0 returns the consumer's own PEL).
+// and never acked (XREADGROUP with id 0 returns the consumer's own PEL): one XREADGROUP per stream,
+// all in one pipeline per round.
 func (c *Consumer) resumeOwnPending(ctx context.Context) {
 	cursors := make(map[string]string, len(c.keys))
 	active := append([]string(nil), c.keys...)
@@ -274,14 +367,16 @@ func (c *Consumer) resumeOwnPending(ctx context.Context) {
 	}
 	resumed := 0
 	for failures := 0; len(active) > 0 && ctx.Err() == nil; {
-		args := append([]string(nil), active...)
-		for _, k := range active {
-			args = append(args, cursors[k])
+		rctx := context.WithoutCancel(ctx)
+		pipe := c.client.Pipeline()
+		cmds := make([]*redis.XStreamSliceCmd, len(active))
+		for i, k := range active {
+			cmds[i] = pipe.XReadGroup(rctx, &redis.XReadGroupArgs{
+				Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: []string{k, cursors[k]},
+				Count: int64(c.cfg.BatchSize), Block: -1,
+			})
 		}
-		res, err := c.client.XReadGroup(context.WithoutCancel(ctx), &redis.XReadGroupArgs{
-			Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: args,
-			Count: int64(c.cfg.BatchSize), Block: -1,
-		}).Result()
+		_, err := pipe.Exec(rctx)
 		if err != nil && !errors.Is(err, redis.Nil) {
 			c.logger.Warn("reading own pending entries failed", "err", err)
 			if !sleep(ctx, c.backoff(failures)) {
@@ -293,14 +388,16 @@ func (c *Consumer) resumeOwnPending(ctx context.Context) {
 		failures = 0
 		var batch []entry
 		next := active[:0:0]
-		for _, s := range res {
-			if len(s.Messages) == 0 {
-				continue
-			}
-			cursors[s.Stream] = s.Messages[len(s.Messages)-1].ID
-			next = append(next, s.Stream)
-			for _, m := range s.Messages {
-				batch = append(batch, entry{stream: s.Stream, id: m.ID, values: m.Values})
+		for _, cmd := range cmds {
+			for _, s := range cmd.Val() {
+				if len(s.Messages) == 0 {
+					continue
+				}
+				cursors[s.Stream] = s.Messages[len(s.Messages)-1].ID
+				next = append(next, s.Stream)
+				for _, m := range s.Messages {
+					batch = append(batch, entry{stream: s.Stream, id: m.ID, values: m.Values})
+				}
 			}
 		}
 		active = next
@@ -395,56 +492,36 @@ func (c *Consumer) withDeliveries(ctx context.Context, entries []entry) ([]entry
 	return out, nil
 }
 
-// fill reads new entries (">") from every stream until it has BatchSize of them or MaxWait has
-// passed since the first one arrived. It returns nil when Block passed with nothing to read. Entries
-// already read are returned even with an error, so that they are handled.
-func (c *Consumer) fill(ctx context.Context) ([]entry, error) {
-	n := min(len(c.carry), c.cfg.BatchSize)
-	batch := make([]entry, n, c.cfg.BatchSize)
-	copy(batch, c.carry)
-	c.carry = append(c.carry[:0], c.carry[n:]...)
-	var deadline time.Time
-	if n > 0 {
-		deadline = time.Now().Add(c.cfg.MaxWait)
-	}
-	for len(batch) < c.cfg.BatchSize && ctx.Err() == nil {
-		block := c.cfg.Block
-		if !deadline.IsZero() {
-			// BLOCK 0 would wait forever: hand over rather than block for less than a millisecond.
-			if block = time.Until(deadline); block < time.Millisecond {
-				break
-			}
-		}
-		// Not ctx: a read cut short by cancellation loses its reply, and with it entries Redis has
-		// already moved to this consumer's PEL. Block bounds the wait instead.
-		res, err := c.client.XReadGroup(context.WithoutCancel(ctx), &redis.XReadGroupArgs{
-			Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: c.readArgs,
-			Count: int64(c.cfg.BatchSize - len(batch)), Block: block,
-		}).Result()
-		if errors.Is(err, redis.Nil) {
-			if len(batch) == 0 {
-				return nil, nil
-			}
-			break
-		}
-		if err != nil {
-			return batch, fmt.Errorf("reading new entries: %w", err)
-		}
-		for _, s := range res {
-			for _, m := range s.Messages {
-				e := entry{stream: s.Stream, id: m.ID, values: m.Values, deliveries: 1}
-				if len(batch) < c.cfg.BatchSize {
-					batch = append(batch, e)
-				} else {
-					c.carry = append(c.carry, e)
-				}
-			}
-		}
-		if len(batch) > 0 && deadline.IsZero() {
-			deadline = time.Now().Add(c.cfg.MaxWait)
+// fill assembles the next batch from the inbox: it waits for a first entry until the next
+// reclaim is due or ctx is done (nil), then for more until it has BatchSize of them or MaxWait has
+// passed since the first. Both waits are on the client side: the readers' blocked reads return as
+// soon as an XADD arrives. With ctx done it returns what it has, to be handled within the drain.
+func (c *Consumer) fill(ctx context.Context) []entry {
+	claim := time.NewTimer(time.Until(c.lastClaim.Add(c.cfg.ClaimInterval)))
+	defer claim.Stop()
+	for c.inbox.len() == 0 {
+		select {
+		case <-c.inbox.ready:
+		case <-claim.C:
+			return nil
+		case <-ctx.Done():
+			return nil
 		}
 	}
-	return batch, nil
+	batch := c.inbox.take(c.cfg.BatchSize)
+	wait := time.NewTimer(c.cfg.MaxWait)
+	defer wait.Stop()
+	for len(batch) < c.cfg.BatchSize {
+		select {
+		case <-c.inbox.ready:
+			batch = append(batch, c.inbox.take(c.cfg.BatchSize-len(batch))...)
+		case <-wait.C:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+	return batch
 }
 
 // process handles one batch: it sorts out deleted, over-delivered and undecodable entries, hands
@@ -616,13 +693,11 @@ func (c *Consumer) ack(ctx context.Context, entries []entry) error {
 	return nil
 }
 
-// keepClaimed re-claims the batch and the carried entries for this consumer every ClaimMinIdle/4
-// while the batch is in hand (XCLAIM … JUSTID, which resets the idle time without counting a
-// delivery), so that no other consumer reclaims them while the handler works or retries. The
-// returned function stops it and waits for it.
+// keepClaimed re-claims the batch and the entries waiting in the inbox for this consumer every
+// ClaimMinIdle/4 while the batch is in hand (XCLAIM … JUSTID per stream, pipelined, which resets the
+// idle time without counting a delivery), so that no other consumer reclaims them while the handler
+// works or retries. The returned function stops it and waits for it.
 func (c *Consumer) keepClaimed(ctx context.Context, entries []entry) func() {
-	all := append(append([]entry(nil), entries...), c.carry...)
-	byStream := idsByStream(all)
 	every := c.cfg.ClaimMinIdle / 4
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -637,7 +712,7 @@ func (c *Consumer) keepClaimed(ctx context.Context, entries []entry) func() {
 			}
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
 			pipe := c.client.Pipeline()
-			for stream, ids := range byStream {
+			for stream, ids := range idsByStream(append(c.inbox.snapshot(), entries...)) {
 				pipe.XClaimJustID(rctx, &redis.XClaimArgs{Stream: stream, Group: c.cfg.Group, Consumer: c.cfg.Consumer, Messages: ids})
 			}
 			if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
