@@ -13,8 +13,11 @@ import (
 )
 
 func TestAgeTrimmerKeepsWhatAGroupStillNeeds(t *testing.T) {
-	t.Parallel()
-	client, prefix := testenv.Redis(t)
+	onRedisAndCluster(t, testAgeTrimmerKeepsWhatAGroupStillNeeds)
+}
+
+func testAgeTrimmerKeepsWhatAGroupStillNeeds(t *testing.T, e *env) {
+	client, prefix := e.client, e.prefix
 	ctx := context.Background()
 	key := prefix + "alerts"
 	now := time.Now()

@@ -10,9 +10,10 @@ import (
 
 // TestBacklogFlipsOverItsBound: Over turns true once the streams hold more than Max entries,
 // summed over the shards, and false again once they are trimmed.
-func TestBacklogFlipsOverItsBound(t *testing.T) {
-	e := newEnv(t)
-	b, err := NewBacklog(e.client, BacklogConfig{Prefix: e.prefix, Shards: testShards, Max: 5, Interval: 20 * time.Millisecond}, nil)
+func TestBacklogFlipsOverItsBound(t *testing.T) { onRedisAndCluster(t, testBacklogFlipsOverItsBound) }
+
+func testBacklogFlipsOverItsBound(t *testing.T, e *env) {
+	b, err := NewBacklog(e.client, BacklogConfig{Prefix: e.prefix, Shards: e.shards, Max: 5, Interval: 20 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,10 +104,15 @@ type Replayed struct {
 var ErrNotFound = errors.New("no such dead letter")
 
 // ReplayDeadLetters appends each chosen dead letter of deadKey to its group's replay stream
-// (ReplayKey) with its original Watermill fields (or, for an undecodable one, its raw fields) and
-// deletes it from deadKey, both in one MULTI, so an entry is never in both or neither. With all
-// set every dead letter is replayed, else those with the given ids (an unknown id: ErrNotFound,
-// nothing replayed). A replayed entry that fails again is dead-lettered again by the consumer.
+// (ReplayKey) with its original Watermill fields (or, for an undecodable one, its raw fields), then
+// deletes it from deadKey. With all set every dead letter is replayed, else those with the given
+// ids (an unknown id: ErrNotFound, nothing replayed). A replayed entry that fails again is
+// dead-lettered again by the consumer.
+//
+// The two streams sit in different Redis Cluster slots, so the append and the delete are two
+// commands, not one MULTI: the append comes first, so a dead letter is never lost; if the delete
+// fails (the error is returned) it stays in deadKey too, and a second replay would hand it to its
+// group twice, which the groups' idempotent handling absorbs.
 func ReplayDeadLetters(ctx context.Context, client redis.UniversalClient, prefix, deadKey string, ids []string, all bool) ([]Replayed, error) {
 	var msgs []redis.XMessage
 	if all {
@@ -134,16 +139,14 @@ func ReplayDeadLetters(ctx context.Context, client redis.UniversalClient, prefix
 			continue
 		}
 		values := replayValues(m.Values)
-		var add *redis.StringCmd
-		_, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			add = p.XAdd(ctx, &redis.XAddArgs{Stream: ReplayKey(prefix, d.Group), Values: values})
-			p.XDel(ctx, deadKey, m.ID)
-			return nil
-		})
+		replayID, err := client.XAdd(ctx, &redis.XAddArgs{Stream: ReplayKey(prefix, d.Group), Values: values}).Result()
 		if err != nil {
 			return out, fmt.Errorf("replaying dead letter %s to group %s: %w", m.ID, d.Group, err)
 		}
-		out = append(out, Replayed{DeadLetter: d, ReplayID: add.Val()})
+		out = append(out, Replayed{DeadLetter: d, ReplayID: replayID})
+		if err := client.XDel(ctx, deadKey, m.ID).Err(); err != nil {
+			return out, fmt.Errorf("deleting dead letter %s after replaying it to group %s as %s (it is in both now): %w", m.ID, d.Group, replayID, err)
+		}
 	}
 	return out, nil
 }

@@ -29,7 +29,10 @@ func count(hs []handled, payload string) int {
 // dead-letter stream and, once acked, the replay stream; if it fails again it is dead-lettered
 // again.
 func TestReplayGoesToTheDeadLetteringGroupOnly(t *testing.T) {
-	e := newEnv(t)
+	onRedisAndCluster(t, testReplayGoesToTheDeadLetteringGroupOnly)
+}
+
+func testReplayGoesToTheDeadLetteringGroupOnly(t *testing.T, e *env) {
 	p := e.publisher()
 	sent := e.publish(p, []string{"good"}, 3)
 	if err := p.Publish(context.Background(), "bad", []byte("bad payload"), map[string]string{MetaPoints: "1"}); err != nil {
@@ -161,7 +164,10 @@ func TestTrimDeadLettersByAge(t *testing.T) {
 // The trimmer ages out the metrics dead letters and every other dead-letter stream it is given
 // (the alert consumers'), and nothing younger than DEAD_LETTER_MAX_AGE.
 func TestTrimmerAgesOutEveryDeadLetterStream(t *testing.T) {
-	e := newEnv(t)
+	onRedisAndCluster(t, testTrimmerAgesOutEveryDeadLetterStream)
+}
+
+func testTrimmerAgesOutEveryDeadLetterStream(t *testing.T, e *env) {
 	other := e.prefix + "alerts:poison"
 	now := time.Now()
 	for _, key := range []string{DeadLetterKey(e.prefix), other} {
@@ -172,7 +178,7 @@ func TestTrimmerAgesOutEveryDeadLetterStream(t *testing.T) {
 			}
 		}
 	}
-	tr, err := NewTrimmer(e.client, TrimmerConfig{Prefix: e.prefix, Shards: testShards, DeadLetterMaxAge: 30 * 24 * time.Hour,
+	tr, err := NewTrimmer(e.client, TrimmerConfig{Prefix: e.prefix, Shards: e.shards, DeadLetterMaxAge: 30 * 24 * time.Hour,
 		OtherDeadLetters: []string{other}}, nil)
 	if err != nil {
 		t.Fatal(err)

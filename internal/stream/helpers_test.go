@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,28 +15,51 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
-// env is one test's Redis: a client and the key prefix that isolates the test.
+// env is one test's Redis: a client and the key prefix that isolates the test, with the shard
+// count its streams use.
 type env struct {
-	t      testing.TB
-	client *redis.Client
-	prefix string
+	t       testing.TB
+	client  redis.UniversalClient
+	prefix  string
+	shards  int
+	cluster bool
 }
 
+const (
+	testShards = 4
+	// clusterShards is the shard count of the cluster variants: more shards than masters, so that
+	// every node holds several.
+	clusterShards = 8
+)
+
+// newEnv returns an env on the single test Redis (testenv.Redis).
 func newEnv(t testing.TB) *env {
 	client, prefix := testenv.Redis(t)
-	return &env{t: t, client: client, prefix: prefix}
+	return &env{t: t, client: client, prefix: prefix, shards: testShards}
 }
 
-func (e *env) keys() []string { return StreamKeys(e.prefix, testShards) }
+// newClusterEnv returns an env on the shared Redis Cluster (testenv.RedisCluster), whose client
+// is a *redis.ClusterClient: every command must stay in one slot.
+func newClusterEnv(t testing.TB) *env {
+	client, prefix := testenv.RedisCluster(t)
+	return &env{t: t, client: client, prefix: prefix, shards: clusterShards, cluster: true}
+}
 
-const testShards = 4
+// onRedisAndCluster runs test against the single Redis and against the Redis Cluster, as the
+// subtests "redis" and "cluster".
+func onRedisAndCluster(t *testing.T, test func(t *testing.T, e *env)) {
+	t.Run("redis", func(t *testing.T) { test(t, newEnv(t)) })
+	t.Run("cluster", func(t *testing.T) { test(t, newClusterEnv(t)) })
+}
+
+func (e *env) keys() []string { return StreamKeys(e.prefix, e.shards) }
 
 // consumerConfig returns a config with timings small enough for tests; no reclaim unless a test
 // lowers ClaimMinIdle.
 func (e *env) consumerConfig(group, name string) ConsumerConfig {
 	return ConsumerConfig{
 		Prefix:        e.prefix,
-		Shards:        testShards,
+		Shards:        e.shards,
 		Group:         group,
 		Consumer:      name,
 		BatchSize:     100,
@@ -51,7 +75,7 @@ func (e *env) consumerConfig(group, name string) ConsumerConfig {
 }
 
 func (e *env) publisher() *Publisher {
-	p, err := NewPublisher(e.client, PublisherConfig{Prefix: e.prefix, Shards: testShards}, nil)
+	p, err := NewPublisher(e.client, PublisherConfig{Prefix: e.prefix, Shards: e.shards}, nil)
 	if err != nil {
 		e.t.Fatalf("NewPublisher: %v", err)
 	}
@@ -128,23 +152,28 @@ func (e *env) pending(group string) []redis.XPendingExt {
 	return all
 }
 
-// ghostRead reads up to count new entries from every shard as consumer name, with a raw
-// XREADGROUP, and never acks them: a consumer that dies right after reading.
+// ghostRead reads up to count new entries from every shard as consumer name, with raw
+// XREADGROUPs (one per shard, as a cluster requires), and never acks them: a consumer that dies
+// right after reading.
 func (e *env) ghostRead(group, name string, count int64) []redis.XMessage {
 	e.t.Helper()
 	if err := createGroups(context.Background(), e.client, e.keys(), group); err != nil {
 		e.t.Fatal(err)
 	}
-	args := append(e.keys(), slices.Repeat([]string{">"}, testShards)...)
-	res, err := e.client.XReadGroup(context.Background(), &redis.XReadGroupArgs{
-		Group: group, Consumer: name, Streams: args, Count: count, Block: -1,
-	}).Result()
-	if err != nil {
-		e.t.Fatalf("ghost XREADGROUP: %v", err)
-	}
 	var msgs []redis.XMessage
-	for _, s := range res {
-		msgs = append(msgs, s.Messages...)
+	for _, k := range e.keys() {
+		res, err := e.client.XReadGroup(context.Background(), &redis.XReadGroupArgs{
+			Group: group, Consumer: name, Streams: []string{k, ">"}, Count: count, Block: -1,
+		}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			e.t.Fatalf("ghost XREADGROUP %s: %v", k, err)
+		}
+		for _, s := range res {
+			msgs = append(msgs, s.Messages...)
+		}
 	}
 	return msgs
 }

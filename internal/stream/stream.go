@@ -118,6 +118,12 @@ func ShardFor(agentID string, shards int) int {
 // never be processed are appended there with the fields Field*, and acked on their own stream.
 // The gateway's trimmer deletes entries older than DEAD_LETTER_MAX_AGE; an operator replays them
 // (ReplayDeadLetters) before that.
+//
+// There is one dead-letter stream for all shards (dead letters are rare: its one slot is no hot
+// spot, and the list and replay API read one stream). On Redis Cluster it is not in a shard's slot,
+// so the consumer appends the dead letter and then acks the entry on its shard, two commands and no
+// MULTI, as it always did: a crash between them redelivers the entry, which can then be
+// dead-lettered a second time (a duplicate dead letter, never a lost entry).
 func DeadLetterKey(prefix string) string {
 	return prefix + "metrics:dead"
 }

@@ -231,7 +231,7 @@ func TestPublishKeepsMetaAndFailsClearly(t *testing.T) {
 	if !maps.Equal(meta, orig) {
 		t.Errorf("Publish modified the caller's metadata: %v, want %v", meta, orig)
 	}
-	key := e.keys()[ShardFor("agent-x", testShards)]
+	key := e.keys()[ShardFor("agent-x", e.shards)]
 	msgs, _ := e.client.XRange(context.Background(), key, "-", "+").Result()
 	if len(msgs) != 1 {
 		t.Fatalf("stream %s holds %d entries, want 1", key, len(msgs))
@@ -257,7 +257,7 @@ func TestPublishKeepsMetaAndFailsClearly(t *testing.T) {
 	// An unreachable Redis is an error the gateway can turn into 503, and nothing is stored.
 	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
 	defer dead.Close()
-	dp, err := NewPublisher(dead, PublisherConfig{Prefix: e.prefix, Shards: testShards}, nil)
+	dp, err := NewPublisher(dead, PublisherConfig{Prefix: e.prefix, Shards: e.shards}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestPublishInteropWithWatermillSubscriber(t *testing.T) {
 	sent := e.publish(p, []string{agent}, 3)
 
 	// The Subscriber closes the client it is given: give it its own.
-	subClient := redis.NewClient(e.client.Options())
+	subClient := redis.NewClient(e.client.(*redis.Client).Options())
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 		Client: subClient, ConsumerGroup: "wm", Consumer: "wm-1", DisableIndefiniteInitialBlock: true,
 	}, nil)
@@ -290,7 +290,7 @@ func TestPublishInteropWithWatermillSubscriber(t *testing.T) {
 	defer sub.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ch, err := sub.Subscribe(ctx, e.keys()[ShardFor(agent, testShards)])
+	ch, err := sub.Subscribe(ctx, e.keys()[ShardFor(agent, e.shards)])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,8 +119,21 @@ func NewTrimmer(client redis.UniversalClient, cfg TrimmerConfig, logger *slog.Lo
 }
 
 // Run trims every Interval until ctx is done, then returns nil. Errors are logged; the next tick
-// tries again.
+// tries again. At start it logs an error naming the streams beyond STREAM_SHARDS that hold
+// entries some group has not handled (ShardsBeyond): they are neither read nor trimmed by a
+// deployment with this shard count.
 func (t *Trimmer) Run(ctx context.Context) error {
+	if unhandled, handled, err := ShardsBeyond(ctx, t.client, t.cfg.Prefix, t.cfg.Shards); err != nil {
+		t.logger.Warn("checking for streams beyond STREAM_SHARDS failed", "err", err)
+	} else {
+		if len(unhandled) > 0 {
+			t.logger.Error("streams beyond STREAM_SHARDS hold unhandled entries that no consumer will read",
+				"err", &ShardsBeyondError{Shards: t.cfg.Shards, Streams: unhandled})
+		}
+		if len(handled) > 0 {
+			t.logger.Warn("streams beyond STREAM_SHARDS hold only handled entries; delete them", "streams", handled)
+		}
+	}
 	tick := time.NewTicker(t.cfg.Interval)
 	defer tick.Stop()
 	for {

@@ -27,7 +27,7 @@ func (e *env) ids(key string) []string {
 
 func (e *env) trimmer(groups ...string) *Trimmer {
 	e.t.Helper()
-	tr, err := NewTrimmer(e.client, TrimmerConfig{Prefix: e.prefix, Shards: testShards, Groups: groups}, nil)
+	tr, err := NewTrimmer(e.client, TrimmerConfig{Prefix: e.prefix, Shards: e.shards, Groups: groups}, nil)
 	if err != nil {
 		e.t.Fatalf("NewTrimmer: %v", err)
 	}
@@ -68,9 +68,12 @@ func (e *env) ackIDs(key, group string, ids ...string) {
 // TestTrimmerKeepsWhatAGroupStillNeeds: with one group done and one lagging (entries delivered and
 // unacked, entries undelivered), the trimmer deletes only what both acked.
 func TestTrimmerKeepsWhatAGroupStillNeeds(t *testing.T) {
-	e := newEnv(t)
+	onRedisAndCluster(t, testTrimmerKeepsWhatAGroupStillNeeds)
+}
+
+func testTrimmerKeepsWhatAGroupStillNeeds(t *testing.T, e *env) {
 	e.publish(e.publisher(), []string{"a"}, 10)
-	key := e.keys()[ShardFor("a", testShards)]
+	key := e.keys()[ShardFor("a", e.shards)]
 	all := e.ids(key)
 	tr := e.trimmer("fast", "slow")
 
@@ -120,7 +123,7 @@ func TestTrimmerKeepsWhatAGroupStillNeeds(t *testing.T) {
 func TestTrimmerWaitsForUnconfiguredGroups(t *testing.T) {
 	e := newEnv(t)
 	e.publish(e.publisher(), []string{"a"}, 4)
-	key := e.keys()[ShardFor("a", testShards)]
+	key := e.keys()[ShardFor("a", e.shards)]
 	tr := e.trimmer("only")
 	e.trimOnce(tr, 0) // creates "only"
 	if err := e.client.XGroupCreate(context.Background(), key, "extra", "0").Err(); err != nil {
@@ -136,11 +139,12 @@ func TestTrimmerWaitsForUnconfiguredGroups(t *testing.T) {
 }
 
 // TestTrimmerRun trims in the background until cancelled.
-func TestTrimmerRun(t *testing.T) {
-	e := newEnv(t)
+func TestTrimmerRun(t *testing.T) { onRedisAndCluster(t, testTrimmerRun) }
+
+func testTrimmerRun(t *testing.T, e *env) {
 	e.publish(e.publisher(), []string{"a"}, 3)
-	key := e.keys()[ShardFor("a", testShards)]
-	tr, err := NewTrimmer(e.client, TrimmerConfig{Prefix: e.prefix, Shards: testShards, Groups: []string{"g"}, Interval: 20 * time.Millisecond}, nil)
+	key := e.keys()[ShardFor("a", e.shards)]
+	tr, err := NewTrimmer(e.client, TrimmerConfig{Prefix: e.prefix, Shards: e.shards, Groups: []string{"g"}, Interval: 20 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
