@@ -11,13 +11,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/stack"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // BenchmarkIdleLatency measures, against a private redis-server with its default settings
 // (hz 10), the time from the start of a Publish to the handler's call while the consumer is idle
-// (blocked waiting for new entries), with the alerter's short MaxWait (4ms). It reports the
-// median, p90 and maximum in milliseconds; it asserts nothing about them. Run it with a fixed
-// count, for example:
+// (blocked waiting for new entries), with the alerter's short MaxWait (4ms); then the same on the
+// shared test cluster (hz 10 too). It reports the median, p90 and maximum in milliseconds and
+// asserts nothing about them. Run it with a fixed count, for example:
 //
 //	go test -run '^$' -bench IdleLatency -benchtime 60x ./internal/stream/
 //
@@ -34,9 +35,21 @@ func BenchmarkIdleLatency(b *testing.B) {
 	if hz, err := client.ConfigGet(context.Background(), "hz").Result(); err != nil || hz["hz"] != "10" {
 		b.Fatalf("CONFIG GET hz = %v, %v: want the default 10", hz, err)
 	}
-	for _, shards := range []int{1, 4} {
-		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
-			prefix := fmt.Sprintf("lat%d:", shards)
+	cluster, clusterPrefix := testenv.RedisCluster(b)
+	runs := []struct {
+		name   string
+		client redis.UniversalClient
+		prefix string
+		shards int
+	}{
+		{"redis/shards=1", client, "lat1:", 1},
+		{"redis/shards=4", client, "lat4:", 4},
+		// The shared test cluster (hz 10 as well): one blocking reader per shard.
+		{"cluster/shards=8", cluster, clusterPrefix, 8},
+	}
+	for _, run := range runs {
+		b.Run(run.name, func(b *testing.B) {
+			client, prefix, shards := run.client, run.prefix, run.shards
 			called := make(chan time.Time, 1)
 			cfg := ConsumerConfig{Prefix: prefix, Shards: shards, Group: "g", Consumer: "c", MaxWait: 4 * time.Millisecond,
 				BatchSize: 500, Block: time.Second}
