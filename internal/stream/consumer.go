@@ -191,16 +191,12 @@ func NewConsumer(client redis.UniversalClient, cfg ConsumerConfig, h Handler, lo
 	}
 	logger = logger.With("component", "stream.consumer", "group", cfg.Group, "consumer", cfg.Consumer)
 	readSets := [][]string{keys}
-	if cc, ok := client.(*redis.ClusterClient); ok {
+	if _, ok := client.(*redis.ClusterClient); ok {
 		// A multi-key XREADGROUP is refused across slots (CROSSSLOT), and a blocked read waits on
 		// one node only: one reader per stream.
 		readSets = make([][]string, len(keys))
 		for i, k := range keys {
 			readSets[i] = []string{k}
-		}
-		if pool := cc.Options().PoolSize; pool > 0 && len(keys) > pool/2 {
-			logger.Warn("each stream's reader holds a connection while it waits: raise pool_size in REDIS_URL above the streams per node",
-				"streams", len(keys), "pool_size", pool)
 		}
 	}
 	return &Consumer{
@@ -237,6 +233,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}
 	c.resumeOwnPending(ctx)
+	c.warnPoolSize(ctx)
 
 	var readers sync.WaitGroup
 	for r, keys := range c.readSets {
@@ -258,6 +255,28 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	c.logger.Info("consumer stopped")
 	return nil
+}
+
+// warnPoolSize warns when, on Redis Cluster, the readers blocked on one node would take more than
+// half of that node's connection pool, leaving too few for everything else the binary does.
+func (c *Consumer) warnPoolSize(ctx context.Context) {
+	cc, ok := c.client.(*redis.ClusterClient)
+	if !ok {
+		return
+	}
+	pool := cc.Options().PoolSize
+	perNode := map[string]int{}
+	for _, k := range c.keys {
+		if node, err := cc.MasterForKey(ctx, k); err == nil {
+			perNode[node.Options().Addr]++
+		}
+	}
+	for node, n := range perNode {
+		if pool > 0 && n > pool/2 {
+			c.logger.Warn("the readers of this node's streams each hold a connection while they wait: raise pool_size in REDIS_URL",
+				"node", node, "streams", n, "pool_size", pool)
+		}
+	}
 }
 
 // refuseShardsBeyond returns an error when streams of shards beyond cfg.Shards hold entries that
