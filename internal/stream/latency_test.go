@@ -63,7 +63,12 @@ func BenchmarkIdleLatency(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- c.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					b.Errorf("Run() = %v, want nil", err)
+				}
+			}()
 			p, err := NewPublisher(client, PublisherConfig{Prefix: prefix, Shards: shards}, nil)
 			if err != nil {
 				b.Fatal(err)
