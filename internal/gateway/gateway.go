@@ -238,7 +238,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, fmt.Errorf("registering backlog metric: %w", err)
 	}
 
-	if g.hot, err = hotcache.New(g.rdb, cfg.Redis.Prefix, cfg.HotCache); err != nil {
+	if g.hot, err = hotcache.New(g.rdb, cfg.Redis.Prefix, cfg.Publish.Shards, cfg.HotCache); err != nil {
 		return nil, err
 	}
 	if g.influx, err = influx.New(cfg.Influx); err != nil {

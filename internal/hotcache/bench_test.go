@@ -15,7 +15,7 @@ import (
 // real Redis.
 func BenchmarkUpdate(b *testing.B) {
 	client, prefix := testenv.Redis(b)
-	c, err := hotcache.New(client, prefix, hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000})
+	c, err := hotcache.New(client, prefix, shards, hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000})
 	if err != nil {
 		b.Fatal(err)
 	}
