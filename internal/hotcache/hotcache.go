@@ -167,12 +167,14 @@ type Batch struct {
 	values int // samples in recent
 }
 
-// span locates one value of the batch in enc: its series key enc[key:name.. key:keyEnd] (the metric
-// name is enc[key:nameEnd]), and its latest entry enc[json:end], whose sample entry is "{" +
-// enc[rest:end] (the same object without its metric member).
+// span locates one value of the batch in enc: its series key enc[key:keyEnd] (the metric name
+// is enc[key:nameEnd]), its latest entry enc[json:end], and within it the JSON of its tags
+// enc[tags:tagsEnd] and of its value enc[value:valueEnd].
 type span struct {
 	key, nameEnd, keyEnd int
-	json, rest, end      int
+	json, end            int
+	tags, tagsEnd        int
+	value, valueEnd      int
 	time                 int64
 	dropped              bool // left out of recent (over MaxSamples)
 }
@@ -213,8 +215,15 @@ func (c *Cache) Encode(points []metric.Point, now time.Time) *Batch {
 			b.enc = append(b.enc, `{"metric":`...)
 			b.enc, _ = jsontext.AppendQuote(b.enc, b.enc[s.key:s.nameEnd])
 			b.enc = append(b.enc, ',')
-			s.rest = len(b.enc)
-			b.enc = appendEntryRest(b.enc, p.Tags, f.Value, p.Time)
+			b.enc = append(b.enc, `"tags":`...)
+			s.tags = len(b.enc)
+			b.enc = appendTags(b.enc, p.Tags)
+			s.tagsEnd = len(b.enc)
+			b.enc = append(b.enc, `,"value":`...)
+			s.value = len(b.enc)
+			b.enc = appendValue(b.enc, f.Value)
+			s.valueEnd = len(b.enc)
+			b.enc = appendTime(b.enc, p.Time)
 			s.end = len(b.enc)
 			b.spans = append(b.spans, s)
 		}
@@ -262,8 +271,9 @@ func (b *Batch) dropOldest(n int) {
 
 // appendRecent encodes the recent entry: for each run of samples of one metric, uvarint length
 // and bytes of the metric name, uvarint length of the block, then the block: per sample its time
-// (varint Unix ns), uvarint length and bytes of its JSON object {"tags","value","time"}.
-// A reader skips another metric's block without decoding it.
+// (varint Unix ns), then uvarint length and bytes of the JSON of its tags, then of its value.
+// A reader skips another metric's block without decoding it, and builds the JSON objects it
+// serves ({"tags","value","time"}) only for the samples it returns.
 func (b *Batch) appendRecent() {
 	for i := 0; i < len(b.spans); {
 		name := b.name(&b.spans[i])
@@ -275,9 +285,10 @@ func (b *Batch) appendRecent() {
 				continue
 			}
 			b.tmp = binary.AppendVarint(b.tmp, s.time)
-			b.tmp = binary.AppendUvarint(b.tmp, uint64(1+s.end-s.rest))
-			b.tmp = append(b.tmp, '{')
-			b.tmp = append(b.tmp, b.enc[s.rest:s.end]...)
+			b.tmp = binary.AppendUvarint(b.tmp, uint64(s.tagsEnd-s.tags))
+			b.tmp = append(b.tmp, b.enc[s.tags:s.tagsEnd]...)
+			b.tmp = binary.AppendUvarint(b.tmp, uint64(s.valueEnd-s.value))
+			b.tmp = append(b.tmp, b.enc[s.value:s.valueEnd]...)
 		}
 		if len(b.tmp) > 0 {
 			b.recent = binary.AppendUvarint(b.recent, uint64(len(name)))
@@ -376,10 +387,9 @@ func appendEscaped(dst []byte, s string) []byte {
 	return dst
 }
 
-// appendEntryRest appends the end of the JSON object served for one value, after its "{" or its
-// metric member: "tags":{...},"value":...,"time":"RFC 3339"}.
-func appendEntryRest(dst []byte, tags []metric.Tag, v metric.Value, ns int64) []byte {
-	dst = append(dst, `"tags":{`...)
+// appendTags appends the JSON object of tags, the agent tag left out.
+func appendTags(dst []byte, tags []metric.Tag) []byte {
+	dst = append(dst, '{')
 	first := true
 	for _, t := range tags {
 		if t.Key == agentTag {
@@ -393,8 +403,11 @@ func appendEntryRest(dst []byte, tags []metric.Tag, v metric.Value, ns int64) []
 		dst = append(dst, ':')
 		dst, _ = jsontext.AppendQuote(dst, t.Value)
 	}
-	dst = append(dst, `},"value":`...)
-	dst = appendValue(dst, v)
+	return append(dst, '}')
+}
+
+// appendTime appends the end of an entry: ,"time":"RFC 3339"}.
+func appendTime(dst []byte, ns int64) []byte {
 	dst = append(dst, `,"time":"`...)
 	dst = time.Unix(0, ns).UTC().AppendFormat(dst, time.RFC3339Nano)
 	return append(dst, `"}`...)
@@ -508,16 +521,31 @@ func (c *Cache) Recent(ctx context.Context, agentID, metricName string, now time
 			return nil, fmt.Errorf("reading recent samples of agent %s: entry %s: %w", agentID, m.ID, err)
 		}
 	}
+	// The order of the JSON objects served: by time, then tags, then value.
 	slices.SortFunc(found, func(x, y sample) int {
 		if c := cmp.Compare(x.time, y.time); c != 0 {
 			return c
 		}
-		return strings.Compare(x.json, y.json)
+		if c := strings.Compare(x.tags, y.tags); c != 0 {
+			return c
+		}
+		return strings.Compare(x.value, y.value)
 	})
-	found = slices.CompactFunc(found, func(x, y sample) bool { return x == y })
+	found = slices.Compact(found)
+	size := 0
+	for _, s := range found {
+		size += len(s.tags) + len(s.value) + len(`{"tags":,"value":,"time":"2006-01-02T15:04:05.999999999Z07:00"}`)
+	}
+	buf := make([]byte, 0, size)
 	out := make([]jsontext.Value, len(found))
 	for i, s := range found {
-		out[i] = jsontext.Value(s.json)
+		from := len(buf)
+		buf = append(buf, `{"tags":`...)
+		buf = append(buf, s.tags...)
+		buf = append(buf, `,"value":`...)
+		buf = append(buf, s.value...)
+		buf = appendTime(buf, s.time)
+		out[i] = jsontext.Value(buf[from:len(buf):len(buf)])
 	}
 	return out, nil
 }
@@ -526,8 +554,8 @@ func (c *Cache) Recent(ctx context.Context, agentID, metricName string, now time
 const recentField = "s"
 
 type sample struct {
-	time int64
-	json string
+	time        int64
+	tags, value string // JSON
 }
 
 var errCorruptEntry = errors.New("corrupt recent entry")
@@ -552,13 +580,17 @@ func scanRecent(dst []sample, blob, metricName string, cutoff int64) ([]sample, 
 			if n <= 0 {
 				return dst, errCorruptEntry
 			}
-			js, tail, ok := cutUvarintString(block[n:])
+			tags, tail, ok := cutUvarintString(block[n:])
+			if !ok {
+				return dst, errCorruptEntry
+			}
+			value, tail, ok := cutUvarintString(tail)
 			if !ok {
 				return dst, errCorruptEntry
 			}
 			block = tail
 			if ns >= cutoff {
-				dst = append(dst, sample{time: ns, json: js})
+				dst = append(dst, sample{time: ns, tags: tags, value: value})
 			}
 		}
 	}
