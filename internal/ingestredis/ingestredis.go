@@ -258,7 +258,9 @@ func (a *Appender) pipelineWait(ctx context.Context, conn redis.Cmdable, keys []
 
 // parseReply reads the script's reply (see script).
 func parseReply(reply []any) (Result, error) {
-	bad := func() (Result, error) { return Result{}, fmt.Errorf("appending batch: unexpected script reply %v", reply) }
+	bad := func() (Result, error) {
+		return Result{}, fmt.Errorf("appending batch: unexpected script reply %v", reply)
+	}
 	if len(reply) < 2 {
 		return bad()
 	}
