@@ -17,7 +17,7 @@ import (
 type acceptedSource struct {
 	rdb     redis.UniversalClient
 	prefix  string
-	streams []string // the metrics streams
+	streams []string // the metrics streams, one per shard (the accepted record is kept per shard too)
 	group   string   // the alerter's consumer group on them
 	maxLag  int64
 }
@@ -57,7 +57,7 @@ func (s *acceptedSource) load(ctx context.Context, now time.Time) (view accepted
 	if view.since, err = hotcache.AcceptedSince(ctx, s.rdb, s.prefix, now); err != nil {
 		return view, false, err
 	}
-	if view.at, err = hotcache.Accepted(ctx, s.rdb, s.prefix); err != nil {
+	if view.at, err = hotcache.Accepted(ctx, s.rdb, s.prefix, len(s.streams)); err != nil {
 		return view, false, err
 	}
 	return view, false, nil

@@ -31,7 +31,7 @@ func TestAgentSilentJudgedByAcceptedBatches(t *testing.T) {
 	r.eval.JudgeSilenceByAccepted(streams, "alerter", 3)
 	accept := func(id string, at time.Time) {
 		t.Helper()
-		if err := e.rdb.HSet(t.Context(), hotcache.AcceptedKey(e.prefix), id, at.UnixNano()).Err(); err != nil {
+		if err := e.rdb.HSet(t.Context(), hotcache.AcceptedKey(e.prefix, stream.ShardFor(id, len(streams))), id, at.UnixNano()).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}

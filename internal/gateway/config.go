@@ -16,6 +16,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/history"
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
+	"github.com/agentmonitor/agentmonitor/internal/ingestredis"
 	"github.com/agentmonitor/agentmonitor/internal/logging"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
@@ -37,6 +38,7 @@ type Config struct {
 	Influx influx.Config
 
 	Publish stream.PublisherConfig
+	Wait    ingestredis.WaitConfig // REDIS_WAIT_REPLICAS: replication before 204
 	Backlog stream.BacklogConfig
 	Trim    stream.TrimmerConfig
 	AgeTrim stream.AgeTrimConfig // the alerts stream, kept by age
@@ -146,6 +148,7 @@ func (c Config) Validate() error {
 	check(c.HotCache.Validate())
 	check(c.Influx.Validate())
 	check(c.Publish.Validate())
+	check(c.Wait.Validate())
 	check(c.Backlog.Validate())
 	check(c.Trim.Validate())
 	check(c.AgeTrim.Validate())

@@ -35,6 +35,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/ingest"
+	"github.com/agentmonitor/agentmonitor/internal/ingestredis"
 	"github.com/agentmonitor/agentmonitor/internal/keycache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/notify"
@@ -71,9 +72,6 @@ type (
 		Purge(ctx context.Context, olderThan time.Duration) (int64, error)
 		Record(ctx context.Context, actor, action, target string, details map[string]any) error
 	}
-	publisher interface {
-		Publish(ctx context.Context, agentID string, payload []byte, meta map[string]string) error
-	}
 	backlogGate interface {
 		Over() bool
 	}
@@ -91,7 +89,7 @@ type Gateway struct {
 	agents     agentStore
 	users      userStore
 	audit      auditStore
-	publisher  publisher
+	appender   ingest.Appender // the Redis side of ingest (ingestredis.Appender)
 	backlog    backlogGate
 	backlogRn  *stream.Backlog
 	trimmer    *stream.Trimmer
@@ -119,7 +117,6 @@ type Gateway struct {
 	ingestMetrics *ingest.Metrics
 
 	limits     metric.Limits
-	agentLimit redis_rate.Limit
 	loginLimit redis_rate.Limit
 	dummyHash  []byte
 
@@ -157,7 +154,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		logger:     logger.With("component", "gateway"),
 		now:        time.Now,
 		limits:     cfg.Limits(),
-		agentLimit: redis_rate.Limit{Rate: cfg.AgentRatePointsPerSec, Burst: cfg.AgentRateBurst, Period: time.Second},
 		loginLimit: loginLimitOf(cfg.LoginAttemptsPerMinute),
 	}
 	g.bgCtx, g.bgCancel = context.WithCancel(context.Background())
@@ -200,11 +196,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	if g.metrics, err = newGatewayMetrics(g.reg); err != nil {
 		return nil, err
 	}
-	pub, err := stream.NewPublisher(g.rdb, cfg.Publish, logger)
-	if err != nil {
-		return nil, err
-	}
-	g.publisher = pub
 	if g.backlogRn, err = stream.NewBacklog(g.rdb, cfg.Backlog, logger); err != nil {
 		return nil, err
 	}
@@ -238,7 +229,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, fmt.Errorf("registering backlog metric: %w", err)
 	}
 
-	if g.hot, err = hotcache.New(g.rdb, cfg.Redis.Prefix, cfg.HotCache); err != nil {
+	if g.hot, err = hotcache.New(g.rdb, cfg.Redis.Prefix, cfg.Publish.Shards, cfg.HotCache); err != nil {
+		return nil, err
+	}
+	if g.appender, err = ingestredis.New(g.rdb, g.hot, ingestredis.Config{
+		Prefix: cfg.Redis.Prefix, Shards: cfg.Publish.Shards,
+		Rate: cfg.AgentRatePointsPerSec, Burst: cfg.AgentRateBurst, Period: time.Second, Wait: cfg.Wait,
+	}); err != nil {
 		return nil, err
 	}
 	if g.influx, err = influx.New(cfg.Influx); err != nil {

@@ -17,6 +17,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentmonitor/agentmonitor/internal/hotcache"
+	"github.com/agentmonitor/agentmonitor/internal/ingestredis"
 	"github.com/agentmonitor/agentmonitor/internal/keycache"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
@@ -266,7 +268,7 @@ func TestIngestRateLimited(t *testing.T) {
 		c.MaxPoints = 10
 	})
 	a := e.register(e.adminToken(), "chatty")
-	t.Cleanup(func() { e.rdb.Del(context.Background(), "rate:"+e.prefix+"ingest:"+a.ID) })
+	t.Cleanup(func() { e.rdb.Del(context.Background(), ingestredis.RateKey(e.prefix, 2, a.ID)) })
 	six := `{"points":[` + strings.TrimSuffix(strings.Repeat(`{"measurement":"m","fields":{"v":1}},`, 6), ",") + `]}`
 	path := "/api/v1/agents/" + a.ID + "/metrics"
 	if r := e.do(req{method: "POST", path: path, auth: bearer(a.APIKey), body: six}); r.status != http.StatusNoContent {
@@ -338,11 +340,15 @@ func TestIngestRedisDown(t *testing.T) {
 	// The stream's Redis is unreachable (the shared Redis stays up for the other tests).
 	down := redis.NewClient(&redis.Options{Addr: closedAddr(t), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { down.Close() })
-	pub, err := stream.NewPublisher(down, stream.PublisherConfig{Prefix: e.prefix, Shards: 2}, nil)
+	hot, err := hotcache.New(down, e.prefix, 2, e.cfg.HotCache)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.g.publisher = pub // only e.serve, in this goroutine, uses the gateway from here on
+	app, err := ingestredis.New(down, hot, ingestredis.Config{Prefix: e.prefix, Shards: 2, Rate: 1000, Burst: 1000, Period: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.g.appender = app // only e.serve, in this goroutine, uses the gateway from here on
 	if e.g.ingest, err = e.g.newIngest(); err != nil {
 		t.Fatal(err)
 	}
@@ -508,8 +514,8 @@ func TestLatestAndRecent(t *testing.T) {
 	}
 	// Everything cached expires after REDIS_TTL_SECONDS.
 	keys := e.hotKeys()
-	if len(keys) != 4 { // latest, and recent of cpu.state, cpu.usage_percent, mem.used
-		t.Errorf("hot keys = %v, want 4", keys)
+	if len(keys) != 2 { // latest and recent
+		t.Errorf("hot keys = %v, want 2", keys)
 	}
 	for _, k := range keys {
 		ttl, err := e.rdb.TTL(context.Background(), k).Result()

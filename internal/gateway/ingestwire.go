@@ -19,19 +19,17 @@ func (g *Gateway) newIngest() (*ingest.Handler, error) {
 		g.ingestMetrics = m
 	}
 	return ingest.New(ingest.Deps{
-		Publisher:     g.publisher,
-		Backlog:       g.backlog,
-		Keys:          g.keys,
-		FieldTypes:    g.fieldTypes,
-		Hot:           g.hot,
-		Limiter:       g.limiter,
-		RateKeyPrefix: g.cfg.Redis.Prefix + "ingest:",
-		AgentLimit:    g.agentLimit,
-		Limits:        g.limits,
-		MaxBodyBytes:  g.cfg.MaxBodyBytes,
-		Now:           func() time.Time { return g.now() },
-		Logger:        g.logger,
-		Metrics:       g.ingestMetrics,
+		Appender:     g.appender,
+		Backlog:      g.backlog,
+		Keys:         g.keys,
+		FieldTypes:   g.fieldTypes,
+		AgentRate:    g.cfg.AgentRatePointsPerSec,
+		AgentBurst:   g.cfg.AgentRateBurst,
+		Limits:       g.limits,
+		MaxBodyBytes: g.cfg.MaxBodyBytes,
+		Now:          func() time.Time { return g.now() },
+		Logger:       g.logger,
+		Metrics:      g.ingestMetrics,
 	})
 }
 

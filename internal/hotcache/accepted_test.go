@@ -12,7 +12,7 @@ import (
 func TestUpdateRecordsAcceptedTime(t *testing.T) {
 	t.Parallel()
 	client, prefix := testenv.Redis(t)
-	c, err := hotcache.New(client, prefix, hotcache.Config{TTLSeconds: 300, Window: time.Minute, MaxSeries: 100, MaxSamples: 100})
+	c, err := hotcache.New(client, prefix, shards, hotcache.Config{TTLSeconds: 300, Window: time.Minute, MaxSeries: 100, MaxSamples: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func TestUpdateRecordsAcceptedTime(t *testing.T) {
 	if err := c.Update(ctx, "b", old, now.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := hotcache.Accepted(ctx, client, prefix)
+	got, err := hotcache.Accepted(ctx, client, prefix, shards)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestUpdateRecordsAcceptedTime(t *testing.T) {
 	if err := c.Forget(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := hotcache.Accepted(ctx, client, prefix); len(got) != 1 {
+	if got, _ := hotcache.Accepted(ctx, client, prefix, shards); len(got) != 1 {
 		t.Errorf("after Forget(a) Accepted() = %v, want only b", got)
 	}
 

@@ -15,7 +15,7 @@ import (
 // real Redis.
 func BenchmarkUpdate(b *testing.B) {
 	client, prefix := testenv.Redis(b)
-	c, err := hotcache.New(client, prefix, hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000})
+	c, err := hotcache.New(client, prefix, shards, hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,4 +35,44 @@ func BenchmarkUpdate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkReads reads the latest values and one metric's recent samples of an agent that sent
+// a 30-value batch every second for the whole window (300 batches, 9000 samples).
+func BenchmarkReads(b *testing.B) {
+	client, prefix := testenv.Redis(b)
+	c, err := hotcache.New(client, prefix, shards, hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const id = "3f0c1f9e-8a51-4c1b-9d4e-6a2f1b0c7d11"
+	ctx := context.Background()
+	now := time.Now()
+	for s := 300; s > 0; s-- {
+		at := now.Add(-time.Duration(s) * time.Second)
+		pts := make([]metric.Point, 6)
+		for i := range pts {
+			pts[i] = metric.Point{Measurement: "cpu", Tags: []metric.Tag{tag("core", fmt.Sprint(i))},
+				Fields: []metric.Field{float("a", 1), float("b", 2), float("c", 3), float("d", 4), float("e", 5)}, Time: at.UnixNano()}
+		}
+		if err := c.Update(ctx, id, pts, at); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("latest", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if vs, err := c.Latest(ctx, id); err != nil || len(vs) != 30 {
+				b.Fatalf("Latest = %d, %v", len(vs), err)
+			}
+		}
+	})
+	b.Run("recent", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if vs, err := c.Recent(ctx, id, "cpu.a", now); err != nil || len(vs) < 1500 {
+				b.Fatalf("Recent = %d, %v", len(vs), err)
+			}
+		}
+	})
 }

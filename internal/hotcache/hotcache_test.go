@@ -12,10 +12,14 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 const agent = "3f0c1f9e-8a51-4c1b-9d4e-6a2f1b0c7d11"
+
+// shards is the STREAM_SHARDS of the tests.
+const shards = 4
 
 func newCache(t *testing.T, mutate func(*hotcache.Config)) (*hotcache.Cache, func(pattern string) []string) {
 	t.Helper()
@@ -24,7 +28,7 @@ func newCache(t *testing.T, mutate func(*hotcache.Config)) (*hotcache.Cache, fun
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	c, err := hotcache.New(client, prefix, cfg)
+	c, err := hotcache.New(client, prefix, shards, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,9 +144,10 @@ func TestLatestAndRecent(t *testing.T) {
 	if got, _ := c.Latest(ctx, "7b0c1f9e-8a51-4c1b-9d4e-6a2f1b0c7d11"); len(got) != 0 {
 		t.Errorf("Latest of an agent without data = %s, want empty", joined(got))
 	}
+	shardTag := fmt.Sprintf("{%d}", stream.ShardFor(agent, shards))
 	for _, k := range keys("hot:*") {
-		if !strings.Contains(k, "{"+agent+"}") {
-			t.Errorf("key %s does not carry the agent hash tag", k)
+		if !strings.Contains(k, shardTag+":"+agent+":") {
+			t.Errorf("key %s does not carry the hash tag of the agent's shard, %s", k, shardTag)
 		}
 	}
 

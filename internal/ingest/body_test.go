@@ -77,7 +77,7 @@ func TestNewRequiresDeps(t *testing.T) {
 	if err == nil {
 		t.Fatal("New(Deps{}) = nil error, want the missing dependencies named")
 	}
-	for _, name := range []string{"Publisher", "Keys", "FieldTypes", "Hot", "Limiter", "Metrics", "MaxBodyBytes"} {
+	for _, name := range []string{"Appender", "Keys", "FieldTypes", "Metrics", "MaxBodyBytes"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("New(Deps{}) = %q, want it to name %s", err, name)
 		}

@@ -7,17 +7,18 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
-
 	"github.com/agentmonitor/agentmonitor/internal/fieldtype"
+	"github.com/agentmonitor/agentmonitor/internal/ingestredis"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
 )
 
 // The dependencies of a Handler, as small consumer-side interfaces.
 type (
-	// Publisher appends one canonical batch to the agent's stream shard (stream.Publisher).
-	Publisher interface {
-		Publish(ctx context.Context, agentID string, payload []byte, meta map[string]string) error
+	// Appender charges the agent's rate for a batch and, when allowed, appends it (canonical
+	// line protocol) to the agent's stream shard and refreshes its hot cache, in one Redis round
+	// trip (ingestredis.Appender).
+	Appender interface {
+		Append(ctx context.Context, agentID string, pts []metric.Point, payload []byte, now time.Time) (ingestredis.Result, error)
 	}
 	// Backlog reports whether the metrics streams are over their bound (stream.Backlog).
 	Backlog interface {
@@ -32,30 +33,19 @@ type (
 	FieldTypes interface {
 		Check(ctx context.Context, pts []metric.Point, src fieldtype.Source) error
 	}
-	// HotCache keeps the latest values and recent samples per agent (hotcache.Cache).
-	HotCache interface {
-		Update(ctx context.Context, agentID string, pts []metric.Point, now time.Time) error
-	}
-	// Limiter charges n points against an agent's rate (redis_rate.Limiter).
-	Limiter interface {
-		AllowN(ctx context.Context, key string, limit redis_rate.Limit, n int) (*redis_rate.Result, error)
-	}
 )
 
 // Deps is what a Handler needs. Every member is required except Backlog (nil: never refuse for
 // the backlog), Now (nil: time.Now) and Logger (nil: discard).
 type Deps struct {
-	Publisher  Publisher
+	Appender   Appender
 	Backlog    Backlog
 	Keys       KeyResolver
 	FieldTypes FieldTypes
-	Hot        HotCache
-	Limiter    Limiter
 
-	// RateKeyPrefix starts the limiter's key of every agent (the agent id follows).
-	RateKeyPrefix string
-	// AgentLimit is each agent's rate in points per Period, with its burst.
-	AgentLimit redis_rate.Limit
+	// AgentRate and AgentBurst are each agent's rate in points per second and its burst, as the
+	// Appender charges them (named in the 429 answer).
+	AgentRate, AgentBurst int
 	// Limits bounds one request's points (metric.Limits).
 	Limits metric.Limits
 	// MaxBodyBytes bounds the body, both as received and after decompression.
@@ -68,17 +58,14 @@ type Deps struct {
 
 // Handler answers the two ingest routes: JSON and Line. Build it with New.
 type Handler struct {
-	publisher  Publisher
+	appender   Appender
 	backlog    Backlog
 	keys       KeyResolver
 	fieldTypes FieldTypes
-	hot        HotCache
-	limiter    Limiter
 
-	rateKeyPrefix string
-	agentLimit    redis_rate.Limit
-	limits        metric.Limits
-	maxBodyBytes  int64
+	agentRate, agentBurst int
+	limits                metric.Limits
+	maxBodyBytes          int64
 
 	now     func() time.Time
 	logger  *slog.Logger
@@ -92,8 +79,8 @@ func New(d Deps) (*Handler, error) {
 		name string
 		ok   bool
 	}{
-		{"Publisher", d.Publisher != nil}, {"Keys", d.Keys != nil}, {"FieldTypes", d.FieldTypes != nil},
-		{"Hot", d.Hot != nil}, {"Limiter", d.Limiter != nil}, {"Metrics", d.Metrics != nil},
+		{"Appender", d.Appender != nil}, {"Keys", d.Keys != nil}, {"FieldTypes", d.FieldTypes != nil},
+		{"Metrics", d.Metrics != nil},
 		{"MaxBodyBytes", d.MaxBodyBytes > 0},
 	} {
 		if !dep.ok {
@@ -110,8 +97,8 @@ func New(d Deps) (*Handler, error) {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{
-		publisher: d.Publisher, backlog: d.Backlog, keys: d.Keys, fieldTypes: d.FieldTypes, hot: d.Hot, limiter: d.Limiter,
-		rateKeyPrefix: d.RateKeyPrefix, agentLimit: d.AgentLimit, limits: d.Limits, maxBodyBytes: d.MaxBodyBytes,
+		appender: d.Appender, backlog: d.Backlog, keys: d.Keys, fieldTypes: d.FieldTypes,
+		agentRate: d.AgentRate, agentBurst: d.AgentBurst, limits: d.Limits, maxBodyBytes: d.MaxBodyBytes,
 		now: d.Now, logger: d.Logger, metrics: d.Metrics,
 	}, nil
 }

@@ -1,8 +1,9 @@
 // Package ingest is the agents' write path of the gateway: it authenticates an agent key, reads
-// the body within its limit (gzip included), parses and validates the points, charges the agent's
-// rate, refuses while the stream backlog is over its bound, checks the field types, appends the
-// batch to the agent's stream shard and refreshes the hot cache. Its dependencies are injected
-// (Deps); errors are answered through package httpapi like every other handler's.
+// the body within its limit (gzip included), parses and validates the points, refuses while the
+// stream backlog is over its bound, checks the field types, then charges the agent's rate,
+// appends the batch to the agent's stream shard and refreshes the hot cache in one Redis round
+// trip (package ingestredis). Its dependencies are injected (Deps); errors are answered through
+// package httpapi like every other handler's.
 package ingest
 
 import (
@@ -14,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,9 +24,9 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/fieldtype"
 	"github.com/agentmonitor/agentmonitor/internal/httpapi"
+	"github.com/agentmonitor/agentmonitor/internal/ingestredis"
 	"github.com/agentmonitor/agentmonitor/internal/keycache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
-	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
 // Ingest routes, as labels of the ingest metrics.
@@ -76,10 +76,11 @@ func (h *Handler) Line(c echo.Context) error {
 }
 
 // ingest runs one batch through, in this order: authenticate the key; read the body within the
-// limit; parse and validate every point (400 with the first bad one, nothing stored); charge the
-// agent's rate (429); refuse while the backlog is over its bound (503); check the field types
-// (400 naming the field and its type, 503 if Redis cannot be asked); append the canonical batch
-// to the agent's stream shard (503 if Redis refuses); refresh the hot cache; 204.
+// limit; parse and validate every point (400 with the first bad one, nothing stored); refuse
+// while the backlog is over its bound (503); check the field types (400 naming the field and its
+// type, 503 if Redis cannot be asked); then in one script charge the agent's rate (429, nothing
+// stored), append the canonical batch to the agent's stream shard (503 if Redis refuses) and
+// refresh the hot cache; with REDIS_WAIT_REPLICAS, 503 when too few replicas confirm; 204.
 func (h *Handler) ingest(c echo.Context, route string) (err error) {
 	start := time.Now()
 	var points int
@@ -145,17 +146,6 @@ func (h *Handler) ingest(c echo.Context, route string) (err error) {
 		return &httpapi.Error{Status: http.StatusBadRequest, Message: err.Error()}
 	}
 
-	res, err := h.limiter.AllowN(r.Context(), h.rateKeyPrefix+agentID, h.agentLimit, len(pts))
-	if err != nil {
-		return httpapi.Unavailable("rate limiter", err)
-	}
-	if res.Allowed == 0 {
-		return &httpapi.Error{
-			Status:     http.StatusTooManyRequests,
-			Message:    fmt.Sprintf("agent over its rate of %d points/s (burst %d); retry later", h.agentLimit.Rate, h.agentLimit.Burst),
-			RetryAfter: max(res.RetryAfter, time.Second),
-		}
-	}
 	if h.backlog != nil && h.backlog.Over() {
 		return &httpapi.Error{
 			Status:     http.StatusServiceUnavailable,
@@ -170,24 +160,37 @@ func (h *Handler) ingest(c echo.Context, route string) (err error) {
 	}
 
 	buf.payload = metric.AppendLineProtocol(buf.payload[:0], pts, agentID)
-	meta := map[string]string{
-		stream.MetaAgent:      agentID,
-		stream.MetaReceivedAt: strconv.FormatInt(now.UnixNano(), 10),
-		stream.MetaPoints:     strconv.Itoa(len(pts)),
-	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), publishTimeout)
 	defer cancel()
-	if err := h.publisher.Publish(pctx, agentID, buf.payload, meta); err != nil {
+	res, err := h.appender.Append(pctx, agentID, pts, buf.payload, now)
+	var re *ingestredis.ReplicaError
+	switch {
+	case errors.As(err, &re):
+		// Stored on the master, not on as many replicas as asked: a failover could lose it.
+		return &httpapi.Error{
+			Status:     http.StatusServiceUnavailable,
+			Message:    fmt.Sprintf("the batch reached %d of the %d Redis replicas required (REDIS_WAIT_REPLICAS) within %s; retry later (it may then be stored twice)", re.Got, re.Want, re.Timeout),
+			RetryAfter: httpapi.RetryUnavailable,
+			Outcome:    "replicas_short",
+			Err:        err,
+		}
+	case err != nil:
 		return httpapi.Unavailable("stream", err)
+	case !res.Allowed:
+		return &httpapi.Error{
+			Status:     http.StatusTooManyRequests,
+			Message:    fmt.Sprintf("agent over its rate of %d points/s (burst %d); retry later", h.agentRate, h.agentBurst),
+			RetryAfter: max(res.RetryAfter, time.Second),
+		}
 	}
 	points = len(pts)
 
 	// The batch is in the stream: from here on the answer is 204 whatever happens. A failed cache
 	// refresh only delays the live view; failing the request would make the agent resend a batch
 	// that is already stored.
-	if err := h.hot.Update(pctx, agentID, pts, now); err != nil {
+	if res.CacheErr != nil {
 		h.metrics.hotCacheErrors.Inc()
-		h.logger.Warn("refreshing hot cache failed", "agent", agentID, "err", err)
+		h.logger.Warn("refreshing hot cache failed", "agent", agentID, "err", res.CacheErr)
 	}
 	return c.NoContent(http.StatusNoContent)
 }
