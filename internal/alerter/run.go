@@ -1,10 +1,11 @@
 // Package alerter is the alerter worker. As consumer group "alerter" on the metrics streams it
 // evaluates every sample against the alert rules stored in PostgreSQL; beside it, it checks
 // agent_silent rules against the agent registry and ends the alerts of rules that went away.
-// Every alert state lives in Redis and changes in one WATCH/MULTI/EXEC with its side effects
-// (the active-alerts hash, the durable alerts stream, the pub/sub channel), so any number of
+// Every alert state lives in Redis, in the shard of its agent (package alertredis), and changes
+// in one WATCH/MULTI/EXEC with its side effects in that shard (the active-alerts hash, the
+// durable alerts stream of the shard) and the PUBLISH on the pub/sub channel, so any number of
 // copies emit each transition exactly once and a restarted copy carries on. The same binary
-// records the alerts stream into history (group "alert-history": PostgreSQL alert_events and
+// records the alerts streams into history (group "alert-history": PostgreSQL alert_events and
 // InfluxDB measurement "alerts") and runs the webhook notifier (group "notifier").
 package alerter
 
@@ -89,10 +90,10 @@ func (c Config) Validate() error {
 }
 
 // historyConfig returns the consumer configuration of the history group: the worker's, reading
-// the alerts stream, with its own dead-letter stream.
+// the alerts stream of every shard, with its own dead-letter stream.
 func historyConfig(w *worker.Config) stream.ConsumerConfig {
 	c := w.Stream
-	c.Streams = []string{alertredis.StreamKey(w.Redis.Prefix)}
+	c.Streams = alertredis.StreamKeys(w.Redis.Prefix, w.Stream.Shards)
 	c.DeadLetter = historyDeadLetter(w.Redis.Prefix)
 	c.Group = HistoryGroup
 	return c
@@ -133,10 +134,10 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		rdb.Close()
 		return err
 	}
-	eval := NewEvaluator(rdb, prefix, rules, agents, logger, reg)
+	eval := NewEvaluator(rdb, prefix, cfg.Stream.Shards, rules, agents, logger, reg)
 	eval.JudgeSilenceByAccepted(stream.StreamKeys(prefix, cfg.Stream.Shards), Group, cfg.SilentHoldLag)
 	eval.WatchPipeline(PipelineProbe{
-		Streams:     append(stream.StreamKeys(prefix, cfg.Stream.Shards), alertredis.StreamKey(prefix)),
+		Streams:     append(stream.StreamKeys(prefix, cfg.Stream.Shards), alertredis.StreamKeys(prefix, cfg.Stream.Shards)...),
 		DeadLetters: []string{stream.DeadLetterKey(prefix), notify.PoisonKey(prefix), historyDeadLetter(prefix)},
 		Stores: map[string]func(context.Context) error{
 			alert.StorePostgreSQL: db.PingContext,

@@ -211,7 +211,7 @@ func TestRetireEndsAlertsOfDeletedRulesAndAgentsOnce(t *testing.T) {
 	if _, ok := active[keep.ID+"/core=0"]; len(active) != 1 || !ok || active[keep.ID+"/core=0"].RuleID != cpuR.ID {
 		t.Errorf("active alerts %v, want only keep's cpu alert", active)
 	}
-	key := alerter.StateKey(e.prefix, alert.Key{RuleID: memR.ID, AgentID: keep.ID, Series: "core=0"})
+	key := alerter.StateKey(e.prefix, testShards, alert.Key{RuleID: memR.ID, AgentID: keep.ID, Series: "core=0"})
 	if n := e.rdb.Exists(t.Context(), key).Val(); n != 0 {
 		t.Errorf("state of the deleted rule's alert still stored")
 	}

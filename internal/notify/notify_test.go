@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/egress"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
@@ -175,7 +174,7 @@ func TestSeverityChangeWhileFiringKeepsStartsAt(t *testing.T) {
 	ev.At = testAt.Add(10 * time.Minute)
 	firingSince := testAt
 	active, _ := json.Marshal(alert.Active{ID: ev.AlertID, Status: alert.StatusFiring, FiringSince: &firingSince})
-	if err := e.rdb.HSet(context.Background(), alertredis.ActiveKey(e.prefix), ev.AlertID, active).Err(); err != nil {
+	if err := e.rdb.HSet(context.Background(), e.activeKey(ev.AgentID), ev.AlertID, active).Err(); err != nil {
 		t.Fatal(err)
 	}
 	e.append(ev)
