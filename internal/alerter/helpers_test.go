@@ -90,6 +90,23 @@ func (e *env) createAgent(t testing.TB, name string, labels map[string]string) a
 	return a
 }
 
+// agentsOnEveryShard registers at least n agents, and more until every one of the testShards
+// alert shards has one, and returns their ids.
+func (e *env) agentsOnEveryShard(t testing.TB, n int) []string {
+	t.Helper()
+	var ids []string
+	seen := map[int]bool{}
+	for i := 0; i < n || len(seen) < testShards; i++ {
+		if i == 100 {
+			t.Fatalf("100 agents registered, all in shards %v of %d", seen, testShards)
+		}
+		a := e.createAgent(t, fmt.Sprintf("agent-%d", i), nil)
+		seen[alertredis.Shard(a.ID, testShards)] = true
+		ids = append(ids, a.ID)
+	}
+	return ids
+}
+
 func (e *env) createRule(t testing.TB, r alert.Rule) alert.Rule {
 	t.Helper()
 	out, err := e.rules.Create(t.Context(), r, "test")
@@ -263,6 +280,22 @@ func (s *subscriber) received(t *testing.T) []alert.Event {
 		return ""
 	})
 	return out
+}
+
+// receivedAtLeast waits until n events at least were published, then returns every event
+// published so far, after a marker (see received). On a cluster, PUBLISHes on different nodes
+// reach the subscriber's node over separate links, so the marker alone does not order them.
+func (s *subscriber) receivedAtLeast(t *testing.T, n int) []alert.Event {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() string {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.events) < n {
+			return fmt.Sprintf("%d events published so far, want %d", len(s.events), n)
+		}
+		return ""
+	})
+	return s.received(t)
 }
 
 // active returns the active alerts by agent and series.

@@ -87,7 +87,7 @@ func TestAgentSilentFiresOnceAcrossCopiesAndResolves(t *testing.T) {
 	if resolved.Summary != "went-quiet silent" || resolved.Labels["env"] != "prod" {
 		t.Errorf("resolved summary %q labels %v, want the agent's name and labels", resolved.Summary, resolved.Labels)
 	}
-	if published := sub.received(t); !slices.Equal(ids(published), ids(events)) {
+	if published := sub.received(t); !slices.Equal(sortedIDs(published), sortedIDs(events)) {
 		t.Errorf("published %v, want each stream event once: %v", transitions(published), transitions(events))
 	}
 	active := e.active(t)
