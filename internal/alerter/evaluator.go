@@ -472,16 +472,21 @@ func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
 // makes the transition happen once. The alert's state is deleted. An ActiveKey entry without a
 // state behind it is removed silently.
 //
-// An active alert found in a shard other than its agent's (STREAM_SHARDS changed since it
-// began: alertredis.Shard) is ended the same way in the shard that holds it, so that nothing
-// stays active forever where no evaluation looks; the alert begins afresh in its new shard if
-// its condition still holds.
+// Retire reads every shard alert state was ever written in (alertredis.KnownShards). An active
+// alert found in a shard other than its agent's (STREAM_SHARDS changed since it began:
+// alertredis.Shard) is ended the same way in the shard that holds it, so that nothing stays
+// active forever where no evaluation looks; the alert begins afresh in its new shard if its
+// condition still holds.
 func (e *Evaluator) Retire(ctx context.Context, now time.Time) error {
 	idx := e.rules.Index()
 	if idx == nil {
 		return nil
 	}
-	active, err := alertredis.ListActiveShards(ctx, e.states.rdb, e.states.prefix, e.states.shards)
+	known, err := alertredis.KnownShards(ctx, e.states.rdb, e.states.prefix, e.states.shards)
+	if err != nil {
+		return fmt.Errorf("retiring alerts: %w", err)
+	}
+	active, err := alertredis.ListActiveIn(ctx, e.states.rdb, e.states.prefix, known)
 	if err != nil {
 		return fmt.Errorf("retiring alerts: %w", err)
 	}

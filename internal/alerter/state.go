@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -264,6 +265,8 @@ type states struct {
 	shards  int
 	logger  *slog.Logger
 	metrics *metrics
+
+	recorded atomic.Bool // the shards are in alertredis.ShardsKey
 }
 
 // stateRef names one alert state: its key and its shard.
@@ -292,6 +295,13 @@ func (s *states) ref(k alert.Key) stateRef {
 func (s *states) commit(ctx context.Context, refs []stateRef, plan func(sel []int, recs []*record) []update) ([]update, error) {
 	if len(refs) == 0 {
 		return nil, nil
+	}
+	if !s.recorded.Load() {
+		// Before the first write: a later, smaller STREAM_SHARDS must still find these shards.
+		if err := alertredis.RecordShards(ctx, s.rdb, s.prefix, s.shards); err != nil {
+			return nil, err
+		}
+		s.recorded.Store(true)
 	}
 	var shards []int
 	sel := map[int][]int{}

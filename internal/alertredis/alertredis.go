@@ -19,9 +19,14 @@
 // and one fixed place keeps them findable whatever their subject. The alerter changes one
 // shard's keys in one transaction, so transitions are exactly once per shard; readers merge
 // the shards (ListActive reads them all in one pipelined round trip). Only the pub/sub channel
-// P alerts is global (PUBLISH reaches every node of a cluster). Changing STREAM_SHARDS moves
-// agents' alerts to other shards: the alerter ends an active alert found in a shard that is no
-// longer its agent's (Evaluator.Retire), and it fires again in its new shard if it still holds.
+// P alerts is global (PUBLISH reaches every node of a cluster).
+//
+// Changing STREAM_SHARDS moves agents' alerts to other shards. The set P alerts:shards records
+// every shard alert state was written in (RecordShards), so that after a change the alerter
+// still finds the old shards (KnownShards): it ends an active alert found in a shard that is no
+// longer its agent's (Evaluator.Retire), writing the end to that shard's stream, which the
+// notifier and the history writer keep reading; the alert fires again in its new shard if its
+// condition still holds.
 package alertredis
 
 import (
@@ -29,6 +34,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -79,6 +85,54 @@ func StreamKeys(prefix string, shards int) []string {
 	}
 	return keys
 }
+
+// StreamKeysOf returns the keys of the alerts streams of shards, in their order.
+func StreamKeysOf(prefix string, shards []int) []string {
+	keys := make([]string, len(shards))
+	for i, s := range shards {
+		keys[i] = StreamKey(prefix, s)
+	}
+	return keys
+}
+
+// ShardsKey returns the key of the set of every shard alert state has been written in.
+func ShardsKey(prefix string) string { return prefix + "alerts:shards" }
+
+// RecordShards adds shards 0 to shards-1 to ShardsKey: the alerter calls it before it writes
+// any alert state.
+func RecordShards(ctx context.Context, rdb redis.UniversalClient, prefix string, shards int) error {
+	members := make([]any, max(shards, 1))
+	for i := range members {
+		members[i] = i
+	}
+	if err := rdb.SAdd(ctx, ShardsKey(prefix), members...).Err(); err != nil {
+		return fmt.Errorf("recording alert shards: %w", err)
+	}
+	return nil
+}
+
+// KnownShards returns, sorted, shards 0 to shards-1 and every other shard in ShardsKey: those
+// that a larger STREAM_SHARDS left alert state in.
+func KnownShards(ctx context.Context, rdb redis.UniversalClient, prefix string, shards int) ([]int, error) {
+	members, err := rdb.SMembers(ctx, ShardsKey(prefix)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading alert shards: %w", err)
+	}
+	out := make([]int, max(shards, 1))
+	for i := range out {
+		out[i] = i
+	}
+	for _, m := range members {
+		if s, err := strconv.Atoi(m); err == nil && s >= len(out) && s < maxShards {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// maxShards bounds the shard numbers KnownShards believes (STREAM_SHARDS is at most 1024).
+const maxShards = 1024
 
 // Channel returns the pub/sub channel every transition is published on, whatever its shard.
 func Channel(prefix string) string { return prefix + "alerts" }
@@ -135,28 +189,37 @@ type Located struct {
 	Shard int
 }
 
-// ListActiveShards is ListActive with the shard of each alert. An alert found in several
-// shards (only a change of STREAM_SHARDS leaves one behind) is listed once per shard.
+// ListActiveShards is ListActive with the shard of each alert.
 func ListActiveShards(ctx context.Context, rdb redis.UniversalClient, prefix string, shards int) ([]Located, error) {
-	shards = max(shards, 1)
+	all := make([]int, max(shards, 1))
+	for i := range all {
+		all[i] = i
+	}
+	return ListActiveIn(ctx, rdb, prefix, all)
+}
+
+// ListActiveIn is ListActiveShards over the given shards (KnownShards, for example). An alert
+// found in several shards (only a change of STREAM_SHARDS leaves one behind) is listed once per
+// shard.
+func ListActiveIn(ctx context.Context, rdb redis.UniversalClient, prefix string, shards []int) ([]Located, error) {
 	pipe := rdb.Pipeline()
-	activeCmds, acksCmds := make([]*redis.MapStringStringCmd, shards), make([]*redis.MapStringStringCmd, shards)
-	for i := range shards {
-		activeCmds[i] = pipe.HGetAll(ctx, ActiveKey(prefix, i))
-		acksCmds[i] = pipe.HGetAll(ctx, AcksKey(prefix, i))
+	activeCmds, acksCmds := make([]*redis.MapStringStringCmd, len(shards)), make([]*redis.MapStringStringCmd, len(shards))
+	for i, s := range shards {
+		activeCmds[i] = pipe.HGetAll(ctx, ActiveKey(prefix, s))
+		acksCmds[i] = pipe.HGetAll(ctx, AcksKey(prefix, s))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("reading active alerts: %w", err)
 	}
 	var out []Located
-	for i := range shards {
+	for i, s := range shards {
 		acks := acksCmds[i].Val()
 		for id, raw := range activeCmds[i].Val() {
 			a, err := decodeActive(id, raw, acks[id])
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, Located{Active: a, Shard: i})
+			out = append(out, Located{Active: a, Shard: s})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

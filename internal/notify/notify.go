@@ -123,6 +123,10 @@ type Config struct {
 	// Consumer is this copy's name in the group: stable across restarts (a restarted copy
 	// resumes its own pending entries first) and unique among live copies. Required.
 	Consumer string
+	// Streams are the alerts streams to read, set by the binary: those of every shard alert
+	// state was ever written in (alertredis.KnownShards), so that a lowered STREAM_SHARDS still
+	// drains the others. Empty: the streams of shards 0 to STREAM_SHARDS-1.
+	Streams []string
 
 	// WebhookTimeout bounds one POST, from connecting to reading the answer.
 	WebhookTimeout time.Duration `env:"NOTIFIER_WEBHOOK_TIMEOUT" envDefault:"10s" help:"timeout of one webhook POST"`
@@ -221,6 +225,7 @@ type Notifier struct {
 	rdb     redis.UniversalClient
 	cfg     Config
 	shards  int // of the alert state (STREAM_SHARDS)
+	streams []string
 	logger  *slog.Logger
 	metrics *metrics
 	http    *http.Client
@@ -306,7 +311,10 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 	n.pipeline = n.newPipeline()
 
 	consumer.Prefix, consumer.Consumer = cfg.Prefix, cfg.Consumer
-	consumer.Streams = alertredis.StreamKeys(cfg.Prefix, consumer.Shards)
+	consumer.Streams = cfg.Streams
+	if len(consumer.Streams) == 0 {
+		consumer.Streams = alertredis.StreamKeys(cfg.Prefix, consumer.Shards)
+	}
 	consumer.Group = Group
 	consumer.DeadLetter = PoisonKey(cfg.Prefix)
 	consumer.Registerer = reg
@@ -315,6 +323,7 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 	}
 	// Shutdown lets a POST in flight finish and write its marker before the ack.
 	consumer.DrainTimeout = max(consumer.DrainTimeout, cfg.WebhookTimeout+2*redisTimeout)
+	n.streams = consumer.Streams
 	if n.consumer, err = stream.NewConsumer(rdb, consumer, n.handle, consumerLogger); err != nil {
 		return nil, fmt.Errorf("creating notifier: %w", err)
 	}
@@ -328,7 +337,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		return errors.New("notifier: Run called twice")
 	}
 	n.stopping = ctx
-	n.logger.Info("notifier running", "streams", alertredis.StreamKeys(n.cfg.Prefix, n.shards), "group", Group, "consumer", n.cfg.Consumer)
+	n.logger.Info("notifier running", "streams", n.streams, "group", Group, "consumer", n.cfg.Consumer)
 	start := time.Now()
 	waitRepeats := n.runRepeats(ctx)
 	err := n.consumer.Run(ctx)
