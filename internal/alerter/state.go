@@ -299,7 +299,7 @@ func (s *states) commit(ctx context.Context, refs []stateRef, plan func(sel []in
 	if !s.recorded.Load() {
 		// Before the first write: a later, smaller STREAM_SHARDS must still find these shards.
 		if err := alertredis.RecordShards(ctx, s.rdb, s.prefix, s.shards); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("changing alert states: %w", err)
 		}
 		s.recorded.Store(true)
 	}
