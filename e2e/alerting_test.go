@@ -227,7 +227,7 @@ func (s *system) waitAlertersLoaded(t *testing.T, rules, agents int) {
 func (s *system) waitAlertersDrained(t *testing.T) {
 	t.Helper()
 	testenv.WaitDrained(t, s.rdb, "alerter", s.metricStreams()...)
-	testenv.WaitDrained(t, s.rdb, "", alertredis.StreamKey(s.prefix))
+	testenv.WaitDrained(t, s.rdb, "", alertredis.StreamKeys(s.prefix, shards)...)
 }
 
 func TestAlertFiresResolvesWithHysteresisEverywhere(t *testing.T) {

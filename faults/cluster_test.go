@@ -198,7 +198,7 @@ func (c *cluster) streams() []string { return stream.StreamKeys(c.prefix, shards
 func (c *cluster) waitDrained() time.Duration {
 	c.t.Helper()
 	start := time.Now()
-	testenv.WaitDrained(c.t, c.rdb, "", append(c.streams(), alertredis.StreamKey(c.prefix))...)
+	testenv.WaitDrained(c.t, c.rdb, "", append(c.streams(), alertredis.StreamKeys(c.prefix, shards)...)...)
 	return time.Since(start)
 }
 

@@ -40,15 +40,16 @@ type Evaluator struct {
 	pipeline *PipelineProbe  // nil: pipeline rules are not checked (WatchPipeline)
 }
 
-// NewEvaluator returns an Evaluator that keeps its states under prefix in rdb, reads rules and
-// agents from the given snapshots, and registers its metrics on reg (nil: none).
-func NewEvaluator(rdb redis.UniversalClient, prefix string, rules *Rules, agents *Agents, logger *slog.Logger, reg prometheus.Registerer) *Evaluator {
+// NewEvaluator returns an Evaluator that keeps its states under prefix in rdb, split into
+// shards shards like the metrics streams (STREAM_SHARDS; see package alertredis), reads rules
+// and agents from the given snapshots, and registers its metrics on reg (nil: none).
+func NewEvaluator(rdb redis.UniversalClient, prefix string, shards int, rules *Rules, agents *Agents, logger *slog.Logger, reg prometheus.Registerer) *Evaluator {
 	logger = logger.With("component", "alerter")
 	m := newMetrics(reg)
 	return &Evaluator{
 		rules:   rules,
 		agents:  agents,
-		states:  states{rdb: rdb, prefix: prefix, logger: logger, metrics: m},
+		states:  states{rdb: rdb, prefix: prefix, shards: max(shards, 1), logger: logger, metrics: m},
 		logger:  logger,
 		metrics: m,
 	}
@@ -77,9 +78,9 @@ type group struct {
 // from the metadata (stream.MetaAgent) and decodes the payload; an entry without either is
 // Rejected. For each point and numeric or boolean field it finds the rules that match (metric,
 // agent selector, tag filter) and groups the samples per alert, in sample-time order. Then, in
-// one transaction over every alert the batch touches, it applies alert.Step to each sample
-// (through the alert's Window for aggregated rules) and writes the new states with their
-// transitions (see states.commit). A sample whose aggregate is not finite is skipped and counted
+// one transaction per shard over every alert of the batch in that shard, it applies alert.Step
+// to each sample (through the alert's Window for aggregated rules) and writes the new states
+// with their transitions (see states.commit). A sample whose aggregate is not finite is skipped and counted
 // as an error of its rule (rule_errors_total), never a failure of the batch.
 //
 // When the transaction cannot be written for a reason that the same entries cause every time
@@ -90,7 +91,7 @@ type group struct {
 // other agents. It returns nil once every entry not Rejected is committed; any error it returns
 // is transient (Redis unreachable, transaction conflicts) and the consumer retries the batch,
 // which then changes nothing already changed: a sample not newer than an alert's last evaluated
-// one is ignored, and halves committed before the failure count as such.
+// one is ignored, and halves and shards committed before the failure count as such.
 func (e *Evaluator) Handle(ctx context.Context, batch []*stream.Message) error {
 	start := time.Now()
 	defer func() { e.metrics.evalSeconds.Observe(time.Since(start).Seconds()) }()
@@ -154,7 +155,7 @@ func (e *Evaluator) evaluateOrSplit(ctx context.Context, idx *alert.Index, entri
 }
 
 // evaluate groups the samples of entries per alert and commits their evaluation in one
-// transaction.
+// transaction per shard.
 func (e *Evaluator) evaluate(ctx context.Context, idx *alert.Index, entries []decoded) error {
 	groups := map[alert.Key]*group{}
 	var order []*group
@@ -201,32 +202,35 @@ func (e *Evaluator) evaluate(ctx context.Context, idx *alert.Index, entries []de
 	if len(order) == 0 {
 		return nil
 	}
-	keys := make([]string, len(order))
+	refs := make([]stateRef, len(order))
 	for i, g := range order {
 		slices.SortStableFunc(g.samples, func(a, b sample) int { return a.at.Compare(b.at) })
-		keys[i] = StateKey(e.states.prefix, g.key)
+		refs[i] = e.states.ref(g.key)
 	}
-	var ruleErrs []ruleError
-	ups, err := e.states.commit(ctx, keys, func(recs []*record) []update {
+	// The rule errors of each alert's last planning (a shard may plan again after a conflict).
+	ruleErrs := make([][]ruleError, len(order))
+	ups, err := e.states.commit(ctx, refs, func(sel []int, recs []*record) []update {
 		var ups []update
-		ruleErrs = ruleErrs[:0]
-		for i, g := range order {
-			if u, ok := e.step(keys[i], recs[i], g, &ruleErrs); ok {
+		for j, i := range sel {
+			ruleErrs[i] = ruleErrs[i][:0]
+			if u, ok := e.step(refs[i].key, recs[j], order[i], &ruleErrs[i]); ok {
 				ups = append(ups, u)
 			}
 		}
 		return ups
 	})
+	e.committed(ups)
 	if err != nil {
 		return err
 	}
 	e.metrics.samples.Add(float64(n))
-	for _, re := range ruleErrs {
-		e.metrics.ruleErrors.WithLabelValues(re.rule, re.reason).Inc()
-		e.logger.Error("alert rule cannot evaluate a sample; skipping it", "rule", re.rule, "agent", re.key.AgentID,
-			"series", re.key.Series, "reason", re.reason, "err", re.err)
+	for _, res := range ruleErrs {
+		for _, re := range res {
+			e.metrics.ruleErrors.WithLabelValues(re.rule, re.reason).Inc()
+			e.logger.Error("alert rule cannot evaluate a sample; skipping it", "rule", re.rule, "agent", re.key.AgentID,
+				"series", re.key.Series, "reason", re.reason, "err", re.err)
+		}
 	}
-	e.committed(ups)
 	return nil
 }
 
@@ -416,17 +420,29 @@ func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
 			}
 		}
 	}
-	for chunk := range slices.Chunk(items, silentBatch) {
-		keys := make([]string, len(chunk))
-		for i, it := range chunk {
-			keys[i] = StateKey(e.states.prefix, it.key)
+	refs := make([]stateRef, len(items))
+	for i, it := range items {
+		refs[i] = e.states.ref(it.key)
+	}
+	// Chunks of one shard each, mostly: one transaction per chunk.
+	order := make([]int, len(items))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return refs[a].shard - refs[b].shard })
+	for chunk := range slices.Chunk(order, silentBatch) {
+		chunkRefs := make([]stateRef, len(chunk))
+		for j, i := range chunk {
+			chunkRefs[j] = refs[i]
 		}
-		ups, err := e.states.commit(ctx, keys, func(recs []*record) []update {
+		ups, err := e.states.commit(ctx, chunkRefs, func(sel []int, recs []*record) []update {
 			var ups []update
-			for i, it := range chunk {
+			for j, c := range sel {
+				i := chunk[c]
+				it := items[i]
 				prev := alert.NewState(it.key)
-				if recs[i] != nil {
-					prev = recs[i].State
+				if recs[j] != nil {
+					prev = recs[j].State
 					prev.Key = it.key
 				}
 				lastSeen := it.agent.LastSeen
@@ -434,17 +450,17 @@ func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
 					lastSeen = view.lastReport(it.agent.ID, lastSeen)
 				}
 				next, trs := alert.StepSilent(prev, *it.rule, lastSeen, it.agent.CreatedAt, now)
-				if recs[i] != nil && len(trs) == 0 && next.LastEval.Equal(prev.LastEval) {
+				if recs[j] != nil && len(trs) == 0 && next.LastEval.Equal(prev.LastEval) {
 					continue
 				}
-				ups = append(ups, e.checkUpdate(keys[i], it.rule, next, trs, subject{agentID: it.agent.ID, agent: it.agent}))
+				ups = append(ups, e.checkUpdate(refs[i].key, it.rule, next, trs, subject{agentID: it.agent.ID, agent: it.agent}))
 			}
 			return e.keepEncodable(ups)
 		})
+		e.committed(ups)
 		if err != nil {
 			return fmt.Errorf("checking agent_silent rules: %w", err)
 		}
-		e.committed(ups)
 	}
 	return nil
 }
@@ -455,22 +471,37 @@ func (e *Evaluator) CheckSilent(ctx context.Context, now time.Time) error {
 // transitions: the rule change has no sample time, and the transaction, not the id, is what
 // makes the transition happen once. The alert's state is deleted. An ActiveKey entry without a
 // state behind it is removed silently.
+//
+// Retire reads every shard alert state was ever written in (alertredis.KnownShards). An active
+// alert found in a shard other than its agent's (STREAM_SHARDS changed since it began:
+// alertredis.Shard) is ended the same way in the shard that holds it, so that nothing stays
+// active forever where no evaluation looks; the alert begins afresh in its new shard if its
+// condition still holds.
 func (e *Evaluator) Retire(ctx context.Context, now time.Time) error {
 	idx := e.rules.Index()
 	if idx == nil {
 		return nil
 	}
-	active, err := alertredis.ListActive(ctx, e.states.rdb, e.states.prefix)
+	known, err := alertredis.KnownShards(ctx, e.states.rdb, e.states.prefix, e.states.shards)
 	if err != nil {
 		return fmt.Errorf("retiring alerts: %w", err)
 	}
-	var stale []alert.Active
+	active, err := alertredis.ListActiveIn(ctx, e.states.rdb, e.states.prefix, known)
+	if err != nil {
+		return fmt.Errorf("retiring alerts: %w", err)
+	}
+	var stale []alertredis.Located
 	refreshed := false
-	for _, a := range active {
+	for _, l := range active {
+		a := l.Active
+		if l.Shard != alertredis.Shard(a.AgentID, e.states.shards) {
+			stale = append(stale, l)
+			continue
+		}
 		r, ok := idx.Rule(a.RuleID)
 		if a.Kind == string(alert.KindPipeline) {
 			if !ok || pipelineRetired(r, a) {
-				stale = append(stale, a)
+				stale = append(stale, l)
 			}
 			continue // no agent behind it
 		}
@@ -484,21 +515,22 @@ func (e *Evaluator) Retire(ctx context.Context, now time.Time) error {
 			agent, known = e.agents.Get(a.AgentID)
 		}
 		if !ok || retired(r, a, agent, known) {
-			stale = append(stale, a)
+			stale = append(stale, l)
 		}
 	}
 	if len(stale) == 0 {
 		return nil
 	}
-	keys := make([]string, len(stale))
-	for i, a := range stale {
-		keys[i] = StateKey(e.states.prefix, alert.Key{RuleID: a.RuleID, AgentID: a.AgentID, Series: a.Series})
+	refs := make([]stateRef, len(stale))
+	for i, l := range stale {
+		refs[i] = stateRef{key: alertredis.StateKey(e.states.prefix, l.Shard, l.ID), shard: l.Shard}
 	}
-	ups, err := e.states.commit(ctx, keys, func(recs []*record) []update {
+	ups, err := e.states.commit(ctx, refs, func(sel []int, recs []*record) []update {
 		var ups []update
-		for i, a := range stale {
-			u := update{key: keys[i], alertID: a.ID, inactive: true, clearAck: true}
-			rec := recs[i]
+		for j, i := range sel {
+			a := stale[i].Active
+			u := update{key: refs[i].key, alertID: a.ID, inactive: true, clearAck: true}
+			rec := recs[j]
 			if rec == nil || !rec.State.Active() {
 				if rec == nil {
 					ups = append(ups, u) // an entry without a state: remove it
@@ -525,13 +557,13 @@ func (e *Evaluator) Retire(ctx context.Context, now time.Time) error {
 		}
 		return e.keepEncodable(ups)
 	})
-	if err != nil {
-		return fmt.Errorf("retiring alerts: %w", err)
-	}
 	for _, u := range ups {
 		e.metrics.retired.Add(float64(len(u.events)))
 	}
 	e.committed(ups)
+	if err != nil {
+		return fmt.Errorf("retiring alerts: %w", err)
+	}
 	return nil
 }
 

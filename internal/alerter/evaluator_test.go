@@ -1,7 +1,6 @@
 package alerter_test
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -78,7 +77,7 @@ func TestThresholdTransitions(t *testing.T) {
 				// Acknowledge every firing alert: its ack must go when it resolves.
 				for _, a := range e.active(t) {
 					if a.Status == "firing" && a.Ack == nil {
-						if err := alertredis.SetAck(t.Context(), e.rdb, e.prefix, a.ID, alert.Ack{By: "op", At: time.Now()}); err != nil {
+						if err := alertredis.SetAck(t.Context(), e.rdb, e.prefix, testShards, a.ID, alert.Ack{By: "op", At: time.Now()}); err != nil {
 							t.Fatalf("SetAck = %v", err)
 						}
 					}
@@ -127,11 +126,11 @@ func TestThresholdTransitions(t *testing.T) {
 				if len(active) != 0 {
 					t.Errorf("active alerts = %v, want none", active)
 				}
-				if n := e.rdb.HLen(t.Context(), alertredis.AcksKey(e.prefix)).Val(); n != 0 {
+				if n := e.rdb.HLen(t.Context(), alertredis.AcksKey(e.prefix, alertredis.Shard(agent.ID, testShards))).Val(); n != 0 {
 					t.Errorf("%d acknowledgements left after the alert ended, want 0", n)
 				}
 				// An ok state expires (hours later), so that series that stopped do not pile up.
-				key := alerter.StateKey(e.prefix, alert.Key{RuleID: rule.ID, AgentID: agent.ID, Series: "core=0"})
+				key := alerter.StateKey(e.prefix, testShards, alert.Key{RuleID: rule.ID, AgentID: agent.ID, Series: "core=0"})
 				if ttl := e.rdb.TTL(t.Context(), key).Val(); ttl < time.Hour || ttl > 7*time.Hour {
 					t.Errorf("TTL of an ok state = %v, want hours", ttl)
 				}
@@ -155,13 +154,27 @@ func ids(evs []alert.Event) []string {
 	return out
 }
 
+// sortedIDs is ids in sorted order: events of alerts in different shards are committed in
+// different transactions, so their order on the channel need not be the streams' merged order.
+func sortedIDs(evs []alert.Event) []string {
+	out := ids(evs)
+	slices.Sort(out)
+	return out
+}
+
 func TestCopiesAndRedeliveriesEmitEachTransitionOnce(t *testing.T) {
-	e := newEnv(t)
+	testCopiesAndRedeliveriesEmitEachTransitionOnce(t, newEnv(t))
+}
+
+// On Redis Cluster, with the agents' alerts in shards on different nodes: each shard commits in
+// its own transaction, and every transition is still emitted once.
+func TestCopiesEmitEachTransitionOnceOnCluster(t *testing.T) {
+	testCopiesAndRedeliveriesEmitEachTransitionOnce(t, newClusterEnv(t))
+}
+
+func testCopiesAndRedeliveriesEmitEachTransitionOnce(t *testing.T, e *env) {
 	e.createRule(t, cpuRule(time.Minute))
-	var agents []string
-	for i := range 4 {
-		agents = append(agents, e.createAgent(t, fmt.Sprintf("agent-%d", i), nil).ID)
-	}
+	agents := e.agentsOnEveryShard(t, 4)
 	// Six batches, 30s apart: every series of every agent above 80 in the first five (pending,
 	// then firing after a minute), back to 50 in the last (resolved).
 	var batches [][]*stream.Message
@@ -209,15 +222,15 @@ func TestCopiesAndRedeliveriesEmitEachTransitionOnce(t *testing.T) {
 	for _, ev := range events {
 		perAlert[ev.AlertID] = append(perAlert[ev.AlertID], ev)
 	}
-	if len(perAlert) != 12 {
-		t.Errorf("alerts stream holds events of %d alerts, want 12 (4 agents × 3 series)", len(perAlert))
+	if len(perAlert) != 3*len(agents) {
+		t.Errorf("alerts streams hold events of %d alerts, want %d (%d agents × 3 series)", len(perAlert), 3*len(agents), len(agents))
 	}
 	for id, evs := range perAlert {
 		if got := transitions(evs); !slices.Equal(got, want) {
 			t.Errorf("alert %s (%s): transitions %v, want %v", id, evs[0].Series, got, want)
 		}
 	}
-	published := sub.received(t)
+	published := sub.receivedAtLeast(t, len(events))
 	if len(published) != len(events) {
 		t.Errorf("%d events published, want %d (one per stream entry)", len(published), len(events))
 	}
@@ -267,7 +280,7 @@ func TestRestartedCopyKeepsPendingFiringAndWindow(t *testing.T) {
 		t.Errorf("active alert %+v, want firing since %s", a, at(2))
 	}
 	// The state has no expiry while the alert is active.
-	key := alerter.StateKey(e.prefix, alert.Key{RuleID: events[0].RuleID, AgentID: agent.ID, Series: "core=0"})
+	key := alerter.StateKey(e.prefix, testShards, alert.Key{RuleID: events[0].RuleID, AgentID: agent.ID, Series: "core=0"})
 	if ttl := e.rdb.TTL(t.Context(), key).Val(); ttl != -1 {
 		t.Errorf("TTL of a firing state = %v, want none (-1)", ttl)
 	}
@@ -358,7 +371,7 @@ func TestHandleFailsWithoutRulesOrRedis(t *testing.T) {
 	// Rules not loaded yet: evaluating against none would ack samples that should alert.
 	rules := alerter.NewRules(e.rules, e.rdb, e.prefix, discard, nil)
 	agents := alerter.NewAgents(e.agents, discard, nil)
-	eval := alerter.NewEvaluator(e.rdb, e.prefix, rules, agents, discard, nil)
+	eval := alerter.NewEvaluator(e.rdb, e.prefix, testShards, rules, agents, discard, nil)
 	if err := eval.Handle(t.Context(), []*stream.Message{entry(agent.ID, cpu{"0", 99, at(0)})}); err == nil {
 		t.Error("Handle before the rules were loaded = nil, want an error")
 	}
@@ -369,7 +382,7 @@ func TestHandleFailsWithoutRulesOrRedis(t *testing.T) {
 	if err := rules.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	eval = alerter.NewEvaluator(down, e.prefix, rules, agents, discard, nil)
+	eval = alerter.NewEvaluator(down, e.prefix, testShards, rules, agents, discard, nil)
 	err := eval.Handle(t.Context(), []*stream.Message{entry(agent.ID, cpu{"0", 99, at(0)})})
 	if err == nil || !strings.Contains(err.Error(), "alert states") {
 		t.Errorf("Handle with Redis down = %v, want an error about the alert states", err)
@@ -383,7 +396,7 @@ func TestUnreadableStateStartsAfresh(t *testing.T) {
 	e := newEnv(t)
 	agent := e.createAgent(t, "web-1", nil)
 	rule := e.createRule(t, cpuRule(0))
-	key := alerter.StateKey(e.prefix, alert.Key{RuleID: rule.ID, AgentID: agent.ID, Series: "core=0"})
+	key := alerter.StateKey(e.prefix, testShards, alert.Key{RuleID: rule.ID, AgentID: agent.ID, Series: "core=0"})
 	for _, junk := range []string{"junk", "\x01\x7f{}", "\x01\x02{}extra"} {
 		if err := e.rdb.Set(t.Context(), key, junk, 0).Err(); err != nil {
 			t.Fatal(err)

@@ -1,9 +1,11 @@
 package alerter_test
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,9 +32,10 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunInflux(m)) }
 
 var discard = slog.New(slog.DiscardHandler)
 
-// env is one test's Redis prefix and PostgreSQL database.
+// env is one test's Redis prefix and PostgreSQL database. Alert state is split into testShards
+// shards, like the metrics streams of runConsumer.
 type env struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	db     *sqlx.DB
 	rules  *postgres.RuleStore
@@ -42,6 +45,14 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	rdb, prefix := testenv.Redis(t)
+	db, _ := testenv.Postgres(t)
+	return &env{rdb: rdb, prefix: prefix, db: db, rules: postgres.NewRuleStore(db), agents: postgres.NewAgentStore(db)}
+}
+
+// newClusterEnv is newEnv on the shared Redis Cluster (testenv.RedisCluster).
+func newClusterEnv(t testing.TB) *env {
+	t.Helper()
+	rdb, prefix := testenv.RedisCluster(t)
 	db, _ := testenv.Postgres(t)
 	return &env{rdb: rdb, prefix: prefix, db: db, rules: postgres.NewRuleStore(db), agents: postgres.NewAgentStore(db)}
 }
@@ -66,7 +77,7 @@ func (e *env) replica(t testing.TB) *replica {
 	if err := c.agents.Refresh(t.Context()); err != nil {
 		t.Fatalf("Agents.Refresh = %v", err)
 	}
-	c.eval = alerter.NewEvaluator(e.rdb, e.prefix, c.rules, c.agents, discard, nil)
+	c.eval = alerter.NewEvaluator(e.rdb, e.prefix, testShards, c.rules, c.agents, discard, nil)
 	return c
 }
 
@@ -77,6 +88,23 @@ func (e *env) createAgent(t testing.TB, name string, labels map[string]string) a
 		t.Fatalf("AgentStore.Create(%s) = %v", name, err)
 	}
 	return a
+}
+
+// agentsOnEveryShard registers at least n agents, and more until every one of the testShards
+// alert shards has one, and returns their ids.
+func (e *env) agentsOnEveryShard(t testing.TB, n int) []string {
+	t.Helper()
+	var ids []string
+	seen := map[int]bool{}
+	for i := 0; i < n || len(seen) < testShards; i++ {
+		if i == 100 {
+			t.Fatalf("100 agents registered, all in shards %v of %d", seen, testShards)
+		}
+		a := e.createAgent(t, fmt.Sprintf("agent-%d", i), nil)
+		seen[alertredis.Shard(a.ID, testShards)] = true
+		ids = append(ids, a.ID)
+	}
+	return ids
 }
 
 func (e *env) createRule(t testing.TB, r alert.Rule) alert.Rule {
@@ -140,13 +168,19 @@ func handle(t *testing.T, c *replica, batch ...*stream.Message) {
 	}
 }
 
-// streamEvents returns every event in the alerts stream, in order.
+// streamEvents returns every event in the alerts streams of every shard, each shard's in its
+// order, the shards merged by entry id (time).
 func (e *env) streamEvents(t *testing.T) []alert.Event {
 	t.Helper()
-	msgs, err := e.rdb.XRange(t.Context(), alertredis.StreamKey(e.prefix), "-", "+").Result()
-	if err != nil {
-		t.Fatalf("XRANGE alerts = %v", err)
+	var msgs []redis.XMessage
+	for _, key := range alertredis.StreamKeys(e.prefix, testShards) {
+		part, err := e.rdb.XRange(t.Context(), key, "-", "+").Result()
+		if err != nil {
+			t.Fatalf("XRANGE %s = %v", key, err)
+		}
+		msgs = append(msgs, part...)
 	}
+	slices.SortStableFunc(msgs, func(a, b redis.XMessage) int { return compareIDs(a.ID, b.ID) })
 	out := make([]alert.Event, len(msgs))
 	for i, m := range msgs {
 		wm, err := redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(m.Values)
@@ -165,6 +199,20 @@ func (e *env) streamEvents(t *testing.T) []alert.Event {
 	return out
 }
 
+// compareIDs orders two stream entry ids ("ms-seq").
+func compareIDs(a, b string) int {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	an, _ := strconv.ParseUint(am, 10, 64)
+	bn, _ := strconv.ParseUint(bm, 10, 64)
+	if c := cmp.Compare(an, bn); c != 0 {
+		return c
+	}
+	asq, _ := strconv.ParseUint(as, 10, 64)
+	bsq, _ := strconv.ParseUint(bs, 10, 64)
+	return cmp.Compare(asq, bsq)
+}
+
 // transitions renders events as "from>to(severity)".
 func transitions(evs []alert.Event) []string {
 	out := make([]string, len(evs))
@@ -177,7 +225,7 @@ func transitions(evs []alert.Event) []string {
 // subscriber collects the events published on the alerts channel.
 type subscriber struct {
 	ps      *redis.PubSub
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	channel string
 
 	mu     sync.Mutex
@@ -234,10 +282,26 @@ func (s *subscriber) received(t *testing.T) []alert.Event {
 	return out
 }
 
+// receivedAtLeast waits until n events at least were published, then returns every event
+// published so far, after a marker (see received). On a cluster, PUBLISHes on different nodes
+// reach the subscriber's node over separate links, so the marker alone does not order them.
+func (s *subscriber) receivedAtLeast(t *testing.T, n int) []alert.Event {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() string {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.events) < n {
+			return fmt.Sprintf("%d events published so far, want %d", len(s.events), n)
+		}
+		return ""
+	})
+	return s.received(t)
+}
+
 // active returns the active alerts by agent and series.
 func (e *env) active(t *testing.T) map[string]alert.Active {
 	t.Helper()
-	list, err := alertredis.ListActive(t.Context(), e.rdb, e.prefix)
+	list, err := alertredis.ListActive(t.Context(), e.rdb, e.prefix, testShards)
 	if err != nil {
 		t.Fatalf("ListActive = %v", err)
 	}

@@ -62,7 +62,7 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 		t.Fatalf("transitions %v, want 3", transitions(events))
 	}
 	// Every entry appended a second time, as a redelivery would hand it over again.
-	key := alertredis.StreamKey(e.prefix)
+	key := alertredis.StreamKey(e.prefix, alertredis.Shard(agent.ID, testShards))
 	entries, err := e.rdb.XRange(t.Context(), key, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 		}
 	}
 
-	cfg := stream.ConsumerConfig{Streams: []string{key}, DeadLetter: e.prefix + "alerts:dead", Group: alerter.HistoryGroup,
+	cfg := stream.ConsumerConfig{Streams: alertredis.StreamKeys(e.prefix, testShards), DeadLetter: e.prefix + "alerts:dead", Group: alerter.HistoryGroup,
 		Consumer: "test-1", MaxWait: 10 * time.Millisecond, Block: 50 * time.Millisecond}
 	consumer, err := stream.NewConsumer(e.rdb, cfg, alerter.NewHistory(store, client, nil, discard, nil).Handle, discard)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 // PipelineProbe is what pipeline rules (alert.KindPipeline) look at.
 type PipelineProbe struct {
 	// Streams are the streams whose consumer groups group_lag and no_consumer rules watch (the
-	// metrics shards and the alerts stream); each watched group's replay stream
+	// metrics shards and the alerts streams); each watched group's replay stream
 	// (stream.ReplayKey) is added.
 	Streams []string
 	// DeadLetters are the dead-letter streams dead_letters rules watch, by full key; the subject
@@ -66,31 +66,32 @@ func (e *Evaluator) CheckPipeline(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("checking pipeline rules: %w", err)
 	}
-	keys := make([]string, len(items))
+	refs := make([]stateRef, len(items))
 	for i, it := range items {
-		keys[i] = StateKey(e.states.prefix, it.key)
+		refs[i] = e.states.ref(it.key) // no agent: shard 0
 	}
-	ups, err := e.states.commit(ctx, keys, func(recs []*record) []update {
+	ups, err := e.states.commit(ctx, refs, func(sel []int, recs []*record) []update {
 		var ups []update
-		for i, it := range items {
+		for j, i := range sel {
+			it := items[i]
 			prev := alert.NewState(it.key)
-			if recs[i] != nil {
-				prev = recs[i].State
+			if recs[j] != nil {
+				prev = recs[j].State
 				prev.Key = it.key
 			}
 			next, trs := alert.StepPipeline(prev, *it.rule, it.value, now)
 			if len(trs) == 0 && next.Status == prev.Status && next.WarningSince.Equal(prev.WarningSince) &&
-				next.CriticalSince.Equal(prev.CriticalSince) && (recs[i] != nil || !next.Active()) {
+				next.CriticalSince.Equal(prev.CriticalSince) && (recs[j] != nil || !next.Active()) {
 				continue // nothing but the value changed: not worth a write per subject per check
 			}
-			ups = append(ups, e.checkUpdate(keys[i], it.rule, next, trs, pipelineSubject(it)))
+			ups = append(ups, e.checkUpdate(refs[i].key, it.rule, next, trs, pipelineSubject(it)))
 		}
 		return e.keepEncodable(ups)
 	})
+	e.committed(ups)
 	if err != nil {
 		return fmt.Errorf("checking pipeline rules: %w", err)
 	}
-	e.committed(ups)
 	return nil
 }
 

@@ -237,7 +237,7 @@ func TestUnencodableEntryIsDeadLetteredOthersGoOn(t *testing.T) {
 	if err := agents.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	p := e.runConsumer(t, alerter.NewEvaluator(e.rdb, e.prefix, rules, agents, discard, nil))
+	p := e.runConsumer(t, alerter.NewEvaluator(e.rdb, e.prefix, testShards, rules, agents, discard, nil))
 
 	// The poisoned entry in the middle of a batch of others.
 	p.publish(t, web1.ID, cpu{"0", 99, at(0)})
@@ -288,7 +288,7 @@ func TestTransientRedisFailureIsRetriedNotDeadLettered(t *testing.T) {
 		mu    sync.Mutex
 		conns []net.Conn
 	)
-	addr := e.rdb.Options().Addr
+	addr := e.rdb.(*redis.Client).Options().Addr
 	flaky := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second,
 		Dialer: func(ctx context.Context, network, a string) (net.Conn, error) {
 			dials.Add(1)
@@ -315,7 +315,7 @@ func TestTransientRedisFailureIsRetriedNotDeadLettered(t *testing.T) {
 	}
 
 	r := e.replica(t)
-	p := e.runConsumer(t, alerter.NewEvaluator(flaky, e.prefix, r.rules, r.agents, discard, nil))
+	p := e.runConsumer(t, alerter.NewEvaluator(flaky, e.prefix, testShards, r.rules, r.agents, discard, nil))
 	p.publish(t, web1.ID, cpu{"0", 99, at(0)})
 	p.drained(t)
 	cut()

@@ -1,10 +1,11 @@
 // Package alerter is the alerter worker. As consumer group "alerter" on the metrics streams it
 // evaluates every sample against the alert rules stored in PostgreSQL; beside it, it checks
 // agent_silent rules against the agent registry and ends the alerts of rules that went away.
-// Every alert state lives in Redis and changes in one WATCH/MULTI/EXEC with its side effects
-// (the active-alerts hash, the durable alerts stream, the pub/sub channel), so any number of
+// Every alert state lives in Redis, in the shard of its agent (package alertredis), and changes
+// in one WATCH/MULTI/EXEC with its side effects in that shard (the active-alerts hash, the
+// durable alerts stream of the shard) and the PUBLISH on the pub/sub channel, so any number of
 // copies emit each transition exactly once and a restarted copy carries on. The same binary
-// records the alerts stream into history (group "alert-history": PostgreSQL alert_events and
+// records the alerts streams into history (group "alert-history": PostgreSQL alert_events and
 // InfluxDB measurement "alerts") and runs the webhook notifier (group "notifier").
 package alerter
 
@@ -24,6 +25,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/worker"
+	"github.com/redis/go-redis/v9"
 )
 
 // Group is the consumer group every alerter copy joins on the metrics streams.
@@ -89,10 +91,10 @@ func (c Config) Validate() error {
 }
 
 // historyConfig returns the consumer configuration of the history group: the worker's, reading
-// the alerts stream, with its own dead-letter stream.
-func historyConfig(w *worker.Config) stream.ConsumerConfig {
+// the alerts streams, with its own dead-letter stream.
+func historyConfig(w *worker.Config, alerts []string) stream.ConsumerConfig {
 	c := w.Stream
-	c.Streams = []string{alertredis.StreamKey(w.Redis.Prefix)}
+	c.Streams = alerts
 	c.DeadLetter = historyDeadLetter(w.Redis.Prefix)
 	c.Group = HistoryGroup
 	return c
@@ -122,6 +124,14 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	}
 	reg := ops.NewRegistry()
 	prefix := cfg.Redis.Prefix
+	// The alerts streams of every shard alert state was ever written in: after STREAM_SHARDS was
+	// lowered, the old shards' streams still carry the ends of the alerts left there.
+	knownShards, err := alertShards(ctx, rdb, prefix, cfg.Stream.Shards)
+	if err != nil {
+		rdb.Close()
+		return err
+	}
+	alertStreams := alertredis.StreamKeysOf(prefix, knownShards)
 
 	rules := NewRules(postgres.NewRuleStore(db), rdb, prefix, logger, reg)
 	agents := NewAgents(postgres.NewAgentStore(db), logger, reg)
@@ -133,10 +143,10 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		rdb.Close()
 		return err
 	}
-	eval := NewEvaluator(rdb, prefix, rules, agents, logger, reg)
+	eval := NewEvaluator(rdb, prefix, cfg.Stream.Shards, rules, agents, logger, reg)
 	eval.JudgeSilenceByAccepted(stream.StreamKeys(prefix, cfg.Stream.Shards), Group, cfg.SilentHoldLag)
 	eval.WatchPipeline(PipelineProbe{
-		Streams:     append(stream.StreamKeys(prefix, cfg.Stream.Shards), alertredis.StreamKey(prefix)),
+		Streams:     append(stream.StreamKeys(prefix, cfg.Stream.Shards), alertStreams...),
 		DeadLetters: []string{stream.DeadLetterKey(prefix), notify.PoisonKey(prefix), historyDeadLetter(prefix)},
 		Stores: map[string]func(context.Context) error{
 			alert.StorePostgreSQL: db.PingContext,
@@ -145,7 +155,7 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	})
 
 	provisioned := make(chan struct{})
-	hcfg := historyConfig(&cfg.Config)
+	hcfg := historyConfig(&cfg.Config, alertStreams)
 	hcfg.Registerer = reg
 	history, err := stream.NewConsumer(rdb, hcfg,
 		NewHistory(postgres.NewAlertEventStore(db), ifx, provisioned, logger, reg).Handle, logger)
@@ -154,7 +164,9 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return fmt.Errorf("building history consumer: %w", err)
 	}
 	// The notifier runs on the same batch consumer, with the worker's STREAM_* settings.
-	notifier, err := notify.New(rdb, cfg.Notify, cfg.Stream, postgres.NewChannelStore(db), postgres.NewSilenceStore(db), logger, reg)
+	ncfg := cfg.Notify
+	ncfg.Streams = alertStreams
+	notifier, err := notify.New(rdb, ncfg, cfg.Stream, postgres.NewChannelStore(db), postgres.NewSilenceStore(db), logger, reg)
 	if err != nil {
 		rdb.Close()
 		return fmt.Errorf("building notifier: %w", err)
@@ -179,4 +191,13 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			notifier.Run,
 		},
 	}, logger)
+}
+
+// alertShards records the shards of this configuration (alertredis.RecordShards) and returns
+// every shard alert state was ever written in.
+func alertShards(ctx context.Context, rdb redis.UniversalClient, prefix string, shards int) ([]int, error) {
+	if err := alertredis.RecordShards(ctx, rdb, prefix, shards); err != nil {
+		return nil, err
+	}
+	return alertredis.KnownShards(ctx, rdb, prefix, shards)
 }

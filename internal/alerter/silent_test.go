@@ -10,6 +10,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
+	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
@@ -87,7 +88,7 @@ func TestAgentSilentFiresOnceAcrossCopiesAndResolves(t *testing.T) {
 	if resolved.Summary != "went-quiet silent" || resolved.Labels["env"] != "prod" {
 		t.Errorf("resolved summary %q labels %v, want the agent's name and labels", resolved.Summary, resolved.Labels)
 	}
-	if published := sub.received(t); !slices.Equal(ids(published), ids(events)) {
+	if published := sub.received(t); !slices.Equal(sortedIDs(published), sortedIDs(events)) {
 		t.Errorf("published %v, want each stream event once: %v", transitions(published), transitions(events))
 	}
 	active := e.active(t)
@@ -211,8 +212,74 @@ func TestRetireEndsAlertsOfDeletedRulesAndAgentsOnce(t *testing.T) {
 	if _, ok := active[keep.ID+"/core=0"]; len(active) != 1 || !ok || active[keep.ID+"/core=0"].RuleID != cpuR.ID {
 		t.Errorf("active alerts %v, want only keep's cpu alert", active)
 	}
-	key := alerter.StateKey(e.prefix, alert.Key{RuleID: memR.ID, AgentID: keep.ID, Series: "core=0"})
+	key := alerter.StateKey(e.prefix, testShards, alert.Key{RuleID: memR.ID, AgentID: keep.ID, Series: "core=0"})
 	if n := e.rdb.Exists(t.Context(), key).Val(); n != 0 {
 		t.Errorf("state of the deleted rule's alert still stored")
+	}
+}
+
+// After STREAM_SHARDS changes, an active alert left in a shard that is no longer its agent's is
+// ended there (once, however many copies retire), and fires again in its new shard while its
+// condition holds.
+func TestRetireEndsAlertsLeftInAnotherShard(t *testing.T) {
+	e := newEnv(t)
+	rule := e.createRule(t, cpuRule(0))
+	agents := e.agentsOnEveryShard(t, 2)
+	old := e.replica(t)
+	for _, a := range agents {
+		handle(t, old, entry(a, cpu{"0", 99, at(0)}))
+	}
+	if n := len(e.active(t)); n != len(agents) {
+		t.Fatalf("%d active alerts, want %d", n, len(agents))
+	}
+
+	// Every copy restarted with one shard: the agents of shard 1 moved to shard 0.
+	newEval := func() *alerter.Evaluator {
+		return alerter.NewEvaluator(e.rdb, e.prefix, 1, old.rules, old.agents, discard, nil)
+	}
+	copies := []*replica{{eval: newEval()}, {eval: newEval()}}
+	now := time.Now().UTC()
+	concurrently(t, copies, func(ctx context.Context, r *replica) error { return r.eval.Retire(ctx, now) })
+
+	moved := map[string]bool{}
+	for _, a := range agents {
+		moved[a] = alertredis.Shard(a, testShards) != 0
+	}
+	ended := map[string]int{}
+	for _, ev := range e.streamEvents(t)[len(agents):] {
+		if ev.From != alert.StatusFiring || ev.To != alert.StatusResolved || ev.RuleID != rule.ID {
+			t.Errorf("event %s>%s of rule %s, want firing>resolved of %s", ev.From, ev.To, ev.RuleID, rule.ID)
+		}
+		ended[ev.AgentID]++
+	}
+	for _, a := range agents {
+		want := 0
+		if moved[a] {
+			want = 1
+		}
+		if ended[a] != want {
+			t.Errorf("agent %s (moved %v): ended %d times, want %d", a, moved[a], ended[a], want)
+		}
+	}
+
+	// A sample of a moved agent fires it again, now in shard 0.
+	for _, a := range agents {
+		if moved[a] {
+			if err := copies[0].eval.Handle(t.Context(), []*stream.Message{entry(a, cpu{"0", 99, at(1)})}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	active, err := alertredis.ListActiveShards(t.Context(), e.rdb, e.prefix, testShards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(active) != len(agents) {
+		t.Errorf("%d active alerts, want %d", len(active), len(agents))
+	}
+	for _, l := range active {
+		if l.Shard != 0 || l.Status != alert.StatusFiring {
+			t.Errorf("alert of agent %s: %s in shard %d, want firing in shard 0", l.AgentID, l.Status, l.Shard)
+		}
 	}
 }

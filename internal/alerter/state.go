@@ -1,6 +1,7 @@
 package alerter
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,7 +10,10 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,10 +22,10 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 )
 
-// StateKey returns the Redis key holding the evaluation state of k:
-// prefix+"alert:state:"+alert.ID(rule, agent, series).
-func StateKey(prefix string, k alert.Key) string {
-	return prefix + "alert:state:" + alert.ID(k.RuleID, k.AgentID, k.Series)
+// StateKey returns the Redis key holding the evaluation state of k among shards shards:
+// alertredis.StateKey in the shard of k's agent (alertredis.Shard).
+func StateKey(prefix string, shards int, k alert.Key) string {
+	return alertredis.StateKey(prefix, alertredis.Shard(k.AgentID, shards), alert.ID(k.RuleID, k.AgentID, k.Series))
 }
 
 // record is the value stored under a StateKey: the alert's State and, for windowed
@@ -254,27 +258,108 @@ const maxTxAttempts = 20
 // errConflicts is returned when every attempt lost its race against other alerter copies.
 var errConflicts = errors.New("alert states kept changing under other alerter copies")
 
-// states reads and changes alert states in Redis.
+// states reads and changes alert states in Redis, shard by shard (see package alertredis).
 type states struct {
 	rdb     redis.UniversalClient
 	prefix  string
+	shards  int
 	logger  *slog.Logger
 	metrics *metrics
+
+	recorded atomic.Bool // the shards are in alertredis.ShardsKey
 }
 
-// commit reads the records under keys (nil where there is none) with the keys WATCHed, asks
-// plan for the updates they lead to, and writes those in one MULTI/EXEC together with the
-// ActiveKey and AcksKey changes, the XADDs to the alerts stream and the PUBLISHes. An update
-// that cannot be encoded (update.prepare) fails the whole commit, before anything is written,
-// with a permanentError; plan may prepare updates itself to leave such ones out. When another
-// client changed a watched key in between, EXEC does nothing and commit reads and plans again,
-// up to maxTxAttempts times: so whichever copy commits first emits each transition, and the
-// others, planning again on the new states, find nothing left to do. plan must depend only on
-// the records it is given (it may run several times). commit returns the updates it wrote.
-func (s *states) commit(ctx context.Context, keys []string, plan func(recs []*record) []update) ([]update, error) {
-	if len(keys) == 0 {
+// stateRef names one alert state: its key and its shard.
+type stateRef struct {
+	key   string
+	shard int
+}
+
+// ref returns the stateRef of alert k in its agent's shard.
+func (s *states) ref(k alert.Key) stateRef {
+	shard := alertredis.Shard(k.AgentID, s.shards)
+	return stateRef{key: alertredis.StateKey(s.prefix, shard, alert.ID(k.RuleID, k.AgentID, k.Series)), shard: shard}
+}
+
+// commit changes the states refs name: one transaction per shard they fall in (see
+// commitShard), the shards concurrently. plan is called per shard (and again per attempt, but
+// never concurrently) with sel, the indexes into refs of that shard's states, and their
+// records in the same order (nil where there is none); the updates it returns must be of those
+// states. A transition is thus exactly once per shard, which is all it needs: an alert lives in
+// one shard.
+//
+// commit returns the updates written, also when it fails: the shards committed stay committed,
+// like the halves of a bisected batch, and a retry finds nothing left to do there. When shards
+// fail, the error is a transient one if any failure was transient (the whole is retried), else
+// a permanentError.
+func (s *states) commit(ctx context.Context, refs []stateRef, plan func(sel []int, recs []*record) []update) ([]update, error) {
+	if len(refs) == 0 {
 		return nil, nil
 	}
+	if !s.recorded.Load() {
+		// Before the first write: a later, smaller STREAM_SHARDS must still find these shards.
+		if err := alertredis.RecordShards(ctx, s.rdb, s.prefix, s.shards); err != nil {
+			return nil, fmt.Errorf("changing alert states: %w", err)
+		}
+		s.recorded.Store(true)
+	}
+	var shards []int
+	sel := map[int][]int{}
+	for i, r := range refs {
+		if _, ok := sel[r.shard]; !ok {
+			shards = append(shards, r.shard)
+		}
+		sel[r.shard] = append(sel[r.shard], i)
+	}
+	var planMu sync.Mutex
+	one := func(shard int) ([]update, error) {
+		idx := sel[shard]
+		keys := make([]string, len(idx))
+		for j, i := range idx {
+			keys[j] = refs[i].key
+		}
+		return s.commitShard(ctx, shard, keys, func(recs []*record) []update {
+			planMu.Lock()
+			defer planMu.Unlock()
+			return plan(idx, recs)
+		})
+	}
+	if len(shards) == 1 {
+		return one(shards[0])
+	}
+	slices.Sort(shards)
+	ups, errs := make([][]update, len(shards)), make([]error, len(shards))
+	var wg sync.WaitGroup
+	for i, shard := range shards {
+		wg.Go(func() { ups[i], errs[i] = one(shard) })
+	}
+	wg.Wait()
+	var all []update
+	var transient, permanent error
+	for i := range shards {
+		all = append(all, ups[i]...)
+		switch err := errs[i]; {
+		case err == nil:
+		case isPermanent(err):
+			permanent = cmp.Or(permanent, err)
+		default:
+			transient = cmp.Or(transient, err)
+		}
+	}
+	return all, cmp.Or(transient, permanent)
+}
+
+// commitShard reads the records under keys, all of shard, (nil where there is none) with the
+// keys WATCHed, asks plan for the updates they lead to, and writes those in one MULTI/EXEC
+// together with the shard's ActiveKey and AcksKey changes, the XADDs to the shard's alerts
+// stream and the PUBLISHes. An update that cannot be encoded (update.prepare) fails the whole
+// commit, before anything is written, with a permanentError; plan may prepare updates itself to
+// leave such ones out. When another client changed a watched key in between, EXEC does nothing
+// and commitShard reads and plans again, up to maxTxAttempts times: so whichever copy commits
+// first emits each transition, and the others, planning again on the new states, find nothing
+// left to do. plan must depend only on the records it is given (it may run several times).
+// commitShard returns the updates it wrote.
+func (s *states) commitShard(ctx context.Context, shard int, keys []string, plan func(recs []*record) []update) ([]update, error) {
 	for attempt := 1; ; attempt++ {
 		var ups []update
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
@@ -294,7 +379,7 @@ func (s *states) commit(ctx context.Context, keys []string, plan func(recs []*re
 					return err
 				}
 			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error { return s.queue(ctx, p, ups) })
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error { return s.queue(ctx, p, shard, ups) })
 			return err
 		}, keys...)
 		if err == nil {
@@ -304,12 +389,12 @@ func (s *states) commit(ctx context.Context, keys []string, plan func(recs []*re
 			return nil, err
 		}
 		if !errors.Is(err, redis.TxFailedErr) {
-			return nil, fmt.Errorf("changing alert states: %w", err)
+			return nil, fmt.Errorf("changing alert states of shard %d: %w", shard, err)
 		}
 		s.metrics.txConflicts.Inc()
 		if attempt == maxTxAttempts {
 			s.metrics.txExhausted.Inc()
-			return nil, fmt.Errorf("changing alert states: %w (%d attempts)", errConflicts, attempt)
+			return nil, fmt.Errorf("changing alert states of shard %d: %w (%d attempts)", shard, errConflicts, attempt)
 		}
 		// A short random pause, growing with the attempts, so that copies racing for the same
 		// keys fall out of step.
@@ -338,9 +423,10 @@ func (s *states) decode(key string, v any) *record {
 	return rec
 }
 
-// queue adds the commands of ups, prepared, to the transaction p.
-func (s *states) queue(ctx context.Context, p redis.Pipeliner, ups []update) error {
-	activeKey, acksKey := alertredis.ActiveKey(s.prefix), alertredis.AcksKey(s.prefix)
+// queue adds the commands of ups, prepared and all of shard, to the transaction p.
+func (s *states) queue(ctx context.Context, p redis.Pipeliner, shard int, ups []update) error {
+	activeKey, acksKey := alertredis.ActiveKey(s.prefix, shard), alertredis.AcksKey(s.prefix, shard)
+	streamKey := alertredis.StreamKey(s.prefix, shard)
 	for i := range ups {
 		u := &ups[i]
 		if !u.prepared {
@@ -360,7 +446,7 @@ func (s *states) queue(ctx context.Context, p redis.Pipeliner, ups []update) err
 			p.HDel(ctx, acksKey, u.alertID)
 		}
 		for j := range u.events {
-			p.XAdd(ctx, &redis.XAddArgs{Stream: alertredis.StreamKey(s.prefix), Values: u.streamValues[j]})
+			p.XAdd(ctx, &redis.XAddArgs{Stream: streamKey, Values: u.streamValues[j]})
 			p.Publish(ctx, alertredis.Channel(s.prefix), u.eventPayloads[j])
 		}
 	}

@@ -113,6 +113,7 @@ func (c *wsClient) end(code websocket.StatusCode, reason string) {
 type Hub struct {
 	rdb    redis.UniversalClient
 	prefix string
+	shards int // of the alert state (STREAM_SHARDS)
 	cfg    Config
 	logger *slog.Logger
 
@@ -128,11 +129,12 @@ type Hub struct {
 	wg     sync.WaitGroup // one per client goroutine
 }
 
-// New builds the hub of the alerts channel under prefix and registers its metrics on reg. Run
+// New builds the hub of the alerts channel under prefix, whose snapshots merge the active alerts
+// of shards shards (STREAM_SHARDS, alertredis.ListActive), and registers its metrics on reg. Run
 // serves it; Serve hands it an accepted connection.
-func New(rdb redis.UniversalClient, prefix string, cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Hub, error) {
+func New(rdb redis.UniversalClient, prefix string, shards int, cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Hub, error) {
 	h := &Hub{
-		rdb: rdb, prefix: prefix, cfg: cfg, logger: logger.With("part", "alert websocket"),
+		rdb: rdb, prefix: prefix, shards: shards, cfg: cfg, logger: logger.With("part", "alert websocket"),
 		clientsGauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "agentmonitor", Subsystem: "gateway", Name: "ws_clients",
 			Help: "Alert WebSocket clients connected to this gateway.",
@@ -158,7 +160,8 @@ func New(rdb redis.UniversalClient, prefix string, cfg Config, reg prometheus.Re
 //
 // A client gets a snapshot of the active alerts when it joins, taken here, between two pub/sub
 // messages: an event received before the snapshot was read is in it (the alerter changes the
-// active set and publishes in one transaction), one received after follows it. Pub/sub is at
+// active set of the alert's shard and publishes in one transaction, and the snapshot reads
+// every shard after), one received after follows it. Pub/sub is at
 // most once, so whenever the subscription is (re)established every client gets a fresh snapshot.
 func (h *Hub) Run(ctx context.Context) error {
 	sub := h.rdb.Subscribe(ctx, alertredis.Channel(h.prefix))
@@ -225,7 +228,7 @@ func (h *Hub) Run(ctx context.Context) error {
 func (h *Hub) snapshot(ctx context.Context) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
-	active, err := alertredis.ListActive(ctx, h.rdb, h.prefix)
+	active, err := alertredis.ListActive(ctx, h.rdb, h.prefix, h.shards)
 	if err != nil {
 		return nil, err
 	}

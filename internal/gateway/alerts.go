@@ -34,10 +34,10 @@ type activeList struct {
 	Alerts []alert.Active `json:"alerts"`
 }
 
-// listAlerts answers GET /api/v1/alerts (viewer): the pending and firing alerts from Redis, most
-// severe and then oldest first, with their acknowledgements.
+// listAlerts answers GET /api/v1/alerts (viewer): the pending and firing alerts from Redis
+// (every shard's), most severe and then oldest first, with their acknowledgements.
 func (g *Gateway) listAlerts(c echo.Context) error {
-	active, err := alertredis.ListActive(c.Request().Context(), g.rdb, g.cfg.Redis.Prefix)
+	active, err := alertredis.ListActive(c.Request().Context(), g.rdb, g.cfg.Redis.Prefix, g.cfg.Publish.Shards)
 	if err != nil {
 		return unavailable("alert state", err)
 	}
@@ -148,7 +148,7 @@ func (g *Gateway) ackAlert(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	ack := alert.Ack{By: sessionOf(c).Username, At: g.now().UTC(), Comment: req.Comment}
-	err := alertredis.SetAck(ctx, g.rdb, g.cfg.Redis.Prefix, id, ack)
+	err := alertredis.SetAck(ctx, g.rdb, g.cfg.Redis.Prefix, g.cfg.Publish.Shards, id, ack)
 	if errors.Is(err, alertredis.ErrNotFound) {
 		return newError(http.StatusNotFound, "alert %s is not active", id)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 )
 
-// seedActive stores active alerts in Redis as the alerter does.
+// seedActive stores active alerts in Redis as the alerter does, each in its agent's shard.
 func (e *env) seedActive(alerts ...alert.Active) {
 	e.t.Helper()
 	for _, a := range alerts {
@@ -24,7 +24,7 @@ func (e *env) seedActive(alerts ...alert.Active) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		if err := e.rdb.HSet(context.Background(), alertredis.ActiveKey(e.prefix), a.ID, b).Err(); err != nil {
+		if err := e.rdb.HSet(context.Background(), alertredis.ActiveKey(e.prefix, alertredis.Shard(a.AgentID, e.cfg.Publish.Shards)), a.ID, b).Err(); err != nil {
 			e.t.Fatalf("seeding active alert: %v", err)
 		}
 	}

@@ -207,15 +207,20 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	if g.trimmer, err = stream.NewTrimmer(g.rdb, trimCfg, logger); err != nil {
 		return nil, err
 	}
-	alerts := alertredis.StreamKey(cfg.Redis.Prefix)
-	if g.ageTrimmer, err = stream.NewAgeTrimmer(g.rdb, []stream.AgedStream{{Key: alerts, MaxAge: cfg.AgeTrim.AlertsMaxAge}}, g.reg, logger); err != nil {
+	// The alerts streams, one per shard, are kept by age.
+	alerts := alertredis.StreamKeys(cfg.Redis.Prefix, cfg.Publish.Shards)
+	aged := make([]stream.AgedStream, len(alerts))
+	for i, k := range alerts {
+		aged[i] = stream.AgedStream{Key: k, MaxAge: cfg.AgeTrim.AlertsMaxAge}
+	}
+	if g.ageTrimmer, err = stream.NewAgeTrimmer(g.rdb, aged, g.reg, logger); err != nil {
 		return nil, err
 	}
 	// Every stream gets a length gauge: besides the metrics streams and their dead letters, the
-	// alerts stream and the notifier's and the history writer's dead letters (notify.PoisonKey,
+	// alerts streams and the notifier's and the history writer's dead letters (notify.PoisonKey,
 	// the alerter's alerts:dead).
 	collector, err := stream.NewCollector(g.rdb, stream.CollectorConfig{Prefix: cfg.Redis.Prefix, Shards: cfg.Publish.Shards,
-		Extra: append([]string{alerts}, trimCfg.OtherDeadLetters...)}, logger)
+		Extra: append(alerts, trimCfg.OtherDeadLetters...)}, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +249,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	g.fieldTypes = fieldtype.New(g.rdb, cfg.Redis.Prefix, logger)
 	g.keys = keycache.New(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.ResolveKeyHash, func() time.Time { return g.now() })
 	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
-	if g.hub, err = alertfeed.New(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
+	if g.hub, err = alertfeed.New(g.rdb, cfg.Redis.Prefix, cfg.Publish.Shards, cfg.WS, g.reg, g.logger); err != nil {
 		return nil, err
 	}
 	g.limiter = redis_rate.NewLimiter(g.rdb)

@@ -79,13 +79,13 @@ type pipelineView struct {
 }
 
 // pipelineStreams lists the streams the pipeline view describes: the metrics shards, the replay
-// stream of every group that must read them, and the alerts stream.
+// stream of every group that must read them, and the alerts streams.
 func (g *Gateway) pipelineStreams() []string {
 	keys := stream.StreamKeys(g.cfg.Redis.Prefix, g.cfg.Publish.Shards)
 	for _, grp := range g.cfg.Trim.Groups {
 		keys = append(keys, stream.ReplayKey(g.cfg.Redis.Prefix, grp))
 	}
-	return append(keys, alertredis.StreamKey(g.cfg.Redis.Prefix))
+	return append(keys, alertredis.StreamKeys(g.cfg.Redis.Prefix, g.cfg.Publish.Shards)...)
 }
 
 // pipeline answers GET /api/v1/pipeline (operator): each consumer group on each stream with its
@@ -103,6 +103,7 @@ func (g *Gateway) pipeline(c echo.Context) error {
 		out.DeadLetters += n
 	}
 	groups, err := stream.Groups(ctx, g.rdb, g.pipelineStreams()...)
+	alerts := alertredis.StreamKeys(g.cfg.Redis.Prefix, g.cfg.Publish.Shards)
 	if err != nil {
 		return unavailable("redis", err)
 	}
@@ -114,7 +115,7 @@ func (g *Gateway) pipeline(c echo.Context) error {
 			v.Lag = &lag
 		}
 		v.Throughput = g.rates.rate(gr.Stream+" "+gr.Group, gr.EntriesRead, now)
-		if gr.Stream != alertredis.StreamKey(g.cfg.Redis.Prefix) {
+		if !slices.Contains(alerts, gr.Stream) {
 			v.DeadLetters = dead[gr.Group]
 		}
 		for _, cs := range gr.Consumers {

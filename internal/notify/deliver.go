@@ -393,12 +393,8 @@ func (n *Notifier) startsAt(ctx context.Context, ev alert.Event) time.Time {
 	case ev.From != alert.StatusFiring:
 		return ev.At
 	}
-	raw, err := n.rdb.HGet(ctx, alertredis.ActiveKey(n.cfg.Prefix), ev.AlertID).Bytes()
-	if err != nil {
-		return ev.At
-	}
-	var a alert.Active
-	if json.Unmarshal(raw, &a) != nil || a.FiringSince == nil || a.FiringSince.After(ev.At) {
+	a, err := alertredis.GetActive(ctx, n.rdb, n.cfg.Prefix, n.shards, ev.AgentID, ev.AlertID)
+	if err != nil || a.FiringSince == nil || a.FiringSince.After(ev.At) {
 		return ev.At
 	}
 	return *a.FiringSince

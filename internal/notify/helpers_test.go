@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,7 +31,7 @@ import (
 // silence stores, and a log kept in memory and printed when the test fails.
 type env struct {
 	t        *testing.T
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	prefix   string
 	channels *postgres.ChannelStore
 	silences *postgres.SilenceStore
@@ -37,9 +39,24 @@ type env struct {
 	db       *sqlx.DB
 }
 
+// testShards is the number of alert shards (STREAM_SHARDS) of the tests.
+const testShards = 2
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	rdb, prefix := testenv.Redis(t)
+	return newEnvOn(t, rdb, prefix)
+}
+
+// newClusterEnv is newEnv on the shared Redis Cluster (testenv.RedisCluster).
+func newClusterEnv(t *testing.T) *env {
+	t.Helper()
+	rdb, prefix := testenv.RedisCluster(t)
+	return newEnvOn(t, rdb, prefix)
+}
+
+func newEnvOn(t *testing.T, rdb redis.UniversalClient, prefix string) *env {
+	t.Helper()
 	db, _ := testenv.Postgres(t)
 	var buf syncBuffer
 	t.Cleanup(func() {
@@ -74,7 +91,7 @@ func (e *env) config(consumer string) Config {
 
 // consumerConfig is the batch consumer's part, fast enough for tests.
 func consumerConfig() stream.ConsumerConfig {
-	return stream.ConsumerConfig{Block: 100 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}
+	return stream.ConsumerConfig{Shards: testShards, Block: 100 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}
 }
 
 // running is a Notifier running in the background.
@@ -152,53 +169,76 @@ func (e *env) channel(name, url, secret string, headers map[string]string) alert
 	return ch
 }
 
-// append adds ev to the alerts stream the way the alerter does (StreamValues in an XADD).
+// append adds ev to the alerts stream of its agent's shard the way the alerter does
+// (StreamValues in an XADD).
 func (e *env) append(ev alert.Event) {
 	e.t.Helper()
 	values, err := alertredis.StreamValues(ev)
 	if err != nil {
 		e.t.Fatalf("StreamValues: %v", err)
 	}
-	e.xadd(values)
+	e.xaddTo(alertredis.Shard(ev.AgentID, testShards), values)
 }
 
+// xadd appends values to the alerts stream of shard 0.
 func (e *env) xadd(values map[string]any) {
 	e.t.Helper()
-	if err := e.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: alertredis.StreamKey(e.prefix), Values: values}).Err(); err != nil {
+	e.xaddTo(0, values)
+}
+
+func (e *env) xaddTo(shard int, values map[string]any) {
+	e.t.Helper()
+	if err := e.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: alertredis.StreamKey(e.prefix, shard), Values: values}).Err(); err != nil {
 		e.t.Fatalf("XADD: %v", err)
 	}
 }
 
-// settled waits until the group has read and acknowledged every entry of the alerts stream.
+// activeKey returns the active-alerts hash of the shard of agentID.
+func (e *env) activeKey(agentID string) string {
+	return alertredis.ActiveKey(e.prefix, alertredis.Shard(agentID, testShards))
+}
+
+// settled waits until the group has read and acknowledged every entry of the alerts streams.
 func (e *env) settled() {
 	e.t.Helper()
 	waitFor(e.t, 15*time.Second, "every alerts-stream entry acknowledged by the notifier group", func() bool {
-		groups, err := e.rdb.XInfoGroups(context.Background(), alertredis.StreamKey(e.prefix)).Result()
-		if err != nil {
-			return false
-		}
-		for _, g := range groups {
-			if g.Name == Group {
-				return g.Pending == 0 && g.Lag == 0
+		for _, key := range alertredis.StreamKeys(e.prefix, testShards) {
+			groups, err := e.rdb.XInfoGroups(context.Background(), key).Result()
+			if err != nil {
+				if strings.Contains(err.Error(), "no such key") {
+					continue // no entry there yet
+				}
+				return false
+			}
+			i := slices.IndexFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == Group })
+			if i < 0 || groups[i].Pending != 0 || groups[i].Lag != 0 {
+				return false
 			}
 		}
-		return false
+		return true
 	})
 }
 
-// pending returns how many entries the group has delivered and not acknowledged.
+// pending returns how many entries the group has delivered and not acknowledged, all shards
+// together.
 func (e *env) pending() int64 {
 	e.t.Helper()
-	groups, err := e.rdb.XInfoGroups(context.Background(), alertredis.StreamKey(e.prefix)).Result()
-	if err != nil {
-		e.t.Fatalf("XINFO GROUPS: %v", err)
-	}
-	for _, g := range groups {
-		if g.Name == Group {
-			return g.Pending
+	var n int64
+	for _, key := range alertredis.StreamKeys(e.prefix, testShards) {
+		groups, err := e.rdb.XInfoGroups(context.Background(), key).Result()
+		if err != nil {
+			if strings.Contains(err.Error(), "no such key") {
+				continue
+			}
+			e.t.Fatalf("XINFO GROUPS: %v", err)
+		}
+		for _, g := range groups {
+			if g.Name == Group {
+				n += g.Pending
+			}
 		}
 	}
-	return 0
+	return n
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {

@@ -1,5 +1,6 @@
 // Package notify delivers alert transitions to webhook notification channels. It consumes the
-// alerts stream as consumer group "notifier" on the shared batch consumer (stream.Consumer:
+// alerts streams of every shard (alertredis.StreamKeys) as consumer group "notifier" on the
+// shared batch consumer (stream.Consumer:
 // batches, reclaim of a dead copy's entries, dead letters) and runs each entry through a chain
 // of small stages, read the way Alertmanager's notify.Stage chain reads: silence, route to the
 // channels, then per channel and concurrently: retry (bounded, with backoff) around the lock,
@@ -72,7 +73,7 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
-// Group is the consumer group of the notifier on the alerts stream.
+// Group is the consumer group of the notifier on the alerts streams.
 const Group = "notifier"
 
 // PoisonKey is the notifier's dead-letter stream: the alerts-stream entries it gave up on
@@ -122,6 +123,10 @@ type Config struct {
 	// Consumer is this copy's name in the group: stable across restarts (a restarted copy
 	// resumes its own pending entries first) and unique among live copies. Required.
 	Consumer string
+	// Streams are the alerts streams to read, set by the binary: those of every shard alert
+	// state was ever written in (alertredis.KnownShards), so that a lowered STREAM_SHARDS still
+	// drains the others. Empty: the streams of shards 0 to STREAM_SHARDS-1.
+	Streams []string
 
 	// WebhookTimeout bounds one POST, from connecting to reading the answer.
 	WebhookTimeout time.Duration `env:"NOTIFIER_WEBHOOK_TIMEOUT" envDefault:"10s" help:"timeout of one webhook POST"`
@@ -219,6 +224,8 @@ type SilenceSource interface {
 type Notifier struct {
 	rdb     redis.UniversalClient
 	cfg     Config
+	shards  int // of the alert state (STREAM_SHARDS)
+	streams []string
 	logger  *slog.Logger
 	metrics *metrics
 	http    *http.Client
@@ -249,8 +256,9 @@ type Notifier struct {
 // (rdb stays the caller's: the Notifier never closes it), reads channels and silences through
 // the sources (cached for CacheTTL), logs to logger (nil discards) and registers its metrics on
 // reg (nil registers nothing; a registry shared by several Notifiers shares the metrics).
-// consumer holds the batch consumer's settings (the worker's STREAM_* variables); its stream,
-// group, dead-letter stream, prefix, consumer name and registerer are the notifier's.
+// consumer holds the batch consumer's settings (the worker's STREAM_* variables, STREAM_SHARDS
+// among them: the notifier reads the alerts stream of every shard); its streams, group,
+// dead-letter stream, prefix, consumer name and registerer are the notifier's.
 func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, channels ChannelSource, silences SilenceSource, logger *slog.Logger, reg prometheus.Registerer) (*Notifier, error) {
 	if rdb == nil || channels == nil || silences == nil {
 		return nil, errors.New("creating notifier: nil redis client, channel source or silence source")
@@ -260,6 +268,9 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 	}
 	policy, err := egress.NewPolicy(cfg.AllowedNetworks)
 	if err != nil {
+		return nil, fmt.Errorf("creating notifier: %w", err)
+	}
+	if err := config.Defaults(&consumer); err != nil {
 		return nil, fmt.Errorf("creating notifier: %w", err)
 	}
 	if logger == nil {
@@ -274,6 +285,7 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 	n := &Notifier{
 		rdb:      rdb,
 		cfg:      cfg,
+		shards:   max(consumer.Shards, 1),
 		logger:   logger,
 		metrics:  m,
 		http:     webhookClient(policy, cfg.WebhookTimeout),
@@ -299,7 +311,10 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 	n.pipeline = n.newPipeline()
 
 	consumer.Prefix, consumer.Consumer = cfg.Prefix, cfg.Consumer
-	consumer.Streams = []string{alertredis.StreamKey(cfg.Prefix)}
+	consumer.Streams = cfg.Streams
+	if len(consumer.Streams) == 0 {
+		consumer.Streams = alertredis.StreamKeys(cfg.Prefix, consumer.Shards)
+	}
 	consumer.Group = Group
 	consumer.DeadLetter = PoisonKey(cfg.Prefix)
 	consumer.Registerer = reg
@@ -308,6 +323,7 @@ func New(rdb redis.UniversalClient, cfg Config, consumer stream.ConsumerConfig, 
 	}
 	// Shutdown lets a POST in flight finish and write its marker before the ack.
 	consumer.DrainTimeout = max(consumer.DrainTimeout, cfg.WebhookTimeout+2*redisTimeout)
+	n.streams = consumer.Streams
 	if n.consumer, err = stream.NewConsumer(rdb, consumer, n.handle, consumerLogger); err != nil {
 		return nil, fmt.Errorf("creating notifier: %w", err)
 	}
@@ -321,7 +337,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		return errors.New("notifier: Run called twice")
 	}
 	n.stopping = ctx
-	n.logger.Info("notifier running", "stream", alertredis.StreamKey(n.cfg.Prefix), "group", Group, "consumer", n.cfg.Consumer)
+	n.logger.Info("notifier running", "streams", n.streams, "group", Group, "consumer", n.cfg.Consumer)
 	start := time.Now()
 	waitRepeats := n.runRepeats(ctx)
 	err := n.consumer.Run(ctx)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -175,7 +176,7 @@ func TestSeverityChangeWhileFiringKeepsStartsAt(t *testing.T) {
 	ev.At = testAt.Add(10 * time.Minute)
 	firingSince := testAt
 	active, _ := json.Marshal(alert.Active{ID: ev.AlertID, Status: alert.StatusFiring, FiringSince: &firingSince})
-	if err := e.rdb.HSet(context.Background(), alertredis.ActiveKey(e.prefix), ev.AlertID, active).Err(); err != nil {
+	if err := e.rdb.HSet(context.Background(), e.activeKey(ev.AgentID), ev.AlertID, active).Err(); err != nil {
 		t.Fatal(err)
 	}
 	e.append(ev)
@@ -847,5 +848,49 @@ func TestPipelineAlertWithoutAgent(t *testing.T) {
 	}
 	if _, ok := body.GroupLabels["agent"]; ok {
 		t.Errorf("group labels = %v, want no agent", body.GroupLabels)
+	}
+}
+
+// The notifier reads the alerts stream of every shard: transitions of agents in different
+// shards, and of a pipeline alert (no agent: shard 0), all reach the channel, each once.
+func TestDeliversFromEveryShard(t *testing.T) {
+	t.Parallel()
+	testDeliversFromEveryShard(t, newEnv(t))
+}
+
+// The same on Redis Cluster, where the shards' streams are on different nodes.
+func TestDeliversFromEveryShardOnCluster(t *testing.T) {
+	t.Parallel()
+	testDeliversFromEveryShard(t, newClusterEnv(t))
+}
+
+func testDeliversFromEveryShard(t *testing.T, e *env) {
+	rcv := newReceiver(t, nil)
+	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	e.start(e.config("n1"))
+
+	ruleID := uuid.NewString()
+	want := map[string]int{}
+	shardsSeen := map[int]bool{}
+	for i := 0; len(shardsSeen) < testShards || i < 4; i++ {
+		agent := fmt.Sprintf("agent-%d", i)
+		shardsSeen[alertredis.Shard(agent, testShards)] = true
+		ev := firing(ruleID, agent, ch.ID)
+		e.append(ev)
+		want[ev.ID] = 1
+	}
+	pipeline := firing(ruleID, "", ch.ID)
+	pipeline.Kind, pipeline.Summary = "pipeline", "watchdog"
+	e.append(pipeline)
+	want[pipeline.ID] = 1
+
+	e.settled()
+	waitFor(t, 10*time.Second, "every delivery", func() bool { return rcv.okCount() >= len(want) })
+	got := map[string]int{}
+	for _, req := range rcv.requests() {
+		got[req.header.Get(EventHeader)]++
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("deliveries per event = %v, want each once: %v", got, want)
 	}
 }

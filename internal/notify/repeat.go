@@ -176,13 +176,12 @@ func (n *Notifier) repeatOne(ctx context.Context, member, lease string) {
 		return
 	}
 	next := strconv.FormatInt(time.Now().Add(ch.RepeatInterval).UnixMilli(), 10)
-	activeRaw, err := n.rdb.HGet(ctx, alertredis.ActiveKey(p), ev.AlertID).Bytes()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	active, err := alertredis.GetActive(ctx, n.rdb, p, n.shards, ev.AgentID, ev.AlertID)
+	if err != nil && !errors.Is(err, alertredis.ErrNotFound) {
 		log.Warn("reading active alert failed", "err", err)
 		return
 	}
-	var active alert.Active
-	if err != nil || json.Unmarshal(activeRaw, &active) != nil || active.Status != alert.StatusFiring {
+	if err != nil || active.Status != alert.StatusFiring {
 		end("alert no longer firing")
 		return
 	}

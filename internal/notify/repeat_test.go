@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 )
 
 // repeatChannel stores a webhook channel repeating every interval. Validate's minimum (1m) is
@@ -39,7 +38,7 @@ func (e *env) setActive(ev alert.Event, value float64, ack *alert.Ack) {
 		Status: alert.StatusFiring, Severity: ev.Severity, Value: value, Since: since, FiringSince: &since, Ack: ack,
 	}
 	b, _ := json.Marshal(a)
-	if err := e.rdb.HSet(context.Background(), alertredis.ActiveKey(e.prefix), ev.AlertID, b).Err(); err != nil {
+	if err := e.rdb.HSet(context.Background(), e.activeKey(ev.AgentID), ev.AlertID, b).Err(); err != nil {
 		e.t.Fatalf("HSET active: %v", err)
 	}
 }
@@ -101,7 +100,7 @@ func TestRepeatWhileFiringOnceAcrossCopies(t *testing.T) {
 	}
 
 	// Resolving ends the repeats: the schedule is gone once the resolve is recorded.
-	if err := e.rdb.HDel(context.Background(), alertredis.ActiveKey(e.prefix), fire.AlertID).Err(); err != nil {
+	if err := e.rdb.HDel(context.Background(), e.activeKey(fire.AgentID), fire.AlertID).Err(); err != nil {
 		t.Fatal(err)
 	}
 	e.append(resolved(fire, 10))
