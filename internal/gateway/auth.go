@@ -44,6 +44,11 @@ const sessionTokenPrefix = "ams_"
 // sessions keeps operator sessions in Redis: prefix+"session:"+sha256(token) holds the session
 // with a sliding TTL, renewed on every authenticated request. The token itself is never stored.
 // prefix+"user-sessions:"+username indexes a user's sessions so that deleting the user ends them.
+//
+// A session and its index live in different Redis Cluster slots (the token, which names the
+// session, says nothing of its user), so no command or MULTI spans both: every write is ordered
+// so that a failure half-way leaves a live session always indexed (the index is written first and
+// cleared last) and at most a stale index member, which the next login of that user prunes.
 type sessions struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -78,14 +83,18 @@ func (s *sessions) create(ctx context.Context, username, role string, now time.T
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("reading sessions of %s: %w", username, err)
 	}
-	pipe := s.rdb.TxPipeline()
-	pipe.Set(ctx, s.key(h), val, s.ttl)
+	// Index first, then the session: one pipeline per step (single-key commands, which a cluster
+	// client sends to each key's node).
+	pipe := s.rdb.Pipeline()
 	pipe.SAdd(ctx, idx, h)
 	existsCmds := make([]*redis.IntCmd, len(members))
 	for i, m := range members {
 		existsCmds[i] = pipe.Exists(ctx, s.key(m))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
+		return "", time.Time{}, fmt.Errorf("indexing session: %w", err)
+	}
+	if err := s.rdb.Set(ctx, s.key(h), val, s.ttl).Err(); err != nil {
 		return "", time.Time{}, fmt.Errorf("storing session: %w", err)
 	}
 	var stale []any
@@ -122,33 +131,20 @@ func (s *sessions) lookup(ctx context.Context, token string) (session, string, e
 	return sess, h, nil
 }
 
-// end deletes one session.
+// end deletes one session, then its index member.
 func (s *sessions) end(ctx context.Context, username, tokenHash string) error {
-	pipe := s.rdb.TxPipeline()
-	pipe.Del(ctx, s.key(tokenHash))
-	pipe.SRem(ctx, s.indexKey(username), tokenHash)
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := s.rdb.Del(ctx, s.key(tokenHash)).Err(); err != nil {
 		return fmt.Errorf("ending session: %w", err)
+	}
+	if err := s.rdb.SRem(ctx, s.indexKey(username), tokenHash).Err(); err != nil {
+		return fmt.Errorf("ending session (index): %w", err)
 	}
 	return nil
 }
 
-// endAll deletes every session of username.
+// endAll deletes every session of username, then the user's index.
 func (s *sessions) endAll(ctx context.Context, username string) error {
-	idx := s.indexKey(username)
-	members, err := s.rdb.SMembers(ctx, idx).Result()
-	if err != nil {
-		return fmt.Errorf("reading sessions of %s: %w", username, err)
-	}
-	pipe := s.rdb.TxPipeline()
-	for _, m := range members {
-		pipe.Del(ctx, s.key(m))
-	}
-	pipe.Del(ctx, idx)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("ending sessions of %s: %w", username, err)
-	}
-	return nil
+	return s.endOthers(ctx, username, "")
 }
 
 // Context keys for what the auth middleware learns.
