@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
@@ -20,6 +21,22 @@ func TestSessionsOnCluster(t *testing.T) {
 	e.g, e.url = startGateway(t, cfg)
 
 	admin := e.adminToken()
+	// The pipeline page reads every master's INFO.
+	r := e.do(req{method: "GET", path: "/api/v1/pipeline", auth: bearer(admin)})
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /api/v1/pipeline on a cluster = %s, want 200", r)
+	}
+	view := decode[pipelineView](t, r)
+	redisInfo := view.Stores["redis"]
+	masters := 0
+	for k := range redisInfo.Info {
+		if strings.HasSuffix(k, " used_memory_human") {
+			masters++
+		}
+	}
+	if !redisInfo.OK || masters != 3 {
+		t.Errorf("pipeline view's redis = %+v, want the INFO of 3 masters", redisInfo)
+	}
 	first := e.userToken(admin, "alice", "viewer")
 	second := e.login("alice", "password-of-user")
 	third := e.login("alice", "password-of-user")
@@ -28,7 +45,7 @@ func TestSessionsOnCluster(t *testing.T) {
 			t.Fatalf("GET /api/v1/agents with a fresh session = %s, want 200", r)
 		}
 	}
-	r := e.do(req{method: "POST", path: "/api/v1/auth/password", auth: bearer(first),
+	r = e.do(req{method: "POST", path: "/api/v1/auth/password", auth: bearer(first),
 		body: map[string]string{"current_password": "password-of-user", "new_password": "another-password"}})
 	if r.status != http.StatusNoContent {
 		t.Fatalf("changing the password = %s, want 204", r)
