@@ -46,9 +46,12 @@ const sessionTokenPrefix = "ams_"
 // prefix+"user-sessions:"+username indexes a user's sessions so that deleting the user ends them.
 //
 // A session and its index live in different Redis Cluster slots (the token, which names the
-// session, says nothing of its user), so no command or MULTI spans both: every write is ordered
-// so that a failure half-way leaves a live session always indexed (the index is written first and
-// cleared last) and at most a stale index member, which the next login of that user prunes.
+// session, says nothing of its user), so no command or MULTI spans both; the writes are ordered
+// instead. A login stores the session, then indexes it, and hands the token out only after both:
+// a failure in between leaves a session nobody holds the token of, which expires. Ending sessions
+// deletes them first and their index members after, so a failure leaves at most stale members,
+// which the user's next login prunes. An index member therefore always has had its session stored
+// (a concurrent login's pruning cannot drop a session about to be stored).
 type sessions struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -83,19 +86,18 @@ func (s *sessions) create(ctx context.Context, username, role string, now time.T
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("reading sessions of %s: %w", username, err)
 	}
-	// Index first, then the session: one pipeline per step (single-key commands, which a cluster
-	// client sends to each key's node).
+	// The session, then its index member (see sessions). The EXISTS checks ride along.
 	pipe := s.rdb.Pipeline()
-	pipe.SAdd(ctx, idx, h)
+	pipe.Set(ctx, s.key(h), val, s.ttl)
 	existsCmds := make([]*redis.IntCmd, len(members))
 	for i, m := range members {
 		existsCmds[i] = pipe.Exists(ctx, s.key(m))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return "", time.Time{}, fmt.Errorf("indexing session: %w", err)
-	}
-	if err := s.rdb.Set(ctx, s.key(h), val, s.ttl).Err(); err != nil {
 		return "", time.Time{}, fmt.Errorf("storing session: %w", err)
+	}
+	if err := s.rdb.SAdd(ctx, idx, h).Err(); err != nil {
+		return "", time.Time{}, fmt.Errorf("indexing session: %w", err)
 	}
 	var stale []any
 	for i, c := range existsCmds {
