@@ -59,7 +59,9 @@ func TestRedisClusterMasterKilled(t *testing.T) {
 						return ""
 					})
 					f.end = time.Now()
-					notes = append(notes, fmt.Sprintf("%s: %s killed, %s promoted after %s", key, killed, promoted, f.end.Sub(began).Round(10*time.Millisecond)))
+					note := fmt.Sprintf("%s: %s killed, %s promoted after %s", key, killed, promoted, f.end.Sub(began).Round(10*time.Millisecond))
+					t.Log(note)
+					notes = append(notes, note)
 					// The killed node rejoins as a replica of the promoted one (its nodes.conf).
 					if err := c.rcl.Node(killed).Start(); err != nil {
 						t.Fatalf("restarting %s: %v", killed, err)
