@@ -50,7 +50,7 @@ const adminPassword = "e2e-admin-password"
 // database, and the binaries it started (internal/stack runs them).
 type system struct {
 	t        *testing.T
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	prefix   string
 	influx   *influx.Client
 	sys      *stack.System
@@ -69,7 +69,7 @@ type options struct {
 
 func newSystem(t *testing.T, o options) *system {
 	t.Helper()
-	rdb, prefix := testenv.Redis(t)
+	rdb, prefix, url := testRedis(t)
 	_, dbURL := testenv.Postgres(t)
 	var idb testenv.InfluxDB
 	if o.server != nil {
@@ -79,7 +79,7 @@ func newSystem(t *testing.T, o options) *system {
 	}
 	s := &system{t: t, rdb: rdb, prefix: prefix, influxDB: idb}
 	s.sys = &stack.System{BinDir: binDir, LogDir: t.TempDir(), Env: []string{
-		"REDIS_URL=" + redisURL(),
+		"REDIS_URL=" + url,
 		"REDIS_KEY_PREFIX=" + prefix,
 		"DATABASE_URL=" + dbURL,
 		"INFLUXDB_URL=" + idb.URL,
@@ -180,6 +180,24 @@ func redisURL() string {
 		return u
 	}
 	return testenv.DefaultRedisURL
+}
+
+// onCluster reports whether TEST_E2E_REDIS=cluster asks the tests to run every binary against
+// Redis Cluster (testenv.RedisClusterURL) instead of the single Redis. go tool task test runs
+// the pipeline and alerting tests a second time that way (cmd/devstack, e2eClusterTests).
+func onCluster() bool { return os.Getenv("TEST_E2E_REDIS") == "cluster" }
+
+// testRedis returns the client, key prefix and REDIS_URL of the Redis the test's binaries use:
+// the single server, or the cluster when onCluster. Cleanup deletes the prefix's keys (on every
+// master of a cluster).
+func testRedis(t *testing.T) (redis.UniversalClient, string, string) {
+	t.Helper()
+	if onCluster() {
+		rdb, prefix := testenv.RedisCluster(t)
+		return rdb, prefix, testenv.RedisClusterURL()
+	}
+	rdb, prefix := testenv.Redis(t)
+	return rdb, prefix, redisURL()
 }
 
 // do sends a request to the gateway and returns the status and body.

@@ -84,16 +84,18 @@ const (
 // options shape one scenario's deployment.
 type options struct {
 	privatePostgres bool     // a cluster of its own (the scenario stops it); else a database on the shared one
+	redisCluster    bool     // a private Redis Cluster (3 masters, 3 replicas) instead of one redis-server
 	env             []string // extra settings for every binary
 	writers         int      // influx-writer copies (default 1)
 }
 
-// cluster is one scenario's deployment: a private redis-server (AOF everysec, noeviction), a
-// private influxd, PostgreSQL, and the four binaries.
+// cluster is one scenario's deployment: a private redis-server (AOF everysec, noeviction) or a
+// private Redis Cluster, a private influxd, PostgreSQL, and the four binaries.
 type cluster struct {
 	t       *testing.T
-	redis   *stack.Redis
-	rdb     *redis.Client
+	redis   *stack.Redis   // nil with options.redisCluster
+	rcl     *stack.Cluster // nil without options.redisCluster
+	rdb     redis.UniversalClient
 	pg      *stack.Postgres // nil unless options.privatePostgres
 	influxd *stack.Influxd
 	sys     *stack.System
@@ -108,11 +110,22 @@ func newCluster(t *testing.T, o options) *cluster {
 	t.Helper()
 	c := &cluster{t: t, prefix: "faults:"}
 	var err error
-	if c.redis, err = stack.StartRedis(t.TempDir()); err != nil {
-		t.Fatalf("starting redis-server: %v", err)
+	redisURL := ""
+	if o.redisCluster {
+		if c.rcl, err = stack.StartCluster(t.Context(), t.TempDir(), 3); err != nil {
+			t.Fatalf("starting a Redis Cluster: %v", err)
+		}
+		t.Cleanup(c.rcl.Stop)
+		redisURL = c.rcl.URL()
+		c.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.rcl.Addrs()})
+	} else {
+		if c.redis, err = stack.StartRedis(t.TempDir()); err != nil {
+			t.Fatalf("starting redis-server: %v", err)
+		}
+		t.Cleanup(func() { _ = c.redis.Stop() })
+		redisURL = c.redis.URL()
+		c.rdb = redis.NewClient(&redis.Options{Addr: c.redis.Addr()})
 	}
-	t.Cleanup(func() { _ = c.redis.Stop() })
-	c.rdb = redis.NewClient(&redis.Options{Addr: c.redis.Addr()})
 	t.Cleanup(func() { c.rdb.Close() })
 
 	var dbURL string
@@ -137,7 +150,7 @@ func newCluster(t *testing.T, o options) *cluster {
 	c.influxd = testenv.PrivateInfluxd(t, testenv.WithoutFlux())
 
 	c.sys = &stack.System{BinDir: binDir, LogDir: t.TempDir(), Env: append([]string{
-		"REDIS_URL=" + c.redis.URL(),
+		"REDIS_URL=" + redisURL,
 		"REDIS_KEY_PREFIX=" + c.prefix,
 		"DATABASE_URL=" + dbURL,
 		"INFLUXDB_URL=" + c.influxd.URL(),

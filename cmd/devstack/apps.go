@@ -278,11 +278,25 @@ func (d *dev) test(ctx context.Context, packages []string) error {
 	if err := d.command(ctx, []string{"INFLUXD_BIN=" + influxd}, "go", args...); err != nil {
 		return err
 	}
+	if whole || slices.ContainsFunc(packages, func(p string) bool { return strings.HasPrefix(strings.TrimPrefix(p, "./"), "e2e") }) {
+		// The same binaries on Redis Cluster: the pipeline and alerting tests again, every binary
+		// given the cluster's REDIS_URL (e2e/system_test.go, TEST_E2E_REDIS).
+		args := append(append([]string{"test", "-count=1", "-race", "-p", "2", "-timeout", "20m"}, d.cfg.goTestFlags...), "-run", e2eClusterTests, "./e2e/")
+		logf("TEST_E2E_REDIS=cluster go %s", strings.Join(args, " "))
+		if err := d.command(ctx, []string{"INFLUXD_BIN=" + influxd, "TEST_E2E_REDIS=cluster"}, "go", args...); err != nil {
+			return err
+		}
+	}
 	if whole {
 		return d.fuzz(ctx, fuzzCI)
 	}
 	return nil
 }
+
+// e2eClusterTests selects the end-to-end tests `test` runs a second time against Redis Cluster:
+// the pipeline (agent → gateway → every group → InfluxDB, PostgreSQL) and alerting (rules,
+// agent-silent, edits, WebSocket latency).
+const e2eClusterTests = "^(TestPipelineEndToEnd|TestAlertFiresResolvesWithHysteresisEverywhere|TestAgentSilentFiresForSilentAndNeverSeenAgents|TestRuleEditAndSilenceTakeEffectWithoutRestart|TestAlertLatency)$"
 
 // fuzzTargets are the native fuzz targets: the parsers of agent input and the alert-rule
 // validator. `test` runs each for fuzzCI, `fuzz` for longer.

@@ -51,11 +51,13 @@ type config struct {
 	databaseURL string
 	influxURL   string
 	redisPass   string // REDIS_PASSWORD, when the URL has none
-	adminPass   string
-	gatewayAddr string
-	opsAddrs    map[string]string // worker -> OPS_ADDR
-	ready       time.Duration
-	influxdBin  string
+	// redisCluster is REDIS_CLUSTER: the cluster client for a URL with one seed address.
+	redisCluster bool
+	adminPass    string
+	gatewayAddr  string
+	opsAddrs     map[string]string // worker -> OPS_ADDR
+	ready        time.Duration
+	influxdBin   string
 
 	testRedisURL    string
 	testDatabaseURL string
@@ -94,6 +96,11 @@ func loadConfig() (config, error) {
 		testRedisURL:    env("TEST_REDIS_URL", defaultRedisURL),
 		testDatabaseURL: env("TEST_DATABASE_URL", defaultDatabaseURL),
 		goTestFlags:     strings.Fields(os.Getenv("GO_TEST_FLAGS")),
+	}
+	if v := os.Getenv("REDIS_CLUSTER"); v != "" {
+		if c.redisCluster, err = strconv.ParseBool(v); err != nil {
+			return c, fmt.Errorf("REDIS_CLUSTER %q: want 1 or 0", v)
+		}
 	}
 	if c.clusterPorts, err = parsePorts(env("REDIS_CLUSTER_PORTS", "7000,7001,7002,7003,7004,7005")); err != nil {
 		return c, err

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -158,8 +159,18 @@ func (d *dev) some(ctx context.Context, names []string) error {
 	return nil
 }
 
-// ensureRedis makes sure a Redis answers at rawURL, starting a local redis-server if needed.
+// ensureRedis makes sure a Redis answers at rawURL, starting a local redis-server if needed. A
+// cluster URL (several addr parameters, or REDIS_CLUSTER=1) or a Sentinel URL (master_name) goes
+// to ensureRedisDeployment.
 func (d *dev) ensureRedis(ctx context.Context, rawURL string) error {
+	rc := redisconn.Config{URL: rawURL, Password: d.cfg.redisPass, Cluster: d.cfg.redisCluster}
+	mode, err := rc.Mode()
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	if mode != redisconn.Single {
+		return d.ensureRedisDeployment(ctx, rc, mode)
+	}
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
@@ -185,6 +196,66 @@ func (d *dev) ensureRedis(ctx context.Context, rawURL string) error {
 		return fmt.Errorf("redis did not start listening (see %s): %w", filepath.Join(d.logDir, "redis.log"), err)
 	}
 	return nil
+}
+
+// ensureRedisDeployment makes sure the Redis Cluster or Sentinel deployment of rc answers on every
+// master. When a cluster URL names only nodes of the local cluster (REDIS_CLUSTER_PORTS on this
+// machine), that cluster is started first (clusterUp); anything else must already run. Settings
+// that can lose points are warned about, per master.
+func (d *dev) ensureRedisDeployment(ctx context.Context, rc redisconn.Config, mode redisconn.Mode) error {
+	opts, err := rc.Options()
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	if mode == redisconn.Cluster && d.localClusterNodes(opts.Addrs) {
+		if err := d.clusterUp(ctx); err != nil {
+			return err
+		}
+	}
+	client, err := rc.NewClient()
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	where := strings.Join(opts.Addrs, ",")
+	if err := redisconn.Ping(ctx, client); err != nil {
+		return fmt.Errorf("redis %s at %s (REDIS_URL) does not answer on every master: start it or fix REDIS_URL: %w", mode, where, err)
+	}
+	logf("Redis: using the %s at %s", mode, where)
+	err = redisconn.ForEachServer(ctx, client, func(ctx context.Context, node redis.UniversalClient) error {
+		s, err := redisconn.ReadSettings(ctx, node)
+		if err == nil {
+			err = s.Refusal(false)
+		}
+		if err != nil {
+			logf("Redis: WARNING: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, w := range redisconn.Warnings(ctx, client) {
+		if !strings.Contains(w, "maxmemory-policy") { // said above
+			logf("Redis: WARNING: %s", strings.TrimPrefix(w, "redis "))
+		}
+	}
+	return nil
+}
+
+// localClusterNodes reports whether every address is a node of the local cluster: a loopback
+// host and a port of REDIS_CLUSTER_PORTS.
+func (d *dev) localClusterNodes(addrs []string) bool {
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		p, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || !isLocal(host) || !slices.Contains(d.cfg.clusterPorts, p) {
+			return false
+		}
+	}
+	return len(addrs) > 0
 }
 
 // warnRedisSettings says loudly when the Redis found running can lose points: no append-only

@@ -326,3 +326,23 @@ func TestCheckManyNewFields(t *testing.T) {
 	}
 	checkErr(t, "a float for the last one", r.Check(ctx, lp(t, "wide f2499=1"), fieldtype.LineProtocol), 0, `field "f2499" of measurement "wide" is integer`)
 }
+
+// TestCheckOnCluster registers fields of several measurements in one request on Redis Cluster,
+// where their hashes live in different slots: one pipeline of single-key commands, split by node.
+func TestCheckOnCluster(t *testing.T) {
+	rdb, prefix := testenv.RedisCluster(t)
+	r := fieldtype.New(rdb, prefix, nil)
+	ctx := context.Background()
+	var body strings.Builder
+	for i := range 20 {
+		fmt.Fprintf(&body, "m%d f=1i,g=\"x\"\n", i)
+	}
+	checkErr(t, "first write", r.Check(ctx, lp(t, body.String()), fieldtype.LineProtocol), 0, "")
+	for i := range 20 {
+		if got, err := rdb.HGet(ctx, fmt.Sprintf("%sfieldtypes:m%d", prefix, i), "f").Result(); err != nil || got != "integer" {
+			t.Errorf("HGET %sfieldtypes:m%d f = %q, %v; want integer", prefix, i, got, err)
+		}
+	}
+	other := fieldtype.New(rdb, prefix, nil) // another gateway: learns from Redis
+	checkErr(t, "conflict", other.Check(ctx, lp(t, "m7 f=1.5"), fieldtype.LineProtocol), 0, `field "f" of measurement "m7" is integer; this point sends float`)
+}

@@ -44,6 +44,14 @@ const sessionTokenPrefix = "ams_"
 // sessions keeps operator sessions in Redis: prefix+"session:"+sha256(token) holds the session
 // with a sliding TTL, renewed on every authenticated request. The token itself is never stored.
 // prefix+"user-sessions:"+username indexes a user's sessions so that deleting the user ends them.
+//
+// A session and its index live in different Redis Cluster slots (the token, which names the
+// session, says nothing of its user), so no command or MULTI spans both; the writes are ordered
+// instead. A login stores the session, then indexes it, and hands the token out only after both:
+// a failure in between leaves a session nobody holds the token of, which expires. Ending sessions
+// deletes them first and their index members after, so a failure leaves at most stale members,
+// which the user's next login prunes. An index member therefore always has had its session stored
+// (a concurrent login's pruning cannot drop a session about to be stored).
 type sessions struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -78,15 +86,18 @@ func (s *sessions) create(ctx context.Context, username, role string, now time.T
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("reading sessions of %s: %w", username, err)
 	}
-	pipe := s.rdb.TxPipeline()
+	// The session, then its index member (see sessions). The EXISTS checks ride along.
+	pipe := s.rdb.Pipeline()
 	pipe.Set(ctx, s.key(h), val, s.ttl)
-	pipe.SAdd(ctx, idx, h)
 	existsCmds := make([]*redis.IntCmd, len(members))
 	for i, m := range members {
 		existsCmds[i] = pipe.Exists(ctx, s.key(m))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return "", time.Time{}, fmt.Errorf("storing session: %w", err)
+	}
+	if err := s.rdb.SAdd(ctx, idx, h).Err(); err != nil {
+		return "", time.Time{}, fmt.Errorf("indexing session: %w", err)
 	}
 	var stale []any
 	for i, c := range existsCmds {
@@ -122,33 +133,20 @@ func (s *sessions) lookup(ctx context.Context, token string) (session, string, e
 	return sess, h, nil
 }
 
-// end deletes one session.
+// end deletes one session, then its index member.
 func (s *sessions) end(ctx context.Context, username, tokenHash string) error {
-	pipe := s.rdb.TxPipeline()
-	pipe.Del(ctx, s.key(tokenHash))
-	pipe.SRem(ctx, s.indexKey(username), tokenHash)
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := s.rdb.Del(ctx, s.key(tokenHash)).Err(); err != nil {
 		return fmt.Errorf("ending session: %w", err)
+	}
+	if err := s.rdb.SRem(ctx, s.indexKey(username), tokenHash).Err(); err != nil {
+		return fmt.Errorf("ending session (index): %w", err)
 	}
 	return nil
 }
 
-// endAll deletes every session of username.
+// endAll deletes every session of username, then the user's index.
 func (s *sessions) endAll(ctx context.Context, username string) error {
-	idx := s.indexKey(username)
-	members, err := s.rdb.SMembers(ctx, idx).Result()
-	if err != nil {
-		return fmt.Errorf("reading sessions of %s: %w", username, err)
-	}
-	pipe := s.rdb.TxPipeline()
-	for _, m := range members {
-		pipe.Del(ctx, s.key(m))
-	}
-	pipe.Del(ctx, idx)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("ending sessions of %s: %w", username, err)
-	}
-	return nil
+	return s.endOthers(ctx, username, "")
 }
 
 // Context keys for what the auth middleware learns.

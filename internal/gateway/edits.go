@@ -154,23 +154,32 @@ func (g *Gateway) changePassword(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// endOthers deletes every session of username but the one whose token hashes to keep.
+// endOthers deletes every session of username but the one whose token hashes to keep (none when
+// keep is ""): the sessions first (one DEL each, as they live in different cluster slots), then
+// their index members, so that a failure half-way leaves no live session unindexed.
 func (s *sessions) endOthers(ctx context.Context, username, keep string) error {
 	idx := s.indexKey(username)
 	members, err := s.rdb.SMembers(ctx, idx).Result()
 	if err != nil {
 		return fmt.Errorf("reading sessions of %s: %w", username, err)
 	}
-	pipe := s.rdb.TxPipeline()
+	ended := make([]any, 0, len(members))
+	pipe := s.rdb.Pipeline()
 	for _, m := range members {
 		if m == keep {
 			continue
 		}
 		pipe.Del(ctx, s.key(m))
-		pipe.SRem(ctx, idx, m)
+		ended = append(ended, m)
+	}
+	if len(ended) == 0 {
+		return nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("ending sessions of %s: %w", username, err)
+	}
+	if err := s.rdb.SRem(ctx, idx, ended...).Err(); err != nil {
+		return fmt.Errorf("ending sessions of %s (index): %w", username, err)
 	}
 	return nil
 }

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
+	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -147,18 +149,34 @@ var redisInfoKeys = []string{
 	"aof_enabled", "aof_last_write_status", "aof_last_bgrewrite_status",
 }
 
+// redisHealth reads INFO memory and persistence; on a cluster from every master, each field then
+// named "<master address> <field>".
 func (g *Gateway) redisHealth(ctx context.Context) storeHealth {
-	text, err := g.rdb.Info(ctx, "memory", "persistence").Result()
+	_, cluster := g.rdb.(*redis.ClusterClient)
+	var mu sync.Mutex
+	info := map[string]string{}
+	err := redisconn.ForEachServer(ctx, g.rdb, func(ctx context.Context, node redis.UniversalClient) error {
+		text, err := node.Info(ctx, "memory", "persistence").Result()
+		if err != nil {
+			return err
+		}
+		name := ""
+		if c, ok := node.(*redis.Client); ok && cluster {
+			name = c.Options().Addr + " "
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		sc := bufio.NewScanner(strings.NewReader(text))
+		for sc.Scan() {
+			k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+			if ok && slices.Contains(redisInfoKeys, k) {
+				info[name+k] = v
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return health(err)
-	}
-	info := map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if ok && slices.Contains(redisInfoKeys, k) {
-			info[k] = v
-		}
 	}
 	return storeHealth{OK: true, Info: info}
 }

@@ -69,7 +69,7 @@ func (g *Gateway) newEcho() *echo.Echo {
 	// the operator API's, which needs PostgreSQL too.
 	e.GET("/readyz", echo.WrapHandler(ops.Readiness{
 		Checks: map[string]ops.Check{
-			"redis":    func(ctx context.Context) error { return g.rdb.Ping(ctx).Err() },
+			"redis":    func(ctx context.Context) error { return redisconn.Ping(ctx, g.rdb) },
 			"postgres": func(ctx context.Context) error { return g.db.PingContext(ctx) },
 		},
 		Scopes:   map[string][]string{"": {"redis"}, "ingest": {"redis"}, "api": {"redis", "postgres"}},

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,10 +36,16 @@ const (
 	Sentinel Mode = "sentinel"
 )
 
-// Validate checks that the URL parses in the form it selects.
+// Validate checks that the URL parses in the form it selects and that the key prefix holds no
+// hash tag: on Redis Cluster a '{' or '}' in REDIS_KEY_PREFIX would put the prefix's braces, not
+// the keys' own "{shard}" tags, in charge of which slot each key lands in (every key of the
+// deployment in one slot, or keys that must share a slot in different ones).
 func (c Config) Validate() error {
 	if _, err := c.Options(); err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	if strings.ContainsAny(c.Prefix, "{}") {
+		return fmt.Errorf("REDIS_KEY_PREFIX %q: must not contain '{' or '}' (Redis Cluster hash tags; the keys carry their own)", c.Prefix)
 	}
 	return nil
 }
@@ -162,6 +169,14 @@ func Open(ctx context.Context, cfg Config) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis at %s: %w", where, err)
 	}
 	return client, nil
+}
+
+// Ping checks that Redis answers: on a cluster every master (a client whose commands reach only
+// some masters is not ready), otherwise the one server.
+func Ping(ctx context.Context, client redis.UniversalClient) error {
+	return ForEachServer(ctx, client, func(ctx context.Context, node redis.UniversalClient) error {
+		return node.Ping(ctx).Err()
+	})
 }
 
 // ForEachServer calls fn with every master of a cluster client, or with the client itself.

@@ -3,6 +3,7 @@ package redisconn_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,59 @@ func TestOpenCluster(t *testing.T) {
 	for i := range 50 {
 		if err := c.Set(ctx, fmt.Sprintf("%sk%d", prefix, i), i, time.Minute).Err(); err != nil {
 			t.Fatalf("SET on the cluster: %v", err)
+		}
+	}
+}
+
+func TestValidateRefusesHashTagsInThePrefix(t *testing.T) {
+	for _, prefix := range []string{"{am}:", "am}", "a{b"} {
+		err := redisconn.Config{URL: "redis://127.0.0.1:6379/0", Prefix: prefix}.Validate()
+		if err == nil || !strings.Contains(err.Error(), "REDIS_KEY_PREFIX") {
+			t.Errorf("Validate(prefix %q) = %v, want an error naming REDIS_KEY_PREFIX", prefix, err)
+		}
+	}
+	if err := (redisconn.Config{URL: "redis://127.0.0.1:6379/0", Prefix: "am:prod:"}).Validate(); err != nil {
+		t.Errorf("Validate(prefix am:prod:) = %v", err)
+	}
+}
+
+// TestClusterPubSub checks what the alert feed relies on: a message PUBLISHed through the cluster
+// client reaches a subscriber of the same client, whichever nodes the two commands go to (PUBLISH
+// on a cluster is forwarded to every node).
+func TestClusterPubSub(t *testing.T) {
+	_, prefix := testenv.RedisCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := redisconn.Open(ctx, redisconn.Config{URL: testenv.RedisClusterURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := redisconn.Ping(ctx, c); err != nil {
+		t.Fatalf("Ping(every master) = %v", err)
+	}
+	pub, err := redisconn.Open(ctx, redisconn.Config{URL: testenv.RedisClusterURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	channel := prefix + "alerts"
+	sub := c.Subscribe(ctx, channel)
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the subscription confirmation
+		t.Fatalf("subscribing on the cluster: %v", err)
+	}
+	for i := range 20 {
+		want := fmt.Sprintf("event %d", i)
+		if err := pub.Publish(ctx, channel, want).Err(); err != nil {
+			t.Fatalf("PUBLISH on the cluster: %v", err)
+		}
+		msg, err := sub.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("receiving %q: %v", want, err)
+		}
+		if msg.Payload != want {
+			t.Fatalf("received %q, want %q", msg.Payload, want)
 		}
 	}
 }

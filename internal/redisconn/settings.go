@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -68,13 +70,36 @@ func (s Settings) Warnings() []string {
 }
 
 // Warnings reads the server's settings and returns their warnings; nil when the server does not
-// answer (the readiness check reports that).
+// answer (the readiness check reports that). On a cluster every master is asked (CONFIG GET
+// reaches one node only), and a warning names the master it is about.
 func Warnings(ctx context.Context, rdb redis.UniversalClient) []string {
-	s, err := ReadSettings(ctx, rdb)
-	if err != nil {
+	_, cluster := rdb.(*redis.ClusterClient)
+	var (
+		mu  sync.Mutex
+		out []string
+	)
+	_ = ForEachServer(ctx, rdb, func(ctx context.Context, node redis.UniversalClient) error {
+		s, err := ReadSettings(ctx, node)
+		if err != nil {
+			return nil // an unreachable master fails the readiness check, not this list
+		}
+		w := s.Warnings()
+		if cluster {
+			addr := ""
+			if c, ok := node.(*redis.Client); ok {
+				addr = c.Options().Addr
+			}
+			for i := range w {
+				w[i] = strings.Replace(w[i], "redis: ", "redis "+addr+": ", 1)
+			}
+		}
+		mu.Lock()
+		out = append(out, w...)
+		mu.Unlock()
 		return nil
-	}
-	return s.Warnings()
+	})
+	slices.Sort(out) // ForEachMaster runs concurrently: keep the list stable
+	return out
 }
 
 // IsOOM reports whether err is Redis refusing a write because maxmemory is reached (with

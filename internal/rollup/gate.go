@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
@@ -33,16 +34,25 @@ func (e *errNotWritten) RetryAfter() time.Duration { return e.wait }
 func writtenBelow(ctx context.Context, rdb redis.UniversalClient, group string, keys []string) (map[string]streamID, error) {
 	infos := make([]*redis.XInfoGroupsCmd, len(keys))
 	pend := make([]*redis.XPendingCmd, len(keys))
-	// One MULTI, so that the group's position and its pending entries describe the same moment.
-	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			infos[i] = p.XInfoGroups(ctx, k)
-			pend[i] = p.XPending(ctx, k, group)
-		}
-		return nil
-	})
-	if err != nil && !strings.Contains(err.Error(), "NOGROUP") {
-		return nil, fmt.Errorf("reading position of group %q: %w", group, err)
+	// One MULTI per stream, so that the group's position and its pending entries describe the same
+	// moment; the streams are in different Redis Cluster slots (one per shard), so each has its own,
+	// all sent at once.
+	var eg errgroup.Group
+	for i, k := range keys {
+		eg.Go(func() error {
+			_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				infos[i] = p.XInfoGroups(ctx, k)
+				pend[i] = p.XPending(ctx, k, group)
+				return nil
+			})
+			if err != nil && !strings.Contains(err.Error(), "NOGROUP") {
+				return fmt.Errorf("reading position of group %q on %s: %w", group, k, err)
+			}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
 	}
 	out := make(map[string]streamID, len(keys))
 	for i, k := range keys {

@@ -81,14 +81,20 @@ func NewStore(rdb redis.UniversalClient, prefix string) *Store {
 	return &Store{rdb: rdb, prefix: prefix}
 }
 
+// rollupTag is the Redis Cluster hash tag of every rollup key: the scripts that move a window
+// between a tier's sets and its parent's dirty set, and the MULTI that reads every tier, touch
+// several of these keys at once, so they share one slot. They are few and small (one member per
+// dirty window), so one node holds them all.
+const rollupTag = "{rollup}"
+
 // DirtyKey returns the key of tier's dirty set.
 func (s *Store) DirtyKey(tier int) string {
-	return s.prefix + "rollup:dirty:" + influx.Tiers[tier].Name
+	return s.prefix + "rollup:" + rollupTag + ":dirty:" + influx.Tiers[tier].Name
 }
 
 // InflightKey returns the key of tier's in-flight set.
 func (s *Store) InflightKey(tier int) string {
-	return s.prefix + "rollup:inflight:" + influx.Tiers[tier].Name
+	return s.prefix + "rollup:" + rollupTag + ":inflight:" + influx.Tiers[tier].Name
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }

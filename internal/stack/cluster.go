@@ -43,8 +43,12 @@ type Cluster struct {
 }
 
 // ClusterNodeArgs are the redis-server arguments of a cluster node, besides port, dir and log.
+// cluster-require-full-coverage no keeps the other masters' slots served while one master's
+// replica takes over (with the default, every node answers CLUSTERDOWN meanwhile, so ingest to
+// every shard fails, not only to the shards of the dead master).
 var ClusterNodeArgs = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 	"--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0",
+	"--cluster-require-full-coverage", "no",
 	"--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
 	"--save", "", "--protected-mode", "no"}
 

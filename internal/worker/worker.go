@@ -94,7 +94,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, w Worker, logger *slog.
 	if err := w.Registry.Register(collector); err != nil {
 		return fmt.Errorf("registering stream collector: %w", err)
 	}
-	checks := map[string]ops.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}
+	checks := map[string]ops.Check{"redis": func(ctx context.Context) error { return redisconn.Ping(ctx, rdb) }}
 	for name, c := range w.Checks {
 		checks[name] = c
 	}
