@@ -368,14 +368,14 @@ func (b *bench) measureAll(ctx context.Context, stdout io.Writer) (int, error) {
 	fmt.Fprintf(b.out, "==> half load (%.0f req/s, open loop) with the alert probe; alert probe at idle; reads at %d/s with ingest at half load\n", half, benchReadRate)
 	h := load(labelHalf, 1)
 	h.rate = half
-	var probe []alertSample
+	probe := make(chan []alertSample, 1)
 	h.onAgents = func([]string) {
-		go func() { probe = b.alerts.run(ctx, time.Now().Add(c.duration)) }()
+		go func() { probe <- b.alerts.run(ctx, time.Now().Add(c.duration)) }()
 	}
 	if _, err := b.measure(ctx, h); err != nil {
 		return 1, err
 	}
-	b.res.AlertLatency["half_load"] = summarizeAlerts(probe)
+	b.res.AlertLatency["half_load"] = summarizeAlerts(<-probe)
 	b.waitDrained(ctx)
 	idleProbe := b.alerts.run(ctx, time.Now().Add(min(c.duration, 8*time.Second)))
 	b.res.AlertLatency["idle"] = summarizeAlerts(idleProbe)

@@ -89,6 +89,7 @@ type config struct {
 	peer               string // --mode bench: "telegraf" adds the Telegraf relay
 	scale              bool   // --mode bench: issue 12's scaling measurements instead
 	scaleDelay         time.Duration
+	scaleBacklog       int64
 	out                string // --mode bench: where the JSON result goes
 
 	// onAgents, when set, is called by --mode load with the ids of the agents just before it
@@ -156,6 +157,7 @@ Flags:
 	fs.StringVar(&c.peer, "peer", "", "--mode bench: telegraf also measures Telegraf v1.30.3 as a relay (installed into .data/bin once)")
 	fs.BoolVar(&c.scale, "scale", false, "--mode bench: measure scaling instead (issue 12): influx-writer drain rate with 1, 2 and 4 copies behind a delaying proxy, gateway on 1 Redis vs a 6-node cluster")
 	fs.DurationVar(&c.scaleDelay, "scale-delay", 20*time.Millisecond, "--mode bench --scale: delay the proxy adds to every InfluxDB write")
+	fs.Int64Var(&c.scaleBacklog, "scale-backlog", 20000, "--mode bench --scale: 6-point requests preloaded before each drain")
 	fs.StringVar(&c.out, "out", "", "--mode bench: JSON result file (default .data/bench/<UTC time>.json in the module root)")
 	fs.StringVar(&c.databaseURL, "database-url", envOr("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/agentmonitor?sslmode=disable"),
 		"--mode bench: the PostgreSQL server to use, with a database of its own; $DATABASE_URL sets the default")
@@ -195,6 +197,9 @@ func (c *config) validate() error {
 		}
 		if c.peer != "" && c.peer != "telegraf" {
 			bad("--peer %q: want telegraf (or nothing)", c.peer)
+		}
+		if c.scaleBacklog < 100 || c.scaleBacklog > 1_000_000 {
+			bad("--scale-backlog %d: want 100 to 1000000", c.scaleBacklog)
 		}
 		if c.scaleDelay < 0 || c.scaleDelay > time.Second {
 			bad("--scale-delay %s: want 0 to 1s", c.scaleDelay)

@@ -21,7 +21,6 @@ import (
 
 // Settings of --scale.
 const (
-	scaleBacklog   = 20000 // 6-point requests preloaded before each drain
 	scaleBatchSize = 50    // STREAM_BATCH_SIZE of the writers: small, so that the write delay dominates
 	scaleGroup     = "influx-writer"
 	scaleMasters   = 3 // the cluster: 3 masters, 3 replicas
@@ -118,7 +117,7 @@ func (b *bench) runScale(ctx context.Context, dbURL string, stdout io.Writer) (i
 	}
 
 	fmt.Fprintf(b.out, "==> drain of %d preloaded requests by 1, 2, 4 influx-writer copies, InfluxDB writes delayed %s by a proxy, STREAM_BATCH_SIZE=%d\n",
-		scaleBacklog, c.scaleDelay, scaleBatchSize)
+		c.scaleBacklog, c.scaleDelay, scaleBatchSize)
 	for _, n := range scaleWriterCopies {
 		d := b.drainWith(ctx, n, proxy, load("scale-preload"))
 		if len(res.Drain) > 0 && res.Drain[0].EntriesPerS > 0 {
@@ -168,7 +167,7 @@ func (b *bench) drainWith(ctx context.Context, n int, proxy string, x config) dr
 	for _, a := range apps {
 		_ = syscall.Kill(a.Pid(), syscall.SIGSTOP)
 	}
-	x.maxRequests, x.duration, x.concurrency = scaleBacklog, 3*time.Minute, 32
+	x.maxRequests, x.duration, x.concurrency = b.cfg.scaleBacklog, 3*time.Minute, 32
 	if _, err := runMode(ctx, x, b.logger); err != nil {
 		d.Error = err.Error()
 		return d

@@ -314,6 +314,24 @@ func printSummary(w io.Writer, s summary, dir string) {
 			fmt.Fprintf(tw, "%s\t%s\t\n", l, strings.Join(cells, "\t"))
 		}
 		tw.Flush()
+		fmt.Fprintln(w, "\nCPU milliseconds per 2xx request at saturation (median cores ÷ median req/s):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "run\t%s\t\n", strings.Join(names, "\t"))
+		for _, l := range []string{labelDirect, labelTelegraf, labelGateway} {
+			per, ok := s.CPUPerRequestMS[l]
+			if !ok {
+				continue
+			}
+			cells := make([]string, len(names))
+			for i, p := range names {
+				cells[i] = "-"
+				if v, ok := per[p]; ok {
+					cells[i] = fmt.Sprintf("%.3f", v)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t\n", l, strings.Join(cells, "\t"))
+		}
+		tw.Flush()
 		var others []float64
 		for _, byProc := range cpu {
 			others = append(others, byProc["others"]...)
