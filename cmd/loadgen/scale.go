@@ -21,7 +21,7 @@ import (
 
 // Settings of --scale.
 const (
-	scaleBatchSize = 50    // STREAM_BATCH_SIZE of the writers: small, so that the write delay dominates
+	scaleBatchSize = 50 // STREAM_BATCH_SIZE of the writers: small, so that the write delay dominates
 	scaleGroup     = "influx-writer"
 	scaleMasters   = 3 // the cluster: 3 masters, 3 replicas
 )
