@@ -454,6 +454,7 @@ func (b *bench) measure(ctx context.Context, x config) (*report, error) {
 		return nil, fmt.Errorf("writing report: %w", err)
 	}
 	fmt.Fprintf(b.out, "  round %d  %s\n", x.round, rep.human())
+	b.res.Reports = append(b.res.Reports, rep)
 	return rep, nil
 }
 

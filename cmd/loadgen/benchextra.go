@@ -31,6 +31,8 @@ type benchResult struct {
 	Host     hostInfo       `json:"host"`
 	Settings map[string]any `json:"settings"`
 	Summary  *summary       `json:"summary,omitempty"`
+	// Reports are every run's report, in the order they ran.
+	Reports []*report `json:"reports,omitempty"`
 
 	RedisCommands redisCommands `json:"redis_commands"`
 	// Reads is the latest-values read at benchReadRate while ingest runs at half load.
@@ -349,7 +351,7 @@ func (b *bench) reads(ctx context.Context, ids []string, d time.Duration) *reads
 	if !sleepUntil(ctx, time.Now().Add(500*time.Millisecond)) {
 		return r
 	}
-	hc := newHTTPClient(32, 5*time.Second)
+	hc := newHTTPClient(64, 5*time.Second)
 	defer hc.CloseIdleConnections()
 	urls := make([]string, len(ids))
 	for i, id := range ids {
@@ -357,7 +359,7 @@ func (b *bench) reads(ctx context.Context, ids []string, d time.Duration) *reads
 	}
 	auth := "Bearer " + b.token
 	before, herr := b.scrapeLatest(ctx, hc)
-	res := runPlan(ctx, plan{agents: len(ids), concurrency: 32, duration: d, maxRequests: math.MaxInt64, rate: benchReadRate, warmup: 500 * time.Millisecond},
+	res := runPlan(ctx, plan{agents: len(ids), concurrency: 64, duration: d, maxRequests: math.MaxInt64, rate: benchReadRate, warmup: 500 * time.Millisecond},
 		func() sender {
 			return func(ctx context.Context, n int64) outcome {
 				return send(ctx, hc, func(ctx context.Context, a int, _ int64) (*http.Request, error) {
