@@ -27,41 +27,55 @@ import (
 const (
 	benchShards         = 4
 	benchInfluxDB       = "bench"
-	benchBigPoints      = 1000 // Telegraf-sized requests of the e2e-big run
+	benchConcurrency    = 64   // connections of the saturation runs (issue 13's comparison)
+	benchBigPoints      = 1000 // Telegraf-sized requests of the e2e-big and direct-big runs
 	benchBigConcurrency = 8
+	benchReadRate       = 1000 // latest-values reads per second while ingest runs at half load
 	benchDrainTimeout   = 2 * time.Minute
 	clockTicks          = 100 // USER_HZ: /proc's CPU times are in 1/100 s on Linux
 )
 
 // bench is one --mode bench: everything it started, to measure and to remove at the end.
 type bench struct {
-	cfg     config
-	out     io.Writer // human progress
-	logger  *slog.Logger
-	work    string
-	results string
-	prefix  string
-	rdb     *redis.Client
-	influxd *stack.Influxd
-	sys     *stack.System
-	gateway string
-	admin   string
-	procs   map[string]*stack.Process // measured processes by name
+	cfg      config
+	out      io.Writer // human progress
+	logger   *slog.Logger
+	root     string // the module root (.data/ lives there)
+	work     string
+	results  string
+	prefix   string
+	redis    *stack.Redis
+	rdb      *redis.Client
+	influxd  *stack.Influxd
+	sys      *stack.System
+	gateway  string
+	admin    string // the admin's password
+	token    string // the admin's session token
+	workers  []*stack.App
+	telegraf *telegrafRelay
+	alerts   *alertProbe
+	procs    map[string]*stack.Process // measured processes by name
+	res      benchResult
 }
 
 // runBench measures the ingest path against DESIGN.md's performance budget on this machine, as
-// ratios against baselines measured in the same minutes (see the labels in summary.go): a private
-// influxd 1.8.10 (Flux on) on free ports, and the gateway, --writers influx-writer copies and
-// pg-sync built from this tree, with Redis and PostgreSQL at --redis-url and --database-url's
-// server under a key prefix and a database of their own, all removed at the end. The kinds of
-// run alternate in --rounds rounds (the machine is noisy); the summary gives medians, per-round
-// ratios against the budget and the cores each process used. It returns the exit code: 3 when a
-// point was lost, 4 with --strict when a budget is missed.
+// ratios against baselines measured in the same minutes: a private redis-server (default
+// settings, hz 10) and influxd 1.8.10 on free ports, the gateway and every worker a one-machine
+// deployment runs (--writers influx-writer copies, pg-sync, alerter, rollup) built from this
+// tree, PostgreSQL at --database-url's server with a database of its own, and with --peer
+// telegraf a Telegraf relay; all removed at the end. The saturation runs alternate in --rounds
+// rounds (the machine is noisy); the other runs take place once. It prints a table, writes the
+// JSON result (--out) and returns the exit code: 3 when a point was lost, 4 with --strict when a
+// budget is missed.
 func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) (code int, err error) {
 	b := &bench{cfg: cfg, out: stderr, procs: map[string]*stack.Process{}}
 	b.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if b.root, err = stack.ModuleRoot(); err != nil {
+		return 1, err
+	}
 	runID := strconv.FormatInt(time.Now().Unix(), 10) + "-" + strconv.Itoa(os.Getpid())
-	b.prefix = "bench-" + runID + ":"
+	b.prefix = "bench:"
+	b.res = newBenchResult(cfg)
 	if b.work, err = os.MkdirTemp("", "agentmonitor-bench-"); err != nil {
 		return 1, fmt.Errorf("creating the work directory: %w", err)
 	}
@@ -87,17 +101,19 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) (code i
 		return 1, err
 	}
 	defer dropDB()
-	opts, err := redis.ParseURL(cfg.redisURL)
-	if err != nil {
-		return 1, fmt.Errorf("--redis-url: %w", err)
+	// A Redis of the bench's own, with default settings (hz 10): its CPU and INFO commandstats
+	// are the deployment's alone, and alert latency is measured against Redis's default clock.
+	if b.redis, err = stack.StartRedis(filepath.Join(b.work, "redis")); err != nil {
+		return 1, fmt.Errorf("starting a private redis-server: %w", err)
 	}
-	b.rdb = redis.NewClient(opts)
+	defer b.redis.Stop() //nolint:errcheck // best effort at the end
+	b.procs["redis-server"] = b.redis.Process()
+	b.rdb = redis.NewClient(&redis.Options{Addr: b.redis.Addr()})
 	defer b.rdb.Close()
-	if err := b.rdb.Ping(ctx).Err(); err != nil {
-		return 1, fmt.Errorf("redis at %s does not answer (go tool task stores starts one): %w", opts.Addr, err)
-	}
-	defer b.deleteKeys()
 
+	if cfg.scale {
+		return b.runScale(ctx, dbURL, stdout)
+	}
 	if err := b.start(ctx, dbURL); err != nil {
 		return 1, err
 	}
@@ -144,37 +160,28 @@ func benchDatabase(ctx context.Context, serverURL, name string) (string, func(),
 	return own.String(), drop, nil
 }
 
-// start builds the binaries and starts influxd, the gateway and the workers.
+// start builds the binaries and starts influxd, the gateway, the workers and the peers.
 func (b *bench) start(ctx context.Context, dbURL string) error {
-	fmt.Fprintln(b.out, "==> building gateway, influx-writer and pg-sync")
+	if b.cfg.peer == "telegraf" {
+		if err := b.startTelegrafInstall(ctx); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(b.out, "==> building", strings.Join(stack.Apps, ", "))
 	bin := filepath.Join(b.work, "bin")
-	if err := stack.Build(ctx, bin, b.out, "gateway", "influx-writer", "pg-sync"); err != nil {
+	if err := stack.Build(ctx, bin, b.out, stack.Apps...); err != nil {
 		return err
 	}
-	fmt.Fprintln(b.out, "==> starting influxd 1.8 (Flux on; a while on a busy machine)")
-	var err error
-	if b.influxd, err = stack.StartInfluxd(filepath.Join(b.work, "influxdb")); err != nil {
+	if err := b.startInfluxd(); err != nil {
 		return err
 	}
-	b.procs["influxd"] = b.influxd.Process()
-	b.admin = rand.Text()
-	b.sys = &stack.System{BinDir: bin, LogDir: filepath.Join(b.work, "logs"), Env: []string{
-		"REDIS_URL=" + b.cfg.redisURL,
-		"REDIS_KEY_PREFIX=" + b.prefix,
-		"DATABASE_URL=" + dbURL,
-		"INFLUXDB_URL=" + b.influxd.URL(),
-		"INFLUXDB_BUCKET=" + benchInfluxDB,
-		"STREAM_SHARDS=" + strconv.Itoa(benchShards),
-		"ADMIN_PASSWORD=" + b.admin,
-		"LOG_FORMAT=json",
-		"LOG_LEVEL=info",
-	}}
+	b.sys = b.system(bin, dbURL, b.redis.URL(), b.influxd.URL())
 	gw, err := b.sys.StartGateway(ctx, "gateway")
 	if err != nil {
 		return err
 	}
 	b.gateway, b.procs["gateway"] = gw.URL, gw.Process
-	workers := []string{"pg-sync"}
+	workers := []string{"pg-sync", "alerter", "rollup"}
 	for i := range b.cfg.writers {
 		workers = append(workers, fmt.Sprintf("influx-writer-%d", i))
 	}
@@ -185,13 +192,78 @@ func (b *bench) start(ctx context.Context, dbURL string) error {
 			return err
 		}
 		b.procs[w] = a.Process
+		b.workers = append(b.workers, a)
 	}
-	fmt.Fprintf(b.out, "==> gateway on %s, %d influx-writer copies, pg-sync (Redis keys %s*)\n", b.gateway, b.cfg.writers, b.prefix)
+	fmt.Fprintf(b.out, "==> gateway on %s; %d influx-writer copies, pg-sync, alerter, rollup; private redis-server on %s\n",
+		b.gateway, b.cfg.writers, b.redis.Addr())
+	hc := newHTTPClient(4, 10*time.Second)
+	if b.token, err = login(ctx, hc, b.gateway, b.cfg.adminUser, b.admin); err != nil {
+		return err
+	}
+	if b.cfg.peer == "telegraf" {
+		if err := b.startTelegraf(ctx); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(b.out, "==> setting up the alert-latency probe (a rule, an agent, Redis SUBSCRIBE and the WebSocket)")
+	if b.alerts, err = newAlertProbe(ctx, b.gateway, b.token, b.rdb, b.prefix); err != nil {
+		return fmt.Errorf("alert-latency probe: %w", err)
+	}
 	return nil
+}
+
+// startInfluxd starts the private influxd: the one stack finds, else .data/bin's (where
+// go tool task up installs it), installed there when missing.
+func (b *bench) startInfluxd() error {
+	if _, err := stack.InfluxdBinary(); err != nil && os.Getenv("INFLUXD_BIN") == "" {
+		bin := filepath.Join(b.root, ".data", "bin")
+		if _, err := os.Stat(filepath.Join(bin, "influxd")); err != nil {
+			fmt.Fprintf(b.out, "==> installing influxd %s into %s\n", stack.InfluxdVersion, bin)
+			if _, err := stack.InstallInfluxd(context.Background(), bin, b.out); err != nil {
+				return err
+			}
+		}
+		os.Setenv("INFLUXD_BIN", filepath.Join(bin, "influxd"))
+	}
+	fmt.Fprintln(b.out, "==> starting influxd 1.8.10 (Flux on; a while on a busy machine)")
+	var err error
+	if b.influxd, err = stack.StartInfluxd(filepath.Join(b.work, "influxdb")); err != nil {
+		return err
+	}
+	b.procs["influxd"] = b.influxd.Process()
+	return nil
+}
+
+// system returns the deployment's System: every binary with the same settings.
+func (b *bench) system(bin, dbURL, redisURL, influxURL string) *stack.System {
+	if b.admin == "" {
+		b.admin = rand.Text()
+	}
+	return &stack.System{BinDir: bin, LogDir: filepath.Join(b.work, "logs"), Env: []string{
+		"REDIS_URL=" + redisURL,
+		"REDIS_KEY_PREFIX=" + b.prefix,
+		"DATABASE_URL=" + dbURL,
+		"INFLUXDB_URL=" + influxURL,
+		"INFLUXDB_BUCKET=" + benchInfluxDB,
+		"STREAM_SHARDS=" + strconv.Itoa(benchShards),
+		"ADMIN_PASSWORD=" + b.admin,
+		"LOG_FORMAT=json",
+		"LOG_LEVEL=info",
+	}}
 }
 
 // stop stops what start started (a second call does nothing).
 func (b *bench) stop() {
+	if b.alerts != nil {
+		b.alerts.close()
+		b.alerts = nil
+	}
+	if b.telegraf != nil {
+		if err := b.telegraf.proc.Stop(10 * time.Second); err != nil {
+			fmt.Fprintln(b.out, "warning:", err)
+		}
+		b.telegraf = nil
+	}
 	if b.sys != nil {
 		if err := b.sys.Stop(20 * time.Second); err != nil {
 			fmt.Fprintln(b.out, "warning:", err)
@@ -206,7 +278,7 @@ func (b *bench) stop() {
 	}
 }
 
-// deleteKeys removes every Redis key under the bench's prefix.
+// deleteKeys removes every Redis key under the prefix (the history bench shares a Redis).
 func (b *bench) deleteKeys() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -237,47 +309,98 @@ func (b *bench) showLogs() {
 	}
 }
 
-// measureAll runs the rounds and the summary and returns the summary's exit code.
+// measureAll runs the rounds and the once-only runs, prints the table, writes the JSON result
+// and returns the exit code.
 func (b *bench) measureAll(ctx context.Context, stdout io.Writer) (int, error) {
 	c := b.cfg
-	fmt.Fprintf(b.out, "==> %d rounds of: direct, gateway, gateway-half, e2e, e2e-big (%d-point requests), ceiling; %s each, %d agents\n",
-		c.rounds, benchBigPoints, c.duration, c.agents)
+	load := func(label string, round int) config {
+		x := c
+		x.mode, x.label, x.round, x.quiet = "load", label, round, true
+		x.gateway, x.adminPass, x.target = b.gateway, b.admin, "gateway"
+		x.influxURL, x.influxDB = b.influxd.URL(), benchInfluxDB
+		return x
+	}
+	kinds := "direct, gateway"
+	if b.telegraf != nil {
+		kinds += ", telegraf"
+	}
+	fmt.Fprintf(b.out, "==> %d rounds of: %s (saturation, %d connections, %s each, %d agents)\n", c.rounds, kinds, c.concurrency, c.duration, c.agents)
+	var gwRates []float64
 	for r := 1; r <= c.rounds; r++ {
-		load := func(label string) config {
-			x := c
-			x.mode, x.label, x.round, x.quiet = "load", label, r, true
-			x.gateway, x.adminPass, x.target = b.gateway, b.admin, "gateway"
-			x.influxURL, x.influxDB = b.influxd.URL(), benchInfluxDB
-			return x
-		}
-		direct := load(labelDirect)
+		direct := load(labelDirect, r)
 		direct.target, direct.influxDB = "influx", "direct"
 		if _, err := b.measure(ctx, direct); err != nil {
 			return 1, err
 		}
-		gw, err := b.measure(ctx, load(labelGateway))
-		if err != nil {
-			return 1, err
-		}
-		half := load(labelHalf)
-		half.rate = max(gw.RequestsPerS/2, 1)
-		e2e := load(labelE2E)
-		e2e.verify = true
-		big := load(labelE2EBig)
-		big.verify, big.batchPoints, big.concurrency = true, benchBigPoints, benchBigConcurrency
-		ceiling := load(labelCeiling)
-		ceiling.mode, ceiling.influxDB, ceiling.concurrency = "ceiling", "ceiling", c.ceilingConcurrency
-		for _, x := range []config{half, e2e, big, ceiling} {
-			b.waitDrained(ctx)
-			if _, err := b.measure(ctx, x); err != nil {
+		if b.telegraf != nil {
+			tg := load(labelTelegraf, r)
+			tg.target, tg.influxURL, tg.influxDB, tg.influxCreate = "influx", b.telegraf.url, telegrafDB, false
+			// Count in the InfluxDB behind the relay: waits for its buffer to be flushed (so
+			// that it does not slow the next run) and tells whether it lost anything.
+			tg.verify, tg.verifyURL = true, b.influxd.URL()
+			if _, err := b.measure(ctx, tg); err != nil {
 				return 1, err
 			}
 		}
+		gw := load(labelGateway, r)
+		var before map[string]int64
+		gw.onAgents = func([]string) { before = b.commandStats(ctx) }
+		rep, err := b.measure(ctx, gw)
+		if err != nil {
+			return 1, err
+		}
+		b.res.addDeploymentCommands(before, b.commandStats(ctx), rep.OK)
+		gwRates = append(gwRates, rep.RequestsPerS)
 		b.waitDrained(ctx)
 	}
-	fmt.Fprintln(stdout)
-	// Exit 3 when a point was lost, 4 with --strict when a budget is missed.
-	return runSummary(b.results, c.strict, stdout)
+	half := max(median(gwRates)/2, 1)
+
+	fmt.Fprintln(b.out, "==> Redis commands per request of the gateway alone (workers paused with SIGSTOP)")
+	for _, points := range []int{pointsPerBatch, benchBigPoints} {
+		x := load("commands", 0)
+		x.batchPoints, x.concurrency, x.duration, x.maxRequests = points, 8, time.Minute, int64(max(200, 2000*pointsPerBatch/points))
+		if err := b.commandsProbe(ctx, x); err != nil {
+			return 1, err
+		}
+		b.waitDrained(ctx)
+	}
+
+	fmt.Fprintf(b.out, "==> half load (%.0f req/s, open loop) with the alert probe; alert probe at idle; reads at %d/s with ingest at half load\n", half, benchReadRate)
+	h := load(labelHalf, 1)
+	h.rate = half
+	probe := make(chan []alertSample, 1)
+	h.onAgents = func([]string) {
+		go func() { probe <- b.alerts.run(ctx, time.Now().Add(c.duration)) }()
+	}
+	if _, err := b.measure(ctx, h); err != nil {
+		return 1, err
+	}
+	b.res.AlertLatency["half_load"] = summarizeAlerts(<-probe)
+	b.waitDrained(ctx)
+	idleProbe := b.alerts.run(ctx, time.Now().Add(min(c.duration, 8*time.Second)))
+	b.res.AlertLatency["idle"] = summarizeAlerts(idleProbe)
+	if err := b.readsUnderLoad(ctx, load(labelReadsIngest, 1), half); err != nil {
+		return 1, err
+	}
+	b.waitDrained(ctx)
+
+	fmt.Fprintf(b.out, "==> end to end (6- and %d-point requests, every acked point counted in InfluxDB) and InfluxDB's ceilings\n", benchBigPoints)
+	e2e := load(labelE2E, 1)
+	e2e.verify = true
+	big := load(labelE2EBig, 1)
+	big.verify, big.batchPoints, big.concurrency = true, benchBigPoints, benchBigConcurrency
+	directBig := load(labelDirectBig, 1)
+	directBig.target, directBig.influxDB, directBig.batchPoints, directBig.concurrency = "influx", "directbig", benchBigPoints, benchBigConcurrency
+	directBig.verify = true
+	ceiling := load(labelCeiling, 1)
+	ceiling.mode, ceiling.influxDB, ceiling.concurrency = "ceiling", "ceiling", c.ceilingConcurrency
+	for _, x := range []config{e2e, big, directBig, ceiling} {
+		if _, err := b.measure(ctx, x); err != nil {
+			return 1, err
+		}
+		b.waitDrained(ctx)
+	}
+	return b.finish(stdout)
 }
 
 // waitDrained waits until every group has read and acknowledged every metrics entry, so that one
@@ -300,33 +423,29 @@ func (b *bench) waitDrained(ctx context.Context) {
 
 // measure runs one kind of run in this process, keeps its report and the CPU each process used.
 func (b *bench) measure(ctx context.Context, x config) (*report, error) {
-	before := b.cpu(ctx)
-	t0 := time.Now()
+	var (
+		before, after map[string]float64
+		t0, t1        time.Time
+	)
+	// CPU counts from the first request (after the agents are registered) to the last answer; a
+	// --verify's wait is not load.
+	hook := x.onAgents
+	x.onAgents = func(ids []string) {
+		if hook != nil {
+			hook(ids)
+		}
+		before, t0 = b.cpu(), time.Now()
+	}
+	x.onSent = func() { after, t1 = b.cpu(), time.Now() }
 	rep, err := runMode(ctx, x, b.logger)
 	if err != nil {
 		return nil, fmt.Errorf("run %s of round %d: %w", x.label, x.round, err)
 	}
-	after := b.cpu(ctx)
-	wall := time.Since(t0).Seconds()
-	f, err := os.OpenFile(filepath.Join(b.results, "cpu.tsv"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("writing cpu.tsv: %w", err)
-	}
-	used := map[string]float64{}
-	ours := 0.0
-	for name, v := range after {
-		d := v - before[name]
-		if name == "machine" {
-			continue
+	if before != nil && after != nil {
+		if err := b.recordCPU(x, before, after, t1.Sub(t0).Seconds()); err != nil {
+			return nil, err
 		}
-		ours += d
-		used[strings.TrimRight(strings.TrimRight(name, "0123456789"), "-")] += d
 	}
-	used["others"] = after["machine"] - before["machine"] - ours
-	for name, v := range used {
-		fmt.Fprintf(f, "%d %s %s %.3f %.3f\n", x.round, x.label, name, v, wall)
-	}
-	f.Close()
 	j, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encoding report: %w", err)
@@ -335,26 +454,55 @@ func (b *bench) measure(ctx context.Context, x config) (*report, error) {
 		return nil, fmt.Errorf("writing report: %w", err)
 	}
 	fmt.Fprintf(b.out, "  round %d  %s\n", x.round, rep.human())
+	b.res.Reports = append(b.res.Reports, rep)
 	return rep, nil
 }
 
-// cpu returns the CPU seconds used so far by every measured process, by Redis (which may serve
-// others too), by this process (the load) and by the whole machine.
-func (b *bench) cpu(ctx context.Context) map[string]float64 {
+// cpu returns the CPU seconds used so far by every measured process, by this process (the load)
+// and by the whole machine.
+func (b *bench) cpu() map[string]float64 {
 	out := map[string]float64{"loadgen": cpuTime().Seconds(), "machine": machineCPU()}
 	for name, p := range b.procs {
-		out[name] = procCPU(p.Pid())
-	}
-	if info, err := b.rdb.Info(ctx, "cpu").Result(); err == nil {
-		for _, line := range strings.Split(info, "\n") {
-			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-			if k == "used_cpu_sys" || k == "used_cpu_user" {
-				f, _ := strconv.ParseFloat(v, 64)
-				out["redis"] += f
-			}
+		if pid := p.Pid(); pid > 0 {
+			out[name] = procCPU(pid)
 		}
 	}
 	return out
+}
+
+// recordCPU appends the CPU each process used during run x (before and after are cpu()
+// readings wall seconds apart) to cpu.tsv, copies of one binary summed under its name.
+func (b *bench) recordCPU(x config, before, after map[string]float64, wall float64) error {
+	f, err := os.OpenFile(filepath.Join(b.results, "cpu.tsv"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("writing cpu.tsv: %w", err)
+	}
+	defer f.Close()
+	for name, v := range cpuDeltas(before, after) {
+		fmt.Fprintf(f, "%d %s %s %.3f %.3f\n", x.round, x.label, name, v, wall)
+	}
+	return nil
+}
+
+// cpuDeltas returns the CPU seconds each process used between two cpu() readings, copies of one
+// binary (name-N) summed under its name, and what the rest of the machine used as "others".
+func cpuDeltas(before, after map[string]float64) map[string]float64 {
+	used := map[string]float64{}
+	ours := 0.0
+	for name, v := range after {
+		if name == "machine" {
+			continue
+		}
+		b, ok := before[name]
+		if !ok {
+			continue // started meanwhile
+		}
+		d := max(v-b, 0)
+		ours += d
+		used[strings.TrimRight(strings.TrimRight(name, "0123456789"), "-")] += d
+	}
+	used["others"] = max(after["machine"]-before["machine"]-ours, 0)
+	return used
 }
 
 // procCPU returns a process's user plus system CPU seconds from /proc/<pid>/stat.
@@ -406,7 +554,7 @@ func (b *bench) microBenchmarks(ctx context.Context) {
 	for _, pkg := range []string{"./internal/metric/", "./internal/stream/"} {
 		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", ".", "-benchtime", "2000x", "-benchmem", pkg)
 		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "TEST_REDIS_URL="+b.cfg.redisURL)
+		cmd.Env = append(os.Environ(), "TEST_REDIS_URL="+b.redis.URL())
 		cmd.Stdout, cmd.Stderr = b.out, b.out
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(b.out, "warning: go test -bench %s: %v\n", pkg, err)

@@ -40,6 +40,9 @@ func runCeiling(ctx context.Context, cfg config, logger *slog.Logger) (*report, 
 	batch := int64(cfg.ceilingBatch)
 
 	logger.Info("writing to InfluxDB directly", "batch", batch, "concurrency", cfg.concurrency, "duration", cfg.duration)
+	if cfg.onAgents != nil {
+		cfg.onAgents(agents)
+	}
 	before := cpuTime()
 	p := plan{agents: cfg.agents, concurrency: cfg.concurrency, duration: cfg.duration,
 		maxRequests: cfg.maxRequests, warmup: min(warmup, cfg.duration/4)}
@@ -73,6 +76,9 @@ func runCeiling(ctx context.Context, cfg config, logger *slog.Logger) (*report, 
 			return outcome{status: status, latency: done.Sub(t0), done: done}
 		}
 	})
+	if cfg.onSent != nil {
+		cfg.onSent()
+	}
 	rep := newReport(cfg, res, cfg.ceilingBatch)
 	rep.ClientCPUSeconds = (cpuTime() - before).Seconds()
 	if ctx.Err() != nil {

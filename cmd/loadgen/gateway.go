@@ -24,21 +24,15 @@ func registerAgents(ctx context.Context, hc *http.Client, cfg config, runID stri
 	if err != nil {
 		return nil, err
 	}
-	var login struct {
-		Token string `json:"token"`
-	}
-	if err := callJSON(ctx, hc, cfg.gateway+"/api/v1/auth/login", "",
-		map[string]string{"username": cfg.adminUser, "password": password}, http.StatusOK, &login); err != nil {
-		return nil, fmt.Errorf("logging in to %s as %s: %w", cfg.gateway, cfg.adminUser, err)
-	}
-	if login.Token == "" {
-		return nil, fmt.Errorf("logging in to %s: no token in the answer", cfg.gateway)
+	token, err := login(ctx, hc, cfg.gateway, cfg.adminUser, password)
+	if err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	agents := make([]registered, cfg.agents)
 	for i := range agents {
 		body := map[string]any{"name": fmt.Sprintf("loadgen-%s-%d", runID, i), "labels": map[string]string{"loadgen": runID}}
-		if err := callJSON(ctx, hc, cfg.gateway+"/api/v1/agents", "Bearer "+login.Token, body, http.StatusCreated, &agents[i]); err != nil {
+		if err := callJSON(ctx, hc, cfg.gateway+"/api/v1/agents", "Bearer "+token, body, http.StatusCreated, &agents[i]); err != nil {
 			return nil, fmt.Errorf("registering agent %d: %w", i, err)
 		}
 		if agents[i].ID == "" || agents[i].APIKey == "" {
@@ -47,6 +41,21 @@ func registerAgents(ctx context.Context, hc *http.Client, cfg config, runID stri
 	}
 	logger.Info("agents registered", "agents", len(agents), "run", runID, "took", time.Since(start).Round(time.Millisecond))
 	return agents, nil
+}
+
+// login logs in to the gateway and returns the session token.
+func login(ctx context.Context, hc *http.Client, gateway, user, password string) (string, error) {
+	var answer struct {
+		Token string `json:"token"`
+	}
+	if err := callJSON(ctx, hc, gateway+"/api/v1/auth/login", "",
+		map[string]string{"username": user, "password": password}, http.StatusOK, &answer); err != nil {
+		return "", fmt.Errorf("logging in to %s as %s: %w", gateway, user, err)
+	}
+	if answer.Token == "" {
+		return "", fmt.Errorf("logging in to %s: no token in the answer", gateway)
+	}
+	return answer.Token, nil
 }
 
 // callJSON POSTs in as JSON and decodes the answer into out when the status is want.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -103,7 +102,7 @@ func benchHistoryPipeline(ctx context.Context, c historyConfig, logger *slog.Log
 	if err := countStored(ctx, b.influxd, rep); err != nil {
 		return nil, err
 	}
-	token, err := login(ctx, hc, b.gateway, b.admin)
+	token, err := login(ctx, hc, b.gateway, "admin", b.admin)
 	if err != nil {
 		return nil, err
 	}
@@ -403,20 +402,6 @@ func countStored(ctx context.Context, influxd *stack.Influxd, rep *historyReport
 		return fmt.Errorf("InfluxDB holds %d raw points of the %d the gateway accepted", rep.RawPointsStored, rep.RawPoints)
 	}
 	return nil
-}
-
-// login returns an admin session token.
-func login(ctx context.Context, hc *http.Client, gateway, password string) (string, error) {
-	var out struct {
-		Token string `json:"token"`
-	}
-	if err := callJSON(ctx, hc, gateway+"/api/v1/auth/login", "", map[string]string{"username": "admin", "password": password}, http.StatusOK, &out); err != nil {
-		return "", fmt.Errorf("logging in to %s as admin: %w", gateway, err)
-	}
-	if out.Token == "" {
-		return "", errors.New("logging in: no token in the answer")
-	}
-	return out.Token, nil
 }
 
 // gatewayRunner runs the queries through the gateway's history API with a session token: one

@@ -246,17 +246,27 @@ func runLoad(ctx context.Context, cfg config, logger *slog.Logger) (*report, err
 		build = influxRequester(cfg.influxURL, cfg.influxDB, cfg.influxToken, ids, base, cfg.batchPoints)
 	}
 
+	if cfg.onAgents != nil {
+		cfg.onAgents(ids)
+	}
 	logger.Info("sending", "target", cfg.target, "agents", len(ids), "concurrency", cfg.concurrency, "duration", cfg.duration)
 	before := cpuTime()
 	res := drive(ctx, hc, plan{agents: len(ids), concurrency: cfg.concurrency, duration: cfg.duration,
 		maxRequests: cfg.maxRequests, rate: cfg.rate, warmup: min(warmup, cfg.duration/4)}, build)
+	if cfg.onSent != nil {
+		cfg.onSent()
+	}
 	rep := newReport(cfg, res, cfg.batchPoints)
 	rep.ClientCPUSeconds = (cpuTime() - before).Seconds()
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 	if cfg.verify {
-		q, err := newInfluxQL(cfg.influxURL, cfg.influxDB, cfg.influxToken)
+		qURL := cfg.influxURL
+		if cfg.verifyURL != "" {
+			qURL = cfg.verifyURL
+		}
+		q, err := newInfluxQL(qURL, cfg.influxDB, cfg.influxToken)
 		if err != nil {
 			return nil, err
 		}

@@ -13,8 +13,11 @@
 //	                   blocking write API, a few writers
 //	--mode summary     medians and budget ratios of the reports of several runs (--results DIR)
 //	--mode bench       DESIGN.md's performance budget on this machine: builds and starts a private
-//	                   influxd, the gateway and the workers (internal/stack), runs the kinds of run
-//	                   above against each other in rounds, then the summary (go tool task bench)
+//	                   redis-server, influxd, the gateway and every worker (internal/stack), runs
+//	                   the kinds of run above against each other (and, with --peer telegraf,
+//	                   against Telegraf as a relay) in rounds, measures the latest-values read,
+//	                   alert latency and Redis commands per request, prints a table and writes a
+//	                   JSON file (go tool task bench); with --scale, issue 12's scaling figures
 //
 // --verify (gateway or influx target) keeps a ledger of every point answered 2xx, then waits until
 // InfluxDB holds all of them and reports the end-to-end rate of persisted values and the points
@@ -82,8 +85,21 @@ type config struct {
 	ceilingConcurrency int
 	gotest             bool
 	keep               bool
-	redisURL           string
 	databaseURL        string
+	peer               string // --mode bench: "telegraf" adds the Telegraf relay
+	scale              bool   // --mode bench: issue 12's scaling measurements instead
+	scaleDelay         time.Duration
+	scaleBacklog       int64
+	out                string // --mode bench: where the JSON result goes
+
+	// onAgents, when set, is called by --mode load with the ids of the agents just before it
+	// starts sending (the bench reads their latest values, counts Redis commands from there).
+	onAgents func(ids []string)
+	// onSent, when set, is called when the last answer of the run has come (before --verify).
+	onSent func()
+	// verifyURL, when set, is the InfluxDB --verify counts in instead of --influx-url (the bench
+	// writes to a Telegraf relay and counts in the InfluxDB behind it).
+	verifyURL string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -100,7 +116,9 @@ Examples:
   loadgen --gateway http://127.0.0.1:8080 --verify --influx-url http://127.0.0.1:8086 --influx-db metrics
   loadgen --target influx --influx-url http://127.0.0.1:8086 --influx-db loadgen
   loadgen --mode ceiling --influx-url http://127.0.0.1:8086 --influx-db ceiling --concurrency 4
-  loadgen --mode bench --rounds 3 --duration 10s   (go tool task bench: the whole budget, ~4 min)
+  loadgen --mode bench --rounds 3 --duration 10s   (go tool task bench: the whole budget, ~5 min)
+  loadgen --mode bench --peer telegraf             (and Telegraf as a relay, side by side)
+  loadgen --mode bench --scale                     (issue 12: writer copies, 1 Redis vs cluster)
 
 Flags:
 `)
@@ -131,18 +149,26 @@ Flags:
 	fs.StringVar(&c.results, "results", "", "--mode summary: directory of reports (one JSON file per run, labels direct, gateway, e2e, ceiling) and optional cpu.tsv")
 	fs.BoolVar(&c.strict, "strict", false, "--mode summary and bench: exit 4 when a budget is missed")
 	fs.BoolVar(&c.quiet, "quiet", false, "log only warnings and errors")
-	fs.IntVar(&c.rounds, "rounds", 3, "--mode bench: rounds of the six kinds of run")
+	fs.IntVar(&c.rounds, "rounds", 3, "--mode bench: rounds of the saturation runs (direct, gateway, telegraf); the other runs take place once")
 	fs.IntVar(&c.writers, "writers", 2, "--mode bench: influx-writer copies (one copy has one write in flight)")
 	fs.IntVar(&c.ceilingConcurrency, "ceiling-concurrency", 4, "--mode bench: writers of the ceiling run")
-	noGotest := fs.Bool("no-gotest", false, "--mode bench: skip the go test -bench of internal/metric and internal/stream at the end")
-	fs.BoolVar(&c.keep, "keep", false, "--mode bench: keep the temporary directory (logs, reports, InfluxDB data)")
-	fs.StringVar(&c.redisURL, "redis-url", envOr("REDIS_URL", "redis://127.0.0.1:6379/0"), "--mode bench: the Redis to use, under a key prefix of its own; $REDIS_URL sets the default")
+	fs.BoolVar(&c.gotest, "gotest", false, "--mode bench: run the go test -bench of internal/metric and internal/stream at the end")
+	fs.BoolVar(&c.keep, "keep", false, "--mode bench: keep the temporary directory (logs, reports, InfluxDB and Redis data)")
+	fs.StringVar(&c.peer, "peer", "", "--mode bench: telegraf also measures Telegraf v1.30.3 as a relay (installed into .data/bin once)")
+	fs.BoolVar(&c.scale, "scale", false, "--mode bench: measure scaling instead (issue 12): influx-writer drain rate with 1, 2 and 4 copies behind a delaying proxy, gateway on 1 Redis vs a 6-node cluster")
+	fs.DurationVar(&c.scaleDelay, "scale-delay", 20*time.Millisecond, "--mode bench --scale: delay the proxy adds to every InfluxDB write")
+	fs.Int64Var(&c.scaleBacklog, "scale-backlog", 20000, "--mode bench --scale: 6-point requests preloaded before each drain")
+	fs.StringVar(&c.out, "out", "", "--mode bench: JSON result file (default .data/bench/<UTC time>.json in the module root)")
 	fs.StringVar(&c.databaseURL, "database-url", envOr("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/agentmonitor?sslmode=disable"),
 		"--mode bench: the PostgreSQL server to use, with a database of its own; $DATABASE_URL sets the default")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	c.gotest = !*noGotest
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.mode == "bench" && !set["concurrency"] {
+		c.concurrency = benchConcurrency // issue 13's comparison: 64 connections
+	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q (flags only; see --help)", fs.Args())
 	}
@@ -168,6 +194,15 @@ func (c *config) validate() error {
 		}
 		if c.ceilingConcurrency < 1 || c.ceilingConcurrency > 64 {
 			bad("--ceiling-concurrency %d: want 1 to 64", c.ceilingConcurrency)
+		}
+		if c.peer != "" && c.peer != "telegraf" {
+			bad("--peer %q: want telegraf (or nothing)", c.peer)
+		}
+		if c.scaleBacklog < 100 || c.scaleBacklog > 1_000_000 {
+			bad("--scale-backlog %d: want 100 to 1000000", c.scaleBacklog)
+		}
+		if c.scaleDelay < 0 || c.scaleDelay > time.Second {
+			bad("--scale-delay %s: want 0 to 1s", c.scaleDelay)
 		}
 	case "load":
 		switch c.target {

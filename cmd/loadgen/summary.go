@@ -22,13 +22,23 @@ const (
 	labelE2E     = "e2e"          // through the gateway, with --verify
 	labelE2EBig  = "e2e-big"      // the same with Telegraf-sized batches (--batch-points 1000)
 	labelCeiling = "ceiling"      // InfluxDB's own ceiling
+	// labelTelegraf is the agent batches through a Telegraf relay (--peer telegraf).
+	labelTelegraf = "telegraf"
+	// labelDirectBig is the e2e-big run's requests sent straight to InfluxDB: the ceiling for
+	// the same writes.
+	labelDirectBig = "direct-big"
+	// labelReadsIngest is the ingest at half load while the latest-values read is measured.
+	labelReadsIngest = "reads-ingest"
 )
 
 // The budget of DESIGN.md ("Performance budget").
 const (
-	budgetGatewayRatio = 5.0  // gateway req/s ÷ direct req/s, at least
-	budgetGatewayP99   = 10.0 // ms, at most
-	budgetE2ERatio     = 0.80 // end-to-end values/s ÷ ceiling values/s, at least
+	budgetGatewayRatio  = 1.0  // gateway req/s ÷ direct req/s, at least
+	budgetTelegrafRatio = 0.5  // gateway req/s ÷ Telegraf relay req/s, at least
+	budgetGatewayP99    = 10.0 // ms, at most
+	budgetE2ERatio      = 0.80 // end-to-end values/s ÷ ceiling values/s, at least
+	budgetReadP99       = 1.0  // ms, latest-values read handler p99 at 1k/s, at most
+	budgetAlertP99      = 50.0 // ms, sample → WebSocket, at most
 )
 
 // summary is --mode summary: it reads the reports of a bench (one JSON file per run, each with its
@@ -40,6 +50,12 @@ type summary struct {
 	Lost   int64                   `json:"lost_points"`
 	// Incomplete counts --verify runs that timed out before InfluxDB held every acked point.
 	Incomplete int `json:"incomplete_verifies"`
+	// CPUCores is the cores each process used during each kind of run (median over rounds;
+	// label -> process -> cores), from cpu.tsv.
+	CPUCores map[string]map[string]float64 `json:"cpu_cores,omitempty"`
+	// CPUPerRequestMS is the CPU milliseconds each process used per 2xx request (median cores ÷
+	// median req/s).
+	CPUPerRequestMS map[string]map[string]float64 `json:"cpu_ms_per_request,omitempty"`
 }
 
 type labelSummary struct {
@@ -64,9 +80,39 @@ type ratio struct {
 }
 
 func runSummary(dir string, strict bool, stdout io.Writer) (int, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	s, err := summarize(dir)
 	if err != nil {
 		return 1, err
+	}
+	printSummary(stdout, *s, dir)
+	if b, err := json.MarshalIndent(s, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, "summary.json"), b, 0o644)
+	}
+	return summaryCode(s, strict), nil
+}
+
+// summaryCode is the exit code of a summary: 3 when a point was lost, 4 with strict when a budget
+// is missed.
+func summaryCode(s *summary, strict bool) int {
+	switch {
+	case s.Lost > 0 || s.Incomplete > 0:
+		return 3
+	case strict:
+		for _, r := range s.Ratios {
+			if !r.Met {
+				return 4
+			}
+		}
+	}
+	return 0
+}
+
+// summarize reads the reports of dir (one JSON file per run, each with its --round and --label)
+// and cpu.tsv.
+func summarize(dir string) (*summary, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, err
 	}
 	byLabel := map[string]map[int]*report{} // label -> round -> report
 	for _, f := range files {
@@ -75,11 +121,11 @@ func runSummary(dir string, strict bool, stdout io.Writer) (int, error) {
 		}
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return 1, err
+			return nil, err
 		}
 		var r report
 		if err := json.Unmarshal(b, &r); err != nil {
-			return 1, fmt.Errorf("reading %s: %w", f, err)
+			return nil, fmt.Errorf("reading %s: %w", f, err)
 		}
 		if byLabel[r.Label] == nil {
 			byLabel[r.Label] = map[int]*report{}
@@ -87,7 +133,7 @@ func runSummary(dir string, strict bool, stdout io.Writer) (int, error) {
 		byLabel[r.Label][r.Round] = &r
 	}
 	if len(byLabel) == 0 {
-		return 1, fmt.Errorf("no reports (*.json) in %s", dir)
+		return nil, fmt.Errorf("no reports (*.json) in %s", dir)
 	}
 
 	s := summary{Runs: map[string]labelSummary{}}
@@ -141,6 +187,10 @@ func runSummary(dir string, strict bool, stdout io.Writer) (int, error) {
 		m := median(vals)
 		s.Ratios = append(s.Ratios, ratio{Name: name, PerRound: vals, Median: m, Budget: budget, Met: met(m)})
 	}
+	add("gateway req/s ÷ Telegraf relay req/s", fmt.Sprintf("≥ %g×", budgetTelegrafRatio),
+		perRound(labelGateway, labelTelegraf, func(n, d *report) (float64, bool) {
+			return n.RequestsPerS / d.RequestsPerS, d.RequestsPerS > 0
+		}), func(m float64) bool { return m >= budgetTelegrafRatio })
 	add("gateway req/s ÷ direct-to-InfluxDB req/s", fmt.Sprintf("≥ %g×", budgetGatewayRatio),
 		perRound(labelGateway, labelDirect, func(n, d *report) (float64, bool) {
 			return n.RequestsPerS / d.RequestsPerS, d.RequestsPerS > 0
@@ -167,30 +217,40 @@ func runSummary(dir string, strict bool, stdout io.Writer) (int, error) {
 		name := fmt.Sprintf("end-to-end values/s ÷ ceiling (%d-point requests)", points)
 		add(name, fmt.Sprintf("≥ %g%%", budgetE2ERatio*100), perRound(l, labelCeiling, e2e),
 			func(m float64) bool { return m >= budgetE2ERatio })
+		if l == labelE2EBig {
+			// The same 1000-point writes sent straight to InfluxDB, counted to the last point.
+			direct := func(n, d *report) (float64, bool) {
+				if n.Verify == nil || !n.Verify.Complete || d.Verify == nil || !d.Verify.Complete || d.Verify.ValuesPerS <= 0 {
+					return 0, false
+				}
+				return n.Verify.ValuesPerS / d.Verify.ValuesPerS, true
+			}
+			add(fmt.Sprintf("end-to-end values/s ÷ direct (%d-point requests)", points), fmt.Sprintf("≥ %g%%", budgetE2ERatio*100),
+				perRound(l, labelDirectBig, direct), func(m float64) bool { return m >= budgetE2ERatio })
+		}
 	}
 
-	printSummary(stdout, s, dir)
-	if b, err := json.MarshalIndent(s, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(dir, "summary.json"), b, 0o644)
-	}
-	switch {
-	case s.Lost > 0 || s.Incomplete > 0:
-		return 3, nil
-	case strict:
-		for _, r := range s.Ratios {
-			if !r.Met {
-				return 4, nil
+	if cpu := readCPU(filepath.Join(dir, "cpu.tsv")); len(cpu) > 0 {
+		s.CPUCores, s.CPUPerRequestMS = map[string]map[string]float64{}, map[string]map[string]float64{}
+		for label, byProc := range cpu {
+			s.CPUCores[label], s.CPUPerRequestMS[label] = map[string]float64{}, map[string]float64{}
+			for p, v := range byProc {
+				cores := median(v)
+				s.CPUCores[label][p] = cores
+				if rps := s.Runs[label].RequestsPerS; rps > 0 && p != "others" {
+					s.CPUPerRequestMS[label][p] = cores / rps * 1000
+				}
 			}
 		}
 	}
-	return 0, nil
+	return &s, nil
 }
 
 func printSummary(w io.Writer, s summary, dir string) {
 	fmt.Fprintln(w, "Medians per kind of run:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "run\truns\treq/s\tpoints/s\tvalues/s\tp50 ms\tp90 ms\tp99 ms\tnon-2xx\te2e values/s\tdrain s\t")
-	order := []string{labelDirect, labelGateway, labelHalf, labelE2E, labelE2EBig, labelCeiling}
+	order := []string{labelDirect, labelTelegraf, labelGateway, labelHalf, labelReadsIngest, labelE2E, labelE2EBig, labelDirectBig, labelCeiling}
 	for _, l := range slices.Sorted(maps.Keys(s.Runs)) {
 		if !slices.Contains(order, l) {
 			order = append(order, l)
@@ -249,6 +309,24 @@ func printSummary(w io.Writer, s summary, dir string) {
 				cells[i] = "-"
 				if v, ok := byProc[p]; ok {
 					cells[i] = fmt.Sprintf("%.2f", median(v))
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t\n", l, strings.Join(cells, "\t"))
+		}
+		tw.Flush()
+		fmt.Fprintln(w, "\nCPU milliseconds per 2xx request at saturation (median cores ÷ median req/s):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "run\t%s\t\n", strings.Join(names, "\t"))
+		for _, l := range []string{labelDirect, labelTelegraf, labelGateway} {
+			per, ok := s.CPUPerRequestMS[l]
+			if !ok {
+				continue
+			}
+			cells := make([]string, len(names))
+			for i, p := range names {
+				cells[i] = "-"
+				if v, ok := per[p]; ok {
+					cells[i] = fmt.Sprintf("%.3f", v)
 				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t\n", l, strings.Join(cells, "\t"))
