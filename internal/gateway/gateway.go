@@ -129,6 +129,7 @@ type Gateway struct {
 
 	adminPassword string
 	addr          atomic.Pointer[string]
+	ops           *ops.Server // the private ops listener (OPS_ADDR), or nil
 
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
@@ -317,7 +318,16 @@ func (g *Gateway) Addr() string {
 	return ""
 }
 
-// Run listens on cfg.Addr and serves until ctx is done; it also runs the stream backlog check, the
+// OpsAddr returns the address of the private ops listener (OPS_ADDR) once Run is listening, or
+// "" (none configured, or not yet listening).
+func (g *Gateway) OpsAddr() string {
+	if g.ops == nil {
+		return ""
+	}
+	return g.ops.Addr()
+}
+
+// Run listens on cfg.Addr (and cfg.OpsAddr when set) and serves until ctx is done; it also runs the stream backlog check, the
 // stream trimmer, the audit-log purge and the alert WebSocket hub. When ctx is done it stops
 // accepting connections, lets in-flight requests finish for at most ShutdownTimeout, stops the
 // background loops (closing every WebSocket client), then closes the PostgreSQL and Redis
@@ -340,6 +350,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 		ln = tls.NewListener(ln, serverTLS(certs))
 	}
 	g.e.Listener = ln
+	if g.cfg.OpsAddr != "" {
+		g.ops = ops.NewServerReady(g.cfg.OpsAddr, g.reg, g.readiness(), g.logger)
+		if g.cfg.Pprof {
+			g.ops.EnablePprof()
+		}
+		if err := g.ops.Listen(ctx); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	srv := &http.Server{
 		Addr:              addr,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -364,6 +384,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.influx.ProvisionAllUntilDone(ctx, g.cfg.History.Tiers, g.logger)
 		return nil
 	})
+
+	if g.ops != nil {
+		// Stopped with the loops, after the API listener has drained.
+		g.goLoop(loops, "ops server", g.ops.Run)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.e.StartServer(srv) }()

@@ -67,14 +67,7 @@ func (g *Gateway) newEcho() *echo.Echo {
 	// /readyz is ingest readiness (a load balancer in front of agents): Redis is all ingest
 	// needs, agent keys come from the key cache while PostgreSQL is away. /readyz?scope=api is
 	// the operator API's, which needs PostgreSQL too.
-	e.GET("/readyz", echo.WrapHandler(ops.Readiness{
-		Checks: map[string]ops.Check{
-			"redis":    func(ctx context.Context) error { return g.rdb.Ping(ctx).Err() },
-			"postgres": func(ctx context.Context) error { return g.db.PingContext(ctx) },
-		},
-		Scopes:   map[string][]string{"": {"redis"}, "ingest": {"redis"}, "api": {"redis", "postgres"}},
-		Warnings: func(ctx context.Context) []string { return redisconn.Warnings(ctx, g.rdb) },
-	}.Handler()))
+	e.GET("/readyz", echo.WrapHandler(g.readiness().Handler()))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg})))
 	e.GET("/api/v1/openapi.yaml", serveOpenAPI)
 	e.GET("/", consoleIndex)
@@ -134,6 +127,18 @@ func (g *Gateway) newEcho() *echo.Echo {
 		g.metrics.routes[r.Path] = true
 	}
 	return e
+}
+
+// readiness is what /readyz checks, on the API listener and on the ops listener alike.
+func (g *Gateway) readiness() ops.Readiness {
+	return ops.Readiness{
+		Checks: map[string]ops.Check{
+			"redis":    func(ctx context.Context) error { return g.rdb.Ping(ctx).Err() },
+			"postgres": func(ctx context.Context) error { return g.db.PingContext(ctx) },
+		},
+		Scopes:   map[string][]string{"": {"redis"}, "ingest": {"redis"}, "api": {"redis", "postgres"}},
+		Warnings: func(ctx context.Context) []string { return redisconn.Warnings(ctx, g.rdb) },
+	}
 }
 
 // serveOpenAPI answers GET /api/v1/openapi.yaml with the embedded description of this API.
