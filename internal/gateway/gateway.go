@@ -247,7 +247,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	}
 	g.fieldTypes = fieldtype.New(g.rdb, cfg.Redis.Prefix, logger)
 	g.keys = keycache.New(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.ResolveKeyHash, func() time.Time { return g.now() })
-	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
+	g.sessions = newSessions(g.rdb, cfg.Redis.Prefix, cfg.SessionTTL, func() time.Time { return g.now() })
 	if g.hub, err = alertfeed.New(g.rdb, cfg.Redis.Prefix, cfg.WS, g.reg, g.logger); err != nil {
 		return nil, err
 	}
