@@ -253,6 +253,7 @@ func (g *Gateway) requireRole(role string) echo.MiddlewareFunc {
 			}
 			c.Set(ctxSession, sess)
 			c.Set(ctxTokenHash, h)
+			setAuditClientAddr(c)
 			return next(c)
 		}
 	}
