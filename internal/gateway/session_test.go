@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -136,7 +137,7 @@ func TestSessionRenewal(t *testing.T) {
 	if err := s.end(ctx, "ada", h); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.lookup(ctx, token); err != errNoSession {
+	if _, _, err := s.lookup(ctx, token); !errors.Is(err, errNoSession) {
 		t.Errorf("lookup after end = %v, want errNoSession", err)
 	}
 	s.mu.Lock()
@@ -158,8 +159,10 @@ func TestSessionRenewalBounded(t *testing.T) {
 			t.Fatalf("claimRenewal of new token %d = false, want true", i)
 		}
 	}
-	if !s.claimRenewal("one more", now) || !s.claimRenewal("one more", now) {
-		t.Error("claimRenewal with the table full of fresh entries = false, want true every time")
+	for i := range 2 {
+		if !s.claimRenewal("one more", now) {
+			t.Errorf("claimRenewal %d with the table full of fresh entries = false, want true every time", i+1)
+		}
 	}
 	later := now.Add(s.refreshEvery())
 	if !s.claimRenewal("one more", later) || s.claimRenewal("one more", later) {
