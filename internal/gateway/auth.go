@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -42,8 +43,8 @@ type session struct {
 const sessionTokenPrefix = "ams_"
 
 // sessions keeps operator sessions in Redis: prefix+"session:"+sha256(token) holds the session
-// with a sliding TTL, renewed on every authenticated request. The token itself is never stored.
-// prefix+"user-sessions:"+username indexes a user's sessions so that deleting the user ends them.
+// with a sliding TTL. The token itself is never stored. prefix+"user-sessions:"+username indexes
+// a user's sessions so that deleting the user ends them.
 //
 // A session and its index live in different Redis Cluster slots (the token, which names the
 // session, says nothing of its user), so no command or MULTI spans both; the writes are ordered
@@ -52,10 +53,68 @@ const sessionTokenPrefix = "ams_"
 // deletes them first and their index members after, so a failure leaves at most stale members,
 // which the user's next login prunes. An index member therefore always has had its session stored
 // (a concurrent login's pruning cannot drop a session about to be stored).
+//
+// Reading a session is not a write: its TTL is renewed (GETEX) at most once every refreshEvery
+// per token and gateway copy, and read with a plain GET otherwise, so a dashboard polling several
+// routes a second costs Redis one write every few seconds (issue 13). A session therefore
+// expires SESSION_TTL after its last use, give or take refreshEvery (at most 5 s, a tenth of the
+// TTL).
 type sessions struct {
 	rdb    redis.UniversalClient
 	prefix string
 	ttl    time.Duration
+	now    func() time.Time
+
+	mu sync.Mutex
+	// renewed holds, per token hash, when this process last renewed that session's TTL; at most
+	// maxRenewedSessions entries (beyond that every read renews, as before issue 13).
+	renewed map[string]time.Time
+}
+
+// maxSessionRefresh bounds how stale a session's TTL may get before a read renews it.
+const maxSessionRefresh = 5 * time.Second
+
+// maxRenewedSessions bounds the memory of when sessions were renewed: about 100 bytes each.
+const maxRenewedSessions = 10_000
+
+func newSessions(rdb redis.UniversalClient, prefix string, ttl time.Duration, now func() time.Time) *sessions {
+	return &sessions{rdb: rdb, prefix: prefix, ttl: ttl, now: now, renewed: make(map[string]time.Time)}
+}
+
+// refreshEvery is how often a session in use has its TTL renewed.
+func (s *sessions) refreshEvery() time.Duration { return min(maxSessionRefresh, s.ttl/10) }
+
+// claimRenewal reports whether a read of the session h at now must renew its TTL, and records
+// the renewal when it must.
+func (s *sessions) claimRenewal(h string, now time.Time) bool {
+	every := s.refreshEvery()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last, ok := s.renewed[h]; ok {
+		if age := now.Sub(last); age >= 0 && age < every {
+			return false
+		}
+	} else if len(s.renewed) >= maxRenewedSessions {
+		for k, t := range s.renewed {
+			if age := now.Sub(t); age < 0 || age >= every {
+				delete(s.renewed, k)
+			}
+		}
+		if len(s.renewed) >= maxRenewedSessions {
+			return true // too many sessions in use at once to track: renew on every read
+		}
+	}
+	s.renewed[h] = now
+	return true
+}
+
+// forget drops what claimRenewal recorded for h (the session ended, or its renewal failed).
+func (s *sessions) forget(hashes ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range hashes {
+		delete(s.renewed, h)
+	}
 }
 
 func (s *sessions) key(tokenHash string) string { return s.prefix + "session:" + tokenHash }
@@ -116,10 +175,20 @@ func (s *sessions) create(ctx context.Context, username, role string, now time.T
 // errNoSession is returned by lookup for a token that names no live session.
 var errNoSession = errors.New("no such session")
 
-// lookup returns the session of token and renews its TTL, in one round trip (GETEX).
+// lookup returns the session of token in one round trip: GETEX renewing its TTL when
+// claimRenewal says it is due, GET otherwise.
 func (s *sessions) lookup(ctx context.Context, token string) (session, string, error) {
 	h := hashToken(token)
-	val, err := s.rdb.GetEx(ctx, s.key(h), s.ttl).Bytes()
+	var cmd *redis.StringCmd
+	if s.claimRenewal(h, s.now()) {
+		cmd = s.rdb.GetEx(ctx, s.key(h), s.ttl)
+	} else {
+		cmd = s.rdb.Get(ctx, s.key(h))
+	}
+	val, err := cmd.Bytes()
+	if err != nil {
+		s.forget(h) // the next read renews again
+	}
 	if errors.Is(err, redis.Nil) {
 		return session{}, "", errNoSession
 	}
@@ -135,6 +204,7 @@ func (s *sessions) lookup(ctx context.Context, token string) (session, string, e
 
 // end deletes one session, then its index member.
 func (s *sessions) end(ctx context.Context, username, tokenHash string) error {
+	s.forget(tokenHash)
 	if err := s.rdb.Del(ctx, s.key(tokenHash)).Err(); err != nil {
 		return fmt.Errorf("ending session: %w", err)
 	}
@@ -180,6 +250,7 @@ func (g *Gateway) requireRole(role string) echo.MiddlewareFunc {
 			}
 			c.Set(ctxSession, sess)
 			c.Set(ctxTokenHash, h)
+			setAuditClientAddr(c)
 			return next(c)
 		}
 	}

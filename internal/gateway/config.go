@@ -50,6 +50,11 @@ type Config struct {
 
 	// Addr is where the HTTP server listens.
 	Addr string `env:"GATEWAY_ADDR" envDefault:":8080" help:"address the gateway's HTTP server listens on (host:port)"`
+	// OpsAddr is where a second, private listener serves /healthz, /readyz, /metrics and, with
+	// Pprof, /debug/pprof. Empty: no such listener (the API listener serves the first three).
+	OpsAddr string `env:"OPS_ADDR" help:"optional private listen address (host:port) of /healthz, /readyz, /metrics and, with OPS_PPROF, /debug/pprof; empty: none (the API listener serves /healthz, /readyz and /metrics)"`
+	// Pprof mounts net/http/pprof under /debug/pprof/ on OpsAddr, never on the API listener.
+	Pprof bool `env:"OPS_PPROF" help:"serve Go runtime profiles under /debug/pprof/ on OPS_ADDR (never on GATEWAY_ADDR); needs OPS_ADDR"`
 	// ShutdownTimeout bounds the graceful drain of in-flight requests on stop.
 	ShutdownTimeout time.Duration `env:"GATEWAY_SHUTDOWN_TIMEOUT" envDefault:"15s" help:"how long in-flight requests may take to finish on stop"`
 	// CORSOrigins lists the browser origins allowed to call the API; empty sends no CORS headers
@@ -161,6 +166,16 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("GATEWAY_ADDR=%q: want host:port: %w", c.Addr, err))
+	}
+	if c.OpsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.OpsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("OPS_ADDR=%q: want host:port: %w", c.OpsAddr, err))
+		} else if c.OpsAddr == c.Addr && port != "0" {
+			errs = append(errs, fmt.Errorf("OPS_ADDR=%q: must differ from GATEWAY_ADDR", c.OpsAddr))
+		}
+	}
+	if c.Pprof && c.OpsAddr == "" {
+		errs = append(errs, errors.New("OPS_PPROF is set but OPS_ADDR is empty: profiles are served only on the private ops listener, never on GATEWAY_ADDR"))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("GATEWAY_SHUTDOWN_TIMEOUT=%s: want > 0", c.ShutdownTimeout))

@@ -58,6 +58,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Redis.URL = "http://x" }, "REDIS_URL"},
 		{func(c *Config) { c.Postgres.URL = "::" }, "DATABASE_URL"},
 		{func(c *Config) { c.CORSOrigins = []string{"*"} }, "CORS_ALLOWED_ORIGINS"},
+		{func(c *Config) { c.Pprof = true }, "OPS_PPROF is set but OPS_ADDR is empty"},
+		{func(c *Config) { c.OpsAddr = "9100" }, "OPS_ADDR"},
 		{func(c *Config) { c.AdminPassword = "short" }, "ADMIN_PASSWORD"},
 		{func(c *Config) { c.SessionTTL = 0 }, "SESSION_TTL"},
 		{func(c *Config) { c.BcryptCost = 2 }, "BCRYPT_COST"},

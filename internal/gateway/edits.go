@@ -170,6 +170,7 @@ func (s *sessions) endOthers(ctx context.Context, username, keep string) error {
 			continue
 		}
 		pipe.Del(ctx, s.key(m))
+		s.forget(m)
 		ended = append(ended, m)
 	}
 	if len(ended) == 0 {

@@ -126,6 +126,7 @@ type Gateway struct {
 
 	adminPassword string
 	addr          atomic.Pointer[string]
+	ops           *ops.Server // the private ops listener (OPS_ADDR), or nil
 
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
@@ -248,7 +249,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	}
 	g.fieldTypes = fieldtype.New(g.rdb, cfg.Redis.Prefix, logger)
 	g.keys = keycache.New(cfg.KeyCacheTTL, cfg.KeyCacheStale, agents.ResolveKeyHash, func() time.Time { return g.now() })
-	g.sessions = &sessions{rdb: g.rdb, prefix: cfg.Redis.Prefix, ttl: cfg.SessionTTL}
+	g.sessions = newSessions(g.rdb, cfg.Redis.Prefix, cfg.SessionTTL, func() time.Time { return g.now() })
 	if g.hub, err = alertfeed.New(g.rdb, cfg.Redis.Prefix, cfg.Publish.Shards, cfg.WS, g.reg, g.logger); err != nil {
 		return nil, err
 	}
@@ -319,7 +320,16 @@ func (g *Gateway) Addr() string {
 	return ""
 }
 
-// Run listens on cfg.Addr and serves until ctx is done; it also runs the stream backlog check, the
+// OpsAddr returns the address of the private ops listener (OPS_ADDR) once Run is listening, or
+// "" (none configured, or not yet listening).
+func (g *Gateway) OpsAddr() string {
+	if g.ops == nil {
+		return ""
+	}
+	return g.ops.Addr()
+}
+
+// Run listens on cfg.Addr (and cfg.OpsAddr when set) and serves until ctx is done; it also runs the stream backlog check, the
 // stream trimmer, the audit-log purge and the alert WebSocket hub. When ctx is done it stops
 // accepting connections, lets in-flight requests finish for at most ShutdownTimeout, stops the
 // background loops (closing every WebSocket client), then closes the PostgreSQL and Redis
@@ -342,6 +352,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 		ln = tls.NewListener(ln, serverTLS(certs))
 	}
 	g.e.Listener = ln
+	if g.cfg.OpsAddr != "" {
+		g.ops = ops.NewServerReady(g.cfg.OpsAddr, g.reg, g.readiness(), g.logger)
+		if g.cfg.Pprof {
+			g.ops.EnablePprof()
+		}
+		if err := g.ops.Listen(ctx); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	srv := &http.Server{
 		Addr:              addr,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -366,6 +386,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.influx.ProvisionAllUntilDone(ctx, g.cfg.History.Tiers, g.logger)
 		return nil
 	})
+
+	if g.ops != nil {
+		// Stopped with the loops, after the API listener has drained.
+		g.goLoop(loops, "ops server", g.ops.Run)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.e.StartServer(srv) }()

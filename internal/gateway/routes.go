@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"regexp"
 	"time"
 
@@ -30,14 +31,7 @@ func (g *Gateway) newEcho() *echo.Echo {
 
 	e.Use(requestID)
 	// HSTS is sent by g.hsts (tls.go): Echo's would believe any client's X-Forwarded-Proto.
-	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
-		XSSProtection:         "0", // the legacy XSS auditor does harm; CSP below is the protection
-		ContentTypeNosniff:    "nosniff",
-		XFrameOptions:         "DENY",
-		ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
-		ReferrerPolicy:        "no-referrer",
-	}))
-	e.Use(noStore, g.hsts)
+	e.Use(responseHeaders, g.hsts)
 	if len(g.cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  g.cfg.CORSOrigins,
@@ -48,7 +42,8 @@ func (g *Gateway) newEcho() *echo.Echo {
 		}))
 	}
 	e.IPExtractor = ipExtractor(g.cfg.Edge.TrustedProxies)
-	e.Use(auditClientAddr)
+	// The client's address for audit rows is set by requireRole and login (auditClientAddr):
+	// only operators' requests write audit rows, so agents' writes do not pay for it.
 	e.Use(g.observe)
 	e.Use(g.limitHeaders, checkURLText, g.paceBody)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
@@ -67,20 +62,13 @@ func (g *Gateway) newEcho() *echo.Echo {
 	// /readyz is ingest readiness (a load balancer in front of agents): Redis is all ingest
 	// needs, agent keys come from the key cache while PostgreSQL is away. /readyz?scope=api is
 	// the operator API's, which needs PostgreSQL too.
-	e.GET("/readyz", echo.WrapHandler(ops.Readiness{
-		Checks: map[string]ops.Check{
-			"redis":    func(ctx context.Context) error { return redisconn.Ping(ctx, g.rdb) },
-			"postgres": func(ctx context.Context) error { return g.db.PingContext(ctx) },
-		},
-		Scopes:   map[string][]string{"": {"redis"}, "ingest": {"redis"}, "api": {"redis", "postgres"}},
-		Warnings: func(ctx context.Context) []string { return redisconn.Warnings(ctx, g.rdb) },
-	}.Handler()))
+	e.GET("/readyz", echo.WrapHandler(g.readiness().Handler()))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg})))
 	e.GET("/api/v1/openapi.yaml", serveOpenAPI)
 	e.GET("/", consoleIndex)
 	e.GET("/assets/:file", consoleAsset)
 
-	e.POST("/api/v1/auth/login", g.login)
+	e.POST("/api/v1/auth/login", g.login, auditClientAddr)
 	e.POST("/api/v1/auth/logout", g.logout, viewer)
 	e.POST("/api/v1/auth/password", g.changePassword, viewer)
 
@@ -136,6 +124,18 @@ func (g *Gateway) newEcho() *echo.Echo {
 	return e
 }
 
+// readiness is what /readyz checks, on the API listener and on the ops listener alike.
+func (g *Gateway) readiness() ops.Readiness {
+	return ops.Readiness{
+		Checks: map[string]ops.Check{
+			"redis":    func(ctx context.Context) error { return redisconn.Ping(ctx, g.rdb) },
+			"postgres": func(ctx context.Context) error { return g.db.PingContext(ctx) },
+		},
+		Scopes:   map[string][]string{"": {"redis"}, "ingest": {"redis"}, "api": {"redis", "postgres"}},
+		Warnings: func(ctx context.Context) []string { return redisconn.Warnings(ctx, g.rdb) },
+	}
+}
+
 // serveOpenAPI answers GET /api/v1/openapi.yaml with the embedded description of this API.
 func serveOpenAPI(c echo.Context) error {
 	return c.Blob(http.StatusOK, "application/yaml", api.OpenAPI())
@@ -143,13 +143,35 @@ func serveOpenAPI(c echo.Context) error {
 
 // requestIDPattern is what a client-sent X-Request-ID must look like to be kept; anything else is
 // replaced, so that logs never carry client-chosen junk (PITFALLS.md: Echo's RequestID keeps it).
+// wellFormedRequestID is the same check without the regular expression, for every request.
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// requestIDBytes are the bytes of requestIDPattern.
+var requestIDBytes = func() (set [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") {
+		set[c] = true
+	}
+	return set
+}()
+
+// wellFormedRequestID reports whether id matches requestIDPattern.
+func wellFormedRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if !requestIDBytes[id[i]] {
+			return false
+		}
+	}
+	return true
+}
 
 // requestID sets X-Request-ID on the response: the client's when it is well formed, else a new one.
 func requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id := c.Request().Header.Get(echo.HeaderXRequestID)
-		if !requestIDPattern.MatchString(id) {
+		if !wellFormedRequestID(id) {
 			var b [12]byte
 			_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail on supported platforms
 			id = hex.EncodeToString(b[:])
@@ -159,10 +181,40 @@ func requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// noStore keeps API answers (keys, tokens, live data) out of shared caches.
-func noStore(next echo.HandlerFunc) echo.HandlerFunc {
+// fixedHeaders are the headers of every answer: what Echo's Secure middleware sent with our
+// settings, and Cache-Control: no-store, which keeps API answers (keys, tokens, live data) out of
+// shared caches. HSTS is sent by hsts (tls.go). Each value is one slice shared by every answer,
+// so that setting them costs no allocation (they are only read: Header.Set replaces a slice and
+// Header.Add copies one of length 1 before appending).
+var fixedHeaders = func() []struct {
+	key   string
+	value []string
+} {
+	kv := [][2]string{
+		{echo.HeaderXXSSProtection, "0"}, // the legacy XSS auditor does harm; CSP is the protection
+		{echo.HeaderXContentTypeOptions, "nosniff"},
+		{echo.HeaderXFrameOptions, "DENY"},
+		{echo.HeaderContentSecurityPolicy, "default-src 'none'; frame-ancestors 'none'"},
+		{echo.HeaderReferrerPolicy, "no-referrer"},
+		{echo.HeaderCacheControl, "no-store"},
+	}
+	out := make([]struct {
+		key   string
+		value []string
+	}, len(kv))
+	for i, h := range kv {
+		out[i].key, out[i].value = textproto.CanonicalMIMEHeaderKey(h[0]), []string{h[1]}
+	}
+	return out
+}()
+
+// responseHeaders sets fixedHeaders on every answer.
+func responseHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+		h := c.Response().Header()
+		for _, f := range fixedHeaders {
+			h[f.key] = f.value
+		}
 		return next(c)
 	}
 }
@@ -182,7 +234,7 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route = "unmatched"
 		}
 		status := c.Response().Status
-		g.metrics.requestDuration.WithLabelValues(route, c.Request().Method, statusLabel(status)).Observe(d.Seconds())
+		g.metrics.observeRequest(route, c.Request().Method, status, d)
 		if g.logger.Enabled(c.Request().Context(), slog.LevelDebug) {
 			g.logger.Debug("request", "method", c.Request().Method, "route", route, "status", status,
 				"took", d, "request_id", c.Response().Header().Get(echo.HeaderXRequestID))

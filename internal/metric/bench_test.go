@@ -54,3 +54,19 @@ func BenchmarkDecodeLineProtocol(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseLineProtocolParallel parses on every core at once, as the gateway does under
+// load: the names' intern table is shared.
+func BenchmarkParseLineProtocolParallel(b *testing.B) {
+	lim := DefaultLimits()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(agentBatchLP)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := ParseLineProtocol(agentBatchLP, "s", testNow, lim); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

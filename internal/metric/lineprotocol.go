@@ -43,7 +43,7 @@ func ParseLineProtocol(body []byte, precision string, now time.Time, lim Limits)
 		return nil, fmt.Errorf("unknown precision %q: use ns, us, ms or s", precision)
 	}
 	c := newChecker(now, lim)
-	var r lpReader
+	r := newLPReader(body, lim.MaxPoints)
 	dec := lineprotocol.NewDecoderWithBytes(body)
 	for dec.Next() {
 		index := len(r.points)
@@ -76,7 +76,7 @@ func ParseLineProtocol(body []byte, precision string, now time.Time, lim Limits)
 // tags and fields come back in payload order (sorted, with the agent tag), times in
 // nanoseconds. A line without a timestamp is an error, since the gateway always writes one.
 func DecodeLineProtocol(payload []byte) ([]Point, error) {
-	var r lpReader
+	r := newLPReader(payload, math.MaxInt)
 	dec := lineprotocol.NewDecoderWithBytes(payload)
 	for dec.Next() {
 		pt, ts, err := r.readEntry(dec)
@@ -102,6 +102,22 @@ type lpReader struct {
 	fields []Field
 }
 
+// newLPReader returns an lpReader whose slices are sized for body from a count of its lines and
+// of its '=' (each tag and each field has one), so that a batch costs three allocations rather
+// than a dozen growing ones. The estimates are capped: a huge body still grows its slices.
+func newLPReader(body []byte, maxPoints int) lpReader {
+	const maxPresize = 1 << 14
+	lines := min(bytes.Count(body, []byte{'\n'})+1, maxPoints, maxPresize)
+	pairs := min(bytes.Count(body, []byte{'='}), maxPresize)
+	return lpReader{
+		points: make([]Point, 0, lines),
+		// Every '=' may be a field's (an upper bound); points have fewer tags than fields more
+		// often than not, and a Tag is half the size of a Field.
+		fields: make([]Field, 0, max(lines, pairs)),
+		tags:   make([]Tag, 0, pairs/2),
+	}
+}
+
 // readEntry reads the entry the decoder is at, copying everything out of the decoder's
 // buffer, and returns its raw timestamp (nil when there is none).
 func (r *lpReader) readEntry(dec *lineprotocol.Decoder) (Point, []byte, error) {
@@ -110,7 +126,7 @@ func (r *lpReader) readEntry(dec *lineprotocol.Decoder) (Point, []byte, error) {
 	if err != nil {
 		return pt, nil, err
 	}
-	pt.Measurement = string(m)
+	pt.Measurement = names.string(m)
 	tags := len(r.tags)
 	for {
 		k, v, err := dec.NextTag()
@@ -120,7 +136,7 @@ func (r *lpReader) readEntry(dec *lineprotocol.Decoder) (Point, []byte, error) {
 		if k == nil {
 			break
 		}
-		r.tags = append(r.tags, Tag{Key: string(k), Value: string(v)})
+		r.tags = append(r.tags, Tag{Key: names.string(k), Value: names.string(v)})
 	}
 	fields := len(r.fields)
 	for {
@@ -131,7 +147,7 @@ func (r *lpReader) readEntry(dec *lineprotocol.Decoder) (Point, []byte, error) {
 		if k == nil {
 			break
 		}
-		r.fields = append(r.fields, Field{Key: string(k), Value: fromLP(v)})
+		r.fields = append(r.fields, Field{Key: names.string(k), Value: fromLP(v)})
 	}
 	ts, err := dec.TimeBytes()
 	if err != nil {

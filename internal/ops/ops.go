@@ -1,6 +1,7 @@
 // Package ops is the operations HTTP surface of every binary: /healthz, /readyz (dependency
-// checks) and /metrics (a Prometheus registry with the runtime collectors); worker binaries serve
-// it as a Server of its own, the gateway mounts the handlers on its API server.
+// checks), /metrics (a Prometheus registry with the runtime collectors) and, when enabled,
+// /debug/pprof; worker binaries serve it as a Server of its own, the gateway mounts the first
+// three on its API server and serves a Server of its own when OPS_ADDR is set.
 package ops
 
 import (
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -51,7 +53,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // Server is the operations HTTP server of a worker binary: /healthz, /readyz and /metrics.
 type Server struct {
 	addr   string
+	mux    *http.ServeMux
 	srv    *http.Server
+	ln     net.Listener // from Listen
 	logger *slog.Logger
 	bound  atomic.Pointer[string]
 }
@@ -69,6 +73,7 @@ func NewServerReady(addr string, reg *prometheus.Registry, ready Readiness, logg
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return &Server{
 		addr:   addr,
+		mux:    mux,
 		logger: logger.With("component", "ops"),
 		srv: &http.Server{
 			Handler:           mux,
@@ -80,16 +85,51 @@ func NewServerReady(addr string, reg *prometheus.Registry, ready Readiness, logg
 	}
 }
 
-// Run listens and serves until ctx is done, then shuts down within five seconds.
-func (o *Server) Run(ctx context.Context) error {
+// EnablePprof mounts the runtime profiles of net/http/pprof under /debug/pprof/ on this server
+// (OPS_PPROF=1). They are for operators only: never mount them on a public listener. Call it
+// before Run.
+func (o *Server) EnablePprof() {
+	MountPprof(o.mux)
+	// A CPU profile or a trace streams for its ?seconds= (30 by default), which pprof refuses
+	// beyond the server's WriteTimeout: allow profiles of up to about ten minutes.
+	o.srv.WriteTimeout = 10 * time.Minute
+}
+
+// MountPprof registers net/http/pprof's handlers under /debug/pprof/ on mux (net/http/pprof
+// registers itself only on http.DefaultServeMux, which no server of ours uses).
+func MountPprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+}
+
+// Listen binds the server's address, so that a caller can fail at start when it is taken; Run
+// then serves on it. Calling it is optional: Run listens itself when Listen was not called.
+func (o *Server) Listen(ctx context.Context) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listening for ops on %s: %w", o.addr, err)
 	}
+	o.ln = ln
 	bound := ln.Addr().String()
 	o.bound.Store(&bound)
 	o.logger.Info("ops server listening", "addr", bound)
+	return nil
+}
+
+// Run listens (unless Listen did) and serves until ctx is done, then shuts down within five
+// seconds.
+func (o *Server) Run(ctx context.Context) error {
+	if o.ln == nil {
+		if err := o.Listen(ctx); err != nil {
+			return err
+		}
+	}
+	ln := o.ln
 	errc := make(chan error, 1)
 	go func() { errc <- o.srv.Serve(ln) }()
 	select {

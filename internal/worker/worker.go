@@ -26,6 +26,8 @@ type Config struct {
 	Redis   redisconn.Config
 	Stream  stream.ConsumerConfig
 	OpsAddr string `env:"OPS_ADDR" help:"listen address of /healthz, /readyz and /metrics (default per binary)"`
+	// Pprof mounts net/http/pprof under /debug/pprof/ on the ops server.
+	Pprof bool `env:"OPS_PPROF" help:"serve Go runtime profiles under /debug/pprof/ on OPS_ADDR (operators only: keep OPS_ADDR private)"`
 }
 
 // Prepare fills the binary's consumer group, its default ops address and, when CONSUMER_NAME is
@@ -105,6 +107,9 @@ func Run(ctx context.Context, rdb redis.UniversalClient, w Worker, logger *slog.
 		Checks:   checks,
 		Warnings: func(ctx context.Context) []string { return redisconn.Warnings(ctx, rdb) },
 	}, logger)
+	if cfg.Pprof {
+		opsServer.EnablePprof()
+	}
 
 	logger.Info("worker running", "group", cfg.Stream.Group, "consumer", cfg.Stream.Consumer, "ops", cfg.OpsAddr)
 	stopping := make(chan time.Time, 1)

@@ -1,0 +1,174 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
+)
+
+// commandCounter is a go-redis hook counting the commands a client sends, by name, among those
+// whose key contains substr (it counts, it does not stand in for Redis).
+type commandCounter struct {
+	substr string
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func newCommandCounter(substr string) *commandCounter {
+	return &commandCounter{substr: substr, counts: map[string]int{}}
+}
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			c.count(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (c *commandCounter) count(cmd redis.Cmder) {
+	args := cmd.Args()
+	if len(args) < 2 {
+		return
+	}
+	if key, _ := args[1].(string); strings.Contains(key, c.substr) {
+		c.mu.Lock()
+		c.counts[cmd.Name()]++
+		c.mu.Unlock()
+	}
+}
+
+// take returns the counts so far and starts again from zero.
+func (c *commandCounter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	got := c.counts
+	c.counts = map[string]int{}
+	return got
+}
+
+// TestSessionReadsDoNotWrite: N reads of an API route in a row cost Redis one session write
+// (the TTL renewal of the first), every other one a plain GET.
+func TestSessionReadsDoNotWrite(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil) // SESSION_TTL 12h: renewed at most every 5s
+	token := e.adminToken()
+	counter := newCommandCounter(e.prefix + "session:")
+	e.g.rdb.AddHook(counter)
+
+	const n = 20
+	began := time.Now()
+	for i := range n {
+		if r := e.do(req{method: "GET", path: "/api/v1/agents", auth: bearer(token)}); r.status != http.StatusOK {
+			t.Fatalf("read %d = %s, want 200", i+1, r)
+		}
+	}
+	if took := time.Since(began); took >= maxSessionRefresh {
+		t.Skipf("%d reads took %v, longer than the renewal interval: too slow a machine to tell", n, took)
+	}
+	got := counter.take()
+	if got["getex"] != 1 || got["get"] != n-1 || len(got) != 2 {
+		t.Errorf("session commands of %d reads = %v, want one getex (the renewal) and %d get", n, got, n-1)
+	}
+}
+
+// TestSessionRenewal: a session's TTL is renewed by the first read and then once refreshEvery
+// has passed, not by the reads between; a session read that fails (ended) renews nothing.
+func TestSessionRenewal(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testenv.Redis(t)
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	s := newSessions(rdb, prefix, 10*time.Second, clock) // renewed at most every second
+	if got := s.refreshEvery(); got != time.Second {
+		t.Fatalf("refreshEvery() with a 10s TTL = %v, want 1s", got)
+	}
+	counter := newCommandCounter(prefix + "session:")
+	rdb.AddHook(counter)
+	ctx := context.Background()
+	token, _, err := s.create(ctx, "ada", "viewer", clock())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter.take()
+
+	read := func(what string, wantGetex int) {
+		t.Helper()
+		sess, _, err := s.lookup(ctx, token)
+		if err != nil || sess.Username != "ada" {
+			t.Fatalf("%s: lookup = %+v, %v; want ada's session", what, sess, err)
+		}
+		if got := counter.take(); got["getex"] != wantGetex {
+			t.Errorf("%s: commands %v, want %d getex", what, got, wantGetex)
+		}
+	}
+	read("first read", 1)
+	for range 5 {
+		advance(150 * time.Millisecond)
+		read("read within a second of the renewal", 0)
+	}
+	advance(250 * time.Millisecond) // 1s since the renewal
+	read("read a second after the renewal", 1)
+	if ttl := rdb.TTL(ctx, s.key(hashToken(token))).Val(); ttl <= 9*time.Second {
+		t.Errorf("TTL after the renewal = %v, want about 10s", ttl)
+	}
+
+	h := hashToken(token)
+	if err := s.end(ctx, "ada", h); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.lookup(ctx, token); !errors.Is(err, errNoSession) {
+		t.Errorf("lookup after end = %v, want errNoSession", err)
+	}
+	s.mu.Lock()
+	_, tracked := s.renewed[h]
+	s.mu.Unlock()
+	if tracked {
+		t.Error("an ended session is still tracked for renewal")
+	}
+}
+
+// TestSessionRenewalBounded: past maxRenewedSessions tracked tokens, entries older than the
+// renewal interval make room, and when none are, reads renew every time (never skip a renewal).
+func TestSessionRenewalBounded(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	s := newSessions(nil, "p:", time.Hour, func() time.Time { return now })
+	for i := range maxRenewedSessions {
+		if !s.claimRenewal(strings.Repeat("x", 8)+string(rune('a'+i%26))+time.Duration(i).String(), now) {
+			t.Fatalf("claimRenewal of new token %d = false, want true", i)
+		}
+	}
+	for i := range 2 {
+		if !s.claimRenewal("one more", now) {
+			t.Errorf("claimRenewal %d with the table full of fresh entries = false, want true every time", i+1)
+		}
+	}
+	later := now.Add(s.refreshEvery())
+	if !s.claimRenewal("one more", later) || s.claimRenewal("one more", later) {
+		t.Error("claimRenewal once the old entries are stale: want a renewal, then none within the interval")
+	}
+	if n := len(s.renewed); n != 1 {
+		t.Errorf("tracked sessions after pruning = %d, want 1", n)
+	}
+}
