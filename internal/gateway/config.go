@@ -140,19 +140,13 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	check(c.Log.Validate())
-	check(c.Redis.Validate())
-	check(c.Postgres.Validate())
-	check(c.HotCache.Validate())
-	check(c.Influx.Validate())
-	check(c.Publish.Validate())
-	check(c.Backlog.Validate())
-	check(c.Trim.Validate())
-	check(c.AgeTrim.Validate())
-	check(c.WS.Validate())
-	check(c.Edge.Validate())
-	check(c.History.Validate())
-	check(c.TLS.Validate())
+	// Each sub-config checks its own settings.
+	for _, sub := range []interface{ Validate() error }{
+		c.Log, c.Redis, c.Postgres, c.HotCache, c.Influx, c.Publish, c.Backlog, c.Trim, c.AgeTrim, c.WS,
+		c.Edge, c.History, c.TLS,
+	} {
+		check(sub.Validate())
+	}
 	if err := c.Limits().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("INGEST_MAX_*: %w", err))
 	}
