@@ -13,8 +13,7 @@ import (
 func TestRotationGraceKeepsOldKeyUntilItEnds(t *testing.T) {
 	t.Parallel()
 	const ttl = 2 * time.Second
-	e, url2 := newTwoCopies(t, ttl)
-	admin := e.adminToken()
+	e, admin, url2 := newTwoCopies(t, ttl)
 	a := e.register(admin, "rekeyed")
 	post := func(base, key string) int { return ingestOne(t, base, a.ID, key) }
 	// Both copies cache the old key before the rotation.
@@ -121,12 +120,13 @@ func equalStrings(a, b []string) bool {
 }
 
 // newTwoCopies starts a test environment whose gateway caches agent keys for ttl, and a second
-// gateway copy on the same database and Redis, whose URL it returns.
-func newTwoCopies(t *testing.T, ttl time.Duration) (e *env, url2 string) {
+// gateway copy on the same database and Redis; it returns the environment, an admin's session
+// token and the second copy's URL.
+func newTwoCopies(t *testing.T, ttl time.Duration) (e *env, admin, url2 string) {
 	t.Helper()
 	e = newEnv(t, func(c *Config) { c.KeyCacheTTL = ttl })
 	_, url2 = startGateway(t, e.cfg)
-	return e, url2
+	return e, e.adminToken(), url2
 }
 
 // ingestOne sends a one-point batch for agent id with key to the gateway at base and returns the

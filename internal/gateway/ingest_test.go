@@ -392,8 +392,7 @@ func TestKeyCache(t *testing.T) {
 func TestRevokedKeysStopWorking(t *testing.T) {
 	t.Parallel()
 	const ttl = 300 * time.Millisecond
-	e, url2 := newTwoCopies(t, ttl)
-	admin := e.adminToken()
+	e, admin, url2 := newTwoCopies(t, ttl)
 	a := e.register(admin, "rotating")
 	b := e.register(admin, "deleted")
 	for _, base := range []string{e.url, url2} {
