@@ -94,10 +94,7 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		Config:   &cfg.Config,
 		Handler:  stream.Handler(marker.Handle),
 		Registry: reg,
-		Checks: map[string]ops.Check{"influxdb": func(ctx context.Context) error {
-			_, err := client.Version(ctx)
-			return err
-		}},
+		Checks:   map[string]ops.Check{"influxdb": client.Ping},
 		Background: []func(context.Context) error{func(ctx context.Context) error {
 			if !client.ProvisionAllUntilDone(ctx, cfg.Tiers, logger) {
 				return nil
