@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/postgres/postgrestest"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
@@ -223,30 +224,12 @@ func TestAgentListPaging(t *testing.T) {
 	}
 }
 
-func lastSeen(t *testing.T, agents *postgres.AgentStore, id string) *time.Time {
-	t.Helper()
-	a, err := agents.Get(context.Background(), id)
-	if err != nil {
-		t.Fatalf("Get(%s) = %v", id, err)
-	}
-	return a.LastSeen
-}
-
 func TestTouchLastSeen(t *testing.T) {
 	ctx := context.Background()
 	pg := newStores(t)
-	a, err := pg.agents.Create(ctx, "a", nil, agent.HashAPIKey("a"), "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := pg.agents.Create(ctx, "b", nil, agent.HashAPIKey("b"), "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	idle, err := pg.agents.Create(ctx, "idle", nil, agent.HashAPIKey("idle"), "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := postgrestest.CreateAgent(t, pg.agents, "a")
+	b := postgrestest.CreateAgent(t, pg.agents, "b")
+	idle := postgrestest.CreateAgent(t, pg.agents, "idle")
 	// timestamptz keeps microseconds.
 	t0 := time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)
 	t1, t2 := t0.Add(time.Minute+time.Microsecond), t0.Add(2*time.Minute)
@@ -266,7 +249,7 @@ func TestTouchLastSeen(t *testing.T) {
 			id   string
 			want *time.Time
 		}{{a.ID, wantA}, {b.ID, wantB}} {
-			got := lastSeen(t, pg.agents, c.id)
+			got := postgrestest.LastSeen(t, pg.agents, c.id)
 			if (got == nil) != (c.want == nil) || (got != nil && !got.Equal(*c.want)) {
 				t.Errorf("after TouchLastSeen(%v): last_seen(%s) = %v, want %v", seen, c.id, got, c.want)
 			}
@@ -293,7 +276,7 @@ func TestTouchLastSeen(t *testing.T) {
 	t3 := t2.Add(time.Minute)
 	step(map[string]time.Time{strings.ToUpper(b.ID): t3, b.ID: t2}, &t2, &t3)
 
-	if got := lastSeen(t, pg.agents, idle.ID); got != nil {
+	if got := postgrestest.LastSeen(t, pg.agents, idle.ID); got != nil {
 		t.Errorf("last_seen of an agent never touched = %v, want nil", got)
 	}
 }
