@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -210,4 +212,58 @@ func (s *AgentStore) TouchLastSeen(ctx context.Context, seen map[string]time.Tim
 		return fmt.Errorf("updating last_seen of %d agents: %w", len(ids), err)
 	}
 	return nil
+}
+
+// Update sets the name and labels of agent id (labels nil: none) and audits it as actor's
+// agent.update with what changed. An unknown id is ErrNotFound, a taken name ErrConflict, a
+// name the table refuses ErrInvalid.
+func (s *AgentStore) Update(ctx context.Context, id, name string, labels map[string]string, actor string) (agent.Agent, error) {
+	if err := checkActor(actor); err != nil {
+		return agent.Agent{}, err
+	}
+	if !validID(id) {
+		return agent.Agent{}, fmt.Errorf("agent %q: %w", id, ErrNotFound)
+	}
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labelsJSON, err := json.Marshal(labels)
+	if err != nil {
+		return agent.Agent{}, fmt.Errorf("encoding labels: %w", err)
+	}
+	var a agent.Agent
+	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
+		var before agentRow
+		err := tx.GetContext(ctx, &before, `SELECT `+agentColumns+` FROM agents WHERE id = $1 FOR UPDATE`, id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("agent %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("reading agent %s: %w", id, err)
+		}
+		old, err := before.agent()
+		if err != nil {
+			return err
+		}
+		var row agentRow
+		if err := tx.GetContext(ctx, &row, `UPDATE agents SET name = $2, labels = CAST($3 AS jsonb) WHERE id = $1 RETURNING `+agentColumns,
+			id, name, string(labelsJSON)); err != nil {
+			return fmt.Errorf("updating agent %s: %w", id, agentWriteError(err, name))
+		}
+		if a, err = row.agent(); err != nil {
+			return err
+		}
+		details := map[string]any{"name": a.Name}
+		if old.Name != a.Name {
+			details["previous_name"] = old.Name
+		}
+		if !maps.Equal(old.Labels, a.Labels) {
+			details["labels"], details["previous_labels"] = a.Labels, old.Labels
+		}
+		return writeAudit(ctx, tx, actor, ActionAgentUpdate, id, details)
+	})
+	if err != nil {
+		return agent.Agent{}, err
+	}
+	return a, nil
 }
