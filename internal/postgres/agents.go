@@ -163,11 +163,8 @@ func (s *AgentStore) List(ctx context.Context, limit, offset int) ([]agent.Agent
 
 // Delete removes agent id and audits it as actor's agent.delete. An unknown id is ErrNotFound.
 func (s *AgentStore) Delete(ctx context.Context, id, actor string) error {
-	if err := checkActor(actor); err != nil {
+	if err := checkChange(actor, "agent", id); err != nil {
 		return err
-	}
-	if !validID(id) {
-		return fmt.Errorf("agent %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
 		name, err := deleteByID(ctx, tx, "agent", "agents", "name", id)
@@ -218,11 +215,8 @@ func (s *AgentStore) TouchLastSeen(ctx context.Context, seen map[string]time.Tim
 // agent.update with what changed. An unknown id is ErrNotFound, a taken name ErrConflict, a
 // name the table refuses ErrInvalid.
 func (s *AgentStore) Update(ctx context.Context, id, name string, labels map[string]string, actor string) (agent.Agent, error) {
-	if err := checkActor(actor); err != nil {
+	if err := checkChange(actor, "agent", id); err != nil {
 		return agent.Agent{}, err
-	}
-	if !validID(id) {
-		return agent.Agent{}, fmt.Errorf("agent %q: %w", id, ErrNotFound)
 	}
 	if labels == nil {
 		labels = map[string]string{}
