@@ -67,6 +67,18 @@ func validID(id string) bool {
 	return len(id) == 36 && uuid.Validate(id) == nil
 }
 
+// encodeLabels returns the JSON an agent's labels are stored as (nil: none, {}).
+func encodeLabels(labels map[string]string) (string, error) {
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	b, err := json.Marshal(labels)
+	if err != nil {
+		return "", fmt.Errorf("encoding labels: %w", err)
+	}
+	return string(b), nil
+}
+
 // agentWriteError turns a constraint violation on agents into ErrConflict or ErrInvalid.
 func agentWriteError(err error, name string) error {
 	if c, ok := violation(err, pqerror.UniqueViolation); ok {
@@ -94,12 +106,9 @@ func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]
 	if err := checkActor(actor); err != nil {
 		return agent.Agent{}, err
 	}
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labelsJSON, err := json.Marshal(labels)
+	labelsJSON, err := encodeLabels(labels)
 	if err != nil {
-		return agent.Agent{}, fmt.Errorf("encoding labels: %w", err)
+		return agent.Agent{}, err
 	}
 	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *agentRow) error {
 		// CAST, not ::jsonb: sqlx reads ":labels::jsonb" as a parameter named "labels:".
@@ -107,7 +116,7 @@ func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]
 			INSERT INTO agents (name, labels, api_key_hash)
 			VALUES (:name, CAST(:labels AS jsonb), :key_hash)
 			RETURNING `+agentColumns, map[string]any{
-			"name": name, "labels": string(labelsJSON), "key_hash": keyHash,
+			"name": name, "labels": labelsJSON, "key_hash": keyHash,
 		})
 		if err != nil {
 			return fmt.Errorf("binding agent insert: %w", err)
@@ -218,12 +227,9 @@ func (s *AgentStore) Update(ctx context.Context, id, name string, labels map[str
 	if err := checkChange(actor, "agent", id); err != nil {
 		return agent.Agent{}, err
 	}
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labelsJSON, err := json.Marshal(labels)
+	labelsJSON, err := encodeLabels(labels)
 	if err != nil {
-		return agent.Agent{}, fmt.Errorf("encoding labels: %w", err)
+		return agent.Agent{}, err
 	}
 	var a agent.Agent
 	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
@@ -241,7 +247,7 @@ func (s *AgentStore) Update(ctx context.Context, id, name string, labels map[str
 		}
 		var row agentRow
 		if err := tx.GetContext(ctx, &row, `UPDATE agents SET name = $2, labels = CAST($3 AS jsonb) WHERE id = $1 RETURNING `+agentColumns,
-			id, name, string(labelsJSON)); err != nil {
+			id, name, labelsJSON); err != nil {
 			return fmt.Errorf("updating agent %s: %w", id, agentWriteError(err, name))
 		}
 		if a, err = row.agent(); err != nil {
