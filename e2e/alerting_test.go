@@ -187,16 +187,9 @@ func cpuRule(channelID string, threshold, recovery float64) map[string]any {
 
 func (s *system) historyCount(t *testing.T, agentID string) int {
 	t.Helper()
-	code, b, _ := s.do("GET", "/api/v1/alerts/history?agent="+agentID+"&limit=100", "Bearer "+s.admin, nil)
-	if code != 200 {
-		t.Fatalf("GET history = %d %s", code, b)
-	}
-	var out struct {
+	out, _ := adminGet[struct {
 		Total int `json:"total"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatalf("history answer %s: %v", b, err)
-	}
+	}](t, s, "/api/v1/alerts/history?agent="+agentID+"&limit=100")
 	return out.Total
 }
 

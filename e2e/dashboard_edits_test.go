@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -132,16 +131,9 @@ func (b *browser) choose(sel, value string) {
 // checkRole checks through the API that username has role.
 func (s *system) checkRole(t *testing.T, username, role string) {
 	t.Helper()
-	code, body, _ := s.do("GET", "/api/v1/users", "Bearer "+s.admin, nil)
-	if code != http.StatusOK {
-		t.Fatalf("GET /api/v1/users = %d %s", code, body)
-	}
-	var out struct {
+	out, body := adminGet[struct {
 		Users []struct{ Username, Role string }
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		t.Fatalf("GET /api/v1/users answer %s: %v", body, err)
-	}
+	}](t, s, "/api/v1/users")
 	for _, u := range out.Users {
 		if u.Username == username {
 			if u.Role != role {

@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -214,16 +213,9 @@ func TestDashboardInABrowser(t *testing.T) {
 
 func agentIDByName(t *testing.T, s *system, name string) string {
 	t.Helper()
-	code, body, _ := s.do("GET", "/api/v1/agents", "Bearer "+s.admin, nil)
-	if code != http.StatusOK {
-		t.Fatalf("GET /api/v1/agents = %d %s", code, body)
-	}
-	var out struct {
+	out, body := adminGet[struct {
 		Agents []struct{ ID, Name string }
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		t.Fatal(err)
-	}
+	}](t, s, "/api/v1/agents")
 	for _, a := range out.Agents {
 		if a.Name == name {
 			return a.ID

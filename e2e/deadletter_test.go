@@ -17,20 +17,13 @@ import (
 // pipelineGroups reads GET /api/v1/pipeline and sums the lag of group over the metrics streams.
 func (s *system) pipelineLag(t *testing.T, group string) int64 {
 	t.Helper()
-	code, body, _ := s.do("GET", "/api/v1/pipeline", "Bearer "+s.admin, nil)
-	if code != http.StatusOK {
-		t.Fatalf("GET /api/v1/pipeline = %d %s", code, body)
-	}
-	var out struct {
+	out, body := adminGet[struct {
 		Groups []struct {
 			Stream string `json:"stream"`
 			Group  string `json:"group"`
 			Lag    *int64 `json:"lag"`
 		} `json:"groups"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		t.Fatalf("pipeline answer %s: %v", body, err)
-	}
+	}](t, s, "/api/v1/pipeline")
 	var lag int64
 	seen := 0
 	for _, g := range out.Groups {

@@ -15,16 +15,9 @@ import (
 // changed them).
 func (s *system) pipelineRules(t *testing.T) []alert.Rule {
 	t.Helper()
-	code, b, _ := s.do("GET", "/api/v1/alert-rules", "Bearer "+s.admin, nil)
-	if code != http.StatusOK {
-		t.Fatalf("GET /api/v1/alert-rules = %d %s", code, b)
-	}
-	var list struct {
+	list, _ := adminGet[struct {
 		Rules []alert.Rule `json:"rules"`
-	}
-	if err := json.Unmarshal(b, &list); err != nil {
-		t.Fatalf("rules answer %s: %v", b, err)
-	}
+	}](t, s, "/api/v1/alert-rules")
 	var out []alert.Rule
 	for _, r := range list.Rules {
 		if r.Kind == alert.KindPipeline {

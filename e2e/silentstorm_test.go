@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -15,16 +14,9 @@ import (
 // lastSeen reads the agent's last_seen from the gateway (PostgreSQL, written by pg-sync).
 func (s *system) lastSeen(t *testing.T, a agent) *time.Time {
 	t.Helper()
-	code, b, _ := s.do("GET", "/api/v1/agents/"+a.ID, "Bearer "+s.admin, nil)
-	if code != http.StatusOK {
-		t.Fatalf("GET agent = %d %s", code, b)
-	}
-	var out struct {
+	out, _ := adminGet[struct {
 		LastSeen *time.Time `json:"last_seen"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatalf("agent answer %s: %v", b, err)
-	}
+	}](t, s, "/api/v1/agents/"+a.ID)
 	return out.LastSeen
 }
 

@@ -142,22 +142,16 @@ func StepPipeline(prev State, rule Rule, value float64, now time.Time) (State, [
 }
 
 func (r *Rule) validatePipeline() *ValidationError {
-	switch {
-	case r.Metric != "":
-		return invalid("metric", "applies only to threshold rules")
-	case len(r.Tags) > 0:
-		return invalid("tags", "applies only to threshold rules")
-	case len(r.Agents.IDs) > 0 || len(r.Agents.Labels) > 0:
-		return invalid("agents", "applies only to threshold and agent_silent rules: pipeline rules watch no agent")
-	case r.Aggregation != "":
-		return invalid("aggregation", "applies only to threshold rules")
-	case r.Window != 0:
-		return invalid("window", "applies only to threshold rules")
-	case r.Operator != "":
-		return invalid("operator", "applies only to threshold rules")
-	case r.Thresholds.Warning != nil || r.Thresholds.Critical != nil:
-		return invalid("thresholds", "applies only to threshold rules")
-	case r.After != 0:
+	err := r.checkNotThreshold(func() *ValidationError {
+		if len(r.Agents.IDs) > 0 || len(r.Agents.Labels) > 0 {
+			return invalid("agents", "applies only to threshold and agent_silent rules: pipeline rules watch no agent")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if r.After != 0 {
 		return invalid("after", "applies only to agent_silent rules")
 	}
 	p := r.Pipeline
@@ -205,24 +199,13 @@ func (r *Rule) validatePipeline() *ValidationError {
 	} else if len(p.Stores) > 0 {
 		return invalid("pipeline.stores", "applies only to check store_down")
 	}
-	switch f := time.Duration(r.For); {
-	case f != 0 && p.Check == CheckWatchdog:
+	if r.For != 0 && p.Check == CheckWatchdog {
 		return invalid("for", "does not apply to check watchdog: it fires at once and stays firing")
-	case f < 0:
-		return invalid("for", "must not be negative, got %s", Duration(f))
-	case f > 0 && f < MinWindow:
-		return invalid("for", "must be 0s (fire at the first check) or at least %s, got %s", Duration(MinWindow), Duration(f))
-	case f > MaxFor:
-		return invalid("for", "must be at most %s, got %s", Duration(MaxFor), Duration(f))
 	}
-	switch r.Severity {
-	case SeverityWarning, SeverityCritical:
-	case "":
-		return invalid("severity", "is required for pipeline rules: warning or critical")
-	default:
-		return invalid("severity", "must be warning or critical, got %q", r.Severity)
+	if err := checkFor(r.For, "fire at the first check"); err != nil {
+		return err
 	}
-	return nil
+	return checkSeverity(r.Severity, r.Kind)
 }
 
 func checkList() string {

@@ -1,7 +1,6 @@
 package alert
 
 import (
-	"errors"
 	"testing"
 	"time"
 )
@@ -67,17 +66,7 @@ func TestValidatePipeline(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := pipelineRule(tt.check)
 			tt.change(&r)
-			err := r.Validate()
-			if tt.field == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			var ve *ValidationError
-			if !errors.As(err, &ve) || ve.Field != tt.field {
-				t.Fatalf("Validate() = %v, want a ValidationError on %s", err, tt.field)
-			}
+			checkValidate(t, r, tt.field, "")
 		})
 	}
 }

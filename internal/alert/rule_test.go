@@ -207,24 +207,31 @@ func TestValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := tt.base()
 			tt.change(&r)
-			err := r.Validate()
-			if tt.field == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("Validate() = %v (%T), want *ValidationError for %q", err, err, tt.field)
-			}
-			if ve.Field != tt.field || !strings.Contains(ve.Reason, tt.reason) {
-				t.Fatalf("Validate() = %v, want field %q with reason containing %q", err, tt.field, tt.reason)
-			}
-			if want := ve.Field + ": " + ve.Reason; err.Error() != want {
-				t.Errorf("Error() = %q, want %q", err.Error(), want)
-			}
+			checkValidate(t, r, tt.field, tt.reason)
 		})
+	}
+}
+
+// checkValidate checks r.Validate(): nil when field is "", else a *ValidationError on field whose
+// reason contains reason and whose Error() is "field: reason".
+func checkValidate(t *testing.T, r Rule, field, reason string) {
+	t.Helper()
+	err := r.Validate()
+	if field == "" {
+		if err != nil {
+			t.Fatalf("Validate() = %v, want nil", err)
+		}
+		return
+	}
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Validate() = %v (%T), want *ValidationError for %q", err, err, field)
+	}
+	if ve.Field != field || !strings.Contains(ve.Reason, reason) {
+		t.Fatalf("Validate() = %v, want field %q with reason containing %q", err, field, reason)
+	}
+	if want := ve.Field + ": " + ve.Reason; err.Error() != want {
+		t.Errorf("Error() = %q, want %q", err.Error(), want)
 	}
 }
 

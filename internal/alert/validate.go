@@ -139,13 +139,8 @@ func (r *Rule) validateThreshold() *ValidationError {
 	if err := r.checkThresholds(); err != nil {
 		return err
 	}
-	switch f := time.Duration(r.For); {
-	case f < 0:
-		return invalid("for", "must not be negative, got %s", Duration(f))
-	case f > 0 && f < MinWindow:
-		return invalid("for", "must be 0s (fire on the first crossing sample) or at least %s, got %s", Duration(MinWindow), Duration(f))
-	case f > MaxFor:
-		return invalid("for", "must be at most %s, got %s", Duration(MaxFor), Duration(f))
+	if err := checkFor(r.For, "fire on the first crossing sample"); err != nil {
+		return err
 	}
 	if r.After != 0 {
 		return invalid("after", "applies only to agent_silent rules")
@@ -237,25 +232,10 @@ func direction(above, orEqual bool) string {
 }
 
 func (r *Rule) validateSilent() *ValidationError {
-	switch {
-	case r.Metric != "":
-		return invalid("metric", "applies only to threshold rules")
-	case len(r.Tags) > 0:
-		return invalid("tags", "applies only to threshold rules")
-	}
-	if err := checkSelector(r.Agents); err != nil {
+	if err := r.checkNotThreshold(func() *ValidationError { return checkSelector(r.Agents) }); err != nil {
 		return err
 	}
-	switch {
-	case r.Aggregation != "":
-		return invalid("aggregation", "applies only to threshold rules")
-	case r.Window != 0:
-		return invalid("window", "applies only to threshold rules")
-	case r.Operator != "":
-		return invalid("operator", "applies only to threshold rules")
-	case r.Thresholds.Warning != nil || r.Thresholds.Critical != nil:
-		return invalid("thresholds", "applies only to threshold rules")
-	case r.For != 0:
+	if r.For != 0 {
 		return invalid("for", "applies only to threshold rules: agent_silent rules wait for after")
 	}
 	switch a := time.Duration(r.After); {
@@ -268,12 +248,57 @@ func (r *Rule) validateSilent() *ValidationError {
 	case a > MaxAfter:
 		return invalid("after", "must be at most %s, got %s", Duration(MaxAfter), Duration(a))
 	}
-	switch r.Severity {
+	return checkSeverity(r.Severity, r.Kind)
+}
+
+// checkNotThreshold rejects, on a rule that is not a threshold rule, the members only threshold
+// rules take, in the order of the JSON shape: metric and tags, then (agents) the agent selector
+// as the rule's kind wants it, then aggregation, window, operator and thresholds.
+func (r *Rule) checkNotThreshold(agents func() *ValidationError) *ValidationError {
+	switch {
+	case r.Metric != "":
+		return invalid("metric", "applies only to threshold rules")
+	case len(r.Tags) > 0:
+		return invalid("tags", "applies only to threshold rules")
+	}
+	if err := agents(); err != nil {
+		return err
+	}
+	switch {
+	case r.Aggregation != "":
+		return invalid("aggregation", "applies only to threshold rules")
+	case r.Window != 0:
+		return invalid("window", "applies only to threshold rules")
+	case r.Operator != "":
+		return invalid("operator", "applies only to threshold rules")
+	case r.Thresholds.Warning != nil || r.Thresholds.Critical != nil:
+		return invalid("thresholds", "applies only to threshold rules")
+	}
+	return nil
+}
+
+// checkFor checks a rule's For: 0 (which means what zero says) or from MinWindow to MaxFor.
+func checkFor(d Duration, zero string) *ValidationError {
+	switch f := time.Duration(d); {
+	case f < 0:
+		return invalid("for", "must not be negative, got %s", Duration(f))
+	case f > 0 && f < MinWindow:
+		return invalid("for", "must be 0s (%s) or at least %s, got %s", zero, Duration(MinWindow), Duration(f))
+	case f > MaxFor:
+		return invalid("for", "must be at most %s, got %s", Duration(MaxFor), Duration(f))
+	}
+	return nil
+}
+
+// checkSeverity checks the severity of an agent_silent or pipeline rule (kind), which the rule
+// states itself: warning or critical.
+func checkSeverity(sev Severity, kind Kind) *ValidationError {
+	switch sev {
 	case SeverityWarning, SeverityCritical:
 	case "":
-		return invalid("severity", "is required for agent_silent rules: warning or critical")
+		return invalid("severity", "is required for %s rules: warning or critical", kind)
 	default:
-		return invalid("severity", "must be warning or critical, got %q", r.Severity)
+		return invalid("severity", "must be warning or critical, got %q", sev)
 	}
 	return nil
 }

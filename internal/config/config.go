@@ -26,6 +26,31 @@ type Validator interface {
 	Validate() error
 }
 
+// Problems collects what is wrong with a config, for a Validate that reports every problem at
+// once, each naming its variable. The zero value is ready to use.
+type Problems struct {
+	errs []error
+}
+
+// Add records err, unless it is nil (a sub-config's Validate, say).
+func (p *Problems) Add(err error) {
+	if err != nil {
+		p.errs = append(p.errs, err)
+	}
+}
+
+// Want records the problem that format and args describe, unless ok.
+func (p *Problems) Want(ok bool, format string, args ...any) {
+	if !ok {
+		p.errs = append(p.errs, fmt.Errorf(format, args...))
+	}
+}
+
+// Err returns the problems joined (errors.Join), or nil when there are none.
+func (p *Problems) Err() error {
+	return errors.Join(p.errs...)
+}
+
 // Preparer is implemented by configs that derive settings the environment does not give
 // directly (a consumer group, a default consumer name, a shared key prefix). Load calls Prepare
 // after parsing and before Validate.

@@ -98,3 +98,18 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("Defaults() = %+v, want the fields already set kept", cfg)
 	}
 }
+
+func TestProblems(t *testing.T) {
+	var p config.Problems
+	if err := p.Err(); err != nil {
+		t.Fatalf("Err() of no problems = %v, want nil", err)
+	}
+	p.Add(nil)
+	p.Want(true, "never %s", "said")
+	p.Add(errors.New("A_VAR: bad"))
+	p.Want(false, "B_VAR=%d: want > 0", 0)
+	err := p.Err()
+	if err == nil || err.Error() != "A_VAR: bad\nB_VAR=0: want > 0" {
+		t.Errorf("Err() = %v, want both problems, in order", err)
+	}
+}

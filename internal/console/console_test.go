@@ -44,10 +44,10 @@ func TestServesFilesWithTypesAndPolicy(t *testing.T) {
 	}{
 		{"", "text/html; charset=utf-8", 200},
 		{"app.js", "text/javascript; charset=utf-8", 200},
-		{"uPlot.esm.js", "text/javascript; charset=utf-8", 200},
+		{"vendor/uPlot.esm.js", "text/javascript; charset=utf-8", 200},
 		{"style.css", "text/css; charset=utf-8", 200},
-		{"uPlot.min.css", "text/css; charset=utf-8", 200},
-		{"uPlot.LICENSE", "text/plain; charset=utf-8", 200},
+		{"vendor/uPlot.min.css", "text/css; charset=utf-8", 200},
+		{"vendor/uPlot.LICENSE", "text/plain; charset=utf-8", 200},
 		{"index.html", "text/plain; charset=utf-8", 404}, // the page has one address: /
 		{"nope.js", "text/plain; charset=utf-8", 404},
 		{"../console.go", "text/plain; charset=utf-8", 404},
@@ -141,8 +141,8 @@ func TestFirstLoadBudget(t *testing.T) {
 			}
 		}
 	}
-	if !seen["uPlot.esm.js"] || !seen["chart.js"] {
-		t.Fatalf("the first load fetched %v; want the import graph to reach chart.js and uPlot.esm.js", seen)
+	if !seen["vendor/uPlot.esm.js"] || !seen["chart.js"] {
+		t.Fatalf("the first load fetched %v; want the import graph to reach chart.js and vendor/uPlot.esm.js", seen)
 	}
 	t.Logf("first load: %d files, %d bytes gzip", len(seen), total)
 	if total > 300*1024 {

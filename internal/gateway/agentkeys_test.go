@@ -13,14 +13,9 @@ import (
 func TestRotationGraceKeepsOldKeyUntilItEnds(t *testing.T) {
 	t.Parallel()
 	const ttl = 2 * time.Second
-	e := newEnv(t, func(c *Config) { c.KeyCacheTTL = ttl })
-	_, url2 := startGateway(t, e.cfg)
-	admin := e.adminToken()
+	e, admin, url2 := newTwoCopies(t, ttl)
 	a := e.register(admin, "rekeyed")
-	post := func(base, key string) int {
-		return doHTTP(t, base, req{method: "POST", path: "/api/v1/agents/" + a.ID + "/metrics", auth: bearer(key),
-			body: `{"points":[{"measurement":"m","fields":{"v":1}}]}`}).status
-	}
+	post := func(base, key string) int { return ingestOne(t, base, a.ID, key) }
 	// Both copies cache the old key before the rotation.
 	for _, base := range []string{e.url, url2} {
 		if s := post(base, a.APIKey); s != http.StatusNoContent {
@@ -122,4 +117,22 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// newTwoCopies starts a test environment whose gateway caches agent keys for ttl, and a second
+// gateway copy on the same database and Redis; it returns the environment, an admin's session
+// token and the second copy's URL.
+func newTwoCopies(t *testing.T, ttl time.Duration) (e *env, admin, url2 string) {
+	t.Helper()
+	e = newEnv(t, func(c *Config) { c.KeyCacheTTL = ttl })
+	_, url2 = startGateway(t, e.cfg)
+	return e, e.adminToken(), url2
+}
+
+// ingestOne sends a one-point batch for agent id with key to the gateway at base and returns the
+// status of the answer.
+func ingestOne(t *testing.T, base, id, key string) int {
+	t.Helper()
+	return doHTTP(t, base, req{method: "POST", path: "/api/v1/agents/" + id + "/metrics", auth: bearer(key),
+		body: `{"points":[{"measurement":"m","fields":{"v":1}}]}`}).status
 }

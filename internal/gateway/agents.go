@@ -43,14 +43,10 @@ var labelKeyPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,62}$`)
 
 // agentView is an agent as the API shows it: its stored members and whether it is online.
 type agentView struct {
-	ID        string            `json:"id"`
-	Name      string            `json:"name"`
-	Labels    map[string]string `json:"labels"`
-	CreatedAt time.Time         `json:"created_at"`
-	LastSeen  *time.Time        `json:"last_seen"`
-	Status    string            `json:"status"`
-	// PreviousKeyExpiresAt is when the key replaced by the last rotation stops working; null when
-	// it no longer does.
+	agent.Agent
+	Status string `json:"status"`
+	// PreviousKeyExpiresAt is when the key replaced by the last rotation stops working; null (not
+	// left out, as agent.Agent does) when it no longer does.
 	PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at"`
 }
 
@@ -63,8 +59,7 @@ func (g *Gateway) viewOfAgent(a agent.Agent, now time.Time) agentView {
 	if a.Labels == nil {
 		a.Labels = map[string]string{}
 	}
-	return agentView{ID: a.ID, Name: a.Name, Labels: a.Labels, CreatedAt: a.CreatedAt, LastSeen: a.LastSeen, Status: status,
-		PreviousKeyExpiresAt: a.PreviousKeyExpiresAt}
+	return agentView{Agent: a, Status: status, PreviousKeyExpiresAt: a.PreviousKeyExpiresAt}
 }
 
 type createAgentRequest struct {

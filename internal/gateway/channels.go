@@ -11,13 +11,7 @@ import (
 
 // channelStore keeps notification channels (postgres.ChannelStore). Get and List return the
 // secret; no answer of the API does.
-type channelStore interface {
-	Create(ctx context.Context, ch alert.Channel, actor string) (alert.Channel, error)
-	Get(ctx context.Context, id string) (alert.Channel, error)
-	List(ctx context.Context) ([]alert.Channel, error)
-	Update(ctx context.Context, ch alert.Channel, actor string) (alert.Channel, error)
-	Delete(ctx context.Context, id, actor string) error
-}
+type channelStore = configStore[alert.Channel]
 
 // channelView is a channel as the API shows it: the secret is never sent back, only whether
 // there is one.

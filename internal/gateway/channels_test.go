@@ -96,12 +96,7 @@ func TestNotificationChannels(t *testing.T) {
 
 	// Refusals.
 	missing := "9d4c0000-0000-4000-8000-000000000000"
-	tests := []struct {
-		name   string
-		r      req
-		status int
-		field  string
-	}{
+	e.checkRefusals(t, []refusal{
 		{"viewer lists", req{method: "GET", path: "/api/v1/notification-channels", auth: bearer(viewer)}, 403, ""},
 		{"viewer gets", req{method: "GET", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(viewer)}, 403, ""},
 		{"viewer creates", req{method: "POST", path: "/api/v1/notification-channels", auth: bearer(viewer), body: `{"name":"x","url":"https://x.example"}`}, 403, ""},
@@ -122,19 +117,7 @@ func TestNotificationChannels(t *testing.T) {
 		{"update unknown", req{method: "PUT", path: "/api/v1/notification-channels/" + missing, auth: bearer(op), body: `{"name":"x","url":"https://x.example"}`}, 404, ""},
 		{"update invalid", req{method: "PUT", path: "/api/v1/notification-channels/" + ch.ID, auth: bearer(op), body: `{"name":"ops","url":"x.example"}`}, 400, "url"},
 		{"delete unknown", req{method: "DELETE", path: "/api/v1/notification-channels/" + missing, auth: bearer(op)}, 404, ""},
-	}
-	for _, tt := range tests {
-		r := e.do(tt.r)
-		if r.status != tt.status {
-			t.Errorf("%s = %s, want %d", tt.name, r, tt.status)
-			continue
-		}
-		if tt.field != "" {
-			if eb := errorBodyOf(t, r); !slices.Equal(eb.Details, []string{tt.field}) {
-				t.Errorf("%s details = %q, want [%s]", tt.name, eb.Details, tt.field)
-			}
-		}
-	}
+	})
 	if list, err := store.List(ctx); err != nil || len(list) != 1 || list[0].URL != "https://hooks.example.com/v2" {
 		t.Errorf("channels after refusals = %+v, %v, want the one, unchanged", list, err)
 	}

@@ -141,86 +141,53 @@ func (c *Config) Prepare() error {
 
 // Validate reports every setting that cannot work, each naming its variable.
 func (c Config) Validate() error {
-	var errs []error
-	check := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
+	var p config.Problems
+	// Each sub-config checks its own settings.
+	for _, sub := range []interface{ Validate() error }{
+		c.Log, c.Redis, c.Postgres, c.HotCache, c.Influx, c.Publish, c.Wait, c.Backlog, c.Trim, c.AgeTrim, c.WS,
+		c.Edge, c.History, c.TLS,
+	} {
+		p.Add(sub.Validate())
 	}
-	check(c.Log.Validate())
-	check(c.Redis.Validate())
-	check(c.Postgres.Validate())
-	check(c.HotCache.Validate())
-	check(c.Influx.Validate())
-	check(c.Publish.Validate())
-	check(c.Wait.Validate())
-	check(c.Backlog.Validate())
-	check(c.Trim.Validate())
-	check(c.AgeTrim.Validate())
-	check(c.WS.Validate())
-	check(c.Edge.Validate())
-	check(c.History.Validate())
-	check(c.TLS.Validate())
 	if err := c.Limits().Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("INGEST_MAX_*: %w", err))
+		p.Add(fmt.Errorf("INGEST_MAX_*: %w", err))
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("GATEWAY_ADDR=%q: want host:port: %w", c.Addr, err))
+		p.Add(fmt.Errorf("GATEWAY_ADDR=%q: want host:port: %w", c.Addr, err))
 	}
 	if c.OpsAddr != "" {
 		if _, port, err := net.SplitHostPort(c.OpsAddr); err != nil {
-			errs = append(errs, fmt.Errorf("OPS_ADDR=%q: want host:port: %w", c.OpsAddr, err))
+			p.Add(fmt.Errorf("OPS_ADDR=%q: want host:port: %w", c.OpsAddr, err))
 		} else if c.OpsAddr == c.Addr && port != "0" {
-			errs = append(errs, fmt.Errorf("OPS_ADDR=%q: must differ from GATEWAY_ADDR", c.OpsAddr))
+			p.Add(fmt.Errorf("OPS_ADDR=%q: must differ from GATEWAY_ADDR", c.OpsAddr))
 		}
 	}
 	if c.Pprof && c.OpsAddr == "" {
-		errs = append(errs, errors.New("OPS_PPROF is set but OPS_ADDR is empty: profiles are served only on the private ops listener, never on GATEWAY_ADDR"))
+		p.Add(errors.New("OPS_PPROF is set but OPS_ADDR is empty: profiles are served only on the private ops listener, never on GATEWAY_ADDR"))
 	}
-	if c.ShutdownTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("GATEWAY_SHUTDOWN_TIMEOUT=%s: want > 0", c.ShutdownTimeout))
-	}
+	p.Want(c.ShutdownTimeout > 0, "GATEWAY_SHUTDOWN_TIMEOUT=%s: want > 0", c.ShutdownTimeout)
 	for _, o := range c.CORSOrigins {
 		if o = strings.TrimSpace(o); o == "*" || !(strings.HasPrefix(o, "https://") || strings.HasPrefix(o, "http://")) {
-			errs = append(errs, fmt.Errorf("CORS_ALLOWED_ORIGINS: %q must be an origin like https://dash.example.com (\"*\" is refused)", o))
+			p.Add(fmt.Errorf("CORS_ALLOWED_ORIGINS: %q must be an origin like https://dash.example.com (\"*\" is refused)", o))
 		} else if _, err := path.Match(strings.ToLower(o), ""); err != nil {
 			// The WebSocket's Origin check matches these as path.Match patterns.
-			errs = append(errs, fmt.Errorf("CORS_ALLOWED_ORIGINS: %q is not a valid pattern: %w", o, err))
+			p.Add(fmt.Errorf("CORS_ALLOWED_ORIGINS: %q is not a valid pattern: %w", o, err))
 		}
 	}
 	if _, err := egress.NewPolicy(c.WebhookAllowedNetworks); err != nil {
-		errs = append(errs, err)
+		p.Add(err)
 	}
-	if c.AdminPassword != "" && (len(c.AdminPassword) < minPasswordLen || len(c.AdminPassword) > maxPasswordLen) {
-		errs = append(errs, fmt.Errorf("ADMIN_PASSWORD: must be %d to %d bytes", minPasswordLen, maxPasswordLen))
-	}
-	if c.SessionTTL < time.Second {
-		errs = append(errs, fmt.Errorf("SESSION_TTL=%s: want at least 1s", c.SessionTTL))
-	}
-	if c.LoginAttemptsPerMinute < 1 {
-		errs = append(errs, fmt.Errorf("LOGIN_ATTEMPTS_PER_MINUTE=%d: want > 0", c.LoginAttemptsPerMinute))
-	}
-	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
-		errs = append(errs, fmt.Errorf("BCRYPT_COST=%d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost))
-	}
-	if c.AgentOnlineWindow <= 0 {
-		errs = append(errs, fmt.Errorf("AGENT_ONLINE_WINDOW=%s: want > 0", c.AgentOnlineWindow))
-	}
-	if c.KeyCacheTTL <= 0 {
-		errs = append(errs, fmt.Errorf("KEY_CACHE_TTL=%s: want > 0", c.KeyCacheTTL))
-	}
-	if c.KeyCacheStale < 0 {
-		errs = append(errs, fmt.Errorf("KEY_CACHE_STALE=%s: want >= 0", c.KeyCacheStale))
-	}
-	if c.MaxBodyBytes < 1024 {
-		errs = append(errs, fmt.Errorf("INGEST_MAX_BODY_BYTES=%d: want at least 1024", c.MaxBodyBytes))
-	}
-	if c.AgentRatePointsPerSec < 1 {
-		errs = append(errs, fmt.Errorf("AGENT_RATE_POINTS_PER_SEC=%d: want > 0", c.AgentRatePointsPerSec))
-	}
+	p.Want(c.AdminPassword == "" || len(c.AdminPassword) >= minPasswordLen && len(c.AdminPassword) <= maxPasswordLen,
+		"ADMIN_PASSWORD: must be %d to %d bytes", minPasswordLen, maxPasswordLen)
+	p.Want(c.SessionTTL >= time.Second, "SESSION_TTL=%s: want at least 1s", c.SessionTTL)
+	p.Want(c.LoginAttemptsPerMinute >= 1, "LOGIN_ATTEMPTS_PER_MINUTE=%d: want > 0", c.LoginAttemptsPerMinute)
+	p.Want(c.BcryptCost >= bcrypt.MinCost && c.BcryptCost <= bcrypt.MaxCost, "BCRYPT_COST=%d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	p.Want(c.AgentOnlineWindow > 0, "AGENT_ONLINE_WINDOW=%s: want > 0", c.AgentOnlineWindow)
+	p.Want(c.KeyCacheTTL > 0, "KEY_CACHE_TTL=%s: want > 0", c.KeyCacheTTL)
+	p.Want(c.KeyCacheStale >= 0, "KEY_CACHE_STALE=%s: want >= 0", c.KeyCacheStale)
+	p.Want(c.MaxBodyBytes >= 1024, "INGEST_MAX_BODY_BYTES=%d: want at least 1024", c.MaxBodyBytes)
+	p.Want(c.AgentRatePointsPerSec >= 1, "AGENT_RATE_POINTS_PER_SEC=%d: want > 0", c.AgentRatePointsPerSec)
 	// A batch larger than the burst could never be admitted: it would get 429 for ever.
-	if c.AgentRateBurst < c.MaxPoints {
-		errs = append(errs, fmt.Errorf("AGENT_RATE_BURST=%d: want at least INGEST_MAX_POINTS (%d)", c.AgentRateBurst, c.MaxPoints))
-	}
-	return errors.Join(errs...)
+	p.Want(c.AgentRateBurst >= c.MaxPoints, "AGENT_RATE_BURST=%d: want at least INGEST_MAX_POINTS (%d)", c.AgentRateBurst, c.MaxPoints)
+	return p.Err()
 }

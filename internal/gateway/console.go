@@ -24,10 +24,19 @@ func consoleIndex(c echo.Context) error {
 
 // consoleAsset answers GET /assets/{file}: one of the console's scripts, stylesheets or licences.
 func consoleAsset(c echo.Context) error {
+	return serveConsoleAsset(c, c.Param("file"))
+}
+
+// consoleVendorAsset answers GET /assets/vendor/{file}: a vendored third-party file (uPlot).
+func consoleVendorAsset(c echo.Context) error {
+	return serveConsoleAsset(c, "vendor/"+c.Param("file"))
+}
+
+func serveConsoleAsset(c echo.Context, name string) error {
 	files, err := consoleFiles()
 	if err != nil {
 		return fmt.Errorf("serving the console: %w", err)
 	}
-	files.Asset(c.Response(), c.Request(), c.Param("file"))
+	files.Asset(c.Response(), c.Request(), name)
 	return nil
 }

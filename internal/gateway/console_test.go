@@ -19,7 +19,9 @@ func TestConsoleServed(t *testing.T) {
 	}{
 		{"/", "text/html; charset=utf-8", 200},
 		{"/assets/app.js", "text/javascript; charset=utf-8", 200},
-		{"/assets/uPlot.esm.js", "text/javascript; charset=utf-8", 200},
+		{"/assets/vendor/uPlot.esm.js", "text/javascript; charset=utf-8", 200},
+		{"/assets/vendor/uPlot.min.css", "text/css; charset=utf-8", 200},
+		{"/assets/vendor/app.js", "text/plain; charset=utf-8", 404},
 		{"/assets/style.css", "text/css; charset=utf-8", 200},
 		{"/assets/missing.js", "text/plain; charset=utf-8", 404},
 	}

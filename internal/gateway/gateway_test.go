@@ -403,10 +403,7 @@ func TestSessionExpires(t *testing.T) {
 
 func TestRoles(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	admin := e.adminToken()
-	viewer := e.userToken(admin, "vera", "viewer")
-	operator := e.userToken(admin, "otto", "operator")
+	e, admin, operator, viewer := newRolesEnv(t)
 	agent := e.register(admin, "roles-host")
 
 	tests := []struct {
@@ -426,7 +423,7 @@ func TestRoles(t *testing.T) {
 		{viewer, "viewer", req{method: "DELETE", path: "/api/v1/agents/" + agent.ID}, 403},
 		{viewer, "viewer", req{method: "GET", path: "/api/v1/users"}, 403},
 		{viewer, "viewer", req{method: "POST", path: "/api/v1/users", body: `{"username":"x","password":"password-1","role":"admin"}`}, 403},
-		{viewer, "viewer", req{method: "DELETE", path: "/api/v1/users/otto"}, 403},
+		{viewer, "viewer", req{method: "DELETE", path: "/api/v1/users/op"}, 403},
 		{viewer, "viewer", req{method: "GET", path: "/api/v1/audit"}, 403},
 		// Operators manage agents, not users.
 		{operator, "operator", req{method: "POST", path: "/api/v1/agents", body: `{"name":"by-operator"}`}, 201},

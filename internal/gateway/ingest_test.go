@@ -398,21 +398,14 @@ func TestKeyCache(t *testing.T) {
 func TestRevokedKeysStopWorking(t *testing.T) {
 	t.Parallel()
 	const ttl = 300 * time.Millisecond
-	e := newEnv(t, func(c *Config) { c.KeyCacheTTL = ttl })
-	// A second gateway copy on the same database and Redis.
-	_, url2 := startGateway(t, e.cfg)
-	admin := e.adminToken()
+	e, admin, url2 := newTwoCopies(t, ttl)
 	a := e.register(admin, "rotating")
 	b := e.register(admin, "deleted")
-	post := func(base, id, key string) int {
-		return doHTTP(t, base, req{method: "POST", path: "/api/v1/agents/" + id + "/metrics", auth: bearer(key),
-			body: `{"points":[{"measurement":"m","fields":{"v":1}}]}`}).status
-	}
 	for _, base := range []string{e.url, url2} {
-		if s := post(base, a.ID, a.APIKey); s != 204 {
+		if s := ingestOne(t, base, a.ID, a.APIKey); s != 204 {
 			t.Fatalf("ingest before rotation = %d, want 204", s)
 		}
-		if s := post(base, b.ID, b.APIKey); s != 204 {
+		if s := ingestOne(t, base, b.ID, b.APIKey); s != 204 {
 			t.Fatalf("ingest before deletion = %d, want 204", s)
 		}
 	}
@@ -424,15 +417,15 @@ func TestRevokedKeysStopWorking(t *testing.T) {
 	}
 	changed := time.Now()
 	// At once on the gateway that made the change.
-	if s := post(e.url, a.ID, a.APIKey); s != 401 {
+	if s := ingestOne(t, e.url, a.ID, a.APIKey); s != 401 {
 		t.Errorf("old key right after rotation on the same gateway = %d, want 401", s)
 	}
-	if s := post(e.url, b.ID, b.APIKey); s != 401 {
+	if s := ingestOne(t, e.url, b.ID, b.APIKey); s != 401 {
 		t.Errorf("key right after deletion on the same gateway = %d, want 401", s)
 	}
 	// Within the cache TTL on the other copy.
 	for _, k := range []struct{ id, key string }{{a.ID, a.APIKey}, {b.ID, b.APIKey}} {
-		for post(url2, k.id, k.key) != 401 {
+		for ingestOne(t, url2, k.id, k.key) != 401 {
 			if time.Since(changed) > ttl+time.Second {
 				t.Fatalf("revoked key still accepted by the other gateway %v after the change (KEY_CACHE_TTL %v)", time.Since(changed), ttl)
 			}
@@ -440,7 +433,7 @@ func TestRevokedKeysStopWorking(t *testing.T) {
 		}
 	}
 	for _, base := range []string{e.url, url2} {
-		if s := post(base, a.ID, newKey); s != 204 {
+		if s := ingestOne(t, base, a.ID, newKey); s != 204 {
 			t.Errorf("new key = %d, want 204", s)
 		}
 	}

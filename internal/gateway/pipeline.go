@@ -127,11 +127,7 @@ func (g *Gateway) pipeline(c echo.Context) error {
 	}
 	out.Stores["redis"] = g.redisHealth(ctx)
 	out.Stores["postgresql"] = health(g.db.PingContext(ctx))
-	if _, err := g.influx.Version(ctx); err != nil {
-		out.Stores["influxdb"] = health(err)
-	} else {
-		out.Stores["influxdb"] = storeHealth{OK: true}
-	}
+	out.Stores["influxdb"] = health(g.influx.Ping(ctx))
 	return c.JSON(http.StatusOK, out)
 }
 

@@ -67,6 +67,7 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.GET("/api/v1/openapi.yaml", serveOpenAPI)
 	e.GET("/", consoleIndex)
 	e.GET("/assets/:file", consoleAsset)
+	e.GET("/assets/vendor/:file", consoleVendorAsset)
 
 	e.POST("/api/v1/auth/login", g.login, auditClientAddr)
 	e.POST("/api/v1/auth/logout", g.logout, viewer)

@@ -20,14 +20,18 @@ import (
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 )
 
-// ruleStore keeps alert rules (postgres.RuleStore).
-type ruleStore interface {
-	Create(ctx context.Context, r alert.Rule, actor string) (alert.Rule, error)
-	Get(ctx context.Context, id string) (alert.Rule, error)
-	List(ctx context.Context) ([]alert.Rule, error)
-	Update(ctx context.Context, r alert.Rule, actor string) (alert.Rule, error)
+// configStore keeps one kind of alerting configuration by id (rules, channels): every change
+// is made by an actor, whom the store audits.
+type configStore[T any] interface {
+	Create(ctx context.Context, v T, actor string) (T, error)
+	Get(ctx context.Context, id string) (T, error)
+	List(ctx context.Context) ([]T, error)
+	Update(ctx context.Context, v T, actor string) (T, error)
 	Delete(ctx context.Context, id, actor string) error
 }
+
+// ruleStore keeps alert rules (postgres.RuleStore).
+type ruleStore = configStore[alert.Rule]
 
 type ruleList struct {
 	Rules []alert.Rule `json:"rules"`

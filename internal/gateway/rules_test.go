@@ -107,12 +107,7 @@ func TestAlertRules(t *testing.T) {
 
 	// Refusals: nothing changes and the version stays.
 	missing := "5b0c6a52-0000-4000-8000-000000000000"
-	refusals := []struct {
-		name   string
-		r      req
-		status int
-		field  string
-	}{
+	e.checkRefusals(t, []refusal{
 		{"viewer creates", req{method: "POST", path: "/api/v1/alert-rules", auth: bearer(viewer), body: cpuRule}, 403, ""},
 		{"viewer updates", req{method: "PUT", path: "/api/v1/alert-rules/" + created.ID, auth: bearer(viewer), body: cpuRule}, 403, ""},
 		{"viewer deletes", req{method: "DELETE", path: "/api/v1/alert-rules/" + created.ID, auth: bearer(viewer)}, 403, ""},
@@ -122,16 +117,7 @@ func TestAlertRules(t *testing.T) {
 		{"update other id", req{method: "PUT", path: "/api/v1/alert-rules/" + created.ID, auth: bearer(op), body: strings.Replace(cpuRule, `{`, `{"id":"`+missing+`",`, 1)}, 400, "id"},
 		{"delete unknown", req{method: "DELETE", path: "/api/v1/alert-rules/" + missing, auth: bearer(op)}, 404, ""},
 		{"get unknown", req{method: "GET", path: "/api/v1/alert-rules/" + missing, auth: bearer(op)}, 404, ""},
-	}
-	for _, tt := range refusals {
-		if r := e.do(tt.r); r.status != tt.status {
-			t.Errorf("%s = %s, want %d", tt.name, r, tt.status)
-		} else if tt.field != "" {
-			if eb := errorBodyOf(t, r); !slices.Equal(eb.Details, []string{tt.field}) {
-				t.Errorf("%s details = %q, want [%s]", tt.name, eb.Details, tt.field)
-			}
-		}
-	}
+	})
 	if v := e.rulesVersion(); v != v1 {
 		t.Errorf("rules version after refusals = %d, want %d", v, v1)
 	}

@@ -64,6 +64,7 @@ var routeAccess = map[string]access{
 	"POST /api/v2/write":                          agentKey,
 	"GET /":                                       public, // the console's page; its data needs a session
 	"GET /assets/:file":                           public,
+	"GET /assets/vendor/:file":                    public,
 	"POST /api/v1/auth/password":                  viewerRole,
 	"PATCH /api/v1/users/:username":               adminRole,
 	"PATCH /api/v1/agents/:id":                    operatorRole,
@@ -81,10 +82,7 @@ var routeAccess = map[string]access{
 // answers as it will: 200, 400, 404...).
 func TestSecurityTable(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	admin := e.adminToken()
-	viewer := e.userToken(admin, "table-viewer", "viewer")
-	operator := e.userToken(admin, "table-operator", "operator")
+	e, admin, operator, viewer := newRolesEnv(t)
 	ag := e.register(admin, "table-host")
 	const otherID = "00000000-0000-4000-8000-000000000099"
 

@@ -6,6 +6,9 @@ import (
 	"time"
 )
 
+// day is a calendar day of UTC, the unit of the longer ranges below.
+const day = 24 * time.Hour
+
 func planEngine(t *testing.T, now time.Time) *Engine {
 	t.Helper()
 	tiers := map[string]Location{}
@@ -24,7 +27,6 @@ func planEngine(t *testing.T, now time.Time) *Engine {
 func TestPlanTier(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 34, 56, 0, time.UTC)
 	e := planEngine(t, now)
-	const day = 24 * time.Hour
 	tests := []struct {
 		name      string
 		span      time.Duration
@@ -90,7 +92,6 @@ func TestPlanTier(t *testing.T) {
 func TestPlanRefuses(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	e := planEngine(t, now)
-	const day = 24 * time.Hour
 	tests := []struct {
 		name      string
 		q         Query

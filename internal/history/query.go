@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -299,11 +300,7 @@ func (e *Engine) merge(q Query, answers [][]influx.QLSeries) ([]Series, error) {
 			}
 		}
 	}
-	keys := make([]string, 0, len(groups))
-	for k := range groups {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := slices.Sorted(maps.Keys(groups))
 	out := make([]Series, 0, len(keys))
 	for _, k := range keys {
 		g := groups[k]
@@ -333,11 +330,7 @@ func (e *Engine) merge(q Query, answers [][]influx.QLSeries) ([]Series, error) {
 
 // tagKey is a map's identity: its pairs sorted by key.
 func tagKey(tags map[string]string) string {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := slices.Sorted(maps.Keys(tags))
 	var b strings.Builder
 	for _, k := range keys {
 		b.WriteString(strconv.Quote(k))

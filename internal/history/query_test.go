@@ -149,7 +149,6 @@ func last(ps []Point) any {
 // from the raw samples: right only if each part of the range comes from exactly one tier and
 // the parts are combined by sum/count (not a mean of means).
 func testTiersAndStitching(t *testing.T, f *fixture) {
-	const day = 24 * time.Hour
 	tests := []struct {
 		name      string
 		span      time.Duration

@@ -73,14 +73,11 @@ func (c *Client) FieldKeys(ctx context.Context) ([]FieldKey, error) {
 
 // dbrpV2 returns the database and retention policy InfluxQL addresses the bucket with on 2.x.
 func (c *Client) dbrpV2(ctx context.Context) (db, rp string, err error) {
-	if c.cfg.Org == "" {
-		return "", "", errors.New("INFLUXDB_ORG is required with InfluxDB 2.x")
-	}
-	org, err := c.client.OrganizationsAPI().FindOrganizationByName(ctx, c.cfg.Org)
+	org, err := c.orgV2(ctx)
 	if err != nil {
-		return "", "", fmt.Errorf("finding organization %q: %w", c.cfg.Org, err)
+		return "", "", err
 	}
-	bucket, err := c.findBucketV2(ctx, *org.Id)
+	bucket, err := c.findBucketV2(ctx, *org.Id, c.cfg.Bucket)
 	if err != nil {
 		return "", "", err
 	}

@@ -116,6 +116,13 @@ func (c *Client) Close() {
 // Bucket returns the bucket (2.x) or database[/retention policy] (1.x) the client writes to.
 func (c *Client) Bucket() string { return c.cfg.Bucket }
 
+// Ping reports whether InfluxDB answers its ping endpoint (Version without the version): the
+// readiness check of the processes that depend on it.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.Version(ctx)
+	return err
+}
+
 // Version returns the server's version from the X-Influxdb-Version header of GET /ping, such as
 // "1.8.10" or "v2.7.11". InfluxDB built from source reports "unknown".
 func (c *Client) Version(ctx context.Context) (string, error) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/influx/influxql"
 	"github.com/influxdata/influxdb-client-go/v2/api"
-	"github.com/influxdata/influxdb-client-go/v2/domain"
 )
 
 // Tier is one rollup tier: windows of Width aligned to the Unix epoch, named Name ("1m").
@@ -132,58 +131,6 @@ func (c *Client) provisionTierV1(ctx context.Context, t Tier, days int) error {
 		_, err = c.InfluxQL(ctx, alter)
 	}
 	return err
-}
-
-// provisionBucketV2 creates bucket name in the organization with days of retention, or corrects
-// the retention of the existing bucket.
-func (c *Client) provisionBucketV2(ctx context.Context, name string, days int) error {
-	if c.cfg.Org == "" {
-		return errors.New("INFLUXDB_ORG is required with InfluxDB 2.x")
-	}
-	org, err := c.client.OrganizationsAPI().FindOrganizationByName(ctx, c.cfg.Org)
-	if err != nil {
-		return fmt.Errorf("finding organization %q: %w", c.cfg.Org, err)
-	}
-	expire := domain.RetentionRuleTypeExpire
-	rule := domain.RetentionRule{EverySeconds: int64(days) * 86400, Type: &expire} // 0: forever
-	bucket, err := c.findNamedBucketV2(ctx, *org.Id, name)
-	if err != nil {
-		return err
-	}
-	if bucket == nil {
-		_, err := c.client.BucketsAPI().CreateBucketWithNameWithID(ctx, *org.Id, name, rule)
-		if err == nil {
-			return nil
-		}
-		if bucket, _ = c.findNamedBucketV2(ctx, *org.Id, name); bucket == nil {
-			return fmt.Errorf("creating bucket %q: %w", name, err)
-		}
-	}
-	if len(bucket.RetentionRules) == 1 && bucket.RetentionRules[0].EverySeconds == rule.EverySeconds {
-		return nil
-	}
-	bucket.RetentionRules = domain.RetentionRules{rule}
-	if _, err := c.client.BucketsAPI().UpdateBucket(ctx, bucket); err != nil {
-		return fmt.Errorf("setting retention of bucket %q: %w", name, err)
-	}
-	return nil
-}
-
-// findNamedBucketV2 returns bucket name of the organization, or nil if it does not exist.
-func (c *Client) findNamedBucketV2(ctx context.Context, orgID, name string) (*domain.Bucket, error) {
-	resp, err := c.client.APIClient().GetBuckets(ctx, &domain.GetBucketsParams{OrgID: &orgID, Name: &name})
-	if err != nil {
-		return nil, fmt.Errorf("finding bucket %q: %w", name, err)
-	}
-	if resp.Buckets == nil {
-		return nil, nil
-	}
-	for _, b := range *resp.Buckets {
-		if b.Name == name {
-			return &b, nil
-		}
-	}
-	return nil, nil
 }
 
 // WriteBucket is Write to another bucket of the same server, such as a TierBucket: line protocol

@@ -57,10 +57,7 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			return sink.Handle(ctx, batch)
 		},
 		Registry: reg,
-		Checks: map[string]ops.Check{"influxdb": func(ctx context.Context) error {
-			_, err := client.Version(ctx)
-			return err
-		}},
+		Checks:   map[string]ops.Check{"influxdb": client.Ping},
 		Background: []func(context.Context) error{func(ctx context.Context) error {
 			client.ProvisionUntilDone(ctx, provisioned, logger)
 			return nil

@@ -15,9 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/pgsync"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/postgres/postgrestest"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
@@ -62,22 +62,10 @@ func histogram(t *testing.T, reg *prometheus.Registry, name string) (uint64, flo
 
 func ns(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
 
+// createAgent registers an agent and returns its id.
 func createAgent(t *testing.T, agents *postgres.AgentStore, name string) string {
 	t.Helper()
-	a, err := agents.Create(context.Background(), name, nil, agent.HashAPIKey(name), "test")
-	if err != nil {
-		t.Fatalf("Create(%s) = %v", name, err)
-	}
-	return a.ID
-}
-
-func lastSeen(t *testing.T, agents *postgres.AgentStore, id string) *time.Time {
-	t.Helper()
-	a, err := agents.Get(context.Background(), id)
-	if err != nil {
-		t.Fatalf("Get(%s) = %v", id, err)
-	}
-	return a.LastSeen
+	return postgrestest.CreateAgent(t, agents, name).ID
 }
 
 func TestHandleCoalescesAndRejectsGarbledMetadata(t *testing.T) {
@@ -136,7 +124,7 @@ func TestHandleCoalescesAndRejectsGarbledMetadata(t *testing.T) {
 		id   string
 		want *time.Time
 	}{{a, &t3}, {b, &t2}, {idle, nil}} {
-		got := lastSeen(t, agents, c.id)
+		got := postgrestest.LastSeen(t, agents, c.id)
 		if (got == nil) != (c.want == nil) || (got != nil && !got.Equal(*c.want)) {
 			t.Errorf("last_seen(%s) = %v, want %v", c.id, got, c.want)
 		}
@@ -146,10 +134,10 @@ func TestHandleCoalescesAndRejectsGarbledMetadata(t *testing.T) {
 	if err := sink.Handle(ctx, []*stream.Message{entry(a, ns(t3)), entry(b, ns(t1))}); err != nil {
 		t.Fatalf("Handle(redelivery) = %v", err)
 	}
-	if got := lastSeen(t, agents, a); got == nil || !got.Equal(t3) {
+	if got := postgrestest.LastSeen(t, agents, a); got == nil || !got.Equal(t3) {
 		t.Errorf("after redelivery last_seen(a) = %v, want %v", got, t3)
 	}
-	if got := lastSeen(t, agents, b); got == nil || !got.Equal(t2) {
+	if got := postgrestest.LastSeen(t, agents, b); got == nil || !got.Equal(t2) {
 		t.Errorf("after an older batch last_seen(b) = %v, want %v", got, t2)
 	}
 
@@ -192,7 +180,7 @@ func TestHandleClampsFutureTimes(t *testing.T) {
 	if err := sink.Handle(context.Background(), []*stream.Message{entry(a, ns(time.Now().Add(time.Hour)))}); err != nil {
 		t.Fatal(err)
 	}
-	got := lastSeen(t, agents, a)
+	got := postgrestest.LastSeen(t, agents, a)
 	if got == nil || got.After(time.Now()) || time.Since(*got) > time.Minute {
 		t.Errorf("last_seen after a batch stamped an hour ahead = %v, want about now (%v)", got, time.Now())
 	}

@@ -8,26 +8,23 @@ import (
 	"time"
 
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 func TestAckRecordAndList(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	acks := postgres.NewAckStore(db)
-	audit := postgres.NewAuditStore(db)
+	pg := newStores(t)
 	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-	if err := acks.Record(ctx, "alert-1", "bob", "looking", t0.Add(time.Minute)); err != nil {
+	if err := pg.acks.Record(ctx, "alert-1", "bob", "looking", t0.Add(time.Minute)); err != nil {
 		t.Fatalf("Record = %v", err)
 	}
-	if err := acks.Record(ctx, "alert-1", "alice", "", t0); err != nil {
+	if err := pg.acks.Record(ctx, "alert-1", "alice", "", t0); err != nil {
 		t.Fatalf("Record = %v", err)
 	}
-	if err := acks.Record(ctx, "alert-2", "carol", "other alert", t0); err != nil {
+	if err := pg.acks.Record(ctx, "alert-2", "carol", "other alert", t0); err != nil {
 		t.Fatalf("Record = %v", err)
 	}
-	got, err := acks.List(ctx, "alert-1")
+	got, err := pg.acks.List(ctx, "alert-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,11 +41,11 @@ func TestAckRecordAndList(t *testing.T) {
 			t.Errorf("List(alert-1)[%d] = %+v, want %+v (oldest first, UTC)", i, g, want[i])
 		}
 	}
-	if none, err := acks.List(ctx, "never-acked"); err != nil || none == nil || len(none) != 0 {
+	if none, err := pg.acks.List(ctx, "never-acked"); err != nil || none == nil || len(none) != 0 {
 		t.Errorf("List(never-acked) = %#v, %v; want an empty slice", none, err)
 	}
 
-	rows := auditRows(t, audit)
+	rows := auditRows(t, pg.audit)
 	if len(rows) != 3 {
 		t.Fatalf("audit rows = %+v, want 3", rows)
 	}
@@ -59,9 +56,7 @@ func TestAckRecordAndList(t *testing.T) {
 
 func TestAckRecordRefusesInvalid(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	acks := postgres.NewAckStore(db)
-	audit := postgres.NewAuditStore(db)
+	pg := newStores(t)
 	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name                 string
@@ -75,14 +70,14 @@ func TestAckRecordRefusesInvalid(t *testing.T) {
 		{"NUL in comment", "a1", "bob", "a\x00", at},
 	}
 	for _, tt := range tests {
-		if err := acks.Record(ctx, tt.alertID, tt.by, tt.comment, tt.at); !errors.Is(err, postgres.ErrInvalid) {
+		if err := pg.acks.Record(ctx, tt.alertID, tt.by, tt.comment, tt.at); !errors.Is(err, postgres.ErrInvalid) {
 			t.Errorf("%s: Record(%q, %q, %q, %v) = %v, want ErrInvalid", tt.name, tt.alertID, tt.by, tt.comment, tt.at, err)
 		}
 	}
-	if got, err := acks.List(ctx, "a1"); err != nil || len(got) != 0 {
+	if got, err := pg.acks.List(ctx, "a1"); err != nil || len(got) != 0 {
 		t.Errorf("List after refused records = %+v, %v; want none", got, err)
 	}
-	if n := len(auditRows(t, audit)); n != 0 {
+	if n := len(auditRows(t, pg.audit)); n != 0 {
 		t.Errorf("audit log has %d rows, want 0", n)
 	}
 }

@@ -74,11 +74,8 @@ func (s *AgentStore) RotateKeyGrace(ctx context.Context, id, keyHash string, gra
 // before its grace period ends, and audits it as actor's agent.revoke_previous_key. An unknown id
 // is ErrNotFound, and so is an agent whose previous key no longer works.
 func (s *AgentStore) RevokePreviousKey(ctx context.Context, id, actor string) error {
-	if err := checkActor(actor); err != nil {
+	if err := checkChange(actor, "agent", id); err != nil {
 		return err
-	}
-	if !validID(id) {
-		return fmt.Errorf("agent %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
 		var name string

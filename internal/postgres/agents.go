@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -65,6 +67,18 @@ func validID(id string) bool {
 	return len(id) == 36 && uuid.Validate(id) == nil
 }
 
+// encodeLabels returns the JSON an agent's labels are stored as (nil: none, {}).
+func encodeLabels(labels map[string]string) (string, error) {
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	b, err := json.Marshal(labels)
+	if err != nil {
+		return "", fmt.Errorf("encoding labels: %w", err)
+	}
+	return string(b), nil
+}
+
 // agentWriteError turns a constraint violation on agents into ErrConflict or ErrInvalid.
 func agentWriteError(err error, name string) error {
 	if c, ok := violation(err, pqerror.UniqueViolation); ok {
@@ -92,12 +106,9 @@ func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]
 	if err := checkActor(actor); err != nil {
 		return agent.Agent{}, err
 	}
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labelsJSON, err := json.Marshal(labels)
+	labelsJSON, err := encodeLabels(labels)
 	if err != nil {
-		return agent.Agent{}, fmt.Errorf("encoding labels: %w", err)
+		return agent.Agent{}, err
 	}
 	return writeAudited(ctx, s.db, func(tx *sqlx.Tx, row *agentRow) error {
 		// CAST, not ::jsonb: sqlx reads ":labels::jsonb" as a parameter named "labels:".
@@ -105,7 +116,7 @@ func (s *AgentStore) Create(ctx context.Context, name string, labels map[string]
 			INSERT INTO agents (name, labels, api_key_hash)
 			VALUES (:name, CAST(:labels AS jsonb), :key_hash)
 			RETURNING `+agentColumns, map[string]any{
-			"name": name, "labels": string(labelsJSON), "key_hash": keyHash,
+			"name": name, "labels": labelsJSON, "key_hash": keyHash,
 		})
 		if err != nil {
 			return fmt.Errorf("binding agent insert: %w", err)
@@ -161,11 +172,8 @@ func (s *AgentStore) List(ctx context.Context, limit, offset int) ([]agent.Agent
 
 // Delete removes agent id and audits it as actor's agent.delete. An unknown id is ErrNotFound.
 func (s *AgentStore) Delete(ctx context.Context, id, actor string) error {
-	if err := checkActor(actor); err != nil {
+	if err := checkChange(actor, "agent", id); err != nil {
 		return err
-	}
-	if !validID(id) {
-		return fmt.Errorf("agent %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
 		name, err := deleteByID(ctx, tx, "agent", "agents", "name", id)
@@ -210,4 +218,52 @@ func (s *AgentStore) TouchLastSeen(ctx context.Context, seen map[string]time.Tim
 		return fmt.Errorf("updating last_seen of %d agents: %w", len(ids), err)
 	}
 	return nil
+}
+
+// Update sets the name and labels of agent id (labels nil: none) and audits it as actor's
+// agent.update with what changed. An unknown id is ErrNotFound, a taken name ErrConflict, a
+// name the table refuses ErrInvalid.
+func (s *AgentStore) Update(ctx context.Context, id, name string, labels map[string]string, actor string) (agent.Agent, error) {
+	if err := checkChange(actor, "agent", id); err != nil {
+		return agent.Agent{}, err
+	}
+	labelsJSON, err := encodeLabels(labels)
+	if err != nil {
+		return agent.Agent{}, err
+	}
+	var a agent.Agent
+	err = inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
+		var before agentRow
+		err := tx.GetContext(ctx, &before, `SELECT `+agentColumns+` FROM agents WHERE id = $1 FOR UPDATE`, id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("agent %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("reading agent %s: %w", id, err)
+		}
+		old, err := before.agent()
+		if err != nil {
+			return err
+		}
+		var row agentRow
+		if err := tx.GetContext(ctx, &row, `UPDATE agents SET name = $2, labels = CAST($3 AS jsonb) WHERE id = $1 RETURNING `+agentColumns,
+			id, name, labelsJSON); err != nil {
+			return fmt.Errorf("updating agent %s: %w", id, agentWriteError(err, name))
+		}
+		if a, err = row.agent(); err != nil {
+			return err
+		}
+		details := map[string]any{"name": a.Name}
+		if old.Name != a.Name {
+			details["previous_name"] = old.Name
+		}
+		if !maps.Equal(old.Labels, a.Labels) {
+			details["labels"], details["previous_labels"] = a.Labels, old.Labels
+		}
+		return writeAudit(ctx, tx, actor, ActionAgentUpdate, id, details)
+	})
+	if err != nil {
+		return agent.Agent{}, err
+	}
+	return a, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
+	"github.com/agentmonitor/agentmonitor/internal/postgres/postgrestest"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
@@ -26,48 +27,41 @@ func TestHashAPIKey(t *testing.T) {
 
 func TestAgentLifecycle(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	agents := postgres.NewAgentStore(db)
-	audit := postgres.NewAuditStore(db)
+	pg := newStores(t)
 
 	labels := map[string]string{"env": "prod", "role": "db"}
 	key1 := agent.HashAPIKey("key-1")
-	a, err := agents.Create(ctx, "db-1", labels, key1, "alice")
+	a, err := pg.agents.Create(ctx, "db-1", labels, key1, "alice")
 	if err != nil {
 		t.Fatalf("Create = %v", err)
 	}
 	if uuid.Validate(a.ID) != nil || a.Name != "db-1" || !maps.Equal(a.Labels, labels) || a.CreatedAt.IsZero() || a.LastSeen != nil {
 		t.Fatalf("Create = %+v, want a uuid, name db-1, labels %v, created_at set, no last_seen", a, labels)
 	}
-	got, err := agents.Get(ctx, a.ID)
+	got, err := pg.agents.Get(ctx, a.ID)
 	if err != nil {
 		t.Fatalf("Get(%s) = %v", a.ID, err)
 	}
 	if got.ID != a.ID || got.Name != a.Name || !maps.Equal(got.Labels, labels) || !got.CreatedAt.Equal(a.CreatedAt) || got.LastSeen != nil {
 		t.Errorf("Get(%s) = %+v, want %+v", a.ID, got, a)
 	}
-	if id, err := agents.AgentIDByKeyHash(ctx, key1); err != nil || id != a.ID {
+	if id, err := pg.agents.AgentIDByKeyHash(ctx, key1); err != nil || id != a.ID {
 		t.Errorf("AgentIDByKeyHash(key1) = %q, %v, want %q", id, err, a.ID)
 	}
 
 	key2 := agent.HashAPIKey("key-2")
-	if err := agents.RotateKey(ctx, a.ID, key2, "bob"); err != nil {
+	if err := pg.agents.RotateKey(ctx, a.ID, key2, "bob"); err != nil {
 		t.Fatalf("RotateKey = %v", err)
 	}
-	if _, err := agents.AgentIDByKeyHash(ctx, key1); !errors.Is(err, postgres.ErrNotFound) {
+	if _, err := pg.agents.AgentIDByKeyHash(ctx, key1); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("AgentIDByKeyHash(old key) after rotation = %v, want ErrNotFound", err)
 	}
-	if id, err := agents.AgentIDByKeyHash(ctx, key2); err != nil || id != a.ID {
+	if id, err := pg.agents.AgentIDByKeyHash(ctx, key2); err != nil || id != a.ID {
 		t.Errorf("AgentIDByKeyHash(new key) = %q, %v, want %q", id, err, a.ID)
 	}
 
-	if err := agents.Delete(ctx, a.ID, "carol"); err != nil {
-		t.Fatalf("Delete = %v", err)
-	}
-	if _, err := agents.Get(ctx, a.ID); !errors.Is(err, postgres.ErrNotFound) {
-		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
-	}
-	if _, err := agents.AgentIDByKeyHash(ctx, key2); !errors.Is(err, postgres.ErrNotFound) {
+	deleteGone(t, pg.agents.Delete, pg.agents.Get, a.ID, "carol")
+	if _, err := pg.agents.AgentIDByKeyHash(ctx, key2); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("AgentIDByKeyHash after Delete = %v, want ErrNotFound", err)
 	}
 
@@ -76,7 +70,7 @@ func TestAgentLifecycle(t *testing.T) {
 		{"bob", postgres.ActionAgentRotateKey, "db-1"},
 		{"carol", postgres.ActionAgentDelete, "db-1"},
 	}
-	rows := auditRows(t, audit)
+	rows := auditRows(t, pg.audit)
 	if len(rows) != len(want) {
 		t.Fatalf("audit log has %d rows %+v, want %d", len(rows), rows, len(want))
 	}
@@ -98,13 +92,12 @@ func TestAgentLifecycle(t *testing.T) {
 
 func TestAgentCreateNilLabels(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	agents := postgres.NewAgentStore(db)
-	a, err := agents.Create(ctx, "bare", nil, agent.HashAPIKey("k"), "alice")
+	pg := newStores(t)
+	a, err := pg.agents.Create(ctx, "bare", nil, agent.HashAPIKey("k"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := agents.Get(ctx, a.ID)
+	got, err := pg.agents.Get(ctx, a.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,14 +109,12 @@ func TestAgentCreateNilLabels(t *testing.T) {
 // A failed change stores nothing and writes no audit row.
 func TestAgentFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	agents := postgres.NewAgentStore(db)
-	audit := postgres.NewAuditStore(db)
-	existing, err := agents.Create(ctx, "web-1", nil, agent.HashAPIKey("web-1"), "alice")
+	pg := newStores(t)
+	existing, err := pg.agents.Create(ctx, "web-1", nil, agent.HashAPIKey("web-1"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := agents.Create(ctx, "web-2", nil, agent.HashAPIKey("web-2"), "alice")
+	other, err := pg.agents.Create(ctx, "web-2", nil, agent.HashAPIKey("web-2"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,60 +122,60 @@ func TestAgentFailedChangesAreNotStoredOrAudited(t *testing.T) {
 
 	checkRefused(t, []refusal{
 		{"duplicate name", func() error {
-			_, err := agents.Create(ctx, "web-1", nil, agent.HashAPIKey("fresh"), "mallory")
+			_, err := pg.agents.Create(ctx, "web-1", nil, agent.HashAPIKey("fresh"), "mallory")
 			return err
 		}, postgres.ErrConflict, ""},
 		{"duplicate key hash", func() error {
-			_, err := agents.Create(ctx, "web-3", nil, agent.HashAPIKey("web-1"), "mallory")
+			_, err := pg.agents.Create(ctx, "web-3", nil, agent.HashAPIKey("web-1"), "mallory")
 			return err
 		}, postgres.ErrConflict, ""},
 		{"empty name", func() error {
-			_, err := agents.Create(ctx, "", nil, agent.HashAPIKey("x1"), "mallory")
+			_, err := pg.agents.Create(ctx, "", nil, agent.HashAPIKey("x1"), "mallory")
 			return err
 		}, postgres.ErrInvalid, ""},
 		{"padded name", func() error {
-			_, err := agents.Create(ctx, " web-4", nil, agent.HashAPIKey("x2"), "mallory")
+			_, err := pg.agents.Create(ctx, " web-4", nil, agent.HashAPIKey("x2"), "mallory")
 			return err
 		}, postgres.ErrInvalid, ""},
 		{"key not hashed", func() error {
-			_, err := agents.Create(ctx, "web-5", nil, "plain-key", "mallory")
+			_, err := pg.agents.Create(ctx, "web-5", nil, "plain-key", "mallory")
 			return err
 		}, postgres.ErrInvalid, ""},
 		{"no actor", func() error {
-			_, err := agents.Create(ctx, "web-6", nil, agent.HashAPIKey("x3"), "")
+			_, err := pg.agents.Create(ctx, "web-6", nil, agent.HashAPIKey("x3"), "")
 			return err
 		}, postgres.ErrInvalid, ""},
 		{"rotate to a hash in use", func() error {
-			return agents.RotateKey(ctx, other.ID, agent.HashAPIKey("web-1"), "mallory")
+			return pg.agents.RotateKey(ctx, other.ID, agent.HashAPIKey("web-1"), "mallory")
 		}, postgres.ErrConflict, ""},
 		{"rotate missing", func() error {
-			return agents.RotateKey(ctx, missing, agent.HashAPIKey("x4"), "mallory")
+			return pg.agents.RotateKey(ctx, missing, agent.HashAPIKey("x4"), "mallory")
 		}, postgres.ErrNotFound, ""},
 		{"rotate non-uuid", func() error {
-			return agents.RotateKey(ctx, "not-a-uuid", agent.HashAPIKey("x5"), "mallory")
+			return pg.agents.RotateKey(ctx, "not-a-uuid", agent.HashAPIKey("x5"), "mallory")
 		}, postgres.ErrNotFound, ""},
-		{"delete missing", func() error { return agents.Delete(ctx, missing, "mallory") }, postgres.ErrNotFound, ""},
-		{"delete non-uuid", func() error { return agents.Delete(ctx, "'; DROP TABLE agents; --", "mallory") }, postgres.ErrNotFound, ""},
-		{"delete without actor", func() error { return agents.Delete(ctx, existing.ID, "") }, postgres.ErrInvalid, ""},
-		{"get missing", func() error { _, err := agents.Get(ctx, missing); return err }, postgres.ErrNotFound, ""},
-		{"get non-uuid", func() error { _, err := agents.Get(ctx, "web-1"); return err }, postgres.ErrNotFound, ""},
+		{"delete missing", func() error { return pg.agents.Delete(ctx, missing, "mallory") }, postgres.ErrNotFound, ""},
+		{"delete non-uuid", func() error { return pg.agents.Delete(ctx, "'; DROP TABLE agents; --", "mallory") }, postgres.ErrNotFound, ""},
+		{"delete without actor", func() error { return pg.agents.Delete(ctx, existing.ID, "") }, postgres.ErrInvalid, ""},
+		{"get missing", func() error { _, err := pg.agents.Get(ctx, missing); return err }, postgres.ErrNotFound, ""},
+		{"get non-uuid", func() error { _, err := pg.agents.Get(ctx, "web-1"); return err }, postgres.ErrNotFound, ""},
 		{"unknown key", func() error {
-			_, err := agents.AgentIDByKeyHash(ctx, agent.HashAPIKey("nobody"))
+			_, err := pg.agents.AgentIDByKeyHash(ctx, agent.HashAPIKey("nobody"))
 			return err
 		}, postgres.ErrNotFound, ""},
 	})
 
-	list, total, err := agents.List(ctx, 10, 0)
+	list, total, err := pg.agents.List(ctx, 10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if total != 2 || len(list) != 2 {
 		t.Errorf("after failed changes: %d agents (total %d), want the 2 created", len(list), total)
 	}
-	if id, err := agents.AgentIDByKeyHash(ctx, agent.HashAPIKey("web-2")); err != nil || id != other.ID {
+	if id, err := pg.agents.AgentIDByKeyHash(ctx, agent.HashAPIKey("web-2")); err != nil || id != other.ID {
 		t.Errorf("failed rotation changed web-2's key: AgentIDByKeyHash = %q, %v", id, err)
 	}
-	for _, r := range auditRows(t, audit) {
+	for _, r := range auditRows(t, pg.audit) {
 		if r.Actor != "alice" || r.Action != postgres.ActionAgentCreate {
 			t.Errorf("failed change wrote audit row %+v", r)
 		}
@@ -193,11 +184,10 @@ func TestAgentFailedChangesAreNotStoredOrAudited(t *testing.T) {
 
 func TestAgentListPaging(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	agents := postgres.NewAgentStore(db)
+	pg := newStores(t)
 	names := []string{"e", "c", "a", "d", "b"}
 	for _, n := range names {
-		if _, err := agents.Create(ctx, n, map[string]string{"n": n}, agent.HashAPIKey(n), "alice"); err != nil {
+		if _, err := pg.agents.Create(ctx, n, map[string]string{"n": n}, agent.HashAPIKey(n), "alice"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -212,7 +202,7 @@ func TestAgentListPaging(t *testing.T) {
 		{10, 0, "a,b,c,d,e"},
 	}
 	for _, tt := range tests {
-		page, total, err := agents.List(ctx, tt.limit, tt.offset)
+		page, total, err := pg.agents.List(ctx, tt.limit, tt.offset)
 		if err != nil {
 			t.Fatalf("List(%d, %d) = %v", tt.limit, tt.offset, err)
 		}
@@ -228,42 +218,23 @@ func TestAgentListPaging(t *testing.T) {
 		}
 	}
 	for _, c := range [][2]int{{0, 0}, {-5, 0}, {1, -1}} {
-		if _, _, err := agents.List(ctx, c[0], c[1]); !errors.Is(err, postgres.ErrInvalid) {
+		if _, _, err := pg.agents.List(ctx, c[0], c[1]); !errors.Is(err, postgres.ErrInvalid) {
 			t.Errorf("List(%d, %d) = %v, want ErrInvalid", c[0], c[1], err)
 		}
 	}
 }
 
-func lastSeen(t *testing.T, agents *postgres.AgentStore, id string) *time.Time {
-	t.Helper()
-	a, err := agents.Get(context.Background(), id)
-	if err != nil {
-		t.Fatalf("Get(%s) = %v", id, err)
-	}
-	return a.LastSeen
-}
-
 func TestTouchLastSeen(t *testing.T) {
 	ctx := context.Background()
-	db, dbURL := testenv.Postgres(t)
-	agents := postgres.NewAgentStore(db)
-	a, err := agents.Create(ctx, "a", nil, agent.HashAPIKey("a"), "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := agents.Create(ctx, "b", nil, agent.HashAPIKey("b"), "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	idle, err := agents.Create(ctx, "idle", nil, agent.HashAPIKey("idle"), "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pg := newStores(t)
+	a := postgrestest.CreateAgent(t, pg.agents, "a")
+	b := postgrestest.CreateAgent(t, pg.agents, "b")
+	idle := postgrestest.CreateAgent(t, pg.agents, "idle")
 	// timestamptz keeps microseconds.
 	t0 := time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)
 	t1, t2 := t0.Add(time.Minute+time.Microsecond), t0.Add(2*time.Minute)
 
-	counted, statements := testenv.CountingPostgres(t, dbURL)
+	counted, statements := testenv.CountingPostgres(t, pg.url)
 	touch := postgres.NewAgentStore(counted)
 	step := func(seen map[string]time.Time, wantA, wantB *time.Time) {
 		t.Helper()
@@ -278,7 +249,7 @@ func TestTouchLastSeen(t *testing.T) {
 			id   string
 			want *time.Time
 		}{{a.ID, wantA}, {b.ID, wantB}} {
-			got := lastSeen(t, agents, c.id)
+			got := postgrestest.LastSeen(t, pg.agents, c.id)
 			if (got == nil) != (c.want == nil) || (got != nil && !got.Equal(*c.want)) {
 				t.Errorf("after TouchLastSeen(%v): last_seen(%s) = %v, want %v", seen, c.id, got, c.want)
 			}
@@ -305,7 +276,7 @@ func TestTouchLastSeen(t *testing.T) {
 	t3 := t2.Add(time.Minute)
 	step(map[string]time.Time{strings.ToUpper(b.ID): t3, b.ID: t2}, &t2, &t3)
 
-	if got := lastSeen(t, agents, idle.ID); got != nil {
+	if got := postgrestest.LastSeen(t, pg.agents, idle.ID); got != nil {
 		t.Errorf("last_seen of an agent never touched = %v, want nil", got)
 	}
 }

@@ -44,8 +44,7 @@ func TestAlertEventFrom(t *testing.T) {
 
 func TestAlertEventInsertIsIdempotent(t *testing.T) {
 	ctx := context.Background()
-	db, dbURL := testenv.Postgres(t)
-	store := postgres.NewAlertEventStore(db)
+	pg := newStores(t)
 	at := time.Date(2025, 6, 1, 12, 0, 0, 123456000, time.UTC)
 
 	resolved := sampleEvent("e2", at.Add(time.Minute))
@@ -58,7 +57,7 @@ func TestAlertEventInsertIsIdempotent(t *testing.T) {
 	inf.Value = math.Inf(1)
 	batch := []postgres.AlertEvent{sampleEvent("e1", at), resolved, inf}
 
-	counting, statements := testenv.CountingPostgres(t, dbURL)
+	counting, statements := testenv.CountingPostgres(t, pg.url)
 	countingStore := postgres.NewAlertEventStore(counting)
 	if err := countingStore.Insert(ctx, batch); err != nil {
 		t.Fatalf("Insert = %v", err)
@@ -67,10 +66,10 @@ func TestAlertEventInsertIsIdempotent(t *testing.T) {
 		t.Errorf("Insert of %d events sent %d statements, want 1", len(batch), n)
 	}
 	// The same events again, and one of them twice in one batch: nothing changes.
-	if err := store.Insert(ctx, append(batch, batch[0])); err != nil {
+	if err := pg.events.Insert(ctx, append(batch, batch[0])); err != nil {
 		t.Fatalf("Insert again = %v", err)
 	}
-	got, total, err := store.History(ctx, postgres.HistoryFilter{Limit: 10})
+	got, total, err := pg.events.History(ctx, postgres.HistoryFilter{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,21 +91,20 @@ func TestAlertEventInsertIsIdempotent(t *testing.T) {
 	}
 	// A new id twice within one batch is stored once.
 	twice := sampleEvent("e4", at.Add(3*time.Minute))
-	if err := store.Insert(ctx, []postgres.AlertEvent{twice, twice}); err != nil {
+	if err := pg.events.Insert(ctx, []postgres.AlertEvent{twice, twice}); err != nil {
 		t.Fatalf("Insert(same new event twice) = %v", err)
 	}
-	if _, total, err := store.History(ctx, postgres.HistoryFilter{Limit: 10}); err != nil || total != 4 {
+	if _, total, err := pg.events.History(ctx, postgres.HistoryFilter{Limit: 10}); err != nil || total != 4 {
 		t.Errorf("History after inserting a new event twice in one batch: total %d, %v; want 4", total, err)
 	}
-	if err := store.Insert(ctx, nil); err != nil {
+	if err := pg.events.Insert(ctx, nil); err != nil {
 		t.Errorf("Insert(nil) = %v, want nil", err)
 	}
 }
 
 func TestAlertEventInsertRefusesInvalid(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	store := postgres.NewAlertEventStore(db)
+	pg := newStores(t)
 	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name string
@@ -126,21 +124,20 @@ func TestAlertEventInsertRefusesInvalid(t *testing.T) {
 			if err := bad.Validate(); err == nil {
 				t.Errorf("Validate(%+v) = nil, want an error", bad)
 			}
-			err := store.Insert(ctx, []postgres.AlertEvent{sampleEvent("good", at), bad})
+			err := pg.events.Insert(ctx, []postgres.AlertEvent{sampleEvent("good", at), bad})
 			if !errors.Is(err, postgres.ErrInvalid) {
 				t.Errorf("Insert(good, bad) = %v, want ErrInvalid", err)
 			}
 		})
 	}
-	if _, total, err := store.History(ctx, postgres.HistoryFilter{Limit: 10}); err != nil || total != 0 {
+	if _, total, err := pg.events.History(ctx, postgres.HistoryFilter{Limit: 10}); err != nil || total != 0 {
 		t.Errorf("History after refused inserts: total %d, %v; want 0 (nothing stored)", total, err)
 	}
 }
 
 func TestAlertEventHistory(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	store := postgres.NewAlertEventStore(db)
+	pg := newStores(t)
 	t0 := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 
 	// 12 events, one a minute: agents a0/a1/a2 in turn, rules r0/r1 in turn, severities
@@ -157,7 +154,7 @@ func TestAlertEventHistory(t *testing.T) {
 	tie := sampleEvent("e05b", t0.Add(5*time.Minute))
 	tie.AgentID, tie.RuleID, tie.Severity = "a9", "r9", "warning"
 	events = append(events, tie)
-	if err := store.Insert(ctx, events); err != nil {
+	if err := pg.events.Insert(ctx, events); err != nil {
 		t.Fatal(err)
 	}
 
@@ -190,7 +187,7 @@ func TestAlertEventHistory(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, total, err := store.History(ctx, tt.f)
+			got, total, err := pg.events.History(ctx, tt.f)
 			if err != nil {
 				t.Fatalf("History(%+v) = %v", tt.f, err)
 			}
@@ -208,7 +205,7 @@ func TestAlertEventHistory(t *testing.T) {
 		{Limit: 10, From: t0.Add(time.Hour), To: t0},
 	}
 	for _, f := range bad {
-		if _, _, err := store.History(ctx, f); !errors.Is(err, postgres.ErrInvalid) {
+		if _, _, err := pg.events.History(ctx, f); !errors.Is(err, postgres.ErrInvalid) {
 			t.Errorf("History(%+v) = %v, want ErrInvalid", f, err)
 		}
 	}
@@ -226,12 +223,11 @@ func TestAlertEventWithoutAgent(t *testing.T) {
 	if err := thr.Validate(); err == nil {
 		t.Errorf("Validate(threshold event without agent) = nil, want an error")
 	}
-	db, _ := testenv.Postgres(t)
-	store := postgres.NewAlertEventStore(db)
-	if err := store.Insert(t.Context(), []postgres.AlertEvent{pipe}); err != nil {
+	pg := newStores(t)
+	if err := pg.events.Insert(t.Context(), []postgres.AlertEvent{pipe}); err != nil {
 		t.Fatalf("Insert(pipeline event) = %v", err)
 	}
-	got, _, err := store.History(t.Context(), postgres.HistoryFilter{RuleID: pipe.RuleID, Limit: 10})
+	got, _, err := pg.events.History(t.Context(), postgres.HistoryFilter{RuleID: pipe.RuleID, Limit: 10})
 	if err != nil || len(got) != 1 || got[0].AgentID != "" || got[0].Series != "influx-writer" {
 		t.Errorf("List = %+v, %v, want the pipeline event without agent", got, err)
 	}

@@ -144,3 +144,15 @@ func checkActor(actor string) error {
 	}
 	return nil
 }
+
+// checkChange checks a change by actor of the what (such as "agent") with id: the actor is
+// required (checkActor), and an id that is not a UUID names nothing (ErrNotFound).
+func checkChange(actor, what, id string) error {
+	if err := checkActor(actor); err != nil {
+		return err
+	}
+	if !validID(id) {
+		return fmt.Errorf("%s %q: %w", what, id, ErrNotFound)
+	}
+	return nil
+}

@@ -173,11 +173,8 @@ func (s *ChannelStore) List(ctx context.Context) ([]alert.Channel, error) {
 // it as actor's channel.update. An unknown id is ErrNotFound; an invalid channel ErrInvalid; a
 // name taken by another channel ErrConflict.
 func (s *ChannelStore) Update(ctx context.Context, c alert.Channel, actor string) (alert.Channel, error) {
-	if err := checkActor(actor); err != nil {
+	if err := checkChange(actor, "notification channel", c.ID); err != nil {
 		return alert.Channel{}, err
-	}
-	if !validID(c.ID) {
-		return alert.Channel{}, fmt.Errorf("notification channel %q: %w", c.ID, ErrNotFound)
 	}
 	headers, groupBy, to, err := prepareChannel(c)
 	if err != nil {
@@ -207,11 +204,8 @@ func (s *ChannelStore) Update(ctx context.Context, c alert.Channel, actor string
 // ErrNotFound; a channel that rules still name is ErrConflict naming those rules (remove it from
 // them first), so that no rule silently loses its notifications.
 func (s *ChannelStore) Delete(ctx context.Context, id, actor string) error {
-	if err := checkActor(actor); err != nil {
+	if err := checkChange(actor, "notification channel", id); err != nil {
 		return err
-	}
-	if !validID(id) {
-		return fmt.Errorf("notification channel %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
 		name, err := deleteByID(ctx, tx, "notification channel", "notification_channels", "name", id)

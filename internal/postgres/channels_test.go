@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -14,20 +13,17 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 func TestChannelLifecycle(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	channels := postgres.NewChannelStore(db)
-	audit := postgres.NewAuditStore(db)
+	pg := newStores(t)
 
 	in := alert.Channel{
 		ID: "ignored", Name: "ops", Type: "webhook", URL: "https://hooks.example.com/a", Secret: "s3cret",
 		Headers: map[string]string{"Authorization": "Bearer token-value"}, Enabled: true, RepeatInterval: 4 * time.Hour,
 	}
-	c, err := channels.Create(ctx, in, "alice")
+	c, err := pg.channels.Create(ctx, in, "alice")
 	if err != nil {
 		t.Fatalf("Create = %v", err)
 	}
@@ -35,10 +31,10 @@ func TestChannelLifecycle(t *testing.T) {
 		!maps.Equal(c.Headers, in.Headers) || !c.Enabled || c.RepeatInterval != 4*time.Hour || c.CreatedAt.IsZero() || !c.UpdatedAt.Equal(c.CreatedAt) {
 		t.Fatalf("Create = %+v, want %+v with a new id and timestamps", c, in)
 	}
-	if got, err := channels.Get(ctx, c.ID); err != nil || got.Secret != "s3cret" || got.Name != "ops" || !maps.Equal(got.Headers, in.Headers) {
+	if got, err := pg.channels.Get(ctx, c.ID); err != nil || got.Secret != "s3cret" || got.Name != "ops" || !maps.Equal(got.Headers, in.Headers) {
 		t.Errorf("Get = %+v, %v; want the channel with its secret", got, err)
 	}
-	bare, err := channels.Create(ctx, alert.Channel{Name: "bare", Type: "webhook", URL: "http://e.com"}, "alice")
+	bare, err := pg.channels.Create(ctx, alert.Channel{Name: "bare", Type: "webhook", URL: "http://e.com"}, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,11 +42,11 @@ func TestChannelLifecycle(t *testing.T) {
 		t.Errorf("Create(bare) = %+v, want empty headers, no secret, disabled, no repeat", bare)
 	}
 
-	mail, err := channels.Create(ctx, alert.Channel{Name: "mail", Type: alert.ChannelTypeEmail, To: []string{"ops@example.com"}, Enabled: true}, "alice")
+	mail, err := pg.channels.Create(ctx, alert.Channel{Name: "mail", Type: alert.ChannelTypeEmail, To: []string{"ops@example.com"}, Enabled: true}, "alice")
 	if err != nil || !slices.Equal(mail.To, []string{"ops@example.com"}) || mail.URL != "" {
 		t.Fatalf("Create(email) = %+v, %v, want the recipients kept", mail, err)
 	}
-	if err := channels.Delete(ctx, mail.ID, "alice"); err != nil {
+	if err := pg.channels.Delete(ctx, mail.ID, "alice"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -62,7 +58,7 @@ func TestChannelLifecycle(t *testing.T) {
 	upd.Enabled = false
 	upd.RepeatInterval = 90 * time.Minute
 	upd.GroupBy, upd.GroupWait = []string{"rule_id", "agent"}, 10*time.Second
-	got, err := channels.Update(ctx, upd, "bob")
+	got, err := pg.channels.Update(ctx, upd, "bob")
 	if err != nil {
 		t.Fatalf("Update = %v", err)
 	}
@@ -71,22 +67,17 @@ func TestChannelLifecycle(t *testing.T) {
 		!got.CreatedAt.Equal(c.CreatedAt) || got.UpdatedAt.Before(c.UpdatedAt) {
 		t.Errorf("Update = %+v, want %+v with created_at kept", got, upd)
 	}
-	list, err := channels.List(ctx)
+	list, err := pg.channels.List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 2 || list[0].Name != "bare" || list[1].Name != "ops-2" {
 		t.Errorf("List = %+v, want [bare ops-2]", list)
 	}
-	if err := channels.Delete(ctx, c.ID, "carol"); err != nil {
-		t.Fatalf("Delete = %v", err)
-	}
-	if _, err := channels.Get(ctx, c.ID); !errors.Is(err, postgres.ErrNotFound) {
-		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
-	}
+	deleteGone(t, pg.channels.Delete, pg.channels.Get, c.ID, "carol")
 
 	var rows []postgres.AuditEntry
-	for _, r := range auditRows(t, audit) {
+	for _, r := range auditRows(t, pg.audit) {
 		if r.Target == c.ID {
 			rows = append(rows, r)
 		}
@@ -114,51 +105,39 @@ func TestChannelLifecycle(t *testing.T) {
 
 func TestChannelFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	channels := postgres.NewChannelStore(db)
-	audit := postgres.NewAuditStore(db)
-	taken := newChannel(t, channels, "taken")
-	other := newChannel(t, channels, "other")
-	auditBefore := len(auditRows(t, audit))
+	pg := newStores(t)
+	taken := newChannel(t, pg.channels, "taken")
+	other := newChannel(t, pg.channels, "other")
+	auditBefore := len(auditRows(t, pg.audit))
 
 	checkRefused(t, []refusal{
 		{"create invalid url", func() error {
-			_, err := channels.Create(ctx, alert.Channel{Name: "x", Type: "webhook", URL: "nope"}, "bob")
+			_, err := pg.channels.Create(ctx, alert.Channel{Name: "x", Type: "webhook", URL: "nope"}, "bob")
 			return err
 		}, postgres.ErrInvalid, "url"},
 		{"create taken name", func() error {
-			_, err := channels.Create(ctx, alert.Channel{Name: "taken", Type: "webhook", URL: "https://e.com"}, "bob")
+			_, err := pg.channels.Create(ctx, alert.Channel{Name: "taken", Type: "webhook", URL: "https://e.com"}, "bob")
 			return err
 		}, postgres.ErrConflict, ""},
 		{"create without actor", func() error {
-			_, err := channels.Create(ctx, alert.Channel{Name: "y", Type: "webhook", URL: "https://e.com"}, "")
+			_, err := pg.channels.Create(ctx, alert.Channel{Name: "y", Type: "webhook", URL: "https://e.com"}, "")
 			return err
 		}, postgres.ErrInvalid, ""},
 		{"update missing", func() error {
-			_, err := channels.Update(ctx, alert.Channel{ID: uuid.NewString(), Name: "z", Type: "webhook", URL: "https://e.com"}, "bob")
+			_, err := pg.channels.Update(ctx, alert.Channel{ID: uuid.NewString(), Name: "z", Type: "webhook", URL: "https://e.com"}, "bob")
 			return err
 		}, postgres.ErrNotFound, ""},
-		{"update to taken name", func() error {
-			c := other
-			c.Name = "taken"
-			_, err := channels.Update(ctx, c, "bob")
-			return err
-		}, postgres.ErrConflict, ""},
-		{"update invalid type", func() error {
-			c := other
-			c.Type = "sms"
-			_, err := channels.Update(ctx, c, "bob")
-			return err
-		}, postgres.ErrInvalid, "type"},
-		{"delete missing", func() error { return channels.Delete(ctx, uuid.NewString(), "bob") }, postgres.ErrNotFound, ""},
-		{"get not a uuid", func() error { _, err := channels.Get(ctx, "ops"); return err }, postgres.ErrNotFound, ""},
+		{"update to taken name", updating(ctx, pg.channels.Update, other, func(c *alert.Channel) { c.Name = "taken" }), postgres.ErrConflict, ""},
+		{"update invalid type", updating(ctx, pg.channels.Update, other, func(c *alert.Channel) { c.Type = "sms" }), postgres.ErrInvalid, "type"},
+		{"delete missing", func() error { return pg.channels.Delete(ctx, uuid.NewString(), "bob") }, postgres.ErrNotFound, ""},
+		{"get not a uuid", func() error { _, err := pg.channels.Get(ctx, "ops"); return err }, postgres.ErrNotFound, ""},
 	})
-	list, err := channels.List(ctx)
+	list, err := pg.channels.List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 2 || list[0].ID != other.ID || list[0].Type != "webhook" || list[1].ID != taken.ID {
 		t.Errorf("channels after failed changes = %+v, want the two created unchanged", list)
 	}
-	checkAuditLen(t, audit, auditBefore)
+	checkAuditLen(t, pg.audit, auditBefore)
 }

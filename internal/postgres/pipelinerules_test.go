@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
-	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // withoutBuiltins drops the built-in pipeline rules that migration 00007 inserts.
@@ -19,9 +17,8 @@ func withoutBuiltins(list []alert.Rule) []alert.Rule {
 // pipeline check, and that they can be edited and disabled like any rule.
 func TestBuiltinPipelineRules(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	rules := postgres.NewRuleStore(db)
-	list, err := rules.List(ctx)
+	pg := newStores(t)
+	list, err := pg.rules.List(ctx)
 	if err != nil {
 		t.Fatalf("List = %v", err)
 	}
@@ -52,10 +49,10 @@ func TestBuiltinPipelineRules(t *testing.T) {
 	// Editable and disableable like every rule.
 	bound := int64(5000)
 	lag.Pipeline.Bound, lag.Enabled = &bound, false
-	if _, err := rules.Update(ctx, lag, "alice"); err != nil {
+	if _, err := pg.rules.Update(ctx, lag, "alice"); err != nil {
 		t.Fatalf("Update(built-in lag rule) = %v", err)
 	}
-	got, err := rules.Get(ctx, lag.ID)
+	got, err := pg.rules.Get(ctx, lag.ID)
 	if err != nil || got.Enabled || *got.Pipeline.Bound != 5000 {
 		t.Errorf("Get after update = %+v, %v, want disabled with bound 5000", got, err)
 	}

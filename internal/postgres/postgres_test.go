@@ -124,9 +124,8 @@ func TestConfigValidate(t *testing.T) {
 
 func TestAuditPurge(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	audit := postgres.NewAuditStore(db)
-	if _, err := db.ExecContext(ctx, `
+	pg := newStores(t)
+	if _, err := pg.db.ExecContext(ctx, `
 		INSERT INTO audit_log (at, actor, action, target) VALUES
 			(now() - interval '8 days', 'old', 'user.create', 'a'),
 			(now() - interval '7 days 1 minute', 'old', 'user.create', 'b'),
@@ -134,11 +133,11 @@ func TestAuditPurge(t *testing.T) {
 			(now(), 'new', 'user.create', 'd')`); err != nil {
 		t.Fatal(err)
 	}
-	n, err := audit.Purge(ctx, 7*24*time.Hour)
+	n, err := pg.audit.Purge(ctx, 7*24*time.Hour)
 	if err != nil || n != 2 {
 		t.Fatalf("Purge(7d) = %d, %v, want 2, nil", n, err)
 	}
-	entries, total, err := audit.List(ctx, 10, 0)
+	entries, total, err := pg.audit.List(ctx, 10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,24 +149,22 @@ func TestAuditPurge(t *testing.T) {
 			t.Errorf("Purge kept %+v, want only rows newer than 7 days", e)
 		}
 	}
-	if _, err := audit.Purge(ctx, 0); !errors.Is(err, postgres.ErrInvalid) {
+	if _, err := pg.audit.Purge(ctx, 0); !errors.Is(err, postgres.ErrInvalid) {
 		t.Errorf("Purge(0) = %v, want ErrInvalid", err)
 	}
 }
 
 func TestAuditListPaging(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	audit := postgres.NewAuditStore(db)
-	users := postgres.NewUserStore(db)
+	pg := newStores(t)
 	for _, name := range []string{"u1", "u2", "u3"} {
-		if _, err := users.Create(ctx, name, "hash", user.RoleViewer, "root"); err != nil {
+		if _, err := pg.users.Create(ctx, name, "hash", user.RoleViewer, "root"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var got []string
 	for offset := 0; offset < 4; offset += 2 {
-		page, total, err := audit.List(ctx, 2, offset)
+		page, total, err := pg.audit.List(ctx, 2, offset)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +179,7 @@ func TestAuditListPaging(t *testing.T) {
 		t.Errorf("audit targets newest first = %v, want %s", got, want)
 	}
 	for _, c := range [][2]int{{0, 0}, {-1, 0}, {1, -1}} {
-		if _, _, err := audit.List(ctx, c[0], c[1]); !errors.Is(err, postgres.ErrInvalid) {
+		if _, _, err := pg.audit.List(ctx, c[0], c[1]); !errors.Is(err, postgres.ErrInvalid) {
 			t.Errorf("List(%d, %d) = %v, want ErrInvalid", c[0], c[1], err)
 		}
 	}

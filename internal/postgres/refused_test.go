@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -30,6 +31,16 @@ func invalidField(err error) (string, bool) {
 		return s.Field, true
 	}
 	return "", false
+}
+
+// updating returns a refusal's change: bob updates a copy of base altered by alter.
+func updating[T any](ctx context.Context, update func(context.Context, T, string) (T, error), base T, alter func(*T)) func() error {
+	return func() error {
+		v := base
+		alter(&v)
+		_, err := update(ctx, v, "bob")
+		return err
+	}
 }
 
 // checkRefused runs each change as a subtest and checks that it fails as wanted.

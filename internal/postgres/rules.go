@@ -181,11 +181,8 @@ func (s *RuleStore) List(ctx context.Context) ([]alert.Rule, error) {
 // rule.update. An unknown id (or one that is not a UUID) is ErrNotFound; an invalid rule or an
 // unknown channel is ErrInvalid as for Create; a name taken by another rule is ErrConflict.
 func (s *RuleStore) Update(ctx context.Context, r alert.Rule, actor string) (alert.Rule, error) {
-	if err := checkActor(actor); err != nil {
+	if err := checkChange(actor, "alert rule", r.ID); err != nil {
 		return alert.Rule{}, err
-	}
-	if !validID(r.ID) {
-		return alert.Rule{}, fmt.Errorf("alert rule %q: %w", r.ID, ErrNotFound)
 	}
 	r, spec, err := prepareRule(r)
 	if err != nil {
@@ -211,11 +208,8 @@ func (s *RuleStore) Update(ctx context.Context, r alert.Rule, actor string) (ale
 // Delete removes rule id and audits it as actor's rule.delete. Its alert events stay in the
 // history. An unknown id is ErrNotFound.
 func (s *RuleStore) Delete(ctx context.Context, id, actor string) error {
-	if err := checkActor(actor); err != nil {
+	if err := checkChange(actor, "alert rule", id); err != nil {
 		return err
-	}
-	if !validID(id) {
-		return fmt.Errorf("alert rule %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
 		name, err := deleteByID(ctx, tx, "alert rule", "alert_rules", "name", id)

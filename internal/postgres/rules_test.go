@@ -13,7 +13,6 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 func fp(v float64) *float64 { return &v }
@@ -73,16 +72,13 @@ func sameRule(t *testing.T, got, want alert.Rule) bool {
 
 func TestRuleLifecycle(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	rules := postgres.NewRuleStore(db)
-	channels := postgres.NewChannelStore(db)
-	audit := postgres.NewAuditStore(db)
-	ch := newChannel(t, channels, "ops")
+	pg := newStores(t)
+	ch := newChannel(t, pg.channels, "ops")
 
 	in := cpuRule("CPU busy")
 	in.ID = "ignored"
 	in.Channels = []string{strings.ToUpper(ch.ID)}
-	created, err := rules.Create(ctx, in, "alice")
+	created, err := pg.rules.Create(ctx, in, "alice")
 	if err != nil {
 		t.Fatalf("Create = %v", err)
 	}
@@ -95,7 +91,7 @@ func TestRuleLifecycle(t *testing.T) {
 	if !sameRule(t, created, want) {
 		t.Errorf("Create = %+v, want %+v", created, want)
 	}
-	got, err := rules.Get(ctx, created.ID)
+	got, err := pg.rules.Get(ctx, created.ID)
 	if err != nil {
 		t.Fatalf("Get = %v", err)
 	}
@@ -103,11 +99,11 @@ func TestRuleLifecycle(t *testing.T) {
 		t.Errorf("Get = %+v, want %+v", got, want)
 	}
 
-	silent, err := rules.Create(ctx, silentRule("Agent silent"), "alice")
+	silent, err := pg.rules.Create(ctx, silentRule("Agent silent"), "alice")
 	if err != nil {
 		t.Fatalf("Create(agent_silent) = %v", err)
 	}
-	list, err := rules.List(ctx)
+	list, err := pg.rules.List(ctx)
 	list = withoutBuiltins(list)
 	if err != nil {
 		t.Fatalf("List = %v", err)
@@ -121,30 +117,25 @@ func TestRuleLifecycle(t *testing.T) {
 	upd.Thresholds.Critical = &alert.Threshold{Value: fp(98), Recovery: fp(90)}
 	upd.Channels = nil
 	upd.Enabled = false
-	updated, err := rules.Update(ctx, upd, "bob")
+	updated, err := pg.rules.Update(ctx, upd, "bob")
 	if err != nil {
 		t.Fatalf("Update = %v", err)
 	}
 	if !sameRule(t, updated, upd) {
 		t.Errorf("Update = %+v, want %+v", updated, upd)
 	}
-	if got, err := rules.Get(ctx, created.ID); err != nil || !sameRule(t, got, upd) {
+	if got, err := pg.rules.Get(ctx, created.ID); err != nil || !sameRule(t, got, upd) {
 		t.Errorf("Get after Update = %+v, %v; want %+v", got, err, upd)
 	}
 	// The rule no longer names the channel, so the channel can go.
-	if err := channels.Delete(ctx, ch.ID, "bob"); err != nil {
+	if err := pg.channels.Delete(ctx, ch.ID, "bob"); err != nil {
 		t.Errorf("deleting a channel no rule names = %v, want nil", err)
 	}
 
-	if err := rules.Delete(ctx, created.ID, "carol"); err != nil {
-		t.Fatalf("Delete = %v", err)
-	}
-	if _, err := rules.Get(ctx, created.ID); !errors.Is(err, postgres.ErrNotFound) {
-		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
-	}
+	deleteGone(t, pg.rules.Delete, pg.rules.Get, created.ID, "carol")
 
 	var ruleRows []postgres.AuditEntry
-	for _, r := range auditRows(t, audit) {
+	for _, r := range auditRows(t, pg.audit) {
 		if strings.HasPrefix(r.Action, "rule.") {
 			ruleRows = append(ruleRows, r)
 		}
@@ -172,18 +163,16 @@ func TestRuleLifecycle(t *testing.T) {
 // A failed change stores nothing and writes no audit row.
 func TestRuleFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	rules := postgres.NewRuleStore(db)
-	audit := postgres.NewAuditStore(db)
-	existing, err := rules.Create(ctx, cpuRule("taken"), "alice")
+	pg := newStores(t)
+	existing, err := pg.rules.Create(ctx, cpuRule("taken"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := rules.Create(ctx, cpuRule("other"), "alice")
+	other, err := pg.rules.Create(ctx, cpuRule("other"), "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	auditBefore := len(auditRows(t, audit))
+	auditBefore := len(auditRows(t, pg.audit))
 
 	noThresholds := cpuRule("x")
 	noThresholds.Thresholds = alert.Thresholds{}
@@ -202,39 +191,24 @@ func TestRuleFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	renameToTaken.Name = "taken"
 
 	checkRefused(t, []refusal{
-		{"create invalid", func() error { _, err := rules.Create(ctx, noThresholds, "bob"); return err }, postgres.ErrInvalid, "thresholds"},
-		{"create bad recovery", func() error { _, err := rules.Create(ctx, badRecovery, "bob"); return err }, postgres.ErrInvalid, "thresholds.warning.recovery"},
-		{"create channel not a uuid", func() error { _, err := rules.Create(ctx, notUUID, "bob"); return err }, postgres.ErrInvalid, "channels"},
-		{"create unknown channel", func() error { _, err := rules.Create(ctx, unknownChannel, "bob"); return err }, postgres.ErrInvalid, "channels"},
-		{"create same channel twice", func() error { _, err := rules.Create(ctx, sameChannelTwice, "bob"); return err }, postgres.ErrInvalid, "channels"},
-		{"create taken name", func() error { _, err := rules.Create(ctx, cpuRule("taken"), "bob"); return err }, postgres.ErrConflict, ""},
-		{"create without actor", func() error { _, err := rules.Create(ctx, cpuRule("y"), ""); return err }, postgres.ErrInvalid, ""},
-		{"update missing", func() error { _, err := rules.Update(ctx, missing, "bob"); return err }, postgres.ErrNotFound, ""},
-		{"update id not a uuid", func() error {
-			r := existing
-			r.ID = "nope"
-			_, err := rules.Update(ctx, r, "bob")
-			return err
-		}, postgres.ErrNotFound, ""},
-		{"update invalid", func() error {
-			r := existing
-			r.Metric = "nodot"
-			_, err := rules.Update(ctx, r, "bob")
-			return err
-		}, postgres.ErrInvalid, "metric"},
-		{"update unknown channel", func() error {
-			r := existing
-			r.Channels = []string{uuid.NewString()}
-			_, err := rules.Update(ctx, r, "bob")
-			return err
-		}, postgres.ErrInvalid, "channels"},
-		{"update to taken name", func() error { _, err := rules.Update(ctx, renameToTaken, "bob"); return err }, postgres.ErrConflict, ""},
-		{"delete missing", func() error { return rules.Delete(ctx, uuid.NewString(), "bob") }, postgres.ErrNotFound, ""},
-		{"delete not a uuid", func() error { return rules.Delete(ctx, "x", "bob") }, postgres.ErrNotFound, ""},
-		{"get missing", func() error { _, err := rules.Get(ctx, uuid.NewString()); return err }, postgres.ErrNotFound, ""},
+		{"create invalid", func() error { _, err := pg.rules.Create(ctx, noThresholds, "bob"); return err }, postgres.ErrInvalid, "thresholds"},
+		{"create bad recovery", func() error { _, err := pg.rules.Create(ctx, badRecovery, "bob"); return err }, postgres.ErrInvalid, "thresholds.warning.recovery"},
+		{"create channel not a uuid", func() error { _, err := pg.rules.Create(ctx, notUUID, "bob"); return err }, postgres.ErrInvalid, "channels"},
+		{"create unknown channel", func() error { _, err := pg.rules.Create(ctx, unknownChannel, "bob"); return err }, postgres.ErrInvalid, "channels"},
+		{"create same channel twice", func() error { _, err := pg.rules.Create(ctx, sameChannelTwice, "bob"); return err }, postgres.ErrInvalid, "channels"},
+		{"create taken name", func() error { _, err := pg.rules.Create(ctx, cpuRule("taken"), "bob"); return err }, postgres.ErrConflict, ""},
+		{"create without actor", func() error { _, err := pg.rules.Create(ctx, cpuRule("y"), ""); return err }, postgres.ErrInvalid, ""},
+		{"update missing", func() error { _, err := pg.rules.Update(ctx, missing, "bob"); return err }, postgres.ErrNotFound, ""},
+		{"update id not a uuid", updating(ctx, pg.rules.Update, existing, func(r *alert.Rule) { r.ID = "nope" }), postgres.ErrNotFound, ""},
+		{"update invalid", updating(ctx, pg.rules.Update, existing, func(r *alert.Rule) { r.Metric = "nodot" }), postgres.ErrInvalid, "metric"},
+		{"update unknown channel", updating(ctx, pg.rules.Update, existing, func(r *alert.Rule) { r.Channels = []string{uuid.NewString()} }), postgres.ErrInvalid, "channels"},
+		{"update to taken name", func() error { _, err := pg.rules.Update(ctx, renameToTaken, "bob"); return err }, postgres.ErrConflict, ""},
+		{"delete missing", func() error { return pg.rules.Delete(ctx, uuid.NewString(), "bob") }, postgres.ErrNotFound, ""},
+		{"delete not a uuid", func() error { return pg.rules.Delete(ctx, "x", "bob") }, postgres.ErrNotFound, ""},
+		{"get missing", func() error { _, err := pg.rules.Get(ctx, uuid.NewString()); return err }, postgres.ErrNotFound, ""},
 	})
 
-	list, err := rules.List(ctx)
+	list, err := pg.rules.List(ctx)
 	list = withoutBuiltins(list)
 	if err != nil {
 		t.Fatal(err)
@@ -242,9 +216,9 @@ func TestRuleFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	if len(list) != 2 || !sameRule(t, list[1], existing) || !sameRule(t, list[0], other) {
 		t.Errorf("rules after failed changes = %+v, want only the two created unchanged", list)
 	}
-	checkAuditLen(t, audit, auditBefore)
+	checkAuditLen(t, pg.audit, auditBefore)
 	var links int
-	if err := db.GetContext(ctx, &links, `SELECT count(*) FROM alert_rule_channels`); err != nil {
+	if err := pg.db.GetContext(ctx, &links, `SELECT count(*) FROM alert_rule_channels`); err != nil {
 		t.Fatal(err)
 	}
 	if links != 0 {
@@ -256,37 +230,34 @@ func TestRuleFailedChangesAreNotStoredOrAudited(t *testing.T) {
 // events stay in the history.
 func TestRuleChannelReferences(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	rules := postgres.NewRuleStore(db)
-	channels := postgres.NewChannelStore(db)
-	events := postgres.NewAlertEventStore(db)
-	ch := newChannel(t, channels, "ops")
+	pg := newStores(t)
+	ch := newChannel(t, pg.channels, "ops")
 	r := cpuRule("uses ops")
 	r.Channels = []string{ch.ID}
-	r, err := rules.Create(ctx, r, "alice")
+	r, err := pg.rules.Create(ctx, r, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = channels.Delete(ctx, ch.ID, "bob")
+	err = pg.channels.Delete(ctx, ch.ID, "bob")
 	if !errors.Is(err, postgres.ErrConflict) || !strings.Contains(err.Error(), "uses ops") {
 		t.Fatalf("Delete(channel in use) = %v, want ErrConflict naming the rule", err)
 	}
-	if _, err := channels.Get(ctx, ch.ID); err != nil {
+	if _, err := pg.channels.Get(ctx, ch.ID); err != nil {
 		t.Fatalf("channel gone after refused delete: %v", err)
 	}
 
 	ev := sampleEvent("ev-1", time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
 	ev.RuleID = r.ID
-	if err := events.Insert(ctx, []postgres.AlertEvent{ev}); err != nil {
+	if err := pg.events.Insert(ctx, []postgres.AlertEvent{ev}); err != nil {
 		t.Fatal(err)
 	}
-	if err := rules.Delete(ctx, r.ID, "bob"); err != nil {
+	if err := pg.rules.Delete(ctx, r.ID, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if err := channels.Delete(ctx, ch.ID, "bob"); err != nil {
+	if err := pg.channels.Delete(ctx, ch.ID, "bob"); err != nil {
 		t.Errorf("Delete(channel no longer in use) = %v, want nil", err)
 	}
-	got, total, err := events.History(ctx, postgres.HistoryFilter{RuleID: r.ID, Limit: 10})
+	got, total, err := pg.events.History(ctx, postgres.HistoryFilter{RuleID: r.ID, Limit: 10})
 	if err != nil || total != 1 || len(got) != 1 || got[0].ID != "ev-1" {
 		t.Errorf("History(deleted rule) = %+v, %d, %v; want its event kept", got, total, err)
 	}

@@ -129,11 +129,8 @@ func (s *SilenceStore) List(ctx context.Context, includeExpired bool) ([]silence
 // Delete removes silence id and audits it as actor's silence.delete. An unknown id is
 // ErrNotFound.
 func (s *SilenceStore) Delete(ctx context.Context, id, actor string) error {
-	if err := checkActor(actor); err != nil {
+	if err := checkChange(actor, "silence", id); err != nil {
 		return err
-	}
-	if !validID(id) {
-		return fmt.Errorf("silence %q: %w", id, ErrNotFound)
 	}
 	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
 		comment, err := deleteByID(ctx, tx, "silence", "silences", "comment", id)

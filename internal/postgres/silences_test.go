@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -11,14 +10,11 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
-	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 func TestSilenceLifecycle(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	silences := postgres.NewSilenceStore(db)
-	audit := postgres.NewAuditStore(db)
+	pg := newStores(t)
 
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	start, end := now.Add(-time.Hour), now.Add(time.Hour)
@@ -42,7 +38,7 @@ func TestSilenceLifecycle(t *testing.T) {
 
 	var created []silence.Silence
 	for _, in := range []silence.Silence{current, ended, weekly} {
-		s, err := silences.Create(ctx, in, "alice")
+		s, err := pg.silences.Create(ctx, in, "alice")
 		if err != nil {
 			t.Fatalf("Create(%+v) = %v", in, err)
 		}
@@ -58,7 +54,7 @@ func TestSilenceLifecycle(t *testing.T) {
 		if !reflect.DeepEqual(s, want) {
 			t.Errorf("Create = %+v, want %+v", s, want)
 		}
-		got, err := silences.Get(ctx, s.ID)
+		got, err := pg.silences.Get(ctx, s.ID)
 		if err != nil || !reflect.DeepEqual(got, s) {
 			t.Errorf("Get = %+v, %v; want %+v", got, err, s)
 		}
@@ -75,14 +71,14 @@ func TestSilenceLifecycle(t *testing.T) {
 		}
 		return out
 	}
-	all, err := silences.List(ctx, true)
+	all, err := pg.silences.List(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{created[2].ID, created[1].ID, created[0].ID}; !reflect.DeepEqual(ids(all), want) {
 		t.Errorf("List(includeExpired) = %v, want %v (newest first)", ids(all), want)
 	}
-	live, err := silences.List(ctx, false)
+	live, err := pg.silences.List(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,14 +86,9 @@ func TestSilenceLifecycle(t *testing.T) {
 		t.Errorf("List(without expired) = %v, want %v (the ended one-off left out)", ids(live), want)
 	}
 
-	if err := silences.Delete(ctx, created[0].ID, "bob"); err != nil {
-		t.Fatalf("Delete = %v", err)
-	}
-	if _, err := silences.Get(ctx, created[0].ID); !errors.Is(err, postgres.ErrNotFound) {
-		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
-	}
+	deleteGone(t, pg.silences.Delete, pg.silences.Get, created[0].ID, "bob")
 
-	rows := auditRows(t, audit)
+	rows := auditRows(t, pg.audit)
 	want := []struct{ actor, action, target string }{
 		{"alice", postgres.ActionSilenceCreate, created[0].ID},
 		{"alice", postgres.ActionSilenceCreate, created[1].ID},
@@ -119,35 +110,33 @@ func TestSilenceLifecycle(t *testing.T) {
 
 func TestSilenceFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	silences := postgres.NewSilenceStore(db)
-	audit := postgres.NewAuditStore(db)
+	pg := newStores(t)
 	start := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 	end := start.Add(time.Hour)
 
 	checkRefused(t, []refusal{
 		{"no matchers", func() error {
-			_, err := silences.Create(ctx, silence.Silence{StartsAt: &start, EndsAt: &end}, "alice")
+			_, err := pg.silences.Create(ctx, silence.Silence{StartsAt: &start, EndsAt: &end}, "alice")
 			return err
 		}, postgres.ErrInvalid, "matchers"},
 		{"end before start", func() error {
-			_, err := silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "5b0c6a52-0000-4000-8000-0000000000a1"}, StartsAt: &end, EndsAt: &start}, "alice")
+			_, err := pg.silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "5b0c6a52-0000-4000-8000-0000000000a1"}, StartsAt: &end, EndsAt: &start}, "alice")
 			return err
 		}, postgres.ErrInvalid, "ends_at"},
 		{"bad time zone", func() error {
-			_, err := silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "5b0c6a52-0000-4000-8000-0000000000a1"},
+			_, err := pg.silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "5b0c6a52-0000-4000-8000-0000000000a1"},
 				Weekly: &silence.Weekly{Days: []string{"mon"}, Start: "01:00", End: "02:00", TimeZone: "Nowhere/Town"}}, "alice")
 			return err
 		}, postgres.ErrInvalid, "weekly.time_zone"},
 		{"no actor", func() error {
-			_, err := silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "5b0c6a52-0000-4000-8000-0000000000a1"}, StartsAt: &start, EndsAt: &end}, "")
+			_, err := pg.silences.Create(ctx, silence.Silence{Matchers: silence.Matchers{RuleID: "5b0c6a52-0000-4000-8000-0000000000a1"}, StartsAt: &start, EndsAt: &end}, "")
 			return err
 		}, postgres.ErrInvalid, ""},
-		{"delete missing", func() error { return silences.Delete(ctx, uuid.NewString(), "alice") }, postgres.ErrNotFound, ""},
-		{"get not a uuid", func() error { _, err := silences.Get(ctx, "s1"); return err }, postgres.ErrNotFound, ""},
+		{"delete missing", func() error { return pg.silences.Delete(ctx, uuid.NewString(), "alice") }, postgres.ErrNotFound, ""},
+		{"get not a uuid", func() error { _, err := pg.silences.Get(ctx, "s1"); return err }, postgres.ErrNotFound, ""},
 	})
-	if all, err := silences.List(ctx, true); err != nil || len(all) != 0 {
+	if all, err := pg.silences.List(ctx, true); err != nil || len(all) != 0 {
 		t.Errorf("List after failed changes = %+v, %v; want none", all, err)
 	}
-	checkAuditLen(t, audit, 0)
+	checkAuditLen(t, pg.audit, 0)
 }

@@ -14,6 +14,9 @@ import (
 // ErrLastAdmin is returned when a delete would leave no admin. It wraps ErrConflict.
 var ErrLastAdmin = fmt.Errorf("%w: the last admin cannot be deleted", ErrConflict)
 
+// ErrLastAdminRole is returned when a role change would leave no admin. It wraps ErrConflict.
+var ErrLastAdminRole = fmt.Errorf("%w: the last admin cannot lose the admin role", ErrConflict)
+
 // UserStore keeps operator accounts. Every change writes its audit row in the same transaction.
 type UserStore struct {
 	db *sqlx.DB
@@ -161,4 +164,59 @@ func (s *UserStore) EnsureAdmin(ctx context.Context, passwordHash string) (bool,
 		return false, err
 	}
 	return created, nil
+}
+
+// SetRole gives user username role and audits it as actor's user.update. An unknown user is
+// ErrNotFound, an unknown role ErrInvalid, taking the admin role from the only admin
+// ErrLastAdminRole.
+func (s *UserStore) SetRole(ctx context.Context, username, role, actor string) (user.User, error) {
+	if err := checkActor(actor); err != nil {
+		return user.User{}, err
+	}
+	var u user.User
+	err := inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
+		// Lock every admin row, as Delete does, so two demotions cannot both see the other admin.
+		var admins []string
+		if err := tx.SelectContext(ctx, &admins,
+			`SELECT username FROM users WHERE role = $1 ORDER BY username FOR UPDATE`, user.RoleAdmin); err != nil {
+			return fmt.Errorf("locking admins: %w", err)
+		}
+		var old string
+		err := tx.GetContext(ctx, &old, `SELECT role FROM users WHERE username = $1 FOR UPDATE`, username)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %q: %w", username, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("reading user %q: %w", username, err)
+		}
+		if old == user.RoleAdmin && role != user.RoleAdmin && len(admins) <= 1 {
+			return ErrLastAdminRole
+		}
+		if err := tx.GetContext(ctx, &u, `UPDATE users SET role = $2 WHERE username = $1 RETURNING username, role, created_at`,
+			username, role); err != nil {
+			return fmt.Errorf("changing role of %q: %w", username, userWriteError(err, username, role))
+		}
+		return writeAudit(ctx, tx, actor, ActionUserUpdate, username, map[string]any{"role": role, "previous_role": old})
+	})
+	if err != nil {
+		return user.User{}, err
+	}
+	u.CreatedAt = u.CreatedAt.UTC()
+	return u, nil
+}
+
+// SetPassword replaces the password hash (bcrypt, made by the caller) of user username and
+// audits it as the user's own user.change_password (never with the hash). An unknown user is
+// ErrNotFound.
+func (s *UserStore) SetPassword(ctx context.Context, username, passwordHash string) error {
+	return inTx(ctx, s.db, nil, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $2 WHERE username = $1`, username, passwordHash)
+		if err != nil {
+			return fmt.Errorf("changing password of %q: %w", username, userWriteError(err, username, ""))
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return fmt.Errorf("user %q: %w", username, ErrNotFound)
+		}
+		return writeAudit(ctx, tx, username, ActionUserChangePassword, username, map[string]any{})
+	})
 }

@@ -8,22 +8,19 @@ import (
 	"testing"
 
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
-	"github.com/agentmonitor/agentmonitor/internal/testenv"
 	"github.com/agentmonitor/agentmonitor/internal/user"
 )
 
 func TestUserLifecycle(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	users := postgres.NewUserStore(db)
-	audit := postgres.NewAuditStore(db)
+	pg := newStores(t)
 
 	for _, u := range []struct{ name, role string }{
 		{"root", user.RoleAdmin},
 		{"ops.team@example.com", user.RoleOperator},
 		{"eve", user.RoleViewer},
 	} {
-		got, err := users.Create(ctx, u.name, "hash-of-"+u.name, u.role, "bootstrap")
+		got, err := pg.users.Create(ctx, u.name, "hash-of-"+u.name, u.role, "bootstrap")
 		if err != nil {
 			t.Fatalf("Create(%q, %q) = %v", u.name, u.role, err)
 		}
@@ -31,15 +28,15 @@ func TestUserLifecycle(t *testing.T) {
 			t.Errorf("Create(%q, %q) = %+v", u.name, u.role, got)
 		}
 	}
-	u, hash, err := users.Credentials(ctx, "eve")
+	u, hash, err := pg.users.Credentials(ctx, "eve")
 	if err != nil || u.Username != "eve" || u.Role != user.RoleViewer || hash != "hash-of-eve" {
 		t.Errorf("Credentials(eve) = %+v, %q, %v, want eve viewer hash-of-eve", u, hash, err)
 	}
-	if _, _, err := users.Credentials(ctx, "nobody"); !errors.Is(err, postgres.ErrNotFound) {
+	if _, _, err := pg.users.Credentials(ctx, "nobody"); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("Credentials(nobody) = %v, want ErrNotFound", err)
 	}
 
-	list, err := users.List(ctx)
+	list, err := pg.users.List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +48,14 @@ func TestUserLifecycle(t *testing.T) {
 		t.Errorf("List = %s, want %s", got, want)
 	}
 
-	if err := users.Delete(ctx, "eve", "root"); err != nil {
+	if err := pg.users.Delete(ctx, "eve", "root"); err != nil {
 		t.Fatalf("Delete(eve) = %v", err)
 	}
-	if _, _, err := users.Credentials(ctx, "eve"); !errors.Is(err, postgres.ErrNotFound) {
+	if _, _, err := pg.users.Credentials(ctx, "eve"); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("Credentials after Delete = %v, want ErrNotFound", err)
 	}
 
-	rows := auditRows(t, audit)
+	rows := auditRows(t, pg.audit)
 	want := []string{
 		"bootstrap user.create root role=admin",
 		"bootstrap user.create ops.team@example.com role=operator",
@@ -81,18 +78,16 @@ func TestUserLifecycle(t *testing.T) {
 
 func TestUserFailedChangesAreNotStoredOrAudited(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	users := postgres.NewUserStore(db)
-	audit := postgres.NewAuditStore(db)
-	if _, err := users.Create(ctx, "root", "h", user.RoleAdmin, "bootstrap"); err != nil {
+	pg := newStores(t)
+	if _, err := pg.users.Create(ctx, "root", "h", user.RoleAdmin, "bootstrap"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := users.Create(ctx, "viewer", "h", user.RoleViewer, "bootstrap"); err != nil {
+	if _, err := pg.users.Create(ctx, "viewer", "h", user.RoleViewer, "bootstrap"); err != nil {
 		t.Fatal(err)
 	}
 
 	create := func(username, hash, role, actor string) func() error {
-		return func() error { _, err := users.Create(ctx, username, hash, role, actor); return err }
+		return func() error { _, err := pg.users.Create(ctx, username, hash, role, actor); return err }
 	}
 	checkRefused(t, []refusal{
 		{"duplicate username", create("viewer", "h", user.RoleViewer, "root"), postgres.ErrConflict, ""},
@@ -103,26 +98,26 @@ func TestUserFailedChangesAreNotStoredOrAudited(t *testing.T) {
 		{"unknown role", create("bob", "h", "superuser", "root"), postgres.ErrInvalid, ""},
 		{"empty hash", create("bob", "", user.RoleViewer, "root"), postgres.ErrInvalid, ""},
 		{"no actor", create("bob", "h", user.RoleViewer, ""), postgres.ErrInvalid, ""},
-		{"delete missing", func() error { return users.Delete(ctx, "nobody", "root") }, postgres.ErrNotFound, ""},
-		{"delete last admin", func() error { return users.Delete(ctx, "root", "root") }, postgres.ErrLastAdmin, ""},
-		{"delete without actor", func() error { return users.Delete(ctx, "viewer", "") }, postgres.ErrInvalid, ""},
+		{"delete missing", func() error { return pg.users.Delete(ctx, "nobody", "root") }, postgres.ErrNotFound, ""},
+		{"delete last admin", func() error { return pg.users.Delete(ctx, "root", "root") }, postgres.ErrLastAdmin, ""},
+		{"delete without actor", func() error { return pg.users.Delete(ctx, "viewer", "") }, postgres.ErrInvalid, ""},
 	})
 	if !errors.Is(postgres.ErrLastAdmin, postgres.ErrConflict) {
 		t.Errorf("ErrLastAdmin does not wrap ErrConflict")
 	}
 	// 64 characters is the limit, not above it.
-	if _, err := users.Create(ctx, strings.Repeat("a", 64), "h", user.RoleViewer, "root"); err != nil {
+	if _, err := pg.users.Create(ctx, strings.Repeat("a", 64), "h", user.RoleViewer, "root"); err != nil {
 		t.Errorf("Create(64-character username) = %v, want nil", err)
 	}
 
-	list, err := users.List(ctx)
+	list, err := pg.users.List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 3 {
 		t.Errorf("after failed changes List = %+v, want root, viewer and the 64-character user", list)
 	}
-	rows := auditRows(t, audit)
+	rows := auditRows(t, pg.audit)
 	if len(rows) != 3 {
 		t.Errorf("audit log = %+v, want only the 3 successful creates", rows)
 	}
@@ -131,17 +126,16 @@ func TestUserFailedChangesAreNotStoredOrAudited(t *testing.T) {
 // Two admins deleting each other at once must not leave zero admins.
 func TestUserDeleteKeepsOneAdminUnderRace(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	users := postgres.NewUserStore(db)
+	pg := newStores(t)
 	for _, n := range []string{"ann", "ben"} {
-		if _, err := users.Create(ctx, n, "h", user.RoleAdmin, "bootstrap"); err != nil {
+		if _, err := pg.users.Create(ctx, n, "h", user.RoleAdmin, "bootstrap"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, pair := range [][2]string{{"ann", "ben"}, {"ben", "ann"}} {
-		wg.Go(func() { errs[i] = users.Delete(ctx, pair[1], pair[0]) })
+		wg.Go(func() { errs[i] = pg.users.Delete(ctx, pair[1], pair[0]) })
 	}
 	wg.Wait()
 	ok, lastAdmin := 0, 0
@@ -155,7 +149,7 @@ func TestUserDeleteKeepsOneAdminUnderRace(t *testing.T) {
 			t.Errorf("Delete = %v, want nil or ErrLastAdmin", err)
 		}
 	}
-	list, err := users.List(ctx)
+	list, err := pg.users.List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +160,7 @@ func TestUserDeleteKeepsOneAdminUnderRace(t *testing.T) {
 
 func TestEnsureAdmin(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	users := postgres.NewUserStore(db)
-	audit := postgres.NewAuditStore(db)
+	pg := newStores(t)
 
 	// Several binaries start at once: exactly one creates the admin.
 	const binaries = 4
@@ -176,7 +168,7 @@ func TestEnsureAdmin(t *testing.T) {
 	created := make([]bool, binaries)
 	errs := make([]error, binaries)
 	for i := range binaries {
-		wg.Go(func() { created[i], errs[i] = users.EnsureAdmin(ctx, "first-hash") })
+		wg.Go(func() { created[i], errs[i] = pg.users.EnsureAdmin(ctx, "first-hash") })
 	}
 	wg.Wait()
 	n := 0
@@ -191,14 +183,14 @@ func TestEnsureAdmin(t *testing.T) {
 	if n != 1 {
 		t.Errorf("concurrent EnsureAdmin created the admin %d times, want 1", n)
 	}
-	if ok, err := users.EnsureAdmin(ctx, "second-hash"); ok || err != nil {
+	if ok, err := pg.users.EnsureAdmin(ctx, "second-hash"); ok || err != nil {
 		t.Errorf("EnsureAdmin again = %v, %v, want false, nil", ok, err)
 	}
-	u, hash, err := users.Credentials(ctx, user.AdminUsername)
+	u, hash, err := pg.users.Credentials(ctx, user.AdminUsername)
 	if err != nil || u.Role != user.RoleAdmin || hash != "first-hash" {
 		t.Errorf("Credentials(admin) = %+v, %q, %v, want role admin with the first hash", u, hash, err)
 	}
-	rows := auditRows(t, audit)
+	rows := auditRows(t, pg.audit)
 	if len(rows) != 1 || rows[0].Actor != postgres.ActorSystem || rows[0].Action != postgres.ActionUserCreate || rows[0].Target != "admin" {
 		t.Errorf("audit log = %+v, want one user.create of admin by system", rows)
 	}
@@ -207,18 +199,17 @@ func TestEnsureAdmin(t *testing.T) {
 // An admin under another name is enough: EnsureAdmin does not add "admin" beside it.
 func TestEnsureAdminWithOtherAdmin(t *testing.T) {
 	ctx := context.Background()
-	db, _ := testenv.Postgres(t)
-	users := postgres.NewUserStore(db)
-	if _, err := users.Create(ctx, "root", "h", user.RoleAdmin, "bootstrap"); err != nil {
+	pg := newStores(t)
+	if _, err := pg.users.Create(ctx, "root", "h", user.RoleAdmin, "bootstrap"); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := users.EnsureAdmin(ctx, "h2"); ok || err != nil {
+	if ok, err := pg.users.EnsureAdmin(ctx, "h2"); ok || err != nil {
 		t.Errorf("EnsureAdmin with an admin present = %v, %v, want false, nil", ok, err)
 	}
-	if _, _, err := users.Credentials(ctx, user.AdminUsername); !errors.Is(err, postgres.ErrNotFound) {
+	if _, _, err := pg.users.Credentials(ctx, user.AdminUsername); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("Credentials(admin) = %v, want ErrNotFound", err)
 	}
-	if ok, err := users.EnsureAdmin(ctx, ""); ok || err != nil {
+	if ok, err := pg.users.EnsureAdmin(ctx, ""); ok || err != nil {
 		t.Errorf("EnsureAdmin(empty hash) with an admin present = %v, %v, want false, nil", ok, err)
 	}
 }

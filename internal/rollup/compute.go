@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -196,11 +197,7 @@ func count(v any) (int64, bool) {
 func encode(enc *lineprotocol.Encoder, measurement string, start time.Time, series []SeriesAggs) (int, error) {
 	points := 0
 	for _, s := range series {
-		keys := make([]string, 0, len(s.Tags))
-		for k := range s.Tags {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(s.Tags))
 		fields := make([]string, 0, len(s.Fields))
 		for f := range s.Fields {
 			fields = append(fields, f)

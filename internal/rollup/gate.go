@@ -3,6 +3,8 @@ package rollup
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,10 +95,7 @@ func waitForWriter(ctx context.Context, rdb redis.UniversalClient, group string,
 			maxByStream[m.Stream] = id
 		}
 	}
-	keys := make([]string, 0, len(maxByStream))
-	for k := range maxByStream {
-		keys = append(keys, k)
-	}
+	keys := slices.Collect(maps.Keys(maxByStream))
 	below, err := writtenBelow(ctx, rdb, group, keys)
 	if err != nil {
 		return err

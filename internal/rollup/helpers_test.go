@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -229,11 +230,7 @@ func gen(rng *rand.Rand, agents []string, from, to time.Time) []point {
 
 // mkPoint builds a point and its canonical line (tags sorted; fields as given).
 func mkPoint(m string, tags map[string]string, ts time.Time, fields map[string]float64, lpFields string) point {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(tags))
 	var b strings.Builder
 	b.WriteString(m)
 	for _, k := range keys {
@@ -256,11 +253,7 @@ type agg struct {
 }
 
 func seriesKey(tags map[string]string) string {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(tags))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = k + "=" + tags[k]

@@ -14,11 +14,11 @@ package rollup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/agentmonitor/agentmonitor/internal/influx"
 	"github.com/agentmonitor/agentmonitor/internal/ops"
 	"github.com/agentmonitor/agentmonitor/internal/redisconn"
@@ -48,19 +48,16 @@ func (c *Config) Prepare() error { return c.Config.Prepare(Group, ":9104") }
 
 // Validate checks every setting.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate(), c.Influx.Validate()}
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
-	check(c.Grace >= 0, "ROLLUP_GRACE=%s: want 0 or more", c.Grace)
-	check(c.Interval > 0, "ROLLUP_INTERVAL=%s: want > 0", c.Interval)
-	check(c.Lease >= time.Second, "ROLLUP_LEASE=%s: want >= 1s", c.Lease)
-	check(c.Concurrency > 0 && c.Concurrency <= 256, "ROLLUP_CONCURRENCY=%d: want 1 to 256", c.Concurrency)
-	check(c.RetryDelay > 0, "ROLLUP_RETRY_DELAY=%s: want > 0", c.RetryDelay)
-	errs = append(errs, c.Tiers.Validate())
-	return errors.Join(errs...)
+	var p config.Problems
+	p.Add(c.Config.Validate())
+	p.Add(c.Influx.Validate())
+	p.Want(c.Grace >= 0, "ROLLUP_GRACE=%s: want 0 or more", c.Grace)
+	p.Want(c.Interval > 0, "ROLLUP_INTERVAL=%s: want > 0", c.Interval)
+	p.Want(c.Lease >= time.Second, "ROLLUP_LEASE=%s: want >= 1s", c.Lease)
+	p.Want(c.Concurrency > 0 && c.Concurrency <= 256, "ROLLUP_CONCURRENCY=%d: want 1 to 256", c.Concurrency)
+	p.Want(c.RetryDelay > 0, "ROLLUP_RETRY_DELAY=%s: want > 0", c.RetryDelay)
+	p.Add(c.Tiers.Validate())
+	return p.Err()
 }
 
 // RollerConfig returns the scheduler settings of c.
@@ -94,10 +91,7 @@ func Run(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		Config:   &cfg.Config,
 		Handler:  stream.Handler(marker.Handle),
 		Registry: reg,
-		Checks: map[string]ops.Check{"influxdb": func(ctx context.Context) error {
-			_, err := client.Version(ctx)
-			return err
-		}},
+		Checks:   map[string]ops.Check{"influxdb": client.Ping},
 		Background: []func(context.Context) error{func(ctx context.Context) error {
 			if !client.ProvisionAllUntilDone(ctx, cfg.Tiers, logger) {
 				return nil

@@ -1,5 +1,5 @@
 // Charts of one metric, drawn with uPlot. Drag across a chart to zoom, double-click to zoom out.
-import uPlot from "./uPlot.esm.js";
+import uPlot from "./vendor/uPlot.esm.js";
 import { api, ApiError } from "./api.js";
 import { h, mount } from "./dom.js";
 

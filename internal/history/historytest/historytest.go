@@ -6,6 +6,7 @@ package historytest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -81,11 +82,7 @@ func AlignDown(t time.Time, d time.Duration) time.Time {
 
 // lpTags writes ",k=v" for each tag in key order (test tags need no escaping).
 func lpTags(tags map[string]string) string {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := slices.Sorted(maps.Keys(tags))
 	var b strings.Builder
 	for _, k := range keys {
 		b.WriteString("," + k + "=" + tags[k])
