@@ -215,7 +215,9 @@ func NewConsumer(client redis.UniversalClient, cfg ConsumerConfig, h Handler, lo
 }
 
 // Run consumes until ctx is done, then returns nil. Redis errors are logged and retried with
-// backoff; they never end Run. On cancellation Run stops reading, lets the batch in hand finish
+// backoff; they never end Run. A consumer of the metrics shards returns an error at once (a
+// *ShardsBeyondError) when streams of shards beyond cfg.Shards hold entries some group has not
+// acked: it would never read them. On cancellation Run stops reading, lets the batch in hand finish
 // (the handler's context lives DrainTimeout longer than ctx) and acks it if the handler succeeded;
 // what was not processed stays pending for this consumer name, to be resumed at the next start
 // or reclaimed by another copy. Run may be called once.
