@@ -3,6 +3,7 @@ package stack_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/stack"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 func TestPrivateRedisKeepsAcknowledgedWritesAcrossSIGKILL(t *testing.T) {
@@ -78,5 +80,37 @@ func TestPrivatePostgresStopsAndStarts(t *testing.T) {
 	var v int
 	if err := db.QueryRow(`SELECT v FROM t`).Scan(&v); err != nil || v != 1 {
 		t.Errorf("SELECT v after restart = %d, %v; want 1", v, err)
+	}
+}
+
+// TestPrivateClusterFailsOver starts a private cluster, finds the master of a key, SIGKILLs it
+// and waits for MasterOf to name its promoted replica; the killed node then rejoins.
+func TestPrivateClusterFailsOver(t *testing.T) {
+	ctx := context.Background()
+	c, err := stack.StartCluster(ctx, t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	key := "metrics:{0}"
+	master, err := c.MasterOf(ctx, key)
+	if err != nil || c.Node(master) == nil {
+		t.Fatalf("MasterOf(%q) = %q, %v; want one of %v", key, master, err, c.Addrs())
+	}
+	if err := c.Node(master).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() string {
+		now, err := c.MasterOf(ctx, key)
+		if err != nil || now == master || c.Node(now) == nil {
+			return fmt.Sprintf("MasterOf(%q) = %q, %v; want the promoted replica of the killed %s", key, now, err, master)
+		}
+		return ""
+	})
+	if err := c.Node(master).Start(); err != nil {
+		t.Fatalf("restarting the killed node: %v", err)
+	}
+	if err := stack.WaitCluster(ctx, c.Addrs(), time.Minute); err != nil {
+		t.Errorf("the cluster is not healthy again after the killed node rejoined: %v", err)
 	}
 }
