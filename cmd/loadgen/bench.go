@@ -162,7 +162,7 @@ func benchDatabase(ctx context.Context, serverURL, name string) (string, func(),
 
 // start builds the binaries and starts influxd, the gateway, the workers and the peers.
 func (b *bench) start(ctx context.Context, dbURL string) error {
-	if b.cfg.peer == "telegraf" {
+	if b.cfg.peer != "" {
 		if err := b.startTelegrafInstall(ctx); err != nil {
 			return err
 		}
@@ -200,7 +200,7 @@ func (b *bench) start(ctx context.Context, dbURL string) error {
 	if b.token, err = login(ctx, hc, b.gateway, b.cfg.adminUser, b.admin); err != nil {
 		return err
 	}
-	if b.cfg.peer == "telegraf" {
+	if b.cfg.peer != "" {
 		if err := b.startTelegraf(ctx); err != nil {
 			return err
 		}

@@ -154,7 +154,7 @@ Flags:
 	fs.IntVar(&c.ceilingConcurrency, "ceiling-concurrency", 4, "--mode bench: writers of the ceiling run")
 	fs.BoolVar(&c.gotest, "gotest", false, "--mode bench: run the go test -bench of internal/metric and internal/stream at the end")
 	fs.BoolVar(&c.keep, "keep", false, "--mode bench: keep the temporary directory (logs, reports, InfluxDB and Redis data)")
-	fs.StringVar(&c.peer, "peer", "", "--mode bench: telegraf also measures Telegraf v1.30.3 as a relay (installed into .data/bin once)")
+	fs.StringVar(&c.peer, "peer", "", "--mode bench: telegraf also measures Telegraf v1.30.3 as a relay, built once into .data/bin/telegraf-relay with only its two plugins; telegraf-full: the whole Telegraf, go install'ed into .data/bin (over an hour to build on 2 busy cores)")
 	fs.BoolVar(&c.scale, "scale", false, "--mode bench: measure scaling instead (issue 12): influx-writer drain rate with 1, 2 and 4 copies behind a delaying proxy, gateway on 1 Redis vs a 6-node cluster")
 	fs.DurationVar(&c.scaleDelay, "scale-delay", 20*time.Millisecond, "--mode bench --scale: delay the proxy adds to every InfluxDB write")
 	fs.Int64Var(&c.scaleBacklog, "scale-backlog", 20000, "--mode bench --scale: 6-point requests preloaded before each drain")
@@ -195,8 +195,8 @@ func (c *config) validate() error {
 		if c.ceilingConcurrency < 1 || c.ceilingConcurrency > 64 {
 			bad("--ceiling-concurrency %d: want 1 to 64", c.ceilingConcurrency)
 		}
-		if c.peer != "" && c.peer != "telegraf" {
-			bad("--peer %q: want telegraf (or nothing)", c.peer)
+		if c.peer != "" && c.peer != "telegraf" && c.peer != "telegraf-full" {
+			bad("--peer %q: want telegraf, telegraf-full (or nothing)", c.peer)
 		}
 		if c.scaleBacklog < 100 || c.scaleBacklog > 1_000_000 {
 			bad("--scale-backlog %d: want 100 to 1000000", c.scaleBacklog)

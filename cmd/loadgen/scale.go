@@ -60,14 +60,14 @@ type scaleGateway struct {
 
 // delayProxy forwards everything to target and holds every write (POST /write, /api/v2/write)
 // for delay first: an InfluxDB with a higher write latency.
-func delayProxy(target string, delay time.Duration) (string, func(), error) {
+func delayProxy(ctx context.Context, target string, delay time.Duration) (string, func(), error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return "", nil, err
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, fmt.Errorf("delaying proxy: %w", err)
 	}
@@ -97,7 +97,7 @@ func (b *bench) runScale(ctx context.Context, dbURL string, stdout io.Writer) (i
 		return 1, err
 	}
 	defer b.stop()
-	proxy, closeProxy, err := delayProxy(b.influxd.URL(), c.scaleDelay)
+	proxy, closeProxy, err := delayProxy(ctx, b.influxd.URL(), c.scaleDelay)
 	if err != nil {
 		return 1, err
 	}
