@@ -108,7 +108,12 @@ func (d *dev) up(ctx context.Context) error {
 		stopPid(d.pidFile(app), bin, 30*time.Second)
 		spec := stack.Spec{Name: app, Path: bin, Env: base, LogPath: filepath.Join(d.logDir, app+".log"), Detach: true}
 		if app == "gateway" {
-			spec.Env = append(slices.Clone(base), "GATEWAY_ADDR="+d.cfg.gatewayAddr)
+			// OPS_ADDR is always set, so that one in the shell (meant for a worker) is not taken;
+			// without it, OPS_PPROF (for the workers) would stop the gateway from starting.
+			spec.Env = append(slices.Clone(base), "GATEWAY_ADDR="+d.cfg.gatewayAddr, "OPS_ADDR="+d.cfg.gatewayOps)
+			if d.cfg.gatewayOps == "" {
+				spec.Env = append(spec.Env, "OPS_PPROF=false")
+			}
 			spec.Ready = stack.HTTPReady(gatewayURL+"/readyz", http.StatusOK)
 			spec.ReadyTimeout = d.cfg.ready
 			logf("waiting up to %s for %s/readyz", d.cfg.ready, gatewayURL)

@@ -55,9 +55,11 @@ type config struct {
 	redisCluster bool
 	adminPass    string
 	gatewayAddr  string
-	opsAddrs     map[string]string // worker -> OPS_ADDR
-	ready        time.Duration
-	influxdBin   string
+	// gatewayOps is the gateway's private ops listener (its OPS_ADDR), "" for none.
+	gatewayOps string
+	opsAddrs   map[string]string // worker -> OPS_ADDR
+	ready      time.Duration
+	influxdBin string
 
 	testRedisURL    string
 	testDatabaseURL string
@@ -86,6 +88,7 @@ func loadConfig() (config, error) {
 		redisPass:   os.Getenv("REDIS_PASSWORD"),
 		adminPass:   os.Getenv("ADMIN_PASSWORD"),
 		gatewayAddr: env("GATEWAY_ADDR", ":8080"),
+		gatewayOps:  os.Getenv("GATEWAY_OPS_ADDR"),
 		opsAddrs: map[string]string{
 			"influx-writer": env("INFLUX_WRITER_OPS_ADDR", ":9101"),
 			"pg-sync":       env("PG_SYNC_OPS_ADDR", ":9102"),
