@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,11 +95,14 @@ type Gateway struct {
 	backlogRn  *stream.Backlog
 	trimmer    *stream.Trimmer
 	ageTrimmer *stream.AgeTrimmer
-	rates      pipelineRates // entries-read counters for GET /api/v1/pipeline
-	hot        *hotcache.Cache
-	keys       *keycache.Cache
-	sessions   *sessions
-	limiter    *redis_rate.Limiter
+	// alertStreams are the alerts streams of every shard alert state was written in
+	// (alertredis.KnownShards at start): a lowered STREAM_SHARDS leaves old ones to trim.
+	alertStreams []string
+	rates        pipelineRates // entries-read counters for GET /api/v1/pipeline
+	hot          *hotcache.Cache
+	keys         *keycache.Cache
+	sessions     *sessions
+	limiter      *redis_rate.Limiter
 
 	influx     *influx.Client // history queries and the fieldTypes seed
 	fieldTypes *fieldtype.Registry
@@ -209,7 +213,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 		return nil, err
 	}
 	// The alerts streams, one per shard, are kept by age.
-	alerts := alertredis.StreamKeys(cfg.Redis.Prefix, cfg.Publish.Shards)
+	alertShards, err := alertredis.KnownShards(ctx, g.rdb, cfg.Redis.Prefix, cfg.Publish.Shards)
+	if err != nil {
+		return nil, err
+	}
+	alerts := alertredis.StreamKeysOf(cfg.Redis.Prefix, alertShards)
+	g.alertStreams = alerts
 	aged := make([]stream.AgedStream, len(alerts))
 	for i, k := range alerts {
 		aged[i] = stream.AgedStream{Key: k, MaxAge: cfg.AgeTrim.AlertsMaxAge}
@@ -221,7 +230,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	// alerts streams and the notifier's and the history writer's dead letters (notify.PoisonKey,
 	// the alerter's alerts:dead).
 	collector, err := stream.NewCollector(g.rdb, stream.CollectorConfig{Prefix: cfg.Redis.Prefix, Shards: cfg.Publish.Shards,
-		Extra: append(alerts, trimCfg.OtherDeadLetters...)}, logger)
+		Extra: append(slices.Clone(alerts), trimCfg.OtherDeadLetters...)}, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -730,7 +730,8 @@ func TestReadyAndMetrics(t *testing.T) {
 		`agentmonitor_gateway_http_request_duration_seconds_count{code="201",method="POST",route="/api/v1/agents"} 1`,
 		`agentmonitor_gateway_backlog_entries`,
 		`agentmonitor_stream_length{stream="` + e.prefix + `metrics:{0}"}`,
-		`agentmonitor_stream_length{stream="` + e.prefix + `alerts"}`,
+		`agentmonitor_stream_length{stream="` + e.prefix + `alerts:{0}"}`,
+		`agentmonitor_stream_length{stream="` + e.prefix + `alerts:{1}"}`,
 		`agentmonitor_stream_length{stream="` + e.prefix + `alerts:poison"}`,
 	} {
 		if !strings.Contains(string(r.body), want) {

@@ -14,7 +14,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/agentmonitor/agentmonitor/internal/alertredis"
 	"github.com/agentmonitor/agentmonitor/internal/redisconn"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
@@ -87,7 +86,7 @@ func (g *Gateway) pipelineStreams() []string {
 	for _, grp := range g.cfg.Trim.Groups {
 		keys = append(keys, stream.ReplayKey(g.cfg.Redis.Prefix, grp))
 	}
-	return append(keys, alertredis.StreamKeys(g.cfg.Redis.Prefix, g.cfg.Publish.Shards)...)
+	return append(keys, g.alertStreams...)
 }
 
 // pipeline answers GET /api/v1/pipeline (operator): each consumer group on each stream with its
@@ -105,7 +104,6 @@ func (g *Gateway) pipeline(c echo.Context) error {
 		out.DeadLetters += n
 	}
 	groups, err := stream.Groups(ctx, g.rdb, g.pipelineStreams()...)
-	alerts := alertredis.StreamKeys(g.cfg.Redis.Prefix, g.cfg.Publish.Shards)
 	if err != nil {
 		return unavailable("redis", err)
 	}
@@ -117,7 +115,7 @@ func (g *Gateway) pipeline(c echo.Context) error {
 			v.Lag = &lag
 		}
 		v.Throughput = g.rates.rate(gr.Stream+" "+gr.Group, gr.EntriesRead, now)
-		if !slices.Contains(alerts, gr.Stream) {
+		if !slices.Contains(g.alertStreams, gr.Stream) {
 			v.DeadLetters = dead[gr.Group]
 		}
 		for _, cs := range gr.Consumers {
