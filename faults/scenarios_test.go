@@ -486,8 +486,13 @@ func TestEvictingRedisIsRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The gateway listens on GATEWAY_ADDR (its OPS_ADDR, optional, must differ), a worker on OPS_ADDR.
+		listen := "OPS_ADDR=" + addrs[0]
+		if app == "gateway" {
+			listen = "GATEWAY_ADDR=" + addrs[0]
+		}
 		env := append(stack.CleanEnv(), "REDIS_URL="+r.URL(), "DATABASE_URL="+dbURL, "ADMIN_PASSWORD="+adminPassword,
-			"GATEWAY_ADDR="+addrs[0], "OPS_ADDR="+addrs[0], "CONSUMER_NAME=c", "LOG_FORMAT=text")
+			listen, "CONSUMER_NAME=c", "LOG_FORMAT=text")
 		logPath := filepath.Join(logDir, app+".log")
 		_, err = stack.Start(t.Context(), stack.Spec{Name: app, Path: filepath.Join(binDir, app), Env: env, LogPath: logPath,
 			Ready: stack.HTTPReady("http://"+addrs[0]+"/readyz", http.StatusOK)})
