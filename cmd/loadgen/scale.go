@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -137,7 +138,7 @@ func (b *bench) runScale(ctx context.Context, dbURL string, stdout io.Writer) (i
 	fmt.Fprintln(b.out, "==> gateway saturated on the bench's single Redis, then on a private 6-node Redis Cluster")
 	single := b.saturate(ctx, load("scale-single-redis"), "single redis-server", map[string]*stack.Process{"gateway": gw.Process, "redis-server": b.redis.Process()})
 	res.Gateway = append(res.Gateway, single)
-	res.Gateway = append(res.Gateway, b.onCluster(ctx, bin, dbURL, load("scale-cluster")))
+	res.Gateway = append(res.Gateway, b.onCluster(ctx, bin, dbURL, load)...)
 
 	printScale(stdout, res)
 	if err := b.writeResult(stdout); err != nil {
@@ -238,29 +239,47 @@ func (b *bench) saturate(ctx context.Context, x config, name string, procs map[s
 	return g
 }
 
-// onCluster starts a private Redis Cluster and a gateway on it and saturates that gateway.
-func (b *bench) onCluster(ctx context.Context, bin, dbURL string, x config) scaleGateway {
-	fail := func(err error) scaleGateway {
+// onCluster starts a private Redis Cluster and saturates a gateway on it twice: answering as soon
+// as the master has the batch (REDIS_WAIT_REPLICAS=0), then only after WAIT 1 confirmed a replica
+// has it (REDIS_WAIT_REPLICAS=1), which is what WAIT costs.
+func (b *bench) onCluster(ctx context.Context, bin, dbURL string, load func(name string) config) []scaleGateway {
+	const what = "redis cluster (3 masters, 3 replicas)"
+	fail := func(err error) []scaleGateway {
 		fmt.Fprintln(b.out, "  cluster:", err)
-		return scaleGateway{Redis: "redis cluster (3 masters, 3 replicas)", Error: err.Error()}
+		return []scaleGateway{{Redis: what, Error: err.Error()}}
 	}
 	cl, err := stack.StartCluster(ctx, filepath.Join(b.work, "cluster"), scaleMasters)
 	if err != nil {
 		return fail(fmt.Errorf("starting the cluster: %w", err))
 	}
 	defer cl.Stop()
+	var out []scaleGateway
+	for _, wait := range []int{0, 1} {
+		name := fmt.Sprintf("%s, REDIS_WAIT_REPLICAS=%d", what, wait)
+		g := b.onClusterWith(ctx, cl, bin, dbURL, load(fmt.Sprintf("scale-cluster-wait%d", wait)), name, wait)
+		out = append(out, g)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return out
+}
+
+// onClusterWith starts a gateway on cl with REDIS_WAIT_REPLICAS=wait and saturates it.
+func (b *bench) onClusterWith(ctx context.Context, cl *stack.Cluster, bin, dbURL string, x config, name string, wait int) scaleGateway {
 	sys := b.system(bin, dbURL, cl.URL(), b.influxd.URL())
 	defer func() { _ = sys.Stop(20 * time.Second) }()
-	gw, err := sys.StartGateway(ctx, "gateway-cluster")
+	gw, err := sys.StartGateway(ctx, fmt.Sprintf("gateway-cluster-wait%d", wait), fmt.Sprintf("REDIS_WAIT_REPLICAS=%d", wait))
 	if err != nil {
-		return fail(fmt.Errorf("starting the gateway on the cluster: %w", err))
+		fmt.Fprintln(b.out, "  cluster:", err)
+		return scaleGateway{Redis: name, Error: fmt.Errorf("starting the gateway on the cluster: %w", err).Error()}
 	}
 	procs := map[string]*stack.Process{"gateway": gw.Process}
 	for i, a := range cl.Addrs() {
 		procs[fmt.Sprintf("redis-server-%d", i)] = cl.Node(a).Process()
 	}
 	x.gateway = gw.URL
-	g := b.saturate(ctx, x, "redis cluster (3 masters, 3 replicas)", procs)
+	g := b.saturate(ctx, x, name, procs)
 	if g.Error == "" && g.RequestsPerS == 0 {
 		g.Error = errors.New("no request accepted").Error()
 	}
@@ -284,7 +303,13 @@ func printScale(w io.Writer, r *scaleResult) {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t%s\n", g.Redis, g.Error)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", g.Redis, g.RequestsPerS, g.P50, g.P99, g.Cores["gateway"], g.Cores["redis-server"])
+		var redisCores float64 // one server, or every node of a cluster
+		for name, c := range g.Cores {
+			if strings.HasPrefix(name, "redis-server") {
+				redisCores += c
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", g.Redis, g.RequestsPerS, g.P50, g.P99, g.Cores["gateway"], redisCores)
 	}
 	tw.Flush()
 }
