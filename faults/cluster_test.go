@@ -89,7 +89,7 @@ type options struct {
 	writers         int      // influx-writer copies (default 1)
 }
 
-// cluster is one scenario's deployment: a private redis-server (AOF everysec, noeviction) or a
+// cluster is one scenario's deployment: a private redis-server (AOF with appendfsync always, noeviction) or a
 // private Redis Cluster, a private influxd, PostgreSQL, and the four binaries.
 type cluster struct {
 	t       *testing.T

@@ -92,8 +92,9 @@ redis_start() {
 		{
 			printf 'bind %s\nport %s\ndaemonize yes\n' "$host" "$port"
 			printf 'dir "%s"\npidfile "%s"\nlogfile "%s"\n' "$DATA/redis" "$RUN/redis.pid" "$LOGS/redis.log"
-			# AOF: a restarted Redis keeps the streams; everysec may lose ~1 s on a host crash.
-			printf 'appendonly yes\nappendfsync everysec\n'
+			# AOF fsynced before Redis answers: a crashed and restarted Redis keeps every
+			# acknowledged point (everysec can lose up to ~2 s of them; see README).
+			printf 'appendonly yes\nappendfsync always\n'
 			# Never evict: an evicted stream entry is a lost point (the binaries refuse other policies).
 			printf 'maxmemory-policy noeviction\n'
 			if [[ -n $pass ]]; then

@@ -12,8 +12,11 @@ import (
 )
 
 // Settings are the Redis server settings that decide whether acknowledged points can be lost:
-// an eviction policy other than noeviction may drop stream entries when memory is full, and
-// without the append-only file a restart loses everything written since the last snapshot.
+// an eviction policy other than noeviction may drop stream entries when memory is full; without
+// the append-only file a restart loses everything written since the last snapshot; and with
+// appendfsync everysec (or no) Redis answers a write before it is on disk, so a crash of Redis
+// can lose the last second or two of acknowledged writes (Redis postpones the write of its AOF
+// buffer for up to 2 s while a background fsync is slow, and answers clients meanwhile).
 type Settings struct {
 	// Known is false when the server refused CONFIG GET (managed services often rename or
 	// forbid it); the other members are then empty and Why says why.
@@ -23,17 +26,22 @@ type Settings struct {
 	MaxmemoryPolicy string
 	// AppendOnly is CONFIG GET appendonly == "yes".
 	AppendOnly bool
+	// AppendFsync is CONFIG GET appendfsync: "always", "everysec" or "no".
+	AppendFsync string
 }
 
-// ReadSettings asks the server for maxmemory-policy and appendonly. A server that refuses CONFIG
+// ReadSettings asks the server for maxmemory-policy, appendonly and appendfsync. A server that refuses CONFIG
 // (an ACL, a renamed command) gives Settings{Known: false} and no error; a connection failure is
 // an error.
 func ReadSettings(ctx context.Context, rdb redis.UniversalClient) (Settings, error) {
 	m, err := rdb.ConfigGet(ctx, "maxmemory-policy").Result()
 	if err == nil {
-		var aof map[string]string
+		var aof, fsync map[string]string
 		if aof, err = rdb.ConfigGet(ctx, "appendonly").Result(); err == nil {
-			return Settings{Known: true, MaxmemoryPolicy: m["maxmemory-policy"], AppendOnly: aof["appendonly"] == "yes"}, nil
+			if fsync, err = rdb.ConfigGet(ctx, "appendfsync").Result(); err == nil {
+				return Settings{Known: true, MaxmemoryPolicy: m["maxmemory-policy"],
+					AppendOnly: aof["appendonly"] == "yes", AppendFsync: fsync["appendfsync"]}, nil
+			}
 		}
 	}
 	var rerr redis.Error
@@ -54,7 +62,8 @@ func (s Settings) Refusal(allowEviction bool) error {
 }
 
 // Warnings lists what an operator should know about s (empty when all is well): the append-only
-// file off, an eviction policy accepted by REDIS_ALLOW_EVICTION, settings that could not be read.
+// file off or not fsynced before Redis answers, an eviction policy accepted by
+// REDIS_ALLOW_EVICTION, settings that could not be read.
 func (s Settings) Warnings() []string {
 	if !s.Known {
 		return []string{"redis: cannot check persistence and eviction settings (" + s.Why + ")"}
@@ -62,6 +71,9 @@ func (s Settings) Warnings() []string {
 	var w []string
 	if !s.AppendOnly {
 		w = append(w, "redis: appendonly is off: a Redis restart loses the points written since its last snapshot (set appendonly yes)")
+	} else if s.AppendFsync != "always" {
+		w = append(w, "redis: appendfsync is "+s.AppendFsync+": Redis acknowledges writes before they are on disk, so a crash of Redis "+
+			"can lose up to about 2 s of acknowledged points (set appendfsync always, or have replicas confirm each batch with REDIS_WAIT_REPLICAS)")
 	}
 	if s.MaxmemoryPolicy != "noeviction" {
 		w = append(w, fmt.Sprintf("redis: maxmemory-policy %s can evict stream entries (allowed by REDIS_ALLOW_EVICTION)", s.MaxmemoryPolicy))

@@ -21,7 +21,8 @@ func TestOpenRefusesAnEvictingRedis(t *testing.T) {
 		wantWarnings  []string
 		wantNoWarning bool
 	}{
-		{"noeviction with AOF", nil, false, "", nil, true},
+		{"noeviction with AOF always", nil, false, "", nil, true},
+		{"AOF everysec", []string{"--appendfsync", "everysec"}, false, "", []string{"appendfsync is everysec", "REDIS_WAIT_REPLICAS"}, false},
 		{"AOF off", []string{"--appendonly", "no"}, false, "", []string{"appendonly is off"}, false},
 		{"allkeys-lru", []string{"--maxmemory-policy", "allkeys-lru"}, false, `maxmemory-policy is "allkeys-lru"`, nil, false},
 		{"allkeys-lru allowed", []string{"--maxmemory-policy", "allkeys-lru"}, true, "", []string{"allkeys-lru can evict", "REDIS_ALLOW_EVICTION"}, false},

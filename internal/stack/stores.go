@@ -18,7 +18,8 @@ import (
 )
 
 // Redis is a private redis-server process: its own port and data directory, with the append-only
-// file on (appendfsync everysec) and maxmemory-policy noeviction unless told otherwise. Fault
+// file on (appendfsync always, as go tool task up runs it) and maxmemory-policy noeviction unless
+// told otherwise. Fault
 // tests kill, stop and restart it without touching the shared Redis other tests use.
 type Redis struct {
 	addr string
@@ -45,7 +46,7 @@ func StartRedis(dir string, extra ...string) (*Redis, error) {
 		}
 		_, port, _ := strings.Cut(addrs[0], ":")
 		args := []string{"--port", port, "--bind", "127.0.0.1", "--dir", dir, "--save", "",
-			"--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+			"--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction",
 			"--daemonize", "no", "--logfile", "", "--protected-mode", "no"}
 		r := &Redis{addr: addrs[0], dir: dir}
 		r.proc = &Process{spec: Spec{
@@ -90,8 +91,8 @@ func (r *Redis) Start() error { return r.proc.Start(context.Background()) }
 // Stop stops the server with SIGTERM (it flushes the AOF) and waits for it to exit.
 func (r *Redis) Stop() error { return r.proc.Stop(10 * time.Second) }
 
-// Kill ends the server with SIGKILL: what the AOF had not fsynced is lost, up to a second of it
-// with appendfsync everysec.
+// Kill ends the server with SIGKILL. With appendfsync always nothing it answered is lost; with
+// everysec up to about 2 s of answered writes can be (see redisconn.Settings).
 func (r *Redis) Kill() error { return r.proc.Kill() }
 
 // Postgres is a private PostgreSQL cluster made with initdb under a directory of its own and run
