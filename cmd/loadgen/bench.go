@@ -101,9 +101,10 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) (code i
 		return 1, err
 	}
 	defer dropDB()
-	// A Redis of the bench's own, with default settings (hz 10): its CPU and INFO commandstats
-	// are the deployment's alone, and alert latency is measured against Redis's default clock.
-	if b.redis, err = stack.StartRedis(filepath.Join(b.work, "redis")); err != nil {
+	// A Redis of the bench's own, with default settings (hz 10) but the AOF as go tool task up
+	// runs it: its CPU and INFO commandstats are the deployment's alone, and alert latency is
+	// measured against Redis's default clock.
+	if b.redis, err = stack.StartRedis(filepath.Join(b.work, "redis"), "--appendfsync", cfg.appendfsync); err != nil {
 		return 1, fmt.Errorf("starting a private redis-server: %w", err)
 	}
 	defer b.redis.Stop() //nolint:errcheck // best effort at the end
@@ -194,8 +195,8 @@ func (b *bench) start(ctx context.Context, dbURL string) error {
 		b.procs[w] = a.Process
 		b.workers = append(b.workers, a)
 	}
-	fmt.Fprintf(b.out, "==> gateway on %s; %d influx-writer copies, pg-sync, alerter, rollup; private redis-server on %s\n",
-		b.gateway, b.cfg.writers, b.redis.Addr())
+	fmt.Fprintf(b.out, "==> gateway on %s; %d influx-writer copies, pg-sync, alerter, rollup; private redis-server on %s (appendfsync %s)\n",
+		b.gateway, b.cfg.writers, b.redis.Addr(), b.cfg.appendfsync)
 	hc := newHTTPClient(4, 10*time.Second)
 	if b.token, err = login(ctx, hc, b.gateway, b.cfg.adminUser, b.admin); err != nil {
 		return err
