@@ -188,8 +188,8 @@ func checkRedis(p *types.Project, bad func(string, ...any)) {
 		}
 		return redis.Command[i+1]
 	}
-	if arg("--appendonly") != "yes" || arg("--appendfsync") != "everysec" {
-		bad("redis: command %q does not turn AOF on (--appendonly yes --appendfsync everysec)", redis.Command)
+	if arg("--appendonly") != "yes" || arg("--appendfsync") != "always" {
+		bad("redis: command %q does not turn AOF on (--appendonly yes --appendfsync always)", redis.Command)
 	}
 	if pass := arg("--requirepass"); pass == "" || env(redis, "REDISCLI_AUTH") != pass {
 		bad("redis: --requirepass %q and REDISCLI_AUTH %q (for the healthcheck) differ or are empty", pass, env(redis, "REDISCLI_AUTH"))
