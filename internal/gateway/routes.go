@@ -29,11 +29,12 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.HTTPErrorHandler = g.handleError
 	e.StdLogger = slog.NewLogLogger(g.logger.Handler(), slog.LevelWarn) // the http.Server's own errors
 
-	e.Use(requestID)
-	// HSTS is sent by g.hsts (tls.go): Echo's would believe any client's X-Forwarded-Proto.
-	e.Use(responseHeaders, g.hsts)
+	// Every request goes through these, in this order, matched route or not (see useOnce).
+	mws := []echo.MiddlewareFunc{requestID,
+		// HSTS is sent by g.hsts (tls.go): Echo's would believe any client's X-Forwarded-Proto.
+		responseHeaders, g.hsts}
 	if len(g.cfg.CORSOrigins) > 0 {
-		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+		mws = append(mws, middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  g.cfg.CORSOrigins,
 			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
 			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, echo.HeaderContentEncoding, echo.HeaderXRequestID},
@@ -44,15 +45,15 @@ func (g *Gateway) newEcho() *echo.Echo {
 	e.IPExtractor = ipExtractor(g.cfg.Edge.TrustedProxies)
 	// The client's address for audit rows is set by requireRole and login (auditClientAddr):
 	// only operators' requests write audit rows, so agents' writes do not pay for it.
-	e.Use(g.observe)
-	e.Use(g.limitHeaders, checkURLText, g.paceBody)
-	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
-		DisableStackAll: true,
-		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-			g.logger.Error("handler panicked", "err", err, "path", c.Path(), "stack", string(stack))
-			return err
-		},
-	}))
+	mws = append(mws, g.observe, g.limitHeaders, checkURLText, g.paceBody,
+		middleware.RecoverWithConfig(middleware.RecoverConfig{
+			DisableStackAll: true,
+			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+				g.logger.Error("handler panicked", "err", err, "path", c.Path(), "stack", string(stack))
+				return err
+			},
+		}))
+	useOnce(e, mws...)
 
 	viewer := g.requireRole(user.RoleViewer)
 	operator := g.requireRole(user.RoleOperator)
@@ -123,6 +124,22 @@ func (g *Gateway) newEcho() *echo.Echo {
 		g.metrics.routes[r.Path] = true
 	}
 	return e
+}
+
+// useOnce installs mws as e's middleware (the first outermost), composed once, here. Echo v4
+// composes the middleware of e.Use around the matched handler anew for every request (each
+// middleware's constructor runs per request: a closure allocated per middleware, and whatever
+// setup the constructor does); for the agents' small writes that was a cost of its own (issue
+// 13). The chain built here ends by calling the handler the router chose for the request
+// (Context.Handler, the very handler Echo passes to its middleware; the not-found and
+// method-not-allowed handlers included), so one chain serves every route and Echo's per-request
+// composition is reduced to returning it.
+func useOnce(e *echo.Echo, mws ...echo.MiddlewareFunc) {
+	chain := func(c echo.Context) error { return c.Handler()(c) }
+	for i := len(mws) - 1; i >= 0; i-- {
+		chain = mws[i](chain)
+	}
+	e.Use(func(echo.HandlerFunc) echo.HandlerFunc { return chain })
 }
 
 // readiness is what /readyz checks, on the API listener and on the ops listener alike.

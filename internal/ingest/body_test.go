@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/agentmonitor/agentmonitor/internal/httpapi"
 )
 
@@ -80,6 +82,24 @@ func TestNewRequiresDeps(t *testing.T) {
 	for _, name := range []string{"Appender", "Keys", "FieldTypes", "Metrics", "MaxBodyBytes"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("New(Deps{}) = %q, want it to name %s", err, name)
+		}
+	}
+}
+
+// TestQueryParam: queryParam answers what Echo's QueryParam (url.ParseQuery) answers, on the
+// queries it reads itself and on those it hands over.
+func TestQueryParam(t *testing.T) {
+	e := echo.New()
+	for _, q := range []string{
+		"", "precision=s", "bucket=b&org=o&precision=ms", "precision=s&precision=ns", "precision", "precision=",
+		"&&precision=us&", "=s&precision=ns", "precisionx=s", "xprecision=s&precision=ns", "precision=s=t",
+		"prec%69sion=s", "precision=%6Es", "precision=n+s", "a=1;b=2&precision=s", "precision=s;x", "precision=%zz&precision=s",
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/api/v2/write?"+q, nil)
+		c := e.NewContext(r, httptest.NewRecorder())
+		want := e.NewContext(r, httptest.NewRecorder()).QueryParam("precision")
+		if got := queryParam(c, "precision"); got != want {
+			t.Errorf("queryParam(%q) = %q, QueryParam says %q", q, got, want)
 		}
 	}
 }

@@ -80,7 +80,7 @@ func New(ttl, stale time.Duration, lookup Lookup, now func() time.Time) *Cache {
 
 // Resolve returns the id of the agent whose key is key, ErrUnknownKey, or the registry's error.
 func (k *Cache) Resolve(ctx context.Context, key string) (string, error) {
-	sum := sha256.Sum256([]byte(key))
+	sum := hashKey(key)
 	now := k.now()
 	k.mu.RLock()
 	e, ok := k.entries[sum]
@@ -121,6 +121,17 @@ func (k *Cache) Resolve(ctx context.Context, key string) (string, error) {
 		return "", err
 	}
 	return v.(string), nil
+}
+
+// hashKey is SHA-256 of key, without the heap copy that []byte(key) costs for a string longer
+// than 32 bytes (an agent key is 47): a well-formed key is copied to the stack.
+func hashKey(key string) [sha256.Size]byte {
+	var b [64]byte
+	if len(key) > len(b) {
+		return sha256.Sum256([]byte(key))
+	}
+	n := copy(b[:], key)
+	return sha256.Sum256(b[:n])
 }
 
 func (k *Cache) store(sum [sha256.Size]byte, agentID string, until time.Time) {

@@ -167,6 +167,12 @@ func TestParseJSONAccepts(t *testing.T) {
 		"π,agent=A,città=Zürich s=\"a\x00b\",温度=21.5 1795629600000000000\n")
 	f(jp(`{"measurement":"`+strings.Repeat("m", 256)+`","tags":{"host":"`+strings.Repeat("h", 1024)+`"},"fields":{"v":1}}`),
 		strings.Repeat("m", 256)+",agent=A,host="+strings.Repeat("h", 1024)+" v=1 1795629600000000000\n")
+	// Each point its own time: the parser reuses a repeated time's value, never another's.
+	f(jp(`{"measurement":"a","fields":{"v":1},"time":"2026-11-25T18:00:00Z"},{"measurement":"b","fields":{"v":2},"time":"2026-11-25T18:00:00Z"},`+
+		`{"measurement":"c","fields":{"v":3},"time":"2026-11-25T18:00:01Z"},{"measurement":"d","fields":{"v":4}},`+
+		`{"measurement":"e","fields":{"v":5},"time":"2026-11-25T18:00:01Z"},{"measurement":"f","fields":{"v":6},"time":"2026-11-25T18:00:00Z"}`),
+		"a,agent=A v=1 1795629600000000000\nb,agent=A v=2 1795629600000000000\nc,agent=A v=3 1795629601000000000\n"+
+			"d,agent=A v=4 1795629600000000000\ne,agent=A v=5 1795629601000000000\nf,agent=A v=6 1795629600000000000\n")
 	f("\n"+jp(`{"measurement":"a","fields":{"v":1}},{"measurement":"b","fields":{"v":2}}`)+"\n\t ",
 		"a,agent=A v=1 1795629600000000000\nb,agent=A v=2 1795629600000000000\n")
 }
