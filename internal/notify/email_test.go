@@ -16,7 +16,6 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/google/uuid"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/testenv"
@@ -122,17 +121,10 @@ func TestEmailReceived(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	srv := newSMTPServer(t)
-	ch, err := e.channels.Create(t.Context(), alert.Channel{
+	ch := e.createChannel(alert.Channel{
 		Name: "mail", Type: alert.ChannelTypeEmail, To: []string{"ops@example.com", "oncall@example.org"}, Enabled: true,
-	}, "test")
-	if err != nil {
-		t.Fatalf("creating e-mail channel: %v", err)
-	}
-	ruleID := uuid.NewString()
-	fire := firing(ruleID, "agent-1", ch.ID)
-	res := resolved(fire, 90)
-	e.append(fire)
-	e.append(res)
+	})
+	fire, _ := e.fireAndResolve(ch.ID)
 	cfg := e.config("n1")
 	cfg.ExternalURL = "https://monitor.example.com"
 	cfg.SMTPAddr, cfg.SMTPFrom, cfg.SMTPStartTLS = srv.addr, "alerts@example.com", true
@@ -150,7 +142,7 @@ func TestEmailReceived(t *testing.T) {
 		want    []string
 	}{
 		{"[FIRING:CRITICAL] CPU busy on agent-1", []string{"CPU busy: agent-1 at 97.5%", "Value:          97.5", "team:           infra",
-			"Rule:           https://monitor.example.com/api/v1/alert-rules/" + ruleID}},
+			"Rule:           https://monitor.example.com/api/v1/alert-rules/" + fire.RuleID}},
 		{"[RESOLVED] CPU busy on agent-1", []string{"Recovery value: 41.25", "Fired for:      1m30s", "Value:          41.25"}},
 	}
 	for i, tt := range tests {
