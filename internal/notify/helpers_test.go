@@ -308,6 +308,13 @@ func (e *env) fireAndResolve(channels ...string) (fire, res alert.Event) {
 	return fire, res
 }
 
+// webhook starts a receiver answering 200 and stores a webhook channel "ops" sending to it.
+func (e *env) webhook() (*receiver, alert.Channel) {
+	e.t.Helper()
+	rcv := newReceiver(e.t, nil)
+	return rcv, e.channel("ops", rcv.srv.URL, "", nil)
+}
+
 // receiver is a webhook endpoint that records what it gets and answers with status(n) for its
 // n-th request (1-based), after delay.
 type receiver struct {
