@@ -78,31 +78,23 @@ func newSystem(t *testing.T, o options) *system {
 		idb = testenv.Influx(t)
 	}
 	s := &system{t: t, rdb: rdb, prefix: prefix, influxDB: idb}
-	s.sys = &stack.System{BinDir: binDir, LogDir: t.TempDir(), Env: []string{
-		"REDIS_URL=" + url,
-		"REDIS_KEY_PREFIX=" + prefix,
-		"DATABASE_URL=" + dbURL,
-		"INFLUXDB_URL=" + idb.URL,
-		"INFLUXDB_BUCKET=" + idb.Database,
-		"STREAM_SHARDS=" + strconv.Itoa(shards),
-		"STREAM_MAX_WAIT=50ms",
-		"STREAM_BLOCK=200ms",
-		"STREAM_CLAIM_MIN_IDLE=2s",
-		"STREAM_CLAIM_INTERVAL=300ms",
-		"STREAM_RETRY_MAX=1s",
-		"STREAM_TRIM_INTERVAL=500ms",
+	s.sys = &stack.System{BinDir: binDir, LogDir: t.TempDir(), Env: append(testenv.FastPipelineEnv(),
+		"REDIS_URL="+url,
+		"REDIS_KEY_PREFIX="+prefix,
+		"DATABASE_URL="+dbURL,
+		"INFLUXDB_URL="+idb.URL,
+		"INFLUXDB_BUCKET="+idb.Database,
+		"STREAM_SHARDS="+strconv.Itoa(shards),
 		"INFLUXDB_TIMEOUT=30s",
-		"RULES_POLL_INTERVAL=500ms",
-		"AGENTS_REFRESH_INTERVAL=500ms",
 		"SILENT_CHECK_INTERVAL=500ms",
 		"NOTIFIER_RETRY_INITIAL=100ms",
 		// The tests' webhook receivers are httptest servers on loopback, which channels may
 		// only point at when an operator allows it (gateway at create time, alerter at connect).
 		"WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8",
-		"ADMIN_PASSWORD=" + adminPassword,
+		"ADMIN_PASSWORD="+adminPassword,
 		"LOG_FORMAT=text",
 		"LOG_LEVEL=debug",
-	}}
+	)}
 	client, err := influx.New(influx.Config{URL: idb.URL, Bucket: idb.Database, RetentionDays: 30, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatalf("influx.New: %v", err)
@@ -229,14 +221,7 @@ func (s *system) login(user, password string) string {
 	s.t.Helper()
 	body, _ := json.Marshal(map[string]string{"username": user, "password": password})
 	code, b, _ := s.do("POST", "/api/v1/auth/login", "", body)
-	if code != http.StatusOK {
-		s.t.Fatalf("login: %d %s", code, b)
-	}
-	var out struct{ Token string }
-	if err := json.Unmarshal(b, &out); err != nil || out.Token == "" {
-		s.t.Fatalf("login answer %s: %v", b, err)
-	}
-	return out.Token
+	return testenv.LoginToken(s.t, code, b)
 }
 
 type agent struct {

@@ -149,29 +149,21 @@ func newCluster(t *testing.T, o options) *cluster {
 
 	c.influxd = testenv.PrivateInfluxd(t, testenv.WithoutFlux())
 
-	c.sys = &stack.System{BinDir: binDir, LogDir: t.TempDir(), Env: append([]string{
-		"REDIS_URL=" + redisURL,
-		"REDIS_KEY_PREFIX=" + c.prefix,
-		"DATABASE_URL=" + dbURL,
-		"INFLUXDB_URL=" + c.influxd.URL(),
-		"INFLUXDB_BUCKET=" + database,
-		"STREAM_SHARDS=" + fmt.Sprint(shards),
-		"STREAM_MAX_WAIT=50ms",
-		"STREAM_BLOCK=200ms",
-		"STREAM_CLAIM_MIN_IDLE=2s",
-		"STREAM_CLAIM_INTERVAL=300ms",
-		"STREAM_RETRY_MAX=1s",
-		"STREAM_TRIM_INTERVAL=500ms",
+	c.sys = &stack.System{BinDir: binDir, LogDir: t.TempDir(), Env: append(append(testenv.FastPipelineEnv(),
+		"REDIS_URL="+redisURL,
+		"REDIS_KEY_PREFIX="+c.prefix,
+		"DATABASE_URL="+dbURL,
+		"INFLUXDB_URL="+c.influxd.URL(),
+		"INFLUXDB_BUCKET="+database,
+		"STREAM_SHARDS="+fmt.Sprint(shards),
 		"INFLUXDB_TIMEOUT=10s",
-		"RULES_POLL_INTERVAL=500ms",
-		"AGENTS_REFRESH_INTERVAL=500ms",
-		"ADMIN_PASSWORD=" + adminPassword,
+		"ADMIN_PASSWORD="+adminPassword,
 		// Agents post well above the default per-agent rate in the CI-length runs.
 		"AGENT_RATE_POINTS_PER_SEC=100000",
 		"AGENT_RATE_BURST=100000",
 		"LOG_FORMAT=text",
 		"LOG_LEVEL=info",
-	}, o.env...)}
+	), o.env...)}
 	t.Cleanup(func() {
 		if err := c.sys.Stop(20 * time.Second); err != nil {
 			t.Error(err)
@@ -248,14 +240,7 @@ func (c *cluster) call(method, path, auth string, in any) (int, []byte) {
 func (c *cluster) login() string {
 	c.t.Helper()
 	code, b := c.call("POST", "/api/v1/auth/login", "", map[string]string{"username": "admin", "password": adminPassword})
-	if code != http.StatusOK {
-		c.t.Fatalf("login: %d %s", code, b)
-	}
-	var out struct{ Token string }
-	if err := json.Unmarshal(b, &out); err != nil || out.Token == "" {
-		c.t.Fatalf("login answer %s: %v", b, err)
-	}
-	return out.Token
+	return testenv.LoginToken(c.t, code, b)
 }
 
 // registerAgents registers n agents; every other one sends line protocol.

@@ -53,6 +53,50 @@ func scenario(t *testing.T, c *cluster, name string, inject func(l *load) fault)
 	return res, l
 }
 
+// throughout makes the inject of a scenario whose fault lasts from the start of do to its return.
+func throughout(do func(l *load)) func(l *load) fault {
+	return func(l *load) fault {
+		f := fault{begin: time.Now()}
+		do(l)
+		f.end = time.Now()
+		return f
+	}
+}
+
+// repeatedly makes the inject of a scenario that applies the fault n times, letting the load flow
+// (100 more acknowledged requests) between two; the fault lasts from the first to the end of the
+// last.
+func repeatedly(n int, once func()) func(l *load) fault {
+	return throughout(func(l *load) {
+		for i := range n {
+			if i > 0 {
+				l.waitAcked(100, time.Minute)
+			}
+			once()
+		}
+	})
+}
+
+// waitUnavailable waits, at most a minute, until at least n answers so far are 503 with msg in the
+// body, and returns how many there are.
+func (l *load) waitUnavailable(t *testing.T, n int, msg string) int {
+	t.Helper()
+	var k int
+	testenv.Eventually(t, time.Minute, func() string {
+		k = 0
+		for _, r := range l.snapshot() {
+			if r.status == http.StatusServiceUnavailable && strings.Contains(r.body, msg) {
+				k++
+			}
+		}
+		if k < n {
+			return fmt.Sprintf("%d answers 503 %q so far, want %d", k, msg, n)
+		}
+		return ""
+	})
+	return k
+}
+
 // answersSentWithin returns the requests sent in [from, to) and answered before to.
 func answersSentWithin(l *load, from, to time.Time) []request {
 	var out []request
@@ -75,26 +119,15 @@ func TestRedisKilledAndRestartedWithAOF(t *testing.T) {
 		return info["Server"]["run_id"]
 	}
 	before := runID()
-	res, _ := scenario(t, c, "1 redis SIGKILL+AOF", func(l *load) fault {
-		var f fault
-		for i := range int(dur(2, 3)) {
-			if i > 0 {
-				l.waitAcked(100, time.Minute)
-			}
-			if f.begin.IsZero() {
-				f.begin = time.Now()
-			}
-			if err := c.redis.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(dur(500*time.Millisecond, 5*time.Second))
-			if err := c.redis.Start(); err != nil {
-				t.Fatalf("restarting redis-server: %v", err)
-			}
-			f.end = time.Now()
+	res, _ := scenario(t, c, "1 redis SIGKILL+AOF", repeatedly(int(dur(2, 3)), func() {
+		if err := c.redis.Kill(); err != nil {
+			t.Fatal(err)
 		}
-		return f
-	})
+		time.Sleep(dur(500*time.Millisecond, 5*time.Second))
+		if err := c.redis.Start(); err != nil {
+			t.Fatalf("restarting redis-server: %v", err)
+		}
+	}))
 	if runID() == before {
 		t.Error("redis-server has the same run_id after the kills: it was not restarted")
 	}
@@ -111,8 +144,7 @@ func TestRedisUnreachable(t *testing.T) {
 	}
 	outage := dur(3*time.Second, 30*time.Second)
 	var down, up time.Time
-	res, l := scenario(t, c, "2 redis unreachable", func(l *load) fault {
-		began := time.Now()
+	res, l := scenario(t, c, "2 redis unreachable", throughout(func(l *load) {
 		if err := c.redis.Stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -122,8 +154,7 @@ func TestRedisUnreachable(t *testing.T) {
 		if err := c.redis.Start(); err != nil {
 			t.Fatalf("restarting redis-server: %v", err)
 		}
-		return fault{begin: began, end: time.Now()}
-	})
+	}))
 	// While Redis was away the gateway answered 503 with Retry-After, and never a 2xx.
 	during := answersSentWithin(l, down, up)
 	for _, r := range during {
@@ -152,8 +183,7 @@ func TestRedisFrozen(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{})
 	var frozen, thawed time.Time
-	res, l := scenario(t, c, "2b redis frozen", func(l *load) fault {
-		began := time.Now()
+	res, l := scenario(t, c, "2b redis frozen", throughout(func(l *load) {
 		pid := c.redis.Process().Pid()
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
@@ -165,8 +195,7 @@ func TestRedisFrozen(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
-		return fault{begin: began, end: time.Now()}
-	})
+	}))
 	for _, r := range answersSentWithin(l, frozen, thawed) {
 		if r.verdict == acked {
 			t.Errorf("with Redis frozen: answer %d to a request sent after the freeze and answered before the thaw, want no 2xx", r.status)
@@ -204,8 +233,7 @@ func TestPostgresStopped(t *testing.T) {
 	sendProbe(0)
 	var login, ready, readyAPI string
 	var during []request
-	res, l := scenario(t, c, "3 postgres stopped", func(l *load) fault {
-		began := time.Now()
+	res, l := scenario(t, c, "3 postgres stopped", throughout(func(l *load) {
 		if err := c.pg.Stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -224,8 +252,7 @@ func TestPostgresStopped(t *testing.T) {
 		if err := c.pg.Start(); err != nil {
 			t.Fatalf("restarting PostgreSQL: %v", err)
 		}
-		return fault{begin: began, end: time.Now()}
-	})
+	}))
 	_ = l
 	// Ingest went on from the key cache: every request sent while PostgreSQL was down was taken.
 	if len(during) == 0 {
@@ -268,22 +295,11 @@ func TestPostgresStopped(t *testing.T) {
 func TestGatewayRestartedWithSIGTERM(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{})
-	res, _ := scenario(t, c, "4 gateway SIGTERM", func(l *load) fault {
-		var f fault
-		for i := range int(dur(2, 5)) {
-			if i > 0 {
-				l.waitAcked(100, time.Minute)
-			}
-			if f.begin.IsZero() {
-				f.begin = time.Now()
-			}
-			if err := c.gateway.Restart(context.Background(), 20*time.Second); err != nil {
-				t.Fatalf("restarting the gateway: %v", err)
-			}
-			f.end = time.Now()
+	res, _ := scenario(t, c, "4 gateway SIGTERM", repeatedly(int(dur(2, 5)), func() {
+		if err := c.gateway.Restart(context.Background(), 20*time.Second); err != nil {
+			t.Fatalf("restarting the gateway: %v", err)
 		}
-		return f
-	})
+	}))
 	report(t, res)
 }
 
@@ -291,8 +307,7 @@ func TestWorkersKilledAtRandom(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{writers: 2})
 	kills := map[string]int{}
-	res, _ := scenario(t, c, "5 workers SIGKILL", func(l *load) fault {
-		f := fault{begin: time.Now()}
+	res, _ := scenario(t, c, "5 workers SIGKILL", throughout(func(l *load) {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
 		for range int(dur(6, 20)) {
 			time.Sleep(time.Duration(200+rng.IntN(1300)) * time.Millisecond)
@@ -318,9 +333,7 @@ func TestWorkersKilledAtRandom(t *testing.T) {
 				}
 			}
 		}
-		f.end = time.Now()
-		return f
-	})
+	}))
 	res.extra = fmt.Sprintf("kills %v", kills)
 	report(t, res)
 }
@@ -329,30 +342,16 @@ func TestInfluxDownPastBacklog(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, options{env: []string{"STREAM_MAX_BACKLOG=400", "STREAM_BACKLOG_INTERVAL=100ms"}})
 	var behind int
-	res, _ := scenario(t, c, "6 influxd down>backlog", func(l *load) fault {
-		f := fault{begin: time.Now()}
+	res, _ := scenario(t, c, "6 influxd down>backlog", throughout(func(l *load) {
 		if err := c.influxd.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, time.Minute, func() string {
-			behind = 0
-			for _, r := range l.snapshot() {
-				if r.status == http.StatusServiceUnavailable && strings.Contains(r.body, "pipeline is behind") {
-					behind++
-				}
-			}
-			if behind < 20 {
-				return fmt.Sprintf("%d answers 'pipeline is behind' so far", behind)
-			}
-			return ""
-		})
+		behind = l.waitUnavailable(t, 20, "pipeline is behind")
 		time.Sleep(dur(time.Second, 20*time.Second))
 		if err := c.influxd.Start(); err != nil {
 			t.Fatalf("restarting influxd: %v", err)
 		}
-		f.end = time.Now()
-		return f
-	})
+	}))
 	res.extra = fmt.Sprintf("503 backlog-full answers %d", behind)
 	report(t, res)
 }
@@ -362,8 +361,7 @@ func TestRedisOutOfMemory(t *testing.T) {
 	c := newCluster(t, options{})
 	ctx := context.Background()
 	var oom int
-	res, _ := scenario(t, c, "redis OOM (noeviction)", func(l *load) fault {
-		f := fault{begin: time.Now()}
+	res, _ := scenario(t, c, "redis OOM (noeviction)", throughout(func(l *load) {
 		info, err := c.rdb.InfoMap(ctx, "memory").Result()
 		if err != nil {
 			t.Fatal(err)
@@ -372,26 +370,12 @@ func TestRedisOutOfMemory(t *testing.T) {
 		if err := c.rdb.ConfigSet(ctx, "maxmemory", info["Memory"]["used_memory"]).Err(); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, time.Minute, func() string {
-			oom = 0
-			for _, r := range l.snapshot() {
-				if r.status == http.StatusServiceUnavailable && strings.Contains(r.body, "out of memory") {
-					oom++
-				} else if r.status == http.StatusInternalServerError {
-					return fmt.Sprintf("answer 500 %q with Redis out of memory, want 503", r.body)
-				}
-			}
-			if oom < 20 {
-				return fmt.Sprintf("%d answers 'out of memory' so far", oom)
-			}
-			return ""
-		})
+		// A 500 meanwhile fails the test below.
+		oom = l.waitUnavailable(t, 20, "out of memory")
 		if err := c.rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
 			t.Fatal(err)
 		}
-		f.end = time.Now()
-		return f
-	})
+	}))
 	for _, r := range strings.Fields(res.statuses) {
 		if strings.HasPrefix(r, "500:") {
 			t.Errorf("answers with Redis out of memory include %s, want 503s", r)

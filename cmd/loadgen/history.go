@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -132,9 +131,7 @@ Flags:
 		logger.Error("history bench failed", "err", err)
 		return 1
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(rep); err != nil {
+	if err := writeReport(stdout, rep); err != nil {
 		return 1
 	}
 	if rep.Via == "pipeline" {

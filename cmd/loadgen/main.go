@@ -352,9 +352,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("loadgen failed", "err", err)
 		return 1
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(rep); err != nil {
+	if err := writeReport(stdout, rep); err != nil {
 		logger.Error("writing report", "err", err)
 		return 1
 	}
@@ -363,6 +361,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 3
 	}
 	return 0
+}
+
+// writeReport prints a measuring mode's report on w (stdout) as indented JSON.
+func writeReport(w io.Writer, rep any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
 }
 
 func runMode(ctx context.Context, cfg config, logger *slog.Logger) (*report, error) {

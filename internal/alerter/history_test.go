@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alerter"
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
@@ -36,9 +37,31 @@ func provisionedInflux(t *testing.T) *influx.Client {
 	return client
 }
 
-func history(t *testing.T, store *postgres.AlertEventStore, agentID string) []postgres.AlertEvent {
+// historyEnv is what the history tests share: agent web-1 with the CPU rule (critical above 80,
+// recovered below 70), a replica evaluating its batches, the alert event store and a provisioned
+// InfluxDB.
+type historyEnv struct {
+	*env
+	influx *influx.Client
+	events *postgres.AlertEventStore
+	agent  agent.Agent
+	rep    *replica
+}
+
+func newHistoryEnv(t *testing.T) historyEnv {
 	t.Helper()
-	evs, total, err := store.History(t.Context(), postgres.HistoryFilter{AgentID: agentID, Limit: 100})
+	e := newEnv(t)
+	h := historyEnv{env: e, influx: provisionedInflux(t), events: postgres.NewAlertEventStore(e.db)}
+	h.agent = e.createAgent(t, "web-1", nil)
+	e.createRule(t, cpuRule(0))
+	h.rep = e.replica(t)
+	return h
+}
+
+// history returns the agent's rows of alert_events.
+func (h historyEnv) history(t *testing.T) []postgres.AlertEvent {
+	t.Helper()
+	evs, total, err := h.events.History(t.Context(), postgres.HistoryFilter{AgentID: h.agent.ID, Limit: 100})
 	if err != nil {
 		t.Fatalf("History = %v", err)
 	}
@@ -49,20 +72,15 @@ func history(t *testing.T, store *postgres.AlertEventStore, agentID string) []po
 }
 
 func TestHistoryRecordsEachEventOnce(t *testing.T) {
-	e := newEnv(t)
-	client := provisionedInflux(t)
-	store := postgres.NewAlertEventStore(e.db)
-	agent := e.createAgent(t, "web-1", nil)
-	e.createRule(t, cpuRule(0))
-	r := e.replica(t)
-	handle(t, r, entry(agent.ID, cpu{"0", 85, at(0)}, cpu{"1", 85, at(0)})) // two series fire at the same instant
-	handle(t, r, entry(agent.ID, cpu{"0", 65, at(1)}))                      // one resolves
+	e := newHistoryEnv(t)
+	handle(t, e.rep, entry(e.agent.ID, cpu{"0", 85, at(0)}, cpu{"1", 85, at(0)})) // two series fire at the same instant
+	handle(t, e.rep, entry(e.agent.ID, cpu{"0", 65, at(1)}))                      // one resolves
 	events := e.streamEvents(t)
 	if len(events) != 3 {
 		t.Fatalf("transitions %v, want 3", transitions(events))
 	}
 	// Every entry appended a second time, as a redelivery would hand it over again.
-	key := alertredis.StreamKey(e.prefix, alertredis.Shard(agent.ID, testShards))
+	key := alertredis.StreamKey(e.prefix, alertredis.Shard(e.agent.ID, testShards))
 	entries, err := e.rdb.XRange(t.Context(), key, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +93,7 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 
 	cfg := stream.ConsumerConfig{Streams: alertredis.StreamKeys(e.prefix, testShards), DeadLetter: e.prefix + "alerts:dead", Group: alerter.HistoryGroup,
 		Consumer: "test-1", MaxWait: 10 * time.Millisecond, Block: 50 * time.Millisecond}
-	consumer, err := stream.NewConsumer(e.rdb, cfg, alerter.NewHistory(store, client, nil, discard, nil).Handle, discard)
+	consumer, err := stream.NewConsumer(e.rdb, cfg, alerter.NewHistory(e.events, e.influx, nil, discard, nil).Handle, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +117,7 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 		}
 		return ""
 	})
-	rows := history(t, store, agent.ID)
+	rows := e.history(t)
 	if len(rows) != 3 {
 		t.Fatalf("alert_events holds %d rows for 6 entries of 3 events, want 3", len(rows))
 	}
@@ -116,13 +134,13 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 			t.Errorf("resolved row recovery value %v, want 65", row.RecoveryValue)
 		}
 	}
-	if n, err := client.CountPoints(t.Context(), alerter.Measurement, agent.ID); err != nil || n != 3 {
+	if n, err := e.influx.CountPoints(t.Context(), alerter.Measurement, e.agent.ID); err != nil || n != 3 {
 		t.Errorf("InfluxDB %s points = %d (%v), want 3 (the series firing together are two points)", alerter.Measurement, n, err)
 	}
-	recs, err := client.Query(t.Context(), fmt.Sprintf(`from(bucket: %s)
+	recs, err := e.influx.Query(t.Context(), fmt.Sprintf(`from(bucket: %s)
   |> range(start: 2026-01-01T00:00:00Z, stop: 2027-01-01T00:00:00Z)
   |> filter(fn: (r) => r._measurement == "alerts" and r.status == "resolved" and r._field == "recovery_value")`,
-		influx.FluxString(client.Bucket())))
+		influx.FluxString(e.influx.Bucket())))
 	if err != nil || len(recs) != 1 || recs[0].Value() != 65.0 || recs[0].ValueByKey("rule_id") != events[0].RuleID ||
 		recs[0].ValueByKey("severity") != "critical" {
 		t.Errorf("InfluxDB resolved recovery_value records = %v (%v), want one of 65 tagged with rule and severity", recs, err)
@@ -130,13 +148,8 @@ func TestHistoryRecordsEachEventOnce(t *testing.T) {
 }
 
 func TestHistoryKeepsBatchUntilInfluxIsReadyAndRejectsGarbage(t *testing.T) {
-	e := newEnv(t)
-	client := provisionedInflux(t)
-	store := postgres.NewAlertEventStore(e.db)
-	agent := e.createAgent(t, "web-1", nil)
-	e.createRule(t, cpuRule(0))
-	r := e.replica(t)
-	handle(t, r, entry(agent.ID, cpu{"0", 85, at(0)}))
+	e := newHistoryEnv(t)
+	handle(t, e.rep, entry(e.agent.ID, cpu{"0", 85, at(0)}))
 	ev := e.streamEvents(t)[0]
 
 	good := eventMessage(t, ev)
@@ -147,13 +160,13 @@ func TestHistoryKeepsBatchUntilInfluxIsReadyAndRejectsGarbage(t *testing.T) {
 	invalid := eventMessage(t, noAgent)
 
 	ready := make(chan struct{})
-	h := alerter.NewHistory(store, client, ready, discard, nil)
+	h := alerter.NewHistory(e.events, e.influx, ready, discard, nil)
 	batch := []*stream.Message{good, garbage, noID, invalid}
 	err := h.Handle(t.Context(), batch)
 	if err == nil || !strings.Contains(err.Error(), "not provisioned") {
 		t.Fatalf("Handle before InfluxDB is ready = %v, want a transient error", err)
 	}
-	if rows := history(t, store, agent.ID); len(rows) != 1 {
+	if rows := e.history(t); len(rows) != 1 {
 		t.Errorf("alert_events rows while InfluxDB is not ready = %d, want 1: PostgreSQL need not wait", len(rows))
 	}
 	close(ready)
@@ -168,10 +181,10 @@ func TestHistoryKeepsBatchUntilInfluxIsReadyAndRejectsGarbage(t *testing.T) {
 	if err := good.Rejected(); err != nil {
 		t.Errorf("good entry rejected: %v", err)
 	}
-	if rows := history(t, store, agent.ID); len(rows) != 1 {
+	if rows := e.history(t); len(rows) != 1 {
 		t.Errorf("alert_events rows after the retry = %d, want still 1", len(rows))
 	}
-	if n, err := client.CountPoints(t.Context(), alerter.Measurement, agent.ID); err != nil || n != 1 {
+	if n, err := e.influx.CountPoints(t.Context(), alerter.Measurement, e.agent.ID); err != nil || n != 1 {
 		t.Errorf("InfluxDB points = %d (%v), want 1", n, err)
 	}
 

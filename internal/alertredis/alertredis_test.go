@@ -17,18 +17,6 @@ import (
 
 const shards = 4
 
-// clients runs f against the single Redis and the Redis Cluster, each with its own prefix.
-func clients(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient, prefix string)) {
-	t.Run("single", func(t *testing.T) {
-		rdb, prefix := testenv.Redis(t)
-		f(t, rdb, prefix)
-	})
-	t.Run("cluster", func(t *testing.T) {
-		rdb, prefix := testenv.RedisCluster(t)
-		f(t, rdb, prefix)
-	})
-}
-
 // agentsOnShards returns one agent id per shard: agent i maps to shard i.
 func agentsOnShards(t *testing.T) []string {
 	t.Helper()
@@ -86,7 +74,7 @@ func TestShardKeysShareTheMetricsShardSlot(t *testing.T) {
 
 // ListActive merges the active alerts and acknowledgements of every shard, in one order.
 func TestListActiveMergesShards(t *testing.T) {
-	clients(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+	testenv.OnBothRedis(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		agents := agentsOnShards(t)
 		since := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
 		var want []string
@@ -143,7 +131,7 @@ func TestListActiveMergesShards(t *testing.T) {
 // SetAck finds the shard of an alert from its id alone and records the acknowledgement there
 // only; an alert active nowhere is ErrNotFound. GetActive reads it back with the ack.
 func TestSetAckFindsTheAlertsShard(t *testing.T) {
-	clients(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+	testenv.OnBothRedis(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		agents := agentsOnShards(t)
 		a := alert.Active{ID: alert.ID("r", agents[2], ""), RuleID: "r", AgentID: agents[2], Status: alert.StatusFiring,
 			Severity: "critical", Since: time.Now().UTC()}

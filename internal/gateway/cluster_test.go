@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // TestSessionsOnCluster runs the session lifecycle against Redis Cluster, where a session
@@ -13,12 +11,7 @@ import (
 // that ends the other sessions, logout, and the deletion of a user ending the rest.
 func TestSessionsOnCluster(t *testing.T) {
 	t.Parallel()
-	_, prefix := testenv.RedisCluster(t)
-	db, dbURL := testenv.Postgres(t)
-	cfg := testConfig(prefix, dbURL)
-	cfg.Redis.URL = testenv.RedisClusterURL()
-	e := &env{t: t, prefix: prefix, db: db, dbURL: dbURL, cfg: cfg}
-	e.g, e.url = startGateway(t, cfg)
+	e, _ := newClusterEnv(t, nil)
 
 	admin := e.adminToken()
 	// The pipeline page reads every master's INFO.

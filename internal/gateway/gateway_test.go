@@ -68,12 +68,30 @@ func testLogger(t testing.TB) *slog.Logger {
 func newEnv(t testing.TB, mutate func(*Config)) *env {
 	t.Helper()
 	rdb, prefix := testenv.Redis(t)
+	e := startEnv(t, redisURL(), prefix, mutate)
+	e.rdb = rdb
+	return e
+}
+
+// newClusterEnv is newEnv on the shared Redis Cluster (testenv.RedisCluster), whose client it
+// returns beside the env (e.rdb is nil).
+func newClusterEnv(t testing.TB, mutate func(*Config)) (*env, *redis.ClusterClient) {
+	t.Helper()
+	rdb, prefix := testenv.RedisCluster(t)
+	return startEnv(t, testenv.RedisClusterURL(), prefix, mutate), rdb
+}
+
+// startEnv starts a gateway on the Redis at redisURL with its keys under prefix, and with a
+// database of its own; mutate adjusts the config.
+func startEnv(t testing.TB, redisURL, prefix string, mutate func(*Config)) *env {
+	t.Helper()
 	db, dbURL := testenv.Postgres(t)
 	cfg := testConfig(prefix, dbURL)
+	cfg.Redis.URL = redisURL
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	e := &env{t: t, rdb: rdb, prefix: prefix, db: db, dbURL: dbURL, cfg: cfg}
+	e := &env{t: t, prefix: prefix, db: db, dbURL: dbURL, cfg: cfg}
 	e.g, e.url = startGateway(t, cfg)
 	return e
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/agent"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
-	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // TestIngestOnCluster runs the ingest path through a gateway on the shared Redis Cluster, with
@@ -20,13 +19,7 @@ import (
 // is registered in PostgreSQL directly: operator sessions are not this test's subject.)
 func TestIngestOnCluster(t *testing.T) {
 	t.Parallel()
-	rdb, prefix := testenv.RedisCluster(t)
-	db, dbURL := testenv.Postgres(t)
-	cfg := testConfig(prefix, dbURL)
-	cfg.Redis.URL = testenv.RedisClusterURL()
-	cfg.Wait.Replicas, cfg.Wait.Timeout = 1, time.Second
-	e := &env{t: t, prefix: prefix, db: db, dbURL: dbURL, cfg: cfg}
-	e.g, e.url = startGateway(t, cfg)
+	e, rdb := newClusterEnv(t, func(c *Config) { c.Wait.Replicas, c.Wait.Timeout = 1, time.Second })
 	key, err := newAgentKey()
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +36,7 @@ func TestIngestOnCluster(t *testing.T) {
 		t.Fatalf("POST on the cluster with WAIT 1 = %s, want 204", r)
 	}
 
-	sk := stream.StreamKeys(prefix, cfg.Publish.Shards)[stream.ShardFor(a.ID, cfg.Publish.Shards)]
+	sk := stream.StreamKeys(e.prefix, e.cfg.Publish.Shards)[stream.ShardFor(a.ID, e.cfg.Publish.Shards)]
 	msgs, err := rdb.XRange(t.Context(), sk, "-", "+").Result()
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("XRANGE %s = %v, %v; want one entry", sk, msgs, err)
@@ -64,7 +57,7 @@ func TestIngestOnCluster(t *testing.T) {
 		t.Errorf("recent = %s, %v; want the sample", recent, err)
 	}
 
-	cfg2 := cfg
+	cfg2 := e.cfg
 	cfg2.Wait.Replicas, cfg2.Wait.Timeout = 2, 100*time.Millisecond
 	_, url2 := startGateway(t, cfg2)
 	r := doHTTP(t, url2, req{method: "POST", path: path, auth: bearer(a.APIKey), body: body})

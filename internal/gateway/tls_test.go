@@ -1,16 +1,9 @@
 package gateway
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,45 +18,21 @@ import (
 // and returns the certificate.
 func writeCert(t *testing.T, certFile, keyFile string, serial int64) *x509.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: fmt.Sprintf("gateway-%d", serial)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, certPEM, keyPEM := testenv.SelfSignedCert(t, serial, fmt.Sprintf("gateway-%d", serial))
 	// Written beside and renamed into place, as certbot and Kubernetes do.
 	for _, f := range []struct {
-		name  string
-		block *pem.Block
-	}{{keyFile, &pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}}, {certFile, &pem.Block{Type: "CERTIFICATE", Bytes: der}}} {
+		name string
+		pem  []byte
+	}{{keyFile, keyPEM}, {certFile, certPEM}} {
 		tmp := f.name + ".new"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(f.block), 0o600); err != nil {
+		if err := os.WriteFile(tmp, f.pem, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Rename(tmp, f.name); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return cert.Leaf
 }
 
 // TestHTTPSWithReloadedCertificate: with TLS_CERT_FILE and TLS_KEY_FILE the gateway serves

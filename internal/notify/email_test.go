@@ -1,15 +1,10 @@
 package notify
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"mime"
 	"mime/quotedprintable"
 	"net"
@@ -21,9 +16,9 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/google/uuid"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // smtpServer is an SMTP server for one test (emersion/go-smtp): STARTTLS with a generated
@@ -46,33 +41,16 @@ const smtpUser, smtpPassword = "notifier", "p4ss-word"
 
 func newSMTPServer(t *testing.T) *smtpServer {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "smtp test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, _, _ := testenv.SelfSignedCert(t, 1, "smtp test")
 	roots := x509.NewCertPool()
-	roots.AddCert(cert)
+	roots.AddCert(cert.Leaf)
 
 	s := &smtpServer{roots: roots}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &smtpSession{srv: s, conn: c}, nil
 	}))
 	srv.Domain = "localhost"
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.AllowInsecureAuth = false // AUTH only after STARTTLS
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -143,17 +121,10 @@ func TestEmailReceived(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	srv := newSMTPServer(t)
-	ch, err := e.channels.Create(t.Context(), alert.Channel{
+	ch := e.createChannel(alert.Channel{
 		Name: "mail", Type: alert.ChannelTypeEmail, To: []string{"ops@example.com", "oncall@example.org"}, Enabled: true,
-	}, "test")
-	if err != nil {
-		t.Fatalf("creating e-mail channel: %v", err)
-	}
-	ruleID := uuid.NewString()
-	fire := firing(ruleID, "agent-1", ch.ID)
-	res := resolved(fire, 90)
-	e.append(fire)
-	e.append(res)
+	})
+	fire, _ := e.fireAndResolve(ch.ID)
 	cfg := e.config("n1")
 	cfg.ExternalURL = "https://monitor.example.com"
 	cfg.SMTPAddr, cfg.SMTPFrom, cfg.SMTPStartTLS = srv.addr, "alerts@example.com", true
@@ -171,7 +142,7 @@ func TestEmailReceived(t *testing.T) {
 		want    []string
 	}{
 		{"[FIRING:CRITICAL] CPU busy on agent-1", []string{"CPU busy: agent-1 at 97.5%", "Value:          97.5", "team:           infra",
-			"Rule:           https://monitor.example.com/api/v1/alert-rules/" + ruleID}},
+			"Rule:           https://monitor.example.com/api/v1/alert-rules/" + fire.RuleID}},
 		{"[RESOLVED] CPU busy on agent-1", []string{"Recovery value: 41.25", "Fired for:      1m30s", "Value:          41.25"}},
 	}
 	for i, tt := range tests {

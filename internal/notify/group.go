@@ -90,31 +90,6 @@ func (n *Notifier) enqueue(ctx context.Context, log *slog.Logger, nt *Notificati
 	return ctx, nil, nil
 }
 
-// flushDue claims and sends the groups due now, one pass.
-func (n *Notifier) flushDue(ctx context.Context) error {
-	key := groupsKey(n.cfg.Prefix)
-	now := time.Now().UnixMilli()
-	due, err := n.rdb.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now, 10), Count: repeatBatch}).Result()
-	if err != nil {
-		return fmt.Errorf("reading due groups: %w", err)
-	}
-	for _, member := range due {
-		if ctx.Err() != nil {
-			return nil
-		}
-		lease := strconv.FormatInt(time.Now().Add(n.repeatLease()).UnixMilli(), 10)
-		ok, err := claimScript.Run(ctx, n.rdb, []string{key}, member, now, lease).Int()
-		if err != nil {
-			return fmt.Errorf("claiming group %s: %w", member, err)
-		}
-		if ok == 1 {
-			n.flushOne(ctx, member, lease)
-		}
-	}
-	return nil
-}
-
-// flushOne sends the claimed group member and settles the claim.
 func (n *Notifier) flushOne(ctx context.Context, member, lease string) {
 	p := n.cfg.Prefix
 	log := n.logger.With("group", member)

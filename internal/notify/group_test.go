@@ -22,13 +22,10 @@ func TestGroupedNotificationSurvivesRestart(t *testing.T) {
 	e := newEnv(t)
 	rcv := newReceiver(t, nil)
 	const wait = 3 * time.Second
-	ch, err := e.channels.Create(context.Background(), alert.Channel{
+	ch := e.createChannel(alert.Channel{
 		Name: "grouped", Type: alert.ChannelTypeWebhook, URL: rcv.srv.URL + "/hook", Enabled: true,
 		GroupBy: []string{"alertname"}, GroupWait: wait,
-	}, "test")
-	if err != nil {
-		t.Fatalf("creating channel: %v", err)
-	}
+	})
 	ruleID := uuid.NewString()
 	a, b := firing(ruleID, "agent-1", ch.ID), firing(ruleID, "agent-2", ch.ID)
 	b.Value = 99
@@ -87,13 +84,10 @@ func TestGroupedSlackNotification(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	rcv := newReceiver(t, nil)
-	ch, err := e.channels.Create(context.Background(), alert.Channel{
+	ch := e.createChannel(alert.Channel{
 		Name: "chat", Type: alert.ChannelTypeSlack, URL: rcv.srv.URL + "/slack", Enabled: true,
 		GroupBy: []string{"rule_id"}, GroupWait: time.Second,
-	}, "test")
-	if err != nil {
-		t.Fatalf("creating channel: %v", err)
-	}
+	})
 	ruleID := uuid.NewString()
 	a, b := firing(ruleID, "agent-1", ch.ID), firing(ruleID, "agent-2", ch.ID)
 	e.append(a)
@@ -133,13 +127,10 @@ func TestRefusedGroupIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	rcv := newReceiver(t, func(int) int { return 400 })
-	ch, err := e.channels.Create(context.Background(), alert.Channel{
+	ch := e.createChannel(alert.Channel{
 		Name: "grouped", Type: alert.ChannelTypeWebhook, URL: rcv.srv.URL + "/hook", Enabled: true,
 		GroupBy: []string{"alertname"}, GroupWait: time.Second,
-	}, "test")
-	if err != nil {
-		t.Fatalf("creating channel: %v", err)
-	}
+	})
 	ruleID := uuid.NewString()
 	e.append(firing(ruleID, "agent-1", ch.ID))
 	e.append(firing(ruleID, "agent-2", ch.ID))

@@ -157,16 +157,22 @@ func (r *running) outcome(o string) float64 {
 	return 0
 }
 
+// createChannel stores ch through the real store and returns it as stored.
+func (e *env) createChannel(ch alert.Channel) alert.Channel {
+	e.t.Helper()
+	stored, err := e.channels.Create(context.Background(), ch, "test")
+	if err != nil {
+		e.t.Fatalf("creating %s channel %q: %v", ch.Type, ch.Name, err)
+	}
+	return stored
+}
+
 // channel stores a webhook channel through the real store.
 func (e *env) channel(name, url, secret string, headers map[string]string) alert.Channel {
 	e.t.Helper()
-	ch, err := e.channels.Create(context.Background(), alert.Channel{
+	return e.createChannel(alert.Channel{
 		Name: name, Type: alert.ChannelTypeWebhook, URL: url, Secret: secret, Headers: headers, Enabled: true,
-	}, "test")
-	if err != nil {
-		e.t.Fatalf("creating channel %q: %v", name, err)
-	}
-	return ch
+	})
 }
 
 // append adds ev to the alerts stream of its agent's shard the way the alerter does
@@ -289,6 +295,24 @@ func resolved(ev alert.Event, seconds float64) alert.Event {
 	r.DurationSeconds = seconds
 	r.At = ev.At.Add(time.Duration(seconds * float64(time.Second)))
 	return r
+}
+
+// fireAndResolve appends, for channels, a firing of a new rule on agent-1 and its resolve 90 s
+// later, and returns both.
+func (e *env) fireAndResolve(channels ...string) (fire, res alert.Event) {
+	e.t.Helper()
+	fire = firing(uuid.NewString(), "agent-1", channels...)
+	res = resolved(fire, 90)
+	e.append(fire)
+	e.append(res)
+	return fire, res
+}
+
+// webhook starts a receiver answering 200 and stores a webhook channel "ops" sending to it.
+func (e *env) webhook() (*receiver, alert.Channel) {
+	e.t.Helper()
+	rcv := newReceiver(e.t, nil)
+	return rcv, e.channel("ops", rcv.srv.URL, "", nil)
 }
 
 // receiver is a webhook endpoint that records what it gets and answers with status(n) for its

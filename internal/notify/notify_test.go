@@ -167,8 +167,7 @@ func toAny(m map[string]string) map[string]any {
 func TestSeverityChangeWhileFiringKeepsStartsAt(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	rcv := newReceiver(t, nil)
-	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	rcv, ch := e.webhook()
 	e.start(e.config("n1"))
 
 	ev := firing(uuid.NewString(), "agent-1", ch.ID)
@@ -362,8 +361,7 @@ func testutilCounter(t *testing.T, r *running, name string) float64 {
 func TestUndecodableEntriesArePoisonedNotStuck(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	rcv := newReceiver(t, nil)
-	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	rcv, ch := e.webhook()
 	e.start(e.config("n1"))
 
 	e.xadd(map[string]any{redisstream.UUIDHeaderKey: "bad-json", "payload": "{not json"})
@@ -400,8 +398,7 @@ func TestUndecodableEntriesArePoisonedNotStuck(t *testing.T) {
 func TestNotSent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	rcv := newReceiver(t, nil)
-	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	rcv, ch := e.webhook()
 	disabled := e.channel("off", rcv.srv.URL+"/off", "", nil)
 	disabled.Enabled = false
 	if _, err := e.channels.Update(context.Background(), disabled, "test"); err != nil {
@@ -476,8 +473,7 @@ func TestNewChannelFoundBeforeCacheExpires(t *testing.T) {
 func TestOlderTransitionAfterNewerIsSkipped(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	rcv := newReceiver(t, nil)
-	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	rcv, ch := e.webhook()
 	n := e.start(e.config("n1"))
 	fire := firing(uuid.NewString(), "agent-1", ch.ID)
 	e.append(resolved(fire, 60))
@@ -716,8 +712,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 func TestPanickingStageIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	rcv := newReceiver(t, nil)
-	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	rcv, ch := e.webhook()
 	panicky := StageFunc(func(ctx context.Context, _ *slog.Logger, nt *Notification) (context.Context, *Notification, error) {
 		if nt.Event.AgentID == "agent-panic" {
 			panic("stage bug")
@@ -774,8 +769,7 @@ func (s silencesDown) List(ctx context.Context, includeExpired bool) ([]silence.
 func TestStoreOutageIsRetriedNotDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	rcv := newReceiver(t, nil)
-	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	rcv, ch := e.webhook()
 	var down atomic.Bool
 	down.Store(true)
 	reg := prometheus.NewRegistry()
@@ -865,8 +859,7 @@ func TestDeliversFromEveryShardOnCluster(t *testing.T) {
 }
 
 func testDeliversFromEveryShard(t *testing.T, e *env) {
-	rcv := newReceiver(t, nil)
-	ch := e.channel("ops", rcv.srv.URL, "", nil)
+	rcv, ch := e.webhook()
 	e.start(e.config("n1"))
 
 	ruleID := uuid.NewString()

@@ -94,10 +94,10 @@ func (n *Notifier) repeatLoop(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.RepeatCheck)
 	defer tick.Stop()
 	for {
-		if err := n.flushDue(ctx); err != nil && ctx.Err() == nil {
+		if err := n.claimDue(ctx, groupsKey(n.cfg.Prefix), "group", n.flushOne); err != nil && ctx.Err() == nil {
 			n.logger.Warn("sending due groups failed; trying again at the next check", "err", err)
 		}
-		if err := n.repeatDue(ctx); err != nil && ctx.Err() == nil {
+		if err := n.claimDue(ctx, repeatsKey(n.cfg.Prefix), "repeat", n.repeatOne); err != nil && ctx.Err() == nil {
 			n.logger.Warn("sending due repeats failed; trying again at the next check", "err", err)
 		}
 		select {
@@ -108,13 +108,14 @@ func (n *Notifier) repeatLoop(ctx context.Context) {
 	}
 }
 
-// repeatDue claims and sends the repeats due now, one pass.
-func (n *Notifier) repeatDue(ctx context.Context) error {
-	key := repeatsKey(n.cfg.Prefix)
+// claimDue claims the members of the sorted set key due now (at most repeatBatch, one pass), each
+// by moving its score to a lease (claimScript), and hands each member it claimed to send with
+// that lease; what names the members in errors (group, repeat).
+func (n *Notifier) claimDue(ctx context.Context, key, what string, send func(ctx context.Context, member, lease string)) error {
 	now := time.Now().UnixMilli()
 	due, err := n.rdb.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now, 10), Count: repeatBatch}).Result()
 	if err != nil {
-		return fmt.Errorf("reading due repeats: %w", err)
+		return fmt.Errorf("reading due %ss: %w", what, err)
 	}
 	for _, member := range due {
 		if ctx.Err() != nil {
@@ -123,19 +124,15 @@ func (n *Notifier) repeatDue(ctx context.Context) error {
 		lease := strconv.FormatInt(time.Now().Add(n.repeatLease()).UnixMilli(), 10)
 		ok, err := claimScript.Run(ctx, n.rdb, []string{key}, member, now, lease).Int()
 		if err != nil {
-			return fmt.Errorf("claiming repeat %s: %w", member, err)
+			return fmt.Errorf("claiming %s %s: %w", what, member, err)
 		}
 		if ok == 1 {
-			n.repeatOne(ctx, member, lease)
+			send(ctx, member, lease)
 		}
 	}
 	return nil
 }
 
-// repeatOne sends the claimed repeat member (or ends it), then settles the claim: a delivery
-// has rescheduled it already; otherwise it is rescheduled after the interval (silenced,
-// acknowledged, refused for good) or left to be claimed again when the lease ends (our stores
-// or the receiver failing for now).
 func (n *Notifier) repeatOne(ctx context.Context, member, lease string) {
 	p := n.cfg.Prefix
 	log := n.logger.With("repeat", member)

@@ -15,12 +15,9 @@ import (
 // for operators; the test sets a shorter one in the table directly, below the store.
 func (e *env) repeatChannel(name, url string, interval time.Duration) alert.Channel {
 	e.t.Helper()
-	ch, err := e.channels.Create(context.Background(), alert.Channel{
+	ch := e.createChannel(alert.Channel{
 		Name: name, Type: alert.ChannelTypeWebhook, URL: url, Enabled: true, RepeatInterval: alert.MinRepeatInterval,
-	}, "test")
-	if err != nil {
-		e.t.Fatalf("creating channel %q: %v", name, err)
-	}
+	})
 	if _, err := e.db.Exec(`UPDATE notification_channels SET repeat_interval_seconds = $2 WHERE id = $1`,
 		ch.ID, int(interval/time.Second)); err != nil {
 		e.t.Fatalf("setting repeat interval: %v", err)

@@ -2,13 +2,10 @@ package notify
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 )
@@ -17,17 +14,11 @@ func TestSlackChannelGetsSlackBody(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	rcv := newReceiver(t, nil)
-	ch, err := e.channels.Create(context.Background(), alert.Channel{
+	ch := e.createChannel(alert.Channel{
 		Name: "chat", Type: alert.ChannelTypeSlack, URL: rcv.srv.URL + "/slack", Enabled: true,
-	}, "test")
-	if err != nil {
-		t.Fatalf("creating slack channel: %v", err)
-	}
-	ruleID := uuid.NewString()
-	fire := firing(ruleID, "agent-1", ch.ID)
-	res := resolved(fire, 90)
-	e.append(fire)
-	e.append(res)
+	})
+	fire, res := e.fireAndResolve(ch.ID)
+	ruleID := fire.RuleID
 	cfg := e.config("n1")
 	cfg.ExternalURL = "https://monitor.example.com"
 	e.start(cfg)

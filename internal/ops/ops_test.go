@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/logging"
 	"github.com/agentmonitor/agentmonitor/internal/ops"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 func TestOpsServer(t *testing.T) {
@@ -32,27 +33,17 @@ func TestOpsServer(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	base := "http://" + srv.Addr()
-	get := func(path string) (int, string) {
-		t.Helper()
-		resp, err := http.Get(base + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if code, _ := get("/healthz"); code != 200 {
+	if code, _ := testenv.Get(t, base+"/healthz"); code != 200 {
 		t.Errorf("GET /healthz = %d, want 200", code)
 	}
-	if code, _ := get("/readyz"); code != 200 {
+	if code, _ := testenv.Get(t, base+"/readyz"); code != 200 {
 		t.Errorf("GET /readyz = %d, want 200", code)
 	}
 	fail = true
-	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "db: connection refused") {
+	if code, body := testenv.Get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "db: connection refused") {
 		t.Errorf("GET /readyz with db down = %d %s, want 503 naming db", code, body)
 	}
-	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
+	if code, body := testenv.Get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Errorf("GET /metrics = %d, want 200 with runtime metrics", code)
 	}
 	cancel()
@@ -87,20 +78,10 @@ func startOps(t *testing.T, srv *ops.Server) string {
 // the named profiles and a short CPU profile once it is.
 func TestOpsPprof(t *testing.T) {
 	logger := logging.New(io.Discard, logging.Config{Level: "info", Format: "json"}, "test")
-	get := func(url string) (int, string) {
-		t.Helper()
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
 
 	off := startOps(t, ops.NewServer("127.0.0.1:0", ops.NewRegistry(), nil, logger))
 	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
-		if code, _ := get(off + path); code != http.StatusNotFound {
+		if code, _ := testenv.Get(t, off+path); code != http.StatusNotFound {
 			t.Errorf("GET %s without EnablePprof = %d, want 404", path, code)
 		}
 	}
@@ -108,15 +89,15 @@ func TestOpsPprof(t *testing.T) {
 	srv := ops.NewServer("127.0.0.1:0", ops.NewRegistry(), nil, logger)
 	srv.EnablePprof()
 	on := startOps(t, srv)
-	if code, body := get(on + "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+	if code, body := testenv.Get(t, on+"/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
 		t.Errorf("GET /debug/pprof/ with EnablePprof = %d, want 200 listing the profiles", code)
 	}
 	for _, path := range []string{"/debug/pprof/heap", "/debug/pprof/cmdline", "/debug/pprof/profile?seconds=1", "/debug/pprof/trace?seconds=0.1"} {
-		if code, body := get(on + path); code != http.StatusOK || body == "" {
+		if code, body := testenv.Get(t, on+path); code != http.StatusOK || body == "" {
 			t.Errorf("GET %s with EnablePprof = %d (%d bytes), want 200 with a body", path, code, len(body))
 		}
 	}
-	if code, _ := get(on + "/healthz"); code != http.StatusOK {
+	if code, _ := testenv.Get(t, on+"/healthz"); code != http.StatusOK {
 		t.Errorf("GET /healthz with EnablePprof = %d, want 200", code)
 	}
 }

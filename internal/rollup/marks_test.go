@@ -40,20 +40,9 @@ func TestWindowAlignment(t *testing.T) {
 	}
 }
 
-// onBothRedis runs f against the single Redis and against Redis Cluster, where the rollup sets
-// (several in one script or MULTI) must share a slot.
-func onBothRedis(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient, prefix string)) {
-	t.Run("single", func(t *testing.T) {
-		rdb, prefix := testenv.Redis(t)
-		f(t, rdb, prefix)
-	})
-	t.Run("cluster", func(t *testing.T) {
-		rdb, prefix := testenv.RedisCluster(t)
-		f(t, rdb, prefix)
-	})
-}
-
-func TestStoreLeases(t *testing.T) { onBothRedis(t, testStoreLeases) }
+// The store tests run on Redis Cluster too, where the rollup sets (several in one script or MULTI)
+// must share a slot.
+func TestStoreLeases(t *testing.T) { testenv.OnBothRedis(t, testStoreLeases) }
 
 func testStoreLeases(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	s := rollup.NewStore(rdb, prefix)
@@ -126,7 +115,9 @@ func testStoreLeases(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	}
 }
 
-func TestMetricsShowWaitingWindows(t *testing.T) { onBothRedis(t, testMetricsShowWaitingWindows) }
+func TestMetricsShowWaitingWindows(t *testing.T) {
+	testenv.OnBothRedis(t, testMetricsShowWaitingWindows)
+}
 
 func testMetricsShowWaitingWindows(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	s := rollup.NewStore(rdb, prefix)

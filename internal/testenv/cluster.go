@@ -55,3 +55,18 @@ func RedisCluster(t testing.TB) (client *redis.ClusterClient, prefix string) {
 	})
 	return client, prefix
 }
+
+// OnBothRedis runs f as two subtests, "single" against Redis and "cluster" against RedisCluster,
+// each with its own prefix: for code whose keys must also work on a cluster (several keys in one
+// script or MULTI must share a slot there).
+func OnBothRedis(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient, prefix string)) {
+	t.Helper()
+	t.Run("single", func(t *testing.T) {
+		rdb, prefix := Redis(t)
+		f(t, rdb, prefix)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		rdb, prefix := RedisCluster(t)
+		f(t, rdb, prefix)
+	})
+}
