@@ -90,6 +90,7 @@ func (n *Notifier) enqueue(ctx context.Context, log *slog.Logger, nt *Notificati
 	return ctx, nil, nil
 }
 
+// flushOne sends the claimed group member and settles the claim.
 func (n *Notifier) flushOne(ctx context.Context, member, lease string) {
 	p := n.cfg.Prefix
 	log := n.logger.With("group", member)

@@ -133,6 +133,10 @@ func (n *Notifier) claimDue(ctx context.Context, key, what string, send func(ctx
 	return nil
 }
 
+// repeatOne sends the claimed repeat member (or ends it), then settles the claim: a delivery
+// has rescheduled it already; otherwise it is rescheduled after the interval (silenced,
+// acknowledged, refused for good) or left to be claimed again when the lease ends (our stores
+// or the receiver failing for now).
 func (n *Notifier) repeatOne(ctx context.Context, member, lease string) {
 	p := n.cfg.Prefix
 	log := n.logger.With("repeat", member)
