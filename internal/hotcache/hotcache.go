@@ -381,8 +381,8 @@ func (b *Batch) Values() int { return b.values }
 // agent, the accepted time (Unix ns), the TTL in seconds (plus a refresh period), MaxSeries, the
 // oldest entry id kept (now-Window, in ms), the most entries kept, the id of the new entry, the
 // number of latest entries (-1: reset), the refresh period now is in, the shape and entry of
-// each latest entry, and the recent entry. The []byte arguments
-// point into b: keep b until the command is sent.
+// each latest entry, and the recent entry. The []byte arguments point into b: keep b until the
+// command is sent.
 func (b *Batch) AppendArgs(args []any, agentID string) []any {
 	c := b.c
 	nowMs := b.now.UnixMilli()

@@ -407,3 +407,32 @@ func TestRefreshPeriod(t *testing.T) {
 		t.Errorf("TTL of a recreated recent stream = %v, want 110s", r)
 	}
 }
+
+// TestLongValues: tags, values and field blocks of 128 bytes and more (lengths of several bytes
+// in the compact entries) come back whole.
+func TestLongValues(t *testing.T) {
+	t.Parallel()
+	c, _ := newCache(t, nil)
+	ctx := t.Context()
+	now := time.Now()
+	long := strings.Repeat("x", 300)
+	fields := make([]metric.Field, 40)
+	for i := range fields {
+		fields[i] = float(fmt.Sprintf("f%02d", i), float64(i)+0.5)
+	}
+	fields = append(fields, metric.Field{Key: "s", Value: metric.Value{Kind: metric.KindString, S: long}})
+	pts := []metric.Point{{Measurement: "m", Tags: []metric.Tag{tag("t", long)}, Fields: fields, Time: now.UnixNano()}}
+	if err := c.Update(ctx, agent, pts, now); err != nil {
+		t.Fatal(err)
+	}
+	latest, err := c.Latest(ctx, agent)
+	wantS := fmt.Sprintf(`{"metric":"m.s","tags":{"t":%q},"value":%q,"time":%q}`, long, long, rfc(now.UnixNano()))
+	if err != nil || len(latest) != 41 || string(latest[40]) != wantS {
+		t.Fatalf("Latest = %d values (last %s), %v; want 41, the last %s", len(latest), latest[len(latest)-1], err, wantS)
+	}
+	recent, err := c.Recent(ctx, agent, "m.f39", now)
+	want := fmt.Sprintf(`{"tags":{"t":%q},"value":39.5,"time":%q}`, long, rfc(now.UnixNano()))
+	if err != nil || len(recent) != 1 || string(recent[0]) != want {
+		t.Errorf("Recent(m.f39) = %s, %v; want %s", joined(recent), err, want)
+	}
+}
