@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
@@ -476,6 +477,11 @@ func TestLatestAndRecent(t *testing.T) {
 	if string(r.body) != want {
 		t.Errorf("latest =\n%s\nwant\n%s", r.body, want)
 	}
+	// ?pretty indents the same document.
+	r = e.do(req{method: "GET", path: "/api/v1/agents/" + a.ID + "/metrics/latest?pretty", auth: bearer(viewer)})
+	if v := jsontext.Value(r.body); r.status != 200 || !bytes.Contains(r.body, []byte("\n  ")) || v.Compact() != nil || string(v) != want {
+		t.Errorf("latest?pretty = %s, want %s indented", r, want)
+	}
 
 	r = e.do(req{method: "GET", path: "/api/v1/agents/" + a.ID + "/metrics/recent?metric=cpu.usage_percent", auth: bearer(viewer)})
 	want = fmt.Sprintf(`{"agent":%q,"metric":"cpu.usage_percent","samples":[`+
@@ -505,15 +511,16 @@ func TestLatestAndRecent(t *testing.T) {
 			t.Errorf("GET %s = %s, want %d with %s", tt.path, r, tt.status, tt.body)
 		}
 	}
-	// Everything cached expires after REDIS_TTL_SECONDS.
+	// Everything cached expires REDIS_TTL_SECONDS (300) after the last batch, plus at most a
+	// refresh period (a tenth of it).
 	keys := e.hotKeys()
-	if len(keys) != 2 { // latest and recent
+	if len(keys) != 2 { // latest points and recent
 		t.Errorf("hot keys = %v, want 2", keys)
 	}
 	for _, k := range keys {
 		ttl, err := e.rdb.TTL(context.Background(), k).Result()
-		if err != nil || ttl <= 0 || ttl > 300*time.Second {
-			t.Errorf("TTL of %s = %v (%v), want up to 300s", k, ttl, err)
+		if err != nil || ttl <= 0 || ttl > 330*time.Second {
+			t.Errorf("TTL of %s = %v (%v), want up to 330s", k, ttl, err)
 		}
 	}
 	// Deleting the agent deletes its live data.

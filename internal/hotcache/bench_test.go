@@ -76,3 +76,28 @@ func BenchmarkReads(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkEncode is the gateway's CPU for the hot-cache part of one accepted request (6 points,
+// 30 values): encoding the refresh and appending its script arguments, without Redis.
+func BenchmarkEncode(b *testing.B) {
+	c, err := hotcache.New(nil, "p:", shards, hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pts := make([]metric.Point, 6)
+	for i, m := range []string{"cpu", "mem", "disk", "net", "load", "procs"} {
+		pts[i] = metric.Point{Measurement: m, Tags: []metric.Tag{tag("host", "h1")},
+			Fields: []metric.Field{float("a", 1.5), float("b", 2.5), float("c", 3.5), float("d", 4.5), float("e", 5.5)}}
+	}
+	args := make([]any, 0, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		now := time.Now()
+		for i := range pts {
+			pts[i].Time = now.UnixNano()
+		}
+		hb := c.Encode(pts, now)
+		args = hb.AppendArgs(args[:0], "3f0c1f9e-8a51-4c1b-9d4e-6a2f1b0c7d11")
+		hb.Release()
+	}
+}

@@ -1,7 +1,8 @@
-// Package hotcache keeps the live view of every agent in Redis: the latest value of each series in
-// one hash, and the last few minutes of samples as one compact entry per accepted batch, refreshed
-// by the gateway with a constant number of commands per batch (inside its ingest script, see
-// LuaRefresh) and expiring when an agent goes quiet. Each read is one Redis round trip.
+// Package hotcache keeps the live view of every agent in Redis: the latest point of each point
+// shape (measurement, tags, field names) in one hash, merged series by series when read, and the
+// last few minutes of samples as one compact entry per accepted batch, refreshed by the gateway
+// with a constant number of commands per batch (inside its ingest script, see LuaRefresh) and
+// expiring when an agent goes quiet. Each read is one Redis round trip.
 package hotcache
 
 import (
@@ -13,7 +14,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,10 +33,12 @@ type Config struct {
 	TTLSeconds int `env:"REDIS_TTL_SECONDS" envDefault:"300" help:"seconds the latest values and recent samples of an agent stay in Redis after its last batch"`
 	// Window is how far back the recent samples reach.
 	Window time.Duration `env:"HOT_CACHE_WINDOW" envDefault:"5m" help:"how far back GET .../metrics/recent reaches"`
-	// MaxSeries bounds the series (metric plus tag set) whose latest value is kept per agent:
-	// past it the agent's latest values are reset, so that an agent with an unbounded tag does
-	// not grow its hash for ever. The points themselves are stored all the same.
-	MaxSeries int `env:"HOT_CACHE_MAX_SERIES" envDefault:"2000" help:"most series per agent whose latest value is cached (past it they are reset)"`
+	// MaxSeries bounds the latest entries kept per agent, one per point shape (measurement, tag
+	// set and field names, see Encode), each holding the latest values of that shape's series
+	// (at most INGEST_MAX_FIELDS): past it the agent's latest values are reset, so that an agent
+	// with an unbounded tag does not grow its hash for ever. The points themselves are stored
+	// all the same.
+	MaxSeries int `env:"HOT_CACHE_MAX_SERIES" envDefault:"2000" help:"most point shapes (measurement, tag set, field names) per agent whose latest values are cached (past it they are reset)"`
 	// MaxSamples bounds the recent samples (values) kept per agent, all metrics together: a
 	// batch keeps its newest MaxSamples, and an agent's recent entries are cut to
 	// MaxSamples / (samples of the batch being written), so the agent holds about MaxSamples and
@@ -89,69 +91,110 @@ func (c *Cache) Config() Config { return c.cfg }
 // Key layout (see the README): every key of an agent carries the hash tag of its stream shard,
 // {i}, so that they all live in one Redis Cluster slot with the shard's stream.
 //
-//	P hot:{i}:<agent>:latest  hash: series -> JSON of its latest value
-//	P hot:{i}:<agent>:recent  stream: one entry per accepted batch (field "s", see appendRecent)
+//	P hot:{i}:<agent>:points  hash: point shape -> the latest point of that shape (see Encode)
+//	P hot:{i}:<agent>:recent  stream: one entry per accepted batch (field "p", see appendPoint)
 //	P agents:accepted:{i}     hash: agent -> Unix ns of its last accepted batch (AcceptedKey)
+//
+// Before the points hash, the latest values were a hash hot:{i}:<agent>:latest of one JSON value
+// per series, and recent entries had a field "s": nothing reads them any more, and what an older
+// gateway left expires REDIS_TTL_SECONDS after its last write (recent entries leave the window).
 func (c *Cache) tag(agentID string) string {
 	return "{" + strconv.Itoa(stream.ShardFor(agentID, c.shards)) + "}"
 }
 
-// Keys returns the agent's keys in the order LuaRefresh takes them: its latest values, its
+// Keys returns the agent's keys in the order LuaRefresh takes them: its latest points, its
 // recent samples and the accepted record of its shard.
 func (c *Cache) Keys(agentID string) [3]string {
 	tag := c.tag(agentID)
 	base := c.prefix + "hot:" + tag + ":" + agentID
-	return [3]string{base + ":latest", base + ":recent", c.prefix + "agents:accepted:" + tag}
+	return [3]string{base + ":points", base + ":recent", c.prefix + "agents:accepted:" + tag}
 }
 
-// LuaRefresh defines the Lua function hot_refresh(latest, recent, accepted, argv, i), which
+// LuaRefresh defines the Lua function hot_refresh(points, recent, accepted, argv, i), which
 // writes a Batch whose arguments (Batch.AppendArgs) start at argv[i]. Every command goes through
 // redis.pcall: a failed cache write never fails the script it is part of (the ingest script has
-// already appended the batch). It returns the errors, joined by "; ", or "". Its commands are a
-// constant number whatever the batch holds: HSET of the accepted time; one HSET of the latest
-// values (one per 2000 series above 2000, since Lua's unpack is bounded; HOT_CACHE_MAX_SERIES
-// keeps it one by default), HLEN, then EXPIRE or, past MaxSeries, DEL; one XADD of the recent
-// entry trimmed by time (MINID), XTRIM to the entry bound and EXPIRE.
+// already appended the batch). It returns the errors, joined by "; ", or "".
+//
+// Its commands are a constant number whatever the batch holds, and as few as can be in the usual
+// case (each costs Redis several microseconds in a script): HSET of the accepted time, one HSET
+// of the latest points (one per 2000 shapes above 2000, since Lua's unpack is bounded;
+// HOT_CACHE_MAX_SERIES keeps it one by default), one XADD of the recent entry (NOMKSTREAM,
+// trimmed to the entry bound by MAXLEN). The TTLs are refreshed, and the recent entries trimmed
+// by time, once per refresh period (see refreshPeriod) rather than on every batch: the points
+// HSET writes a marker field "@<period>" with them, so that it adds a field exactly when the
+// period is new (or a shape is new, or the hash was created): then it drops the markers of the
+// 12 periods before (a key lives at most 11 periods without a refresh, see refreshPeriod),
+// checks the bound (HLEN, DEL past MaxSeries) and EXPIREs the hash, and XTRIM MINID and EXPIRE
+// follow the XADD. An XADD that finds no stream creates it and sets its TTL too.
 const LuaRefresh = `
-local function hot_refresh(latest, recent, accepted, argv, i)
+local function hot_refresh(points, recent, accepted, argv, i)
   local errs = {}
   local function try(...)
     local r = redis.pcall(...)
     if type(r) == 'table' and r.err then errs[#errs + 1] = r.err end
     return r
   end
-  local ttl = argv[i + 2]
   try('HSET', accepted, argv[i], argv[i + 1])
+  local ttl = argv[i + 2]
+  local period = tonumber(argv[i + 8])
   local nl = tonumber(argv[i + 7])
-  local j = i + 8
+  local j = i + 9
+  local refresh = false
   if nl < 0 then
-    try('DEL', latest)
+    try('DEL', points)
+    refresh = true
   elseif nl > 0 then
     local last = j + 2 * nl - 1
+    local added = 0
     for from = j, last, 4000 do
-      try('HSET', latest, unpack(argv, from, math.min(from + 3999, last)))
+      local n
+      if from == j then
+        n = try('HSET', points, '@' .. period, '', unpack(argv, from, math.min(from + 3999, last)))
+      else
+        n = try('HSET', points, unpack(argv, from, math.min(from + 3999, last)))
+      end
+      if type(n) == 'number' then added = added + n end
     end
     j = last + 1
-    local n = try('HLEN', latest)
-    if type(n) == 'number' and n > tonumber(argv[i + 3]) then
-      try('DEL', latest)
-    else
-      try('EXPIRE', latest, ttl)
+    if added > 0 then
+      refresh = true
+      local stale = {}
+      for d = 1, 12 do stale[d] = '@' .. (period - d) end
+      try('HDEL', points, unpack(stale))
+      local n = try('HLEN', points)
+      if type(n) == 'number' and n > tonumber(argv[i + 3]) + 1 then
+        try('DEL', points)
+      else
+        try('EXPIRE', points, ttl)
+      end
     end
   end
   local blob = argv[j]
   if blob ~= nil and blob ~= '' then
-    local r = redis.pcall('XADD', recent, 'MINID', argv[i + 4], argv[i + 6], 's', blob)
+    local id, max = argv[i + 6], argv[i + 5]
+    local r = redis.pcall('XADD', recent, 'NOMKSTREAM', 'MAXLEN', max, id, 'p', blob)
     if type(r) == 'table' and r.err then
       -- An entry stamped by a clock ahead of ours is already there: let Redis pick the id.
-      try('XADD', recent, 'MINID', argv[i + 4], '*', 's', blob)
+      try('XADD', recent, 'MAXLEN', max, '*', 'p', blob)
+    elseif not r then
+      try('XADD', recent, 'MAXLEN', max, id, 'p', blob)
+      refresh = true
     end
-    try('XTRIM', recent, 'MAXLEN', argv[i + 5])
-    try('EXPIRE', recent, ttl)
+    if refresh then
+      try('XTRIM', recent, 'MINID', argv[i + 4])
+      try('EXPIRE', recent, ttl)
+    end
   end
   return table.concat(errs, '; ')
 end
 `
+
+// refreshPeriod is how often (at most) the hot keys of an active agent get their TTL refreshed
+// and its recent entries are trimmed by time, in seconds: a tenth of REDIS_TTL_SECONDS (rounded
+// up), at least a second. The keys expire TTL plus one period after the refresh, so between TTL
+// and TTL plus a period after the agent's last batch (at most 11 periods after the refresh);
+// entries older than the window stay up to a period longer (reads filter them out).
+func (c *Config) refreshPeriod() int64 { return int64(max(1, (c.TTLSeconds+9)/10)) }
 
 // Batch is the hot-cache refresh of one accepted batch, encoded once by Encode and written by
 // Update or, as arguments of a larger script, by whoever embeds LuaRefresh. Release it after
@@ -159,155 +202,187 @@ end
 type Batch struct {
 	c      *Cache
 	now    time.Time
-	enc    []byte // series keys and JSON entries, back to back
-	spans  []span
-	recent []byte // the recent entry (see appendRecent); empty when no point is in the window
-	tmp    []byte
-	pairs  int // latest values to write; -1: more series than MaxSeries, reset the hash
+	enc    []byte  // shape keys and latest entries, back to back
+	shapes []shape // one per point within the window
+	recent []byte  // the recent entry (see appendPoint); empty when no point is in the window
+	keep   []int   // over MaxSamples: per point, the index of its first field kept in recent
+	order  []int
+	pairs  int // latest entries to write; -1: more shapes than MaxSeries, reset the hash
 	values int // samples in recent
 }
 
-// span locates one value of the batch in enc: its series key enc[key:keyEnd] (the metric name
-// is enc[key:nameEnd]), its latest entry enc[json:end], and within it the JSON of its tags
-// enc[tags:tagsEnd] and of its value enc[value:valueEnd].
-type span struct {
-	key, nameEnd, keyEnd int
-	json, end            int
-	tags, tagsEnd        int
-	value, valueEnd      int
-	time                 int64
-	dropped              bool // left out of recent (over MaxSamples)
+// shape locates the latest entry of one point in enc: the hash field enc[key:keyEnd] and the
+// entry enc[entry:end].
+type shape struct {
+	key, keyEnd, entry, end int
+	time                    int64
 }
 
-func (b *Batch) seriesKey(s *span) []byte { return b.enc[s.key:s.keyEnd] }
-func (b *Batch) name(s *span) []byte      { return b.enc[s.key:s.nameEnd] }
+func (b *Batch) shapeKey(s *shape) []byte { return b.enc[s.key:s.keyEnd] }
 
-// Encode encodes the refresh of points of one agent, accepted at now: the latest value of each
-// series and every sample, leaving out points older than now-Window (a batch sent late, by an
-// agent flushing its buffer after an outage, must not replace newer latest values). Within the
-// batch the newest value of a series wins (the last one on a tie); across batches the last batch
-// written wins. A batch with more series than MaxSeries resets the latest hash (it refills with
-// the series the agent still sends); one with more samples than MaxSamples keeps the newest.
+// latestFormat starts every entry of the points hash: a reader skips entries of another format.
+const latestFormat = 1
+
+// Encode encodes the refresh of points of one agent, accepted at now, leaving out points older
+// than now-Window (a batch sent late, by an agent flushing its buffer after an outage, must not
+// replace newer latest values).
+//
+// The latest values are kept per point shape: the hash field of a point is its measurement, tag
+// set and field names, as line protocol escapes them ("cpu,host=h1 idle,user"), and its value
+// the whole point (latestFormat, the accepted time, the point's index in its batch, then
+// appendPoint). A typical request of 6 points writes 6 fields however many values they hold; a
+// reader merges the entries series by series (see Latest), so a point that sends only some of a
+// measurement's fields updates only those. Within a batch the newest point of a shape wins (the
+// last one on a tie); across batches the last batch written wins. A batch with more shapes than
+// MaxSeries resets the hash (it refills with the shapes the agent still sends); one with more
+// samples than MaxSamples keeps the newest in its recent entry.
 func (c *Cache) Encode(points []metric.Point, now time.Time) *Batch {
 	b, _ := c.bufs.Get().(*Batch)
 	if b == nil {
 		b = &Batch{c: c}
 	}
 	b.now = now
+	nowNs := now.UnixNano()
 	cutoff := now.Add(-c.cfg.Window).UnixNano()
 	for pi := range points {
 		p := &points[pi]
 		if p.Time < cutoff {
 			continue
 		}
+		s := shape{time: p.Time, key: len(b.enc)}
+		b.enc = appendEscaped(b.enc, p.Measurement)
+		b.enc = appendTagKey(b.enc, p.Tags)
 		for fi := range p.Fields {
-			f := &p.Fields[fi]
-			var s span
-			s.time = p.Time
-			s.key = len(b.enc)
-			b.enc = append(b.enc, p.Measurement...)
-			b.enc = append(b.enc, '.')
-			b.enc = append(b.enc, f.Key...)
-			s.nameEnd = len(b.enc)
-			b.enc = appendTagKey(b.enc, p.Tags)
-			s.keyEnd = len(b.enc)
-			s.json = len(b.enc)
-			b.enc = append(b.enc, `{"metric":`...)
-			b.enc, _ = jsontext.AppendQuote(b.enc, b.enc[s.key:s.nameEnd])
-			b.enc = append(b.enc, ',')
-			b.enc = append(b.enc, `"tags":`...)
-			s.tags = len(b.enc)
-			b.enc = appendTags(b.enc, p.Tags)
-			s.tagsEnd = len(b.enc)
-			b.enc = append(b.enc, `,"value":`...)
-			s.value = len(b.enc)
-			b.enc = appendValue(b.enc, f.Value)
-			s.valueEnd = len(b.enc)
-			b.enc = appendTime(b.enc, p.Time)
-			s.end = len(b.enc)
-			b.spans = append(b.spans, s)
+			if fi == 0 {
+				b.enc = append(b.enc, ' ')
+			} else {
+				b.enc = append(b.enc, ',')
+			}
+			b.enc = appendEscaped(b.enc, p.Fields[fi].Key)
 		}
+		s.keyEnd, s.entry = len(b.enc), len(b.enc)
+		b.enc = append(b.enc, latestFormat)
+		b.enc = binary.AppendVarint(b.enc, nowNs)
+		b.enc = binary.AppendUvarint(b.enc, uint64(pi))
+		b.enc = appendPoint(b.enc, p, 0, nowNs)
+		s.end = len(b.enc)
+		b.shapes = append(b.shapes, s)
+		b.values += len(p.Fields)
 	}
-	if len(b.spans) == 0 {
+	if len(b.shapes) == 0 {
 		return b
 	}
-	// By series, oldest first (stable: the last one written wins a tie).
-	slices.SortStableFunc(b.spans, func(x, y span) int {
-		if c := bytes.Compare(b.seriesKey(&x), b.seriesKey(&y)); c != 0 {
+	// By shape, oldest first (stable: the last one in the batch wins a tie).
+	slices.SortStableFunc(b.shapes, func(x, y shape) int {
+		if c := bytes.Compare(b.shapeKey(&x), b.shapeKey(&y)); c != 0 {
 			return c
 		}
 		return cmp.Compare(x.time, y.time)
 	})
-	series := 0
-	for i := range b.spans {
-		if i+1 == len(b.spans) || !bytes.Equal(b.seriesKey(&b.spans[i+1]), b.seriesKey(&b.spans[i])) {
-			series++
+	for i := range b.shapes {
+		if i+1 == len(b.shapes) || !bytes.Equal(b.shapeKey(&b.shapes[i+1]), b.shapeKey(&b.shapes[i])) {
+			b.pairs++
 		}
 	}
-	b.pairs = series
-	if series > c.cfg.MaxSeries {
+	if b.pairs > c.cfg.MaxSeries {
 		b.pairs = -1
 	}
-	b.values = len(b.spans)
 	if b.values > c.cfg.MaxSamples {
-		b.dropOldest(b.values - c.cfg.MaxSamples)
+		b.dropOldest(points, cutoff, b.values-c.cfg.MaxSamples)
 		b.values = c.cfg.MaxSamples
 	}
-	b.appendRecent()
+	for pi := range points {
+		p := &points[pi]
+		if p.Time < cutoff {
+			continue
+		}
+		from := 0
+		if b.keep != nil {
+			if from = b.keep[pi]; from == len(p.Fields) {
+				continue
+			}
+		}
+		if len(b.recent) == 0 {
+			b.recent = binary.AppendVarint(b.recent, nowNs)
+		}
+		b.recent = appendPoint(b.recent, p, from, nowNs)
+	}
 	return b
 }
 
-// dropOldest marks the n oldest samples as left out of the recent entry.
-func (b *Batch) dropOldest(n int) {
-	idx := make([]int, len(b.spans))
-	for i := range idx {
-		idx[i] = i
+// dropOldest leaves the n oldest samples (of the points at or after cutoff) out of the recent
+// entry: b.keep[i] is the first field of points[i] kept.
+func (b *Batch) dropOldest(points []metric.Point, cutoff int64, n int) {
+	b.keep = slices.Grow(b.keep[:0], len(points))[:len(points)]
+	b.order = b.order[:0]
+	for i := range points {
+		b.keep[i] = 0
+		if points[i].Time >= cutoff {
+			b.order = append(b.order, i)
+		}
 	}
-	slices.SortStableFunc(idx, func(x, y int) int { return cmp.Compare(b.spans[x].time, b.spans[y].time) })
-	for _, i := range idx[:n] {
-		b.spans[i].dropped = true
+	slices.SortStableFunc(b.order, func(x, y int) int { return cmp.Compare(points[x].Time, points[y].Time) })
+	for _, i := range b.order {
+		if n == 0 {
+			break
+		}
+		drop := min(n, len(points[i].Fields))
+		b.keep[i] = drop
+		n -= drop
 	}
 }
 
-// appendRecent encodes the recent entry: for each run of samples of one metric, uvarint length
-// and bytes of the metric name, uvarint length of the block, then the block: per sample its time
-// (varint Unix ns), then uvarint length and bytes of the JSON of its tags, then of its value.
-// A reader skips another metric's block without decoding it, and builds the JSON objects it
-// serves ({"tags","value","time"}) only for the samples it returns.
-func (b *Batch) appendRecent() {
-	for i := 0; i < len(b.spans); {
-		name := b.name(&b.spans[i])
-		j := i
-		b.tmp = b.tmp[:0]
-		for ; j < len(b.spans) && bytes.Equal(b.name(&b.spans[j]), name); j++ {
-			s := &b.spans[j]
-			if s.dropped {
-				continue
-			}
-			b.tmp = binary.AppendVarint(b.tmp, s.time)
-			b.tmp = binary.AppendUvarint(b.tmp, uint64(s.tagsEnd-s.tags))
-			b.tmp = append(b.tmp, b.enc[s.tags:s.tagsEnd]...)
-			b.tmp = binary.AppendUvarint(b.tmp, uint64(s.valueEnd-s.value))
-			b.tmp = append(b.tmp, b.enc[s.value:s.valueEnd]...)
+// appendPoint appends a point's samples from field from on: uvarint length and bytes of its
+// measurement, its time (varint Unix ns, less base: usually 0 or close), uvarint length and
+// bytes of the JSON of its tags (the agent tag left out), uvarint length of the field block,
+// then the block: per field, uvarint length and bytes of its key, then of the JSON of its value.
+// A recent entry is base (varint Unix ns, the accepted time) then these points back to back; a
+// reader skips the field block of another measurement without decoding it, and builds the JSON
+// objects it serves only for the samples it returns.
+func appendPoint(dst []byte, p *metric.Point, from int, base int64) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(p.Measurement)))
+	dst = append(dst, p.Measurement...)
+	dst = binary.AppendVarint(dst, p.Time-base)
+	dst = appendLenPrefixed(dst, func(dst []byte) []byte { return appendTags(dst, p.Tags) })
+	return appendLenPrefixed(dst, func(dst []byte) []byte {
+		for i := from; i < len(p.Fields); i++ {
+			f := &p.Fields[i]
+			dst = binary.AppendUvarint(dst, uint64(len(f.Key)))
+			dst = append(dst, f.Key...)
+			dst = appendLenPrefixed(dst, func(dst []byte) []byte { return appendValue(dst, f.Value) })
 		}
-		if len(b.tmp) > 0 {
-			b.recent = binary.AppendUvarint(b.recent, uint64(len(name)))
-			b.recent = append(b.recent, name...)
-			b.recent = binary.AppendUvarint(b.recent, uint64(len(b.tmp)))
-			b.recent = append(b.recent, b.tmp...)
-		}
-		i = j
+		return dst
+	})
+}
+
+// appendLenPrefixed appends what add appends, preceded by its length as a uvarint. The length
+// is not known before: one byte is reserved (the usual case, under 128 bytes) and the bytes are
+// moved when the length needs more.
+func appendLenPrefixed(dst []byte, add func([]byte) []byte) []byte {
+	at := len(dst)
+	dst = add(append(dst, 0))
+	n := len(dst) - at - 1
+	if n < 0x80 {
+		dst[at] = byte(n)
+		return dst
 	}
+	var l [binary.MaxVarintLen64]byte
+	ln := binary.PutUvarint(l[:], uint64(n))
+	dst = append(dst, l[1:ln]...) // room for the longer length
+	copy(dst[at+ln:], dst[at+1:at+1+n])
+	copy(dst[at:], l[:ln])
+	return dst
 }
 
 // Values returns the number of samples the batch adds to the recent entries.
 func (b *Batch) Values() int { return b.values }
 
 // AppendArgs appends to args the arguments hot_refresh (LuaRefresh) reads for agentID: the
-// agent, the accepted time (Unix ns), the TTL in seconds, MaxSeries, the oldest entry id kept
-// (now-Window, in ms), the most entries kept, the id of the new entry, the number of latest
-// pairs (-1: reset), the pairs, and the recent entry. The []byte arguments point into b: keep b
-// until the command is sent.
+// agent, the accepted time (Unix ns), the TTL in seconds (plus a refresh period), MaxSeries, the
+// oldest entry id kept (now-Window, in ms), the most entries kept, the id of the new entry, the
+// number of latest entries (-1: reset), the refresh period now is in, the shape and entry of
+// each latest entry, and the recent entry. The []byte arguments point into b: keep b until the
+// command is sent.
 func (b *Batch) AppendArgs(args []any, agentID string) []any {
 	c := b.c
 	nowMs := b.now.UnixMilli()
@@ -315,15 +390,17 @@ func (b *Batch) AppendArgs(args []any, agentID string) []any {
 	if b.values > 0 {
 		maxEntries = max(1, c.cfg.MaxSamples/b.values)
 	}
-	args = append(args, agentID, b.now.UnixNano(), c.cfg.TTLSeconds, c.cfg.MaxSeries,
-		max(nowMs-c.cfg.Window.Milliseconds(), 0), maxEntries, strconv.FormatInt(nowMs, 10)+"-*", b.pairs)
+	period := c.cfg.refreshPeriod()
+	args = append(args, agentID, b.now.UnixNano(), int64(c.cfg.TTLSeconds)+period, c.cfg.MaxSeries,
+		max(nowMs-c.cfg.Window.Milliseconds(), 0), maxEntries, strconv.FormatInt(nowMs, 10)+"-*", b.pairs,
+		b.now.Unix()/period)
 	if b.pairs > 0 {
-		for i := range b.spans {
-			s := &b.spans[i]
-			if i+1 < len(b.spans) && bytes.Equal(b.seriesKey(&b.spans[i+1]), b.seriesKey(s)) {
-				continue // an older value of the same series
+		for i := range b.shapes {
+			s := &b.shapes[i]
+			if i+1 < len(b.shapes) && bytes.Equal(b.shapeKey(&b.shapes[i+1]), b.shapeKey(s)) {
+				continue // an older point of the same shape
 			}
-			args = append(args, b.seriesKey(s), b.enc[s.json:s.end])
+			args = append(args, b.shapeKey(s), b.enc[s.entry:s.end])
 		}
 	}
 	return append(args, b.recent)
@@ -331,10 +408,10 @@ func (b *Batch) AppendArgs(args []any, agentID string) []any {
 
 // Release returns b to its cache for reuse, unless it grew unusually large.
 func (b *Batch) Release() {
-	if cap(b.enc) > 1<<20 || cap(b.recent) > 1<<20 || cap(b.spans) > 1<<16 {
+	if cap(b.enc) > 1<<20 || cap(b.recent) > 1<<20 || cap(b.shapes) > 1<<16 || cap(b.keep) > 1<<16 {
 		return
 	}
-	b.enc, b.spans, b.recent, b.tmp = b.enc[:0], b.spans[:0], b.recent[:0], b.tmp[:0]
+	b.enc, b.shapes, b.recent, b.keep, b.order = b.enc[:0], b.shapes[:0], b.recent[:0], nil, b.order[:0]
 	b.pairs, b.values = 0, 0
 	b.c.bufs.Put(b)
 }
@@ -360,9 +437,9 @@ func (c *Cache) Update(ctx context.Context, agentID string, points []metric.Poin
 // "agent" tag is replaced on the stream, so showing it would show what was never stored.
 const agentTag = "agent"
 
-// appendTagKey appends the tags part of a series key (the hash field of one series: the metric
-// name then its tags in key order), in line protocol's escaping so that distinct tag sets never
-// collide: ",key=value" per tag, the agent tag left out.
+// appendTagKey appends the tags part of a shape (the hash field of one point: the measurement,
+// its tags in key order, then its field names), in line protocol's escaping so that distinct
+// shapes never collide: ",key=value" per tag, the agent tag left out.
 func appendTagKey(dst []byte, tags []metric.Tag) []byte {
 	for _, t := range tags {
 		if t.Key == agentTag {
@@ -434,25 +511,194 @@ func appendValue(dst []byte, v metric.Value) []byte {
 	}
 }
 
-// Latest returns the latest value of every cached series of the agent, ordered by series (metric,
-// then tags), each a JSON object {"metric","tags","value","time"} ready to be served, from one
-// HGETALL. An agent with nothing cached yields an empty slice.
+// Latest returns the latest value of every cached series of the agent (see AppendLatest), each
+// a JSON object {"metric","tags","value","time"}.
 func (c *Cache) Latest(ctx context.Context, agentID string) ([]jsontext.Value, error) {
+	r, err := c.readLatest(ctx, agentID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.release()
+	var buf []byte
+	ends := make([]int, 0, len(r.series))
+	for i := range r.series {
+		if r.winner(i) {
+			buf = r.appendObject(buf, i)
+			ends = append(ends, len(buf))
+		}
+	}
+	out := make([]jsontext.Value, len(ends))
+	from := 0
+	for i, end := range ends {
+		out[i] = jsontext.Value(buf[from:end:end])
+		from = end
+	}
+	return out, nil
+}
+
+// AppendLatest appends to dst the JSON array of the latest value of every cached series of the
+// agent, ordered by metric, then tags (their JSON), each an object {"metric","tags","value",
+// "time"}, from one HVALS of its points hash, and returns how many it appended. The value of a
+// series is the one of the last batch that sent it (the newest point of that batch on a tie).
+// An agent with nothing cached yields [].
+func (c *Cache) AppendLatest(ctx context.Context, dst []byte, agentID string) ([]byte, int, error) {
+	r, err := c.readLatest(ctx, agentID)
+	if err != nil {
+		return dst, 0, err
+	}
+	defer r.release()
+	dst = append(dst, '[')
+	n := 0
+	for i := range r.series {
+		if r.winner(i) {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = r.appendObject(dst, i)
+			n++
+		}
+	}
+	return append(dst, ']'), n, nil
+}
+
+// latestRead is the decoded points hash of one agent: every series of every entry, sorted by
+// metric, tags, then newest first, so that the first of each metric and tags is its latest.
+type latestRead struct {
+	names  []byte // metric names ("measurement.field"), back to back
+	series []seriesValue
+}
+
+type seriesValue struct {
+	name, nameEnd int    // names[name:nameEnd]
+	tags, value   string // JSON
+	time          int64
+	accepted      int64 // when its batch was accepted (Unix ns)
+	seq           int   // the point's index in its batch
+}
+
+var latestReads = sync.Pool{New: func() any { return new(latestRead) }}
+
+func (r *latestRead) name(i int) []byte { return r.names[r.series[i].name:r.series[i].nameEnd] }
+
+// winner reports whether series i is the latest of its metric and tags.
+func (r *latestRead) winner(i int) bool {
+	return i == 0 || r.series[i].tags != r.series[i-1].tags || !bytes.Equal(r.name(i), r.name(i-1))
+}
+
+func (r *latestRead) appendObject(dst []byte, i int) []byte {
+	s := &r.series[i]
+	dst = append(dst, `{"metric":`...)
+	dst, _ = jsontext.AppendQuote(dst, r.name(i))
+	dst = append(dst, `,"tags":`...)
+	dst = append(dst, s.tags...)
+	dst = append(dst, `,"value":`...)
+	dst = append(dst, s.value...)
+	return appendTime(dst, s.time)
+}
+
+func (r *latestRead) release() {
+	if cap(r.names) > 1<<20 || cap(r.series) > 1<<16 {
+		return
+	}
+	clear(r.series) // drop the strings of this read
+	r.names, r.series = r.names[:0], r.series[:0]
+	latestReads.Put(r)
+}
+
+func (c *Cache) readLatest(ctx context.Context, agentID string) (*latestRead, error) {
 	keys := c.Keys(agentID)
-	m, err := c.client.HGetAll(ctx, keys[0]).Result()
+	entries, err := c.client.HVals(ctx, keys[0]).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading latest values of agent %s: %w", agentID, err)
 	}
-	fields := make([]string, 0, len(m))
-	for f := range m {
-		fields = append(fields, f)
+	r := latestReads.Get().(*latestRead)
+	for _, e := range entries {
+		if err := r.add(e); err != nil {
+			r.release()
+			return nil, fmt.Errorf("reading latest values of agent %s: %w", agentID, err)
+		}
 	}
-	sort.Strings(fields)
-	out := make([]jsontext.Value, 0, len(m))
-	for _, f := range fields {
-		out = append(out, jsontext.Value(m[f]))
+	slices.SortFunc(r.series, func(x, y seriesValue) int {
+		if c := bytes.Compare(r.names[x.name:x.nameEnd], r.names[y.name:y.nameEnd]); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.tags, y.tags); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(y.accepted, x.accepted); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(y.time, x.time); c != 0 {
+			return c
+		}
+		return cmp.Compare(y.seq, x.seq)
+	})
+	return r, nil
+}
+
+// add decodes one entry of the points hash (see Encode). An entry of another format is skipped:
+// a gateway of another version may have written it.
+func (r *latestRead) add(e string) error {
+	if len(e) == 0 || e[0] != latestFormat {
+		return nil
 	}
-	return out, nil
+	accepted, n := varint(e[1:])
+	if n <= 0 {
+		return errCorruptEntry
+	}
+	e = e[1+n:]
+	seq, n := uvarint(e)
+	if n <= 0 {
+		return errCorruptEntry
+	}
+	p, rest, err := cutPoint(e[n:], accepted)
+	if err != nil || rest != "" {
+		return errCorruptEntry
+	}
+	for fields := p.fields; fields != ""; {
+		var key, value string
+		var ok bool
+		if key, fields, ok = cutUvarintString(fields); !ok {
+			return errCorruptEntry
+		}
+		if value, fields, ok = cutUvarintString(fields); !ok {
+			return errCorruptEntry
+		}
+		from := len(r.names)
+		r.names = append(r.names, p.measurement...)
+		r.names = append(r.names, '.')
+		r.names = append(r.names, key...)
+		r.series = append(r.series, seriesValue{name: from, nameEnd: len(r.names), tags: p.tags, value: value,
+			time: p.time, accepted: accepted, seq: int(seq)})
+	}
+	return nil
+}
+
+// point is a point as appendPoint encodes it, its fields left encoded.
+type point struct {
+	measurement, tags, fields string
+	time                      int64
+}
+
+// cutPoint decodes the point at the start of s (see appendPoint), whose time is relative to
+// base, and returns the rest of s.
+func cutPoint(s string, base int64) (p point, rest string, err error) {
+	var ok bool
+	if p.measurement, s, ok = cutUvarintString(s); !ok {
+		return p, "", errCorruptEntry
+	}
+	var n int
+	if p.time, n = varint(s); n <= 0 {
+		return p, "", errCorruptEntry
+	}
+	p.time += base
+	if p.tags, s, ok = cutUvarintString(s[n:]); !ok {
+		return p, "", errCorruptEntry
+	}
+	if p.fields, s, ok = cutUvarintString(s); !ok {
+		return p, "", errCorruptEntry
+	}
+	return p, s, nil
 }
 
 // Forget deletes everything cached for the agent, its accepted time included, for when it is
@@ -515,7 +761,10 @@ func (c *Cache) Recent(ctx context.Context, agentID, metricName string, now time
 	}
 	var found []sample
 	for _, m := range msgs {
-		blob, _ := m.Values[recentField].(string)
+		blob, ok := m.Values[recentField].(string)
+		if !ok {
+			continue // an entry of an older gateway
+		}
 		found, err = scanRecent(found, blob, metricName, cutoff)
 		if err != nil {
 			return nil, fmt.Errorf("reading recent samples of agent %s: entry %s: %w", agentID, m.ID, err)
@@ -550,37 +799,38 @@ func (c *Cache) Recent(ctx context.Context, agentID, metricName string, now time
 	return out, nil
 }
 
-// recentField is the field of a recent entry (see appendRecent).
-const recentField = "s"
+// recentField is the field of a recent entry (see appendPoint). Entries without it (field "s",
+// written by an older gateway) are skipped.
+const recentField = "p"
 
 type sample struct {
 	time        int64
 	tags, value string // JSON
 }
 
-var errCorruptEntry = errors.New("corrupt recent entry")
+var errCorruptEntry = errors.New("corrupt hot-cache entry")
 
 // scanRecent appends to dst the samples of metricName at or after cutoff in one recent entry.
+// A metric name "a.b.c" is field "b.c" of measurement "a" and field "c" of measurement "a.b":
+// both are its samples, as both are one series key in InfluxDB's line protocol.
 func scanRecent(dst []sample, blob, metricName string, cutoff int64) ([]sample, error) {
-	for len(blob) > 0 {
-		name, rest, ok := cutUvarintString(blob)
-		if !ok {
-			return dst, errCorruptEntry
-		}
-		block, rest, ok := cutUvarintString(rest)
-		if !ok {
-			return dst, errCorruptEntry
+	base, n := varint(blob)
+	if n <= 0 {
+		return dst, errCorruptEntry
+	}
+	for blob = blob[n:]; blob != ""; {
+		p, rest, err := cutPoint(blob, base)
+		if err != nil {
+			return dst, err
 		}
 		blob = rest
-		if name != metricName {
+		field, ok := strings.CutPrefix(metricName, p.measurement)
+		if !ok || field == "" || field[0] != '.' || p.time < cutoff {
 			continue
 		}
-		for len(block) > 0 {
-			ns, n := binary.Varint([]byte(block[:min(len(block), binary.MaxVarintLen64)]))
-			if n <= 0 {
-				return dst, errCorruptEntry
-			}
-			tags, tail, ok := cutUvarintString(block[n:])
+		field = field[1:]
+		for fields := p.fields; fields != ""; {
+			key, tail, ok := cutUvarintString(fields)
 			if !ok {
 				return dst, errCorruptEntry
 			}
@@ -588,9 +838,10 @@ func scanRecent(dst []sample, blob, metricName string, cutoff int64) ([]sample, 
 			if !ok {
 				return dst, errCorruptEntry
 			}
-			block = tail
-			if ns >= cutoff {
-				dst = append(dst, sample{time: ns, tags: tags, value: value})
+			fields = tail
+			if key == field {
+				dst = append(dst, sample{time: p.time, tags: p.tags, value: value})
+				break // a point has each field once
 			}
 		}
 	}
@@ -614,4 +865,18 @@ func cutUvarintString(s string) (field, rest string, ok bool) {
 		shift += 7
 	}
 	return "", "", false
+}
+
+// varint reads a varint from the start of s (binary.Varint, without copying s to a []byte).
+func varint(s string) (int64, int) {
+	var b [binary.MaxVarintLen64]byte
+	n := copy(b[:], s)
+	return binary.Varint(b[:n])
+}
+
+// uvarint reads a uvarint from the start of s.
+func uvarint(s string) (uint64, int) {
+	var b [binary.MaxVarintLen64]byte
+	n := copy(b[:], s)
+	return binary.Uvarint(b[:n])
 }

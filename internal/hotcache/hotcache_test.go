@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/agentmonitor/agentmonitor/internal/hotcache"
 	"github.com/agentmonitor/agentmonitor/internal/metric"
@@ -216,6 +217,19 @@ func TestBounds(t *testing.T) {
 	if latest, _ = c.Latest(ctx, agent); len(latest) != 2 {
 		t.Errorf("Latest holds %d series after 2 more were written, want 2", len(latest))
 	}
+	// Across batches: 3 shapes are kept, a 4th resets them.
+	if err := c.Update(ctx, agent, pts[2:3], now); err != nil {
+		t.Fatal(err)
+	}
+	if latest, _ = c.Latest(ctx, agent); len(latest) != 3 {
+		t.Errorf("Latest holds %d series after a third was written, want 3", len(latest))
+	}
+	if err := c.Update(ctx, agent, pts[3:4], now); err != nil {
+		t.Fatal(err)
+	}
+	if latest, _ = c.Latest(ctx, agent); len(latest) != 0 {
+		t.Errorf("Latest holds %d series after a fourth was written with MaxSeries 3, want them reset", len(latest))
+	}
 }
 
 func TestValidMetric(t *testing.T) {
@@ -259,5 +273,166 @@ func TestConfigValidate(t *testing.T) {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil, want an error", bad)
 		}
+	}
+}
+
+// TestLatestMergesShapes: the latest entries are kept per point shape (measurement, tags, field
+// names) and merged series by series, so points that send some of a measurement's fields update
+// only those, and the last batch written wins for each series.
+func TestLatestMergesShapes(t *testing.T) {
+	t.Parallel()
+	c, _ := newCache(t, nil)
+	ctx := t.Context()
+	now := time.Now()
+	t0, t1, t2 := now.Add(-time.Minute).UnixNano(), now.Add(-30*time.Second).UnixNano(), now.Add(-20*time.Second).UnixNano()
+	core0 := []metric.Tag{tag("core", "0")}
+	update := func(at time.Time, pts ...metric.Point) {
+		t.Helper()
+		if err := c.Update(ctx, agent, pts, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One batch: the same series in two shapes, the newer point wins; on a tie the later one.
+	update(now,
+		metric.Point{Measurement: "cpu", Tags: core0, Fields: []metric.Field{float("a", 1), float("b", 2)}, Time: t1},
+		metric.Point{Measurement: "cpu", Tags: core0, Fields: []metric.Field{float("a", 3)}, Time: t0},
+		metric.Point{Measurement: "cpu", Tags: core0, Fields: []metric.Field{float("b", 4), float("c", 5)}, Time: t1},
+	)
+	want := []string{
+		fmt.Sprintf(`{"metric":"cpu.a","tags":{"core":"0"},"value":1,"time":%q}`, rfc(t1)),
+		fmt.Sprintf(`{"metric":"cpu.b","tags":{"core":"0"},"value":4,"time":%q}`, rfc(t1)),
+		fmt.Sprintf(`{"metric":"cpu.c","tags":{"core":"0"},"value":5,"time":%q}`, rfc(t1)),
+	}
+	if got, err := c.Latest(ctx, agent); err != nil || joined(got) != strings.Join(want, "\n") {
+		t.Errorf("Latest = %s, %v\nwant\n%s", joined(got), err, strings.Join(want, "\n"))
+	}
+	// A later batch sending only a: a changes, b and c keep their values. The batch is written
+	// last, so it wins even with an older point.
+	update(now.Add(time.Second), metric.Point{Measurement: "cpu", Tags: core0, Fields: []metric.Field{float("a", 6)}, Time: t0})
+	want[0] = fmt.Sprintf(`{"metric":"cpu.a","tags":{"core":"0"},"value":6,"time":%q}`, rfc(t0))
+	if got, err := c.Latest(ctx, agent); err != nil || joined(got) != strings.Join(want, "\n") {
+		t.Errorf("Latest after a batch of a alone = %s, %v\nwant\n%s", joined(got), err, strings.Join(want, "\n"))
+	}
+	// The same shape again replaces its entry.
+	update(now.Add(2*time.Second), metric.Point{Measurement: "cpu", Tags: core0, Fields: []metric.Field{float("b", 7), float("c", 8)}, Time: t2})
+	want[1] = fmt.Sprintf(`{"metric":"cpu.b","tags":{"core":"0"},"value":7,"time":%q}`, rfc(t2))
+	want[2] = fmt.Sprintf(`{"metric":"cpu.c","tags":{"core":"0"},"value":8,"time":%q}`, rfc(t2))
+	got, n, err := c.AppendLatest(ctx, []byte("x"), agent)
+	if err != nil || string(got) != "x["+strings.Join(want, ",")+"]" || n != 3 {
+		t.Errorf("AppendLatest = %s (%d series), %v\nwant x[%s]", got, n, err, strings.Join(want, ","))
+	}
+}
+
+// TestUnknownEntriesSkipped: entries of another format in the points hash or the recent stream
+// (an older gateway's "s" entries) are skipped, not served and not an error.
+func TestUnknownEntriesSkipped(t *testing.T) {
+	t.Parallel()
+	client, prefix := testenv.Redis(t)
+	c, err := hotcache.New(client, prefix, shards, hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 100, MaxSamples: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	now := time.Now()
+	keys := c.Keys(agent)
+	if err := client.HSet(ctx, keys[0], "cpu.usage", `{"metric":"cpu.usage","tags":{},"value":1,"time":"2026-01-01T00:00:00Z"}`).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.XAdd(ctx, &redis.XAddArgs{Stream: keys[1], Values: []string{"s", "\x09cpu.usage\x05\x00"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Update(ctx, agent, []metric.Point{{Measurement: "cpu", Fields: []metric.Field{float("usage", 2)}, Time: now.UnixNano()}}, now); err != nil {
+		t.Fatal(err)
+	}
+	latest, err := c.Latest(ctx, agent)
+	if err != nil || len(latest) != 1 || !strings.Contains(string(latest[0]), `"value":2`) {
+		t.Errorf("Latest = %s, %v; want only the new value", joined(latest), err)
+	}
+	recent, err := c.Recent(ctx, agent, "cpu.usage", now)
+	if err != nil || len(recent) != 1 || !strings.Contains(string(recent[0]), `"value":2`) {
+		t.Errorf("Recent = %s, %v; want only the new sample", joined(recent), err)
+	}
+}
+
+// TestRefreshPeriod: the TTLs are refreshed (and the recent entries trimmed by time) once per
+// refresh period, a tenth of the TTL, not on every batch; a key that was gone is recreated
+// with its TTL at once.
+func TestRefreshPeriod(t *testing.T) {
+	t.Parallel()
+	client, prefix := testenv.Redis(t)
+	c, err := hotcache.New(client, prefix, shards, hotcache.Config{TTLSeconds: 100, Window: time.Minute, MaxSeries: 100, MaxSamples: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	keys := c.Keys(agent)
+	// The start of a refresh period (10 s), in the past so that Redis's clock does not matter.
+	start := time.Unix(time.Now().Unix()/10*10-1000, 0)
+	update := func(at time.Time) {
+		t.Helper()
+		pts := []metric.Point{{Measurement: "m", Fields: []metric.Field{float("f", 1)}, Time: at.UnixNano()}}
+		if err := c.Update(ctx, agent, pts, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ttls := func() (points, recent time.Duration) {
+		t.Helper()
+		return client.TTL(ctx, keys[0]).Val(), client.TTL(ctx, keys[1]).Val()
+	}
+	update(start)
+	if p, r := ttls(); p <= 100*time.Second || p > 110*time.Second || r <= 100*time.Second || r > 110*time.Second {
+		t.Fatalf("TTLs after the first batch = %v, %v; want TTL plus a period, 110s", p, r)
+	}
+	for _, k := range keys[:2] {
+		client.Expire(ctx, k, 50*time.Second)
+	}
+	update(start.Add(5 * time.Second)) // the same period: no refresh
+	if p, r := ttls(); p > 50*time.Second || r > 50*time.Second {
+		t.Errorf("TTLs after a batch of the same period = %v, %v; want them left alone (50s)", p, r)
+	}
+	update(start.Add(65 * time.Second)) // a later period: refreshed, entries out of the window trimmed
+	if p, r := ttls(); p <= 100*time.Second || r <= 100*time.Second {
+		t.Errorf("TTLs after a batch of the next period = %v, %v; want 110s", p, r)
+	}
+	if n := client.XLen(ctx, keys[1]).Val(); n != 2 {
+		t.Errorf("recent holds %d entries after a refresh 65s after the first, want the 2 within the minute", n)
+	}
+	if n := client.HLen(ctx, keys[0]).Val(); n != 2 {
+		t.Errorf("points hash holds %d fields, want the one shape and the current period's marker", n)
+	}
+	// A recent stream that is gone is recreated with its TTL, within a period.
+	client.Del(ctx, keys[1])
+	update(start.Add(66 * time.Second))
+	if _, r := ttls(); r <= 100*time.Second {
+		t.Errorf("TTL of a recreated recent stream = %v, want 110s", r)
+	}
+}
+
+// TestLongValues: tags, values and field blocks of 128 bytes and more (lengths of several bytes
+// in the compact entries) come back whole.
+func TestLongValues(t *testing.T) {
+	t.Parallel()
+	c, _ := newCache(t, nil)
+	ctx := t.Context()
+	now := time.Now()
+	long := strings.Repeat("x", 300)
+	fields := make([]metric.Field, 40)
+	for i := range fields {
+		fields[i] = float(fmt.Sprintf("f%02d", i), float64(i)+0.5)
+	}
+	fields = append(fields, metric.Field{Key: "s", Value: metric.Value{Kind: metric.KindString, S: long}})
+	pts := []metric.Point{{Measurement: "m", Tags: []metric.Tag{tag("t", long)}, Fields: fields, Time: now.UnixNano()}}
+	if err := c.Update(ctx, agent, pts, now); err != nil {
+		t.Fatal(err)
+	}
+	latest, err := c.Latest(ctx, agent)
+	wantS := fmt.Sprintf(`{"metric":"m.s","tags":{"t":%q},"value":%q,"time":%q}`, long, long, rfc(now.UnixNano()))
+	if err != nil || len(latest) != 41 || string(latest[40]) != wantS {
+		t.Fatalf("Latest = %d values (last %s), %v; want 41, the last %s", len(latest), latest[len(latest)-1], err, wantS)
+	}
+	recent, err := c.Recent(ctx, agent, "m.f39", now)
+	want := fmt.Sprintf(`{"tags":{"t":%q},"value":39.5,"time":%q}`, long, rfc(now.UnixNano()))
+	if err != nil || len(recent) != 1 || string(recent[0]) != want {
+		t.Errorf("Recent(m.f39) = %s, %v; want %s", joined(recent), err, want)
 	}
 }
