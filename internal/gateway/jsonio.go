@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v4"
@@ -60,7 +61,7 @@ func describeJSONError(err error) string {
 		if where == "" {
 			where = "/"
 		}
-		got := kindName(se.JSONKind)
+		got := metric.JSONKindName(se.JSONKind)
 		if got == "" {
 			return fmt.Sprintf("invalid JSON at %q: %v", where, se.Err)
 		}
@@ -87,24 +88,6 @@ func describeJSONError(err error) string {
 		return "invalid JSON: unexpected end of input"
 	}
 	return "invalid JSON"
-}
-
-func kindName(k jsontext.Kind) string {
-	switch k {
-	case 'n':
-		return "null"
-	case 'f', 't':
-		return "a boolean"
-	case '"':
-		return "a string"
-	case '0':
-		return "a number"
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	}
-	return ""
 }
 
 func goKindName(kind string) string {

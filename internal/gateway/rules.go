@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentmonitor/agentmonitor/internal/alert"
 	"github.com/agentmonitor/agentmonitor/internal/alertredis"
+	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/postgres"
 	"github.com/agentmonitor/agentmonitor/internal/silence"
 )
@@ -213,7 +214,7 @@ func decodeInto(c echo.Context, v any) error {
 		return &apiError{Status: http.StatusBadRequest, Message: describeJSONError(err)}
 	}
 	textual := se.GoType != nil && reflect.PointerTo(se.GoType).Implements(reflect.TypeFor[encoding.TextUnmarshaler]())
-	got := kindName(se.JSONKind)
+	got := metric.JSONKindName(se.JSONKind)
 	switch {
 	case se.GoType == reflect.TypeFor[time.Time]():
 		return fieldErrorf(field, "must be an RFC 3339 time such as 2025-06-01T22:00:00Z")

@@ -352,6 +352,15 @@ func pointerText(ptr jsontext.Pointer) string {
 }
 
 func kindName(k jsontext.Kind) string {
+	if name := JSONKindName(k); name != "" {
+		return name
+	}
+	return "invalid JSON"
+}
+
+// JSONKindName names a JSON value of kind k for an error message ("a string", "an object",
+// "null"), or returns "" for a kind that is no value (an invalid token).
+func JSONKindName(k jsontext.Kind) string {
 	switch k {
 	case 'n':
 		return "null"
@@ -366,5 +375,5 @@ func kindName(k jsontext.Kind) string {
 	case '[':
 		return "an array"
 	}
-	return "invalid JSON"
+	return ""
 }
