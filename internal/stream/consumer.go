@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
@@ -556,9 +555,12 @@ func (c *Consumer) process(ctx context.Context, entries []entry) {
 	defer stopRefresh()
 
 	var (
-		msgs []*Message
-		raw  []entry // raw[i] is the entry behind msgs[i]
+		msgs = make([]*Message, 0, len(entries))
+		raw  = make([]entry, 0, len(entries)) // raw[i] is the entry behind msgs[i]
 		dead []deadLetter
+		dec  = newDecoder()
+		// One allocation for the batch's Messages rather than one each.
+		backing = make([]Message, len(entries))
 	)
 	for _, e := range entries {
 		switch {
@@ -568,12 +570,14 @@ func (c *Consumer) process(ctx context.Context, entries []entry) {
 			dead = append(dead, deadLetter{e: e, class: "max_deliveries",
 				reason: fmt.Sprintf("exceeded %d deliveries", c.cfg.MaxDeliveries)})
 		default:
-			msg, err := decode(e.values)
+			msg, err := decode(dec, e.values)
 			if err != nil {
 				dead = append(dead, deadLetter{e: e, class: "undecodable", reason: "undecodable entry: " + err.Error()})
 				continue
 			}
-			msgs = append(msgs, &Message{Stream: e.stream, ID: e.id, Deliveries: e.deliveries, Msg: msg})
+			m := &backing[len(msgs)]
+			*m = Message{Stream: e.stream, ID: e.id, Deliveries: e.deliveries, Msg: msg}
+			msgs = append(msgs, m)
 			raw = append(raw, e)
 		}
 	}
@@ -590,15 +594,15 @@ func (c *Consumer) process(ctx context.Context, entries []entry) {
 	c.settle(hctx, entries, dead)
 }
 
-// decode turns an entry's fields into a Watermill message with Watermill's own unmarshaller. It
-// type-asserts the values; go-redis always returns strings, but a panic must not stop the consumer.
-func decode(values map[string]any) (msg *message.Message, err error) {
+// decode turns an entry's fields into a Watermill message (see decoder). A panic in the msgpack
+// library must not stop the consumer: it makes the entry undecodable.
+func decode(d *decoder, values map[string]any) (msg *message.Message, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			msg, err = nil, fmt.Errorf("unmarshalling: %v", r)
 		}
 	}()
-	return redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(values)
+	return d.decode(values)
 }
 
 // handle calls the handler until it returns nil (true) or shutdown makes further attempts
