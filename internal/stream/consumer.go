@@ -107,9 +107,11 @@ func (c ConsumerConfig) Validate() error {
 // reads ReplayKey(Prefix, Group), and deletes the entries it acks there.
 //
 // Reading. Blocking readers wait for new entries with a long XREADGROUP … BLOCK (cfg.Block), which
-// an XADD wakes at once; they feed an inbox from which the consumer assembles batches. Once the
-// first entry of a batch is in hand, the consumer waits for more (up to MaxWait or BatchSize) on
-// its own clock, never with a short server-side BLOCK: Redis times a BLOCK out only when its event
+// an XADD wakes at once; they feed an inbox from which the consumer assembles batches, and read
+// again once the consumer has taken what they put there. Once the first entry of a batch is in
+// hand, the consumer waits for more (up to MaxWait or BatchSize) on its own clock, taking the
+// inbox every MaxWait/4 (so that a trickle of entries makes a few reads per batch, not one per
+// XADD), never with a short server-side BLOCK: Redis times a BLOCK out only when its event
 // loop wakes (hz 10: up to 100 ms late), so short BLOCKs made the lightest load the slowest. On a
 // single Redis (or through Sentinel) one reader covers every stream with one multi-key XREADGROUP.
 // On Redis Cluster (a *redis.ClusterClient) every command names one stream, so that it stays in
@@ -531,13 +533,13 @@ func (c *Consumer) fill(ctx context.Context) []entry {
 	batch := c.inbox.take(c.cfg.BatchSize)
 	wait := time.NewTimer(c.cfg.MaxWait)
 	defer wait.Stop()
-	// While the batch fills, take what the readers read every MaxWait/4, or at once when it
-	// completes the batch, rather than at each arrival: a reader reads again only once its
+	// While the batch fills, take what the readers read every MaxWait/4, or at once when what
+	// they read completes the batch, rather than at each arrival: a reader reads again only once its
 	// entries are taken, so under a steady trickle this makes a few large reads per batch where
 	// there was one per XADD, each a round trip and CPU in the worker and in Redis (at 2000
-	// entries/s a worker made about as many reads as entries). An entry that arrives meanwhile
-	// waits at most one tick longer, never past MaxWait: the batch takes what is there when
-	// MaxWait ends.
+	// entries/s a worker made about as many reads as entries). An entry that arrives meanwhile,
+	// and a batch completed by entries read one at a time, wait at most one tick longer, never
+	// past MaxWait: the batch takes what is there when MaxWait ends.
 	pace := time.NewTicker(max(c.cfg.MaxWait/4, time.Millisecond))
 	defer pace.Stop()
 	for len(batch) < c.cfg.BatchSize {
