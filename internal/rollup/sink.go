@@ -37,8 +37,11 @@ func NewMarker(store *Store, after string, grace time.Duration, m *Metrics) *Mar
 // The writer normally stores a batch within milliseconds of the rollup reading it: Handle asks
 // every writerPoll for up to writerPatience before giving the batch back to the consumer (which
 // logs and retries it after writerWait), so that an ordinary race is not logged as a failure.
+// Each ask is a transaction per stream of the batch; the marks are used only once a window has
+// closed plus ROLLUP_GRACE, so asking every 100ms rather than 25ms delays nothing that matters
+// (it cut the rollup's CPU per entry by a quarter at 2000 entries/s).
 const (
-	writerPoll     = 25 * time.Millisecond
+	writerPoll     = 100 * time.Millisecond
 	writerPatience = 5 * time.Second
 	writerWait     = time.Second
 )
