@@ -63,6 +63,10 @@ func (x *Index) For(measurement, field string) []*Rule {
 	return x.metric[measurement][field]
 }
 
+// Watches reports whether an enabled threshold rule is on a field of measurement, so that readers
+// of points can skip the others without decoding them.
+func (x *Index) Watches(measurement string) bool { return len(x.metric[measurement]) > 0 }
+
 // Silent returns the enabled agent_silent rules, in the order given to NewIndex.
 func (x *Index) Silent() []*Rule { return x.silent }
 

@@ -75,13 +75,15 @@ type group struct {
 }
 
 // Handle is the stream.Handler of the metrics consumer. For each entry it takes the agent id
-// from the metadata (stream.MetaAgent) and decodes the payload; an entry without either is
-// Rejected. For each point and numeric or boolean field it finds the rules that match (metric,
-// agent selector, tag filter) and groups the samples per alert, in sample-time order. Then, in
-// one transaction per shard over every alert of the batch in that shard, it applies alert.Step
-// to each sample (through the alert's Window for aggregated rules) and writes the new states
-// with their transitions (see states.commit). A sample whose aggregate is not finite is skipped and counted
-// as an error of its rule (rule_errors_total), never a failure of the batch.
+// from the metadata (stream.MetaAgent) and reads the payload (decoding only the points and
+// fields some rule watches: pointReader); an entry without either, or whose line protocol cannot
+// be read, is Rejected. For each point and numeric or boolean field it finds the rules that
+// match (metric, agent selector, tag filter) and groups the samples per alert, in sample-time
+// order. Then, in one transaction per shard over every alert of the batch in that shard, it
+// applies alert.Step to each sample (through the alert's Window for aggregated rules) and writes
+// the new states with their transitions (see states.commit). A sample whose aggregate is not
+// finite is skipped and counted as an error of its rule (rule_errors_total), never a failure of
+// the batch.
 //
 // When the transaction cannot be written for a reason that the same entries cause every time
 // (a state or event that cannot be encoded: a permanentError), Handle splits the batch in halves
@@ -101,8 +103,9 @@ func (e *Evaluator) Handle(ctx context.Context, batch []*stream.Message) error {
 	}
 	entries := make([]decoded, 0, len(batch))
 	unknown := false
+	reader := newPointReader(idx)
 	for _, m := range batch {
-		agentID, points, received, err := decodeEntry(m)
+		agentID, points, received, err := decodeEntry(reader, m)
 		if err != nil {
 			m.Reject(err)
 			e.metrics.rejected.Inc()
@@ -242,8 +245,9 @@ type ruleError struct {
 	err    error
 }
 
-// decodeEntry reads the agent id, the points and the acceptance time of a metrics entry.
-func decodeEntry(m *stream.Message) (string, []metric.Point, time.Time, error) {
+// decodeEntry reads the agent id, the points rules may evaluate (see pointReader) and the
+// acceptance time of a metrics entry.
+func decodeEntry(r *pointReader, m *stream.Message) (string, []metric.Point, time.Time, error) {
 	if m.Msg == nil {
 		return "", nil, time.Time{}, errors.New("entry has no message")
 	}
@@ -251,7 +255,7 @@ func decodeEntry(m *stream.Message) (string, []metric.Point, time.Time, error) {
 	if agentID == "" {
 		return "", nil, time.Time{}, fmt.Errorf("metadata %q is missing", stream.MetaAgent)
 	}
-	points, err := metric.DecodeLineProtocol(m.Msg.Payload)
+	points, err := r.read(m.Msg.Payload)
 	if err != nil {
 		return "", nil, time.Time{}, err
 	}

@@ -75,9 +75,12 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 // retries the whole batch, which is harmless because last_seen only moves forward.
 func (s *Sink) Handle(ctx context.Context, batch []*stream.Message) error {
 	seen := make(map[string]time.Time, len(batch))
+	// ids maps each agent metadata value seen in the batch to its canonical id, so that an
+	// agent's many entries in a batch parse its UUID once.
+	ids := make(map[string]string)
 	now := s.now()
 	for _, m := range batch {
-		agent, at, err := parseMeta(m)
+		agent, at, err := parseMeta(m, ids)
 		if err != nil {
 			m.Reject(err)
 			s.rejected.Inc()
@@ -108,7 +111,8 @@ func (s *Sink) Handle(ctx context.Context, batch []*stream.Message) error {
 }
 
 // parseMeta returns the agent id (lowercased canonical UUID) and acceptance time of a message.
-func parseMeta(m *stream.Message) (string, time.Time, error) {
+// ids caches the canonical ids of the agent values already parsed.
+func parseMeta(m *stream.Message, ids map[string]string) (string, time.Time, error) {
 	if m.Msg == nil {
 		return "", time.Time{}, errors.New("entry has no message")
 	}
@@ -116,9 +120,14 @@ func parseMeta(m *stream.Message) (string, time.Time, error) {
 	if agent == "" {
 		return "", time.Time{}, fmt.Errorf("metadata %q is missing", stream.MetaAgent)
 	}
-	id, err := uuid.Parse(agent)
-	if err != nil || len(agent) != 36 {
-		return "", time.Time{}, fmt.Errorf("metadata %q = %q is not a UUID", stream.MetaAgent, agent)
+	id, ok := ids[agent]
+	if !ok {
+		u, err := uuid.Parse(agent)
+		if err != nil || len(agent) != 36 {
+			return "", time.Time{}, fmt.Errorf("metadata %q = %q is not a UUID", stream.MetaAgent, agent)
+		}
+		id = u.String()
+		ids[agent] = id
 	}
 	raw := m.Msg.Metadata.Get(stream.MetaReceivedAt)
 	if raw == "" {
@@ -128,5 +137,5 @@ func parseMeta(m *stream.Message) (string, time.Time, error) {
 	if err != nil || ns <= 0 {
 		return "", time.Time{}, fmt.Errorf("metadata %q = %q is not positive Unix nanoseconds", stream.MetaReceivedAt, raw)
 	}
-	return id.String(), time.Unix(0, ns).UTC(), nil
+	return id, time.Unix(0, ns).UTC(), nil
 }

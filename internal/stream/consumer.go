@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/agentmonitor/agentmonitor/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,9 +107,11 @@ func (c ConsumerConfig) Validate() error {
 // reads ReplayKey(Prefix, Group), and deletes the entries it acks there.
 //
 // Reading. Blocking readers wait for new entries with a long XREADGROUP … BLOCK (cfg.Block), which
-// an XADD wakes at once; they feed an inbox from which the consumer assembles batches. Once the
-// first entry of a batch is in hand, the consumer waits for more (up to MaxWait or BatchSize) on
-// its own clock, never with a short server-side BLOCK: Redis times a BLOCK out only when its event
+// an XADD wakes at once; they feed an inbox from which the consumer assembles batches, and read
+// again once the consumer has taken what they put there. Once the first entry of a batch is in
+// hand, the consumer waits for more (up to MaxWait or BatchSize) on its own clock, taking the
+// inbox every MaxWait/4 (so that a trickle of entries makes a few reads per batch, not one per
+// XADD), never with a short server-side BLOCK: Redis times a BLOCK out only when its event
 // loop wakes (hz 10: up to 100 ms late), so short BLOCKs made the lightest load the slowest. On a
 // single Redis (or through Sentinel) one reader covers every stream with one multi-key XREADGROUP.
 // On Redis Cluster (a *redis.ClusterClient) every command names one stream, so that it stays in
@@ -532,12 +533,25 @@ func (c *Consumer) fill(ctx context.Context) []entry {
 	batch := c.inbox.take(c.cfg.BatchSize)
 	wait := time.NewTimer(c.cfg.MaxWait)
 	defer wait.Stop()
+	// While the batch fills, take what the readers read every MaxWait/4, or at once when what
+	// they read completes the batch, rather than at each arrival: a reader reads again only once its
+	// entries are taken, so under a steady trickle this makes a few large reads per batch where
+	// there was one per XADD, each a round trip and CPU in the worker and in Redis (at 2000
+	// entries/s a worker made about as many reads as entries). An entry that arrives meanwhile,
+	// and a batch completed by entries read one at a time, wait at most one tick longer, never
+	// past MaxWait: the batch takes what is there when MaxWait ends.
+	pace := time.NewTicker(max(c.cfg.MaxWait/4, time.Millisecond))
+	defer pace.Stop()
 	for len(batch) < c.cfg.BatchSize {
 		select {
 		case <-c.inbox.ready:
+			if c.inbox.len() >= c.cfg.BatchSize-len(batch) {
+				batch = append(batch, c.inbox.take(c.cfg.BatchSize-len(batch))...)
+			}
+		case <-pace.C:
 			batch = append(batch, c.inbox.take(c.cfg.BatchSize-len(batch))...)
 		case <-wait.C:
-			return batch
+			return append(batch, c.inbox.take(c.cfg.BatchSize-len(batch))...)
 		case <-ctx.Done():
 			return batch
 		}
@@ -556,9 +570,12 @@ func (c *Consumer) process(ctx context.Context, entries []entry) {
 	defer stopRefresh()
 
 	var (
-		msgs []*Message
-		raw  []entry // raw[i] is the entry behind msgs[i]
+		msgs = make([]*Message, 0, len(entries))
+		raw  = make([]entry, 0, len(entries)) // raw[i] is the entry behind msgs[i]
 		dead []deadLetter
+		dec  = newDecoder()
+		// One allocation for the batch's Messages rather than one each.
+		backing = make([]Message, len(entries))
 	)
 	for _, e := range entries {
 		switch {
@@ -568,12 +585,14 @@ func (c *Consumer) process(ctx context.Context, entries []entry) {
 			dead = append(dead, deadLetter{e: e, class: "max_deliveries",
 				reason: fmt.Sprintf("exceeded %d deliveries", c.cfg.MaxDeliveries)})
 		default:
-			msg, err := decode(e.values)
+			msg, err := decode(dec, e.values)
 			if err != nil {
 				dead = append(dead, deadLetter{e: e, class: "undecodable", reason: "undecodable entry: " + err.Error()})
 				continue
 			}
-			msgs = append(msgs, &Message{Stream: e.stream, ID: e.id, Deliveries: e.deliveries, Msg: msg})
+			m := &backing[len(msgs)]
+			*m = Message{Stream: e.stream, ID: e.id, Deliveries: e.deliveries, Msg: msg}
+			msgs = append(msgs, m)
 			raw = append(raw, e)
 		}
 	}
@@ -590,15 +609,15 @@ func (c *Consumer) process(ctx context.Context, entries []entry) {
 	c.settle(hctx, entries, dead)
 }
 
-// decode turns an entry's fields into a Watermill message with Watermill's own unmarshaller. It
-// type-asserts the values; go-redis always returns strings, but a panic must not stop the consumer.
-func decode(values map[string]any) (msg *message.Message, err error) {
+// decode turns an entry's fields into a Watermill message (see decoder). A panic in the msgpack
+// library must not stop the consumer: it makes the entry undecodable.
+func decode(d *decoder, values map[string]any) (msg *message.Message, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			msg, err = nil, fmt.Errorf("unmarshalling: %v", r)
 		}
 	}()
-	return redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(values)
+	return d.decode(values)
 }
 
 // handle calls the handler until it returns nil (true) or shutdown makes further attempts

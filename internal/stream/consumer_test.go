@@ -21,6 +21,38 @@ import (
 
 // TestConsumerHandlesEverythingInOrder: one consumer gets every entry once, in each agent's order,
 // in batches, and acks them all.
+// TestFullBatchIsNotHeldForTheWait: while a batch fills the consumer collects the readers' entries
+// every MaxWait/4 (at once when one read completes the batch), and hands a full batch over at
+// that collection, not when MaxWait ends. Here MaxWait is 20s: the entries, read one XADD at a
+// time, complete the batch at the first collection, 5s after the first entry.
+func TestFullBatchIsNotHeldForTheWait(t *testing.T) {
+	onRedisAndCluster(t, func(t *testing.T, e *env) {
+		rec := newRecorder()
+		cfg := e.consumerConfig("g", "c1")
+		cfg.BatchSize = 5
+		cfg.MaxWait = 20 * time.Second
+		cfg.ClaimMinIdle = time.Hour
+		cfg.ClaimInterval = time.Hour
+		e.start(cfg, rec.handle)
+		p := e.publisher()
+		e.publish(p, []string{"a"}, 1)
+		// The first entry is read (pending for c1) and starts the batch; the rest completes it.
+		testenv.Eventually(t, 10*time.Second, func() string {
+			if n := len(e.pending("g")); n != 1 {
+				return fmt.Sprintf("%d entries pending, want the first one read", n)
+			}
+			return ""
+		})
+		start := time.Now()
+		e.publish(p, []string{"a"}, 4)
+		got := rec.waitFor(t, 5, 15*time.Second) // well before MaxWait
+		if b := rec.batches(); len(b) != 1 || len(got) != 5 {
+			t.Errorf("handled %d entries in %d batches, want one batch of 5", len(got), len(b))
+		}
+		t.Logf("full batch handed over %s after it was complete in Redis", time.Since(start).Round(time.Millisecond))
+	})
+}
+
 func TestConsumerHandlesEverythingInOrder(t *testing.T) {
 	onRedisAndCluster(t, testConsumerHandlesEverythingInOrder)
 }
