@@ -16,7 +16,7 @@ func RequireJSON(r *http.Request) error {
 	}
 	// What nearly every client sends, answered without parsing (mime.ParseMediaType allocates
 	// its parameters' map), with the same outcome as the parse below.
-	if strings.EqualFold(ct, echo.MIMEApplicationJSON) || strings.EqualFold(ct, echo.MIMEApplicationJSONCharsetUTF8) {
+	if strings.EqualFold(ct, echo.MIMEApplicationJSON) || strings.EqualFold(ct, "application/json; charset=utf-8") {
 		return nil
 	}
 	mt, params, err := mime.ParseMediaType(ct)
