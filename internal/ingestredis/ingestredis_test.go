@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,6 +200,7 @@ func keysUnder(t testing.TB, client *redis.Client, prefix string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	slices.Sort(keys) // KEYS answers in no particular order
 	var sb strings.Builder
 	for _, k := range keys {
 		typ := client.Type(ctx, k).Val()
