@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +32,7 @@ func (e *errNotWritten) RetryAfter() time.Duration { return e.wait }
 // writtenBelow returns, per stream of the batch, the first id that group has not yet finished
 // (acked): its smallest pending id, or the id after its last-delivered one. Every entry below it
 // has been handled by the group. A stream without that group is left out.
-func writtenBelow(ctx context.Context, rdb redis.UniversalClient, group string, keys []string) (map[string]streamID, error) {
+func writtenBelow(ctx context.Context, rdb redis.UniversalClient, group string, keys []string) (map[string]stream.ID, error) {
 	infos := make([]*redis.XInfoGroupsCmd, len(keys))
 	pend := make([]*redis.XPendingCmd, len(keys))
 	// One MULTI per stream, so that the group's position and its pending entries describe the same
@@ -56,23 +55,23 @@ func writtenBelow(ctx context.Context, rdb redis.UniversalClient, group string, 
 	if err := eg.Wait(); err != nil {
 		return nil, err
 	}
-	out := make(map[string]streamID, len(keys))
+	out := make(map[string]stream.ID, len(keys))
 	for i, k := range keys {
 		for _, g := range infos[i].Val() {
 			if g.Name != group {
 				continue
 			}
-			last, err := parseStreamID(g.LastDeliveredID)
+			last, err := stream.ParseID(g.LastDeliveredID)
 			if err != nil {
 				return nil, err
 			}
-			below := last.next()
+			below := last.Next()
 			if p := pend[i].Val(); p != nil && p.Count > 0 {
-				lower, err := parseStreamID(p.Lower)
+				lower, err := stream.ParseID(p.Lower)
 				if err != nil {
 					return nil, err
 				}
-				if lower.less(below) {
+				if lower.Less(below) {
 					below = lower
 				}
 			}
@@ -85,13 +84,13 @@ func writtenBelow(ctx context.Context, rdb redis.UniversalClient, group string, 
 // waitForWriter returns nil when group has handled every message of batch, an *errNotWritten
 // when it has not yet, or a Redis error.
 func waitForWriter(ctx context.Context, rdb redis.UniversalClient, group string, batch []*stream.Message, wait time.Duration) error {
-	maxByStream := map[string]streamID{}
+	maxByStream := map[string]stream.ID{}
 	for _, m := range batch {
-		id, err := parseStreamID(m.ID)
+		id, err := stream.ParseID(m.ID)
 		if err != nil {
 			return err
 		}
-		if cur, ok := maxByStream[m.Stream]; !ok || cur.less(id) {
+		if cur, ok := maxByStream[m.Stream]; !ok || cur.Less(id) {
 			maxByStream[m.Stream] = id
 		}
 	}
@@ -102,37 +101,9 @@ func waitForWriter(ctx context.Context, rdb redis.UniversalClient, group string,
 	}
 	for k, maxID := range maxByStream {
 		b, ok := below[k]
-		if !ok || !maxID.less(b) {
+		if !ok || !maxID.Less(b) {
 			return &errNotWritten{stream: k, id: maxID.String(), group: group, wait: wait}
 		}
 	}
 	return nil
-}
-
-// streamID is a parsed stream entry id, milliseconds-sequence.
-type streamID struct{ ms, seq uint64 }
-
-func parseStreamID(s string) (streamID, error) {
-	msPart, seqPart, ok := strings.Cut(s, "-")
-	ms, err1 := strconv.ParseUint(msPart, 10, 64)
-	seq, err2 := strconv.ParseUint(seqPart, 10, 64)
-	if !ok || err1 != nil || err2 != nil {
-		return streamID{}, fmt.Errorf("malformed stream id %q", s)
-	}
-	return streamID{ms, seq}, nil
-}
-
-func (id streamID) next() streamID {
-	if id.seq == ^uint64(0) {
-		return streamID{id.ms + 1, 0}
-	}
-	return streamID{id.ms, id.seq + 1}
-}
-
-func (id streamID) less(o streamID) bool {
-	return id.ms < o.ms || id.ms == o.ms && id.seq < o.seq
-}
-
-func (id streamID) String() string {
-	return strconv.FormatUint(id.ms, 10) + "-" + strconv.FormatUint(id.seq, 10)
 }

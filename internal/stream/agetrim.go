@@ -99,7 +99,7 @@ func (a *AgeTrimmer) trim(ctx context.Context, s AgedStream) (int64, error) {
 	if cutoff <= 0 {
 		return 0, nil
 	}
-	minID := streamID{ms: uint64(cutoff)}
+	minID := ID{ms: uint64(cutoff)}
 	groups, err := a.client.XInfoGroups(ctx, s.Key).Result()
 	if err != nil {
 		if strings.Contains(err.Error(), "no such key") {
@@ -111,7 +111,7 @@ func (a *AgeTrimmer) trim(ctx context.Context, s AgedStream) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if ok && need.less(minID) {
+	if ok && need.Less(minID) {
 		minID = need
 	}
 	n, err := a.client.XTrimMinID(ctx, s.Key, minID.String()).Result()
@@ -128,9 +128,9 @@ func (a *AgeTrimmer) trim(ctx context.Context, s AgedStream) (int64, error) {
 // XINFO GROUPS and each group's XPENDING summary are read again in one MULTI, so that they
 // describe the same moment: read apart, a group could deliver entries between the two reads and
 // its new pending entries would be trimmed.
-func groupsNeed(ctx context.Context, client redis.UniversalClient, key string, groups []redis.XInfoGroup) (streamID, bool, error) {
+func groupsNeed(ctx context.Context, client redis.UniversalClient, key string, groups []redis.XInfoGroup) (ID, bool, error) {
 	if len(groups) == 0 {
-		return streamID{}, false, nil
+		return ID{}, false, nil
 	}
 	var info *redis.XInfoGroupsCmd
 	pending := make([]*redis.XPendingCmd, len(groups))
@@ -141,31 +141,31 @@ func groupsNeed(ctx context.Context, client redis.UniversalClient, key string, g
 		}
 		return nil
 	}); err != nil {
-		return streamID{}, false, fmt.Errorf("reading group positions on %s: %w", key, err)
+		return ID{}, false, fmt.Errorf("reading group positions on %s: %w", key, err)
 	}
 	byName := make(map[string]*redis.XPending, len(groups))
 	for i, g := range groups {
 		byName[g.Name] = pending[i].Val()
 	}
-	var minID streamID
+	var minID ID
 	found := false
 	for _, g := range info.Val() {
-		last, err := parseStreamID(g.LastDeliveredID)
+		last, err := ParseID(g.LastDeliveredID)
 		if err != nil {
-			return streamID{}, false, fmt.Errorf("group %s on %s: %w", g.Name, key, err)
+			return ID{}, false, fmt.Errorf("group %s on %s: %w", g.Name, key, err)
 		}
-		need := last.next()
+		need := last.Next()
 		// A group created between the two reads has no XPENDING here: nothing of it is pending yet.
 		if p := byName[g.Name]; p != nil && p.Count > 0 {
-			lower, err := parseStreamID(p.Lower)
+			lower, err := ParseID(p.Lower)
 			if err != nil {
-				return streamID{}, false, fmt.Errorf("group %s on %s: %w", g.Name, key, err)
+				return ID{}, false, fmt.Errorf("group %s on %s: %w", g.Name, key, err)
 			}
-			if lower.less(need) {
+			if lower.Less(need) {
 				need = lower
 			}
 		}
-		if !found || need.less(minID) {
+		if !found || need.Less(minID) {
 			minID, found = need, true
 		}
 	}

@@ -81,9 +81,9 @@ func allHandled(ctx context.Context, client redis.UniversalClient, key string) (
 	if len(last) == 0 {
 		return true, nil
 	}
-	id, err := parseStreamID(last[0].ID)
+	id, err := ParseID(last[0].ID)
 	if err != nil {
 		return false, fmt.Errorf("last entry of %s: %w", key, err)
 	}
-	return id.less(need), nil
+	return id.Less(need), nil
 }

@@ -159,17 +159,17 @@ func TestStreamIDNext(t *testing.T) {
 		{"5-18446744073709551615", "6-0"},
 	}
 	for _, tt := range tests {
-		id, err := parseStreamID(tt.in)
+		id, err := ParseID(tt.in)
 		if err != nil {
-			t.Fatalf("parseStreamID(%q): %v", tt.in, err)
+			t.Fatalf("ParseID(%q): %v", tt.in, err)
 		}
-		if got := id.next().String(); got != tt.want {
-			t.Errorf("parseStreamID(%q).next() = %s, want %s", tt.in, got, tt.want)
+		if got := id.Next().String(); got != tt.want {
+			t.Errorf("ParseID(%q).Next() = %s, want %s", tt.in, got, tt.want)
 		}
 	}
 	for _, bad := range []string{"", "12", "a-1", "1-b", "-1"} {
-		if _, err := parseStreamID(bad); err == nil {
-			t.Errorf("parseStreamID(%q) = nil error, want one", bad)
+		if _, err := ParseID(bad); err == nil {
+			t.Errorf("ParseID(%q) = nil error, want one", bad)
 		}
 	}
 }

@@ -239,34 +239,36 @@ func (t *Trimmer) createMissing(ctx context.Context, key string, have map[string
 	return nil
 }
 
-// streamID is a parsed stream entry id, milliseconds-sequence.
-type streamID struct{ ms, seq uint64 }
+// ID is a parsed stream entry id, milliseconds-sequence, ordered as Redis orders them.
+type ID struct{ ms, seq uint64 }
 
-func parseStreamID(s string) (streamID, error) {
+// ParseID parses an entry id as Redis writes it ("1700000000000-3").
+func ParseID(s string) (ID, error) {
 	msPart, seqPart, ok := strings.Cut(s, "-")
 	if !ok {
-		return streamID{}, fmt.Errorf("malformed stream id %q", s)
+		return ID{}, fmt.Errorf("malformed stream id %q", s)
 	}
 	ms, err1 := strconv.ParseUint(msPart, 10, 64)
 	seq, err2 := strconv.ParseUint(seqPart, 10, 64)
 	if err1 != nil || err2 != nil {
-		return streamID{}, fmt.Errorf("malformed stream id %q", s)
+		return ID{}, fmt.Errorf("malformed stream id %q", s)
 	}
-	return streamID{ms, seq}, nil
+	return ID{ms, seq}, nil
 }
 
-// next returns the smallest id greater than id.
-func (id streamID) next() streamID {
+// Next returns the smallest id greater than id.
+func (id ID) Next() ID {
 	if id.seq == math.MaxUint64 {
-		return streamID{id.ms + 1, 0}
+		return ID{id.ms + 1, 0}
 	}
-	return streamID{id.ms, id.seq + 1}
+	return ID{id.ms, id.seq + 1}
 }
 
-func (id streamID) less(o streamID) bool {
+// Less reports whether id comes before o in a stream.
+func (id ID) Less(o ID) bool {
 	return id.ms < o.ms || id.ms == o.ms && id.seq < o.seq
 }
 
-func (id streamID) String() string {
+func (id ID) String() string {
 	return strconv.FormatUint(id.ms, 10) + "-" + strconv.FormatUint(id.seq, 10)
 }
