@@ -1,9 +1,7 @@
 package alerter
 
 import (
-	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
@@ -19,27 +17,17 @@ import (
 // some rule names (alert.Index.For; SampleValue ignores strings); the other lines are scanned to
 // their timestamp and skipped, their values never parsed. The syntax of every line is still
 // checked up to its timestamp, and a line without one is refused, as the gateway always writes
-// one. A pointReader serves one batch: it interns names and backs the points' tags and fields with
-// shared slices, so that a point costs no allocation of its own.
+// one (metric.EntryTime). A pointReader serves one batch: names are interned (metric.InternName)
+// and the points' tags and fields share backing slices, so that a point costs no allocation of
+// its own.
 type pointReader struct {
 	idx    *alert.Index
-	names  map[string]string
 	tags   []metric.Tag
 	fields []metric.Field
 }
 
 func newPointReader(idx *alert.Index) *pointReader {
-	return &pointReader{idx: idx, names: map[string]string{}}
-}
-
-// intern returns b as a string, the same string for the same bytes within the batch.
-func (r *pointReader) intern(b []byte) string {
-	if s, ok := r.names[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	r.names[s] = s
-	return s
+	return &pointReader{idx: idx}
 }
 
 // read returns the watched points of payload (canonical line protocol), or an error naming the
@@ -66,7 +54,7 @@ func (r *pointReader) readLine(dec *lineprotocol.Decoder) (metric.Point, bool, e
 	if err != nil {
 		return pt, false, err
 	}
-	name := r.intern(raw)
+	name := metric.InternName(raw)
 	watched := r.idx.Watches(name)
 	if watched {
 		pt.Measurement = name
@@ -79,7 +67,7 @@ func (r *pointReader) readLine(dec *lineprotocol.Decoder) (metric.Point, bool, e
 			if k == nil {
 				break
 			}
-			r.tags = append(r.tags, metric.Tag{Key: r.intern(k), Value: r.intern(v)})
+			r.tags = append(r.tags, metric.Tag{Key: metric.InternName(k), Value: metric.InternName(v)})
 		}
 		fields := len(r.fields)
 		for {
@@ -93,7 +81,7 @@ func (r *pointReader) readLine(dec *lineprotocol.Decoder) (metric.Point, bool, e
 			if kind == lineprotocol.String {
 				continue
 			}
-			key := r.intern(k)
+			key := metric.InternName(k)
 			if len(r.idx.For(name, key)) == 0 {
 				continue
 			}
@@ -106,15 +94,8 @@ func (r *pointReader) readLine(dec *lineprotocol.Decoder) (metric.Point, bool, e
 		pt.Tags = r.tags[tags:len(r.tags):len(r.tags)]
 		pt.Fields = r.fields[fields:len(r.fields):len(r.fields)]
 	}
-	ts, err := dec.TimeBytes()
-	if err != nil {
+	if pt.Time, err = metric.EntryTime(dec); err != nil {
 		return pt, false, err
-	}
-	if ts == nil {
-		return pt, false, errors.New("no timestamp")
-	}
-	if pt.Time, err = strconv.ParseInt(string(ts), 10, 64); err != nil {
-		return pt, false, fmt.Errorf("timestamp %q: %w", ts, err)
 	}
 	return pt, watched && len(pt.Fields) > 0, nil
 }

@@ -94,6 +94,25 @@ func DecodeLineProtocol(payload []byte) ([]Point, error) {
 	return r.points, nil
 }
 
+// InternName returns b, a name read from a payload (a measurement, tag key or value, or field key),
+// as a string interned like the parsers' own names: one seen before costs no allocation. For
+// consumers that read payloads with a lineprotocol.Decoder of their own.
+func InternName(b []byte) string { return names.string(b) }
+
+// EntryTime reads the timestamp of the entry dec is at, once its tags and fields are read or
+// skipped, in nanoseconds as AppendLineProtocol writes it. An entry without one is an error, as
+// in DecodeLineProtocol: the gateway always writes one.
+func EntryTime(dec *lineprotocol.Decoder) (int64, error) {
+	ts, err := dec.TimeBytes()
+	if err != nil {
+		return 0, err
+	}
+	if ts == nil {
+		return 0, errors.New("no timestamp")
+	}
+	return parseTimestamp(ts, 1)
+}
+
 // lpReader collects points from a lineprotocol.Decoder. Like jsonParser, it backs all the
 // points' tags and fields with two shared slices.
 type lpReader struct {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/agentmonitor/agentmonitor/internal/metric"
 	"github.com/agentmonitor/agentmonitor/internal/stream"
 )
 
@@ -76,7 +76,6 @@ func (m *Marker) Handle(ctx context.Context, batch []*stream.Message) error {
 		}
 	}
 	ready := map[Window]time.Time{}
-	names := map[string]string{}
 	var found []Window
 	for _, msg := range batch {
 		if msg.Msg == nil {
@@ -84,7 +83,7 @@ func (m *Marker) Handle(ctx context.Context, batch []*stream.Message) error {
 			continue
 		}
 		var err error
-		if found, err = windows(found[:0], names, msg.Msg.Payload); err != nil {
+		if found, err = windows(found[:0], msg.Msg.Payload); err != nil {
 			msg.Reject(fmt.Errorf("rollup: %w", err))
 			continue
 		}
@@ -111,32 +110,20 @@ func (m *Marker) Handle(ctx context.Context, batch []*stream.Message) error {
 // marker needs, where decoding whole points (metric.DecodeLineProtocol) was most of its CPU per
 // entry. The syntax is still checked up to the timestamp; field values are not parsed, which the
 // marker does not need: the influx-writer dead-letters what InfluxDB refuses, and a window marked
-// for a point InfluxDB refused is only computed once more. names interns the measurement names
-// of a batch, so that a point costs no allocation.
-func windows(dst []Window, names map[string]string, payload []byte) ([]Window, error) {
+// for a point InfluxDB refused is only computed once more. Measurement names are interned
+// (metric.InternName), so that a point costs no allocation.
+func windows(dst []Window, payload []byte) ([]Window, error) {
 	dec := lineprotocol.NewDecoderWithBytes(payload)
 	for point := 1; dec.Next(); point++ {
 		raw, err := dec.Measurement()
 		if err != nil {
 			return dst, fmt.Errorf("decoding line protocol: %w", err)
 		}
-		name, ok := names[string(raw)]
-		if !ok {
-			name = string(raw)
-			names[name] = name
-		}
-		ts, err := dec.TimeBytes()
+		ns, err := metric.EntryTime(dec)
 		if err != nil {
-			return dst, fmt.Errorf("decoding line protocol: %w", err)
+			return dst, fmt.Errorf("decoding line protocol: point %d: %w", point, err)
 		}
-		if ts == nil {
-			return dst, fmt.Errorf("decoding line protocol: point %d: no timestamp", point)
-		}
-		ns, err := strconv.ParseInt(string(ts), 10, 64)
-		if err != nil {
-			return dst, fmt.Errorf("decoding line protocol: point %d: timestamp %q: %w", point, ts, err)
-		}
-		dst = append(dst, WindowAt(0, name, time.Unix(0, ns)))
+		dst = append(dst, WindowAt(0, metric.InternName(raw), time.Unix(0, ns)))
 	}
 	return dst, nil
 }

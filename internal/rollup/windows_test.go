@@ -17,7 +17,7 @@ func TestWindowsReadsMeasurementAndTime(t *testing.T) {
 	payload := []byte("cpu,agent=a,host=h\\ 1 a=1,b=\"x y\" " + ns(t0.Add(59*time.Second)) + "\n" +
 		"my\\ disk,agent=a used=2i " + ns(t0.Add(61*time.Second)) + "\n" +
 		"cpu,agent=a a=3 " + ns(t0.Add(-time.Nanosecond)) + "\n")
-	got, err := windows(nil, map[string]string{}, payload)
+	got, err := windows(nil, payload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestWindowsReadsMeasurementAndTime(t *testing.T) {
 		"no fields":     "cpu,agent=a " + ns(t0) + "\n",
 		"second bad":    "cpu,agent=a a=1 " + ns(t0) + "\ncpu,agent=a\n",
 	} {
-		if got, err := windows(nil, map[string]string{}, []byte(bad)); err == nil {
+		if got, err := windows(nil, []byte(bad)); err == nil {
 			t.Errorf("%s: windows = %v, want an error", name, got)
 		}
 	}
@@ -59,12 +59,11 @@ var benchEntry = []byte(func() string {
 
 // BenchmarkWindows is the marker's work per entry: the windows of its six points.
 func BenchmarkWindows(b *testing.B) {
-	names := map[string]string{}
 	var dst []Window
 	b.ReportAllocs()
 	for b.Loop() {
 		var err error
-		if dst, err = windows(dst[:0], names, benchEntry); err != nil || len(dst) != 6 {
+		if dst, err = windows(dst[:0], benchEntry); err != nil || len(dst) != 6 {
 			b.Fatal(dst, err)
 		}
 	}
