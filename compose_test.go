@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentmonitor/agentmonitor/internal/stack"
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 )
@@ -102,6 +103,7 @@ func checkCompose(p *types.Project) []string {
 
 	for name, svc := range p.Services {
 		checkHealth(name, svc, bad)
+		checkCPUShares(name, svc, bad)
 		switch svc.Restart {
 		case types.RestartPolicyAlways, types.RestartPolicyUnlessStopped, types.RestartPolicyOnFailure:
 		default:
@@ -173,6 +175,20 @@ func checkStoreVolume(p *types.Project, name string, svc types.ServiceConfig, ba
 		return
 	}
 	bad("%s: no volume for its data at %s", name, storeData[name])
+}
+
+// checkCPUShares: the write-behind side (the writers, rollups, pg-sync and InfluxDB) yields the
+// CPU to the request path (gateway, Redis, alerter) when a machine's cores are busy, as go tool
+// task up runs it (stack.BackgroundNice).
+func checkCPUShares(name string, svc types.ServiceConfig, bad func(string, ...any)) {
+	const full = 1024 // Docker's default weight
+	background := stack.Background(name) || name == "influxdb"
+	switch shares := svc.CPUShares; {
+	case background && (shares <= 0 || shares >= full):
+		bad("%s: cpu_shares = %d, want a weight below %d (it works behind the streams)", name, shares, full)
+	case !background && shares != 0 && shares < full:
+		bad("%s: cpu_shares = %d lowers a service on the request path", name, shares)
+	}
 }
 
 // checkRedis: AOF on, and the password the binaries use is the one Redis requires.
@@ -369,6 +385,8 @@ func TestComposeCheckCatches(t *testing.T) {
 		}), "influxdb: /var/lib/influxdb2 is a bind mount"},
 		{"volume undeclared", func(p *types.Project) { delete(p.Volumes, "redis-data") }, "redis: volume \"redis-data\""},
 		{"aof off", edit("redis", func(s *types.ServiceConfig) { s.Command = types.ShellCommand{"redis-server"} }), "redis: command"},
+		{"writer at full weight", edit("influx-writer", func(s *types.ServiceConfig) { s.CPUShares = 0 }), "influx-writer: cpu_shares"},
+		{"gateway lowered", edit("gateway", func(s *types.ServiceConfig) { s.CPUShares = 256 }), "gateway: cpu_shares"},
 		{"no restart policy", edit("gateway", func(s *types.ServiceConfig) { s.Restart = "" }), "gateway: restart"},
 	}
 	for _, tt := range tests {

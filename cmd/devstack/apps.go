@@ -107,6 +107,9 @@ func (d *dev) up(ctx context.Context) error {
 		bin := filepath.Join(d.bin, app)
 		stopPid(d.pidFile(app), bin, 30*time.Second)
 		spec := stack.Spec{Name: app, Path: bin, Env: base, LogPath: filepath.Join(d.logDir, app+".log"), Detach: true}
+		if stack.Background(app) {
+			spec.Nice = stack.BackgroundNice
+		}
 		if app == "gateway" {
 			// OPS_ADDR is always set, so that one in the shell (meant for a worker) is not taken;
 			// without it, OPS_PPROF (for the workers) would stop the gateway from starting.

@@ -435,6 +435,7 @@ func (d *dev) ensureInfluxDB(ctx context.Context) error {
 		HTTPAddr: httpAddr,
 		RPCAddr:  net.JoinHostPort(host, strconv.Itoa(p+2)), // 8086 -> 8088, influxd's usual backup port
 		LogLevel: "info",
+		Nice:     stack.BackgroundNice, // written to by the influx-writer, behind the streams
 	}
 	srv := stack.NewInfluxd(bin, cfg, true)
 	logf("InfluxDB: starting %s on %s (data in %s; Flux takes a while to start on a busy machine)", bin, httpAddr, cfg.Dir)

@@ -195,8 +195,8 @@ func (b *bench) start(ctx context.Context, dbURL string) error {
 		b.procs[w] = a.Process
 		b.workers = append(b.workers, a)
 	}
-	fmt.Fprintf(b.out, "==> gateway on %s; %d influx-writer copies, pg-sync, alerter, rollup; private redis-server on %s (appendfsync %s)\n",
-		b.gateway, b.cfg.writers, b.redis.Addr(), b.cfg.appendfsync)
+	fmt.Fprintf(b.out, "==> gateway on %s; %d influx-writer copies, pg-sync, alerter, rollup (influxd and the writers at nice %d); private redis-server on %s (appendfsync %s)\n",
+		b.gateway, b.cfg.writers, b.cfg.backgroundNice, b.redis.Addr(), b.cfg.appendfsync)
 	hc := newHTTPClient(4, 10*time.Second)
 	if b.token, err = login(ctx, hc, b.gateway, b.cfg.adminUser, b.admin); err != nil {
 		return err
@@ -228,7 +228,7 @@ func (b *bench) startInfluxd() error {
 	}
 	fmt.Fprintln(b.out, "==> starting influxd 1.8.10 (Flux on; a while on a busy machine)")
 	var err error
-	if b.influxd, err = stack.StartInfluxd(filepath.Join(b.work, "influxdb")); err != nil {
+	if b.influxd, err = stack.StartInfluxd(filepath.Join(b.work, "influxdb"), stack.WithNice(b.cfg.backgroundNice)); err != nil {
 		return err
 	}
 	b.procs["influxd"] = b.influxd.Process()
@@ -240,7 +240,7 @@ func (b *bench) system(bin, dbURL, redisURL, influxURL string) *stack.System {
 	if b.admin == "" {
 		b.admin = rand.Text()
 	}
-	return &stack.System{BinDir: bin, LogDir: filepath.Join(b.work, "logs"), Env: []string{
+	return &stack.System{BinDir: bin, LogDir: filepath.Join(b.work, "logs"), BackgroundNice: b.cfg.backgroundNice, Env: []string{
 		"REDIS_URL=" + redisURL,
 		"REDIS_KEY_PREFIX=" + b.prefix,
 		"DATABASE_URL=" + dbURL,

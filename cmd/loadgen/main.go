@@ -39,6 +39,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/agentmonitor/agentmonitor/internal/stack"
 )
 
 func main() {
@@ -89,6 +91,7 @@ type config struct {
 	peer               string // --mode bench: "telegraf" adds the Telegraf relay
 	scale              bool   // --mode bench: issue 12's scaling measurements instead
 	appendfsync        string // --mode bench: the bench Redis's appendfsync (always, everysec)
+	backgroundNice     int    // --mode bench: nice of the write-behind workers and influxd
 	scaleDelay         time.Duration
 	scaleBacklog       int64
 	out                string // --mode bench: where the JSON result goes
@@ -157,6 +160,7 @@ Flags:
 	fs.BoolVar(&c.keep, "keep", false, "--mode bench: keep the temporary directory (logs, reports, InfluxDB and Redis data)")
 	fs.StringVar(&c.peer, "peer", "", "--mode bench: telegraf also measures Telegraf v1.30.3 as a relay, built once into .data/bin/telegraf-relay with only its two plugins; telegraf-full: the whole Telegraf, go install'ed into .data/bin (over an hour to build on 2 busy cores)")
 	fs.StringVar(&c.appendfsync, "redis-appendfsync", "always", "--mode bench: appendfsync of the bench's Redis: always (as go tool task up runs it: a 2xx survives a Redis crash) or everysec (faster; a Redis crash can lose ~2 s of acknowledged points)")
+	fs.IntVar(&c.backgroundNice, "background-nice", stack.BackgroundNice, "--mode bench: nice value of influx-writer, pg-sync, rollup and influxd, as go tool task up runs them (0: the same priority as the gateway, Redis and the alerter)")
 	fs.BoolVar(&c.scale, "scale", false, "--mode bench: measure scaling instead (issue 12): influx-writer drain rate with 1, 2 and 4 copies behind a delaying proxy, gateway on 1 Redis vs a 6-node cluster")
 	fs.DurationVar(&c.scaleDelay, "scale-delay", 20*time.Millisecond, "--mode bench --scale: delay the proxy adds to every InfluxDB write")
 	fs.Int64Var(&c.scaleBacklog, "scale-backlog", 20000, "--mode bench --scale: 6-point requests preloaded before each drain")
@@ -196,6 +200,9 @@ func (c *config) validate() error {
 		}
 		if c.ceilingConcurrency < 1 || c.ceilingConcurrency > 64 {
 			bad("--ceiling-concurrency %d: want 1 to 64", c.ceilingConcurrency)
+		}
+		if c.backgroundNice < 0 || c.backgroundNice > 19 {
+			bad("--background-nice %d: want 0 to 19", c.backgroundNice)
 		}
 		if c.appendfsync != "always" && c.appendfsync != "everysec" {
 			bad("--redis-appendfsync %q: want always or everysec", c.appendfsync)

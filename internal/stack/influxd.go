@@ -31,6 +31,7 @@ type InfluxdConfig struct {
 	RPCAddr  string // host:port of the backup/restore service
 	NoFlux   bool   // Flux off: starts in milliseconds instead of seconds, answers only InfluxQL
 	LogLevel string // "error" when empty
+	Nice     int    // run at this lower CPU priority when positive (Spec.Nice)
 }
 
 // Render returns the influxd.conf for c: reporting, request logs, query logs and the monitor
@@ -139,6 +140,9 @@ type InfluxdOption func(*InfluxdConfig)
 // only InfluxQL, not Flux. For tests that restart servers and check results with InfluxQL.
 func WithoutFlux() InfluxdOption { return func(c *InfluxdConfig) { c.NoFlux = true } }
 
+// WithNice runs the server at nice n (Spec.Nice).
+func WithNice(n int) InfluxdOption { return func(c *InfluxdConfig) { c.Nice = n } }
+
 // StartInfluxd starts influxd with its data under dir (created if missing) on free loopback
 // ports, as a child that dies with the caller, and waits until it answers /ping. The caller stops
 // it with Stop.
@@ -182,6 +186,7 @@ func NewInfluxd(bin string, cfg InfluxdConfig, detach bool) *Influxd {
 		// influxd 1.8 spends a long time initialising Flux on a busy machine (48 s seen).
 		ReadyTimeout: 3 * time.Minute,
 		Detach:       detach,
+		Nice:         cfg.Nice,
 	}}
 	return s
 }

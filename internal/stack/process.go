@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -36,6 +37,25 @@ type Spec struct {
 	// leaves the binaries running). Otherwise Linux kills it when the caller dies, so that a test
 	// binary that panics leaves nothing behind.
 	Detach bool
+	// Nice, when positive, runs the process that much nicer than its starter (nice -n), so
+	// that it yields to the processes on the request path: see BackgroundNice.
+	Nice int
+}
+
+// BackgroundNice is the nice value at which the dev tool and the bench run the write-behind
+// workers (influx-writer, pg-sync, rollup) and influxd on a one-machine deployment: when the
+// cores are busy, the gateway, Redis and the alerter go first, and the workers catch up from the
+// streams once the burst has passed (STREAM_MAX_BACKLOG bounds how far they may fall behind).
+const BackgroundNice = 10
+
+// Background reports whether app is a write-behind worker that BackgroundNice applies to. The
+// alerter is not one: alert latency has a budget of its own.
+func Background(app string) bool {
+	switch app {
+	case "influx-writer", "pg-sync", "rollup":
+		return true
+	}
+	return false
 }
 
 // Process is a process started from a Spec. Its methods are safe for concurrent use.
@@ -85,6 +105,13 @@ func (p *Process) Start(ctx context.Context) error {
 		out = f
 	}
 	cmd := exec.Command(p.spec.Path, p.spec.Args...)
+	if p.spec.Nice > 0 {
+		// nice(1) sets the priority before the binary starts, so every thread of it has it
+		// (setpriority on a running Go process would miss the threads it already has).
+		if nice, err := exec.LookPath("nice"); err == nil {
+			cmd = exec.Command(nice, append([]string{"-n", strconv.Itoa(p.spec.Nice), p.spec.Path}, p.spec.Args...)...)
+		}
+	}
 	cmd.Env = p.spec.Env
 	if out != nil {
 		cmd.Stdout, cmd.Stderr = out, out

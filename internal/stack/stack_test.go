@@ -3,10 +3,12 @@ package stack_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,6 +109,45 @@ func TestProcessLifecycle(t *testing.T) {
 	log, _ := os.ReadFile(spec.LogPath)
 	if n := strings.Count(string(log), "==== helper-serve start"); n != 3 {
 		t.Errorf("log holds %d start markers, want 3 (one per start):\n%s", n, log)
+	}
+}
+
+// A process with Nice runs every thread that much nicer than its starter, and Stop still reaches it (nice(1)
+// execs the binary in the same process).
+func TestNice(t *testing.T) {
+	spec, _ := helperSpec(t, "serve")
+	spec.Nice = 7
+	p, err := stack.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Kill() })
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", p.Pid()))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of %d: %v %v", p.Pid(), tasks, err)
+	}
+	// nice(1) adds to the caller's niceness.
+	self, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := min(20-self+7, 19)
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(filepath.Base(task))
+		// getpriority answers 20 - nice for a thread (the raw system call, not glibc's).
+		prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid)
+		if err != nil {
+			t.Fatalf("getpriority(%d): %v", tid, err)
+		}
+		if nice := 20 - prio; nice != want {
+			t.Errorf("thread %d of the process runs at nice %d, want %d", tid, nice, want)
+		}
+	}
+	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.Pid())); exe != os.Args[0] {
+		t.Errorf("process %d runs %q, want %q (nice should have exec'd it)", p.Pid(), exe, os.Args[0])
+	}
+	if err := p.Stop(10 * time.Second); err != nil {
+		t.Fatalf("Stop = %v, want a graceful exit", err)
 	}
 }
 

@@ -78,6 +78,9 @@ type System struct {
 	BinDir string
 	LogDir string
 	Env    []string // every binary's settings: REDIS_URL, DATABASE_URL, INFLUXDB_URL, ...
+	// BackgroundNice, when positive, is the nice value of the write-behind workers
+	// (Background).
+	BackgroundNice int
 
 	mu   sync.Mutex
 	apps []*App
@@ -117,6 +120,7 @@ func (s *System) start(ctx context.Context, app, name, addrVar string, env []str
 			LogPath:      filepath.Join(s.LogDir, name+".log"),
 			Ready:        HTTPReady(url+"/readyz", http.StatusOK),
 			ReadyTimeout: time.Minute,
+			Nice:         s.niceOf(app),
 		})
 		if err == nil {
 			a := &App{Process: p, URL: url}
@@ -130,6 +134,13 @@ func (s *System) start(ctx context.Context, app, name, addrVar string, env []str
 		}
 	}
 	return nil, lastErr
+}
+
+func (s *System) niceOf(app string) int {
+	if Background(app) {
+		return s.BackgroundNice
+	}
+	return 0
 }
 
 // Apps returns the binaries started so far, in start order.
