@@ -352,7 +352,11 @@ func (b *bench) measureAll(ctx context.Context, stdout io.Writer) (int, error) {
 		}
 		b.res.addDeploymentCommands(before, b.commandStats(ctx), rep.OK)
 		gwRates = append(gwRates, rep.RequestsPerS)
-		b.waitDrained(ctx)
+		// The workers run behind the gateway (at --background-nice): say how far behind they
+		// were when the run ended, so that a rate the workers could not sustain shows.
+		drain := b.waitDrained(ctx).Seconds()
+		b.res.DrainAfterGatewayS = append(b.res.DrainAfterGatewayS, drain)
+		fmt.Fprintf(b.out, "  the workers caught up %.1f s after the run ended\n", drain)
 	}
 	half := max(median(gwRates)/2, 1)
 
@@ -406,17 +410,19 @@ func (b *bench) measureAll(ctx context.Context, stdout io.Writer) (int, error) {
 
 // waitDrained waits until every group has read and acknowledged every metrics entry, so that one
 // run's backlog does not slow the next.
-func (b *bench) waitDrained(ctx context.Context) {
+// It returns how long that took.
+func (b *bench) waitDrained(ctx context.Context) time.Duration {
 	keys := stream.StreamKeys(b.prefix, benchShards)
-	deadline := time.Now().Add(benchDrainTimeout)
+	start := time.Now()
+	deadline := start.Add(benchDrainTimeout)
 	for {
 		ok, why, err := stack.Drained(ctx, b.rdb, "", keys...)
 		if ok {
-			return
+			return time.Since(start)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			fmt.Fprintf(b.out, "warning: the streams were not drained within %s (%s %v); the next run starts anyway\n", benchDrainTimeout, why, err)
-			return
+			return time.Since(start)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -35,6 +35,9 @@ type benchResult struct {
 	Reports []*report `json:"reports,omitempty"`
 
 	RedisCommands redisCommands `json:"redis_commands"`
+	// DrainAfterGatewayS is, per saturated gateway round, how long after the run the workers
+	// took to read and acknowledge every entry: the backlog the run left.
+	DrainAfterGatewayS []float64 `json:"drain_after_gateway_s"`
 	// Reads is the latest-values read at benchReadRate while ingest runs at half load.
 	Reads *readsResult `json:"latest_reads,omitempty"`
 	// AlertLatency by load ("idle", "half_load").
@@ -413,8 +416,12 @@ func (b *bench) finish(stdout io.Writer) (int, error) {
 	return summaryCode(s, b.cfg.strict), nil
 }
 
-// printExtras prints the Redis commands, reads and alert latency.
+// printExtras prints the workers' catch-up, the Redis commands, reads and alert latency.
 func (b *bench) printExtras(w io.Writer) {
+	if d := b.res.DrainAfterGatewayS; len(d) > 0 {
+		fmt.Fprintf(w, "\nWorkers (nice %d) caught up with the saturated gateway runs %s s after each ended (median %.1f s)\n",
+			b.cfg.backgroundNice, strings.Trim(fmt.Sprintf("%.1f", d), "[]"), median(d))
+	}
 	rc := b.res.RedisCommands
 	if len(rc.Deployment)+len(rc.Gateway) > 0 {
 		fmt.Fprintln(w, "\nRedis commands per accepted request (INFO commandstats of the bench's own Redis):")
