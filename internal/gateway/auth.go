@@ -59,6 +59,12 @@ const sessionTokenPrefix = "ams_"
 // routes a second costs Redis one write every few seconds (issue 13). A session therefore
 // expires SESSION_TTL after its last use, give or take refreshEvery (at most 5 s, a tenth of the
 // TTL).
+//
+// A session read from Redis is then kept in this process for cacheFor (at most a second), so
+// that a dashboard's polling costs Redis one session read a second per token, not one per
+// request: the latest-values read answers from one round trip. Ending a session through this
+// gateway copy drops it here at once; one ended through another copy (or expired) is refused here
+// within cacheFor.
 type sessions struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -69,7 +75,18 @@ type sessions struct {
 	// renewed holds, per token hash, when this process last renewed that session's TTL; at most
 	// maxRenewedSessions entries (beyond that every read renews, as before issue 13).
 	renewed map[string]time.Time
+	// cached holds, per token hash, the session read from Redis and when that was; at most
+	// maxRenewedSessions entries (beyond that, sessions are not cached).
+	cached map[string]cachedSession
 }
+
+type cachedSession struct {
+	sess session
+	at   time.Time
+}
+
+// maxSessionCache bounds how long a session read from Redis is trusted without reading it again.
+const maxSessionCache = time.Second
 
 // maxSessionRefresh bounds how stale a session's TTL may get before a read renews it.
 const maxSessionRefresh = 5 * time.Second
@@ -78,7 +95,43 @@ const maxSessionRefresh = 5 * time.Second
 const maxRenewedSessions = 10_000
 
 func newSessions(rdb redis.UniversalClient, prefix string, ttl time.Duration, now func() time.Time) *sessions {
-	return &sessions{rdb: rdb, prefix: prefix, ttl: ttl, now: now, renewed: make(map[string]time.Time)}
+	return &sessions{rdb: rdb, prefix: prefix, ttl: ttl, now: now, renewed: make(map[string]time.Time), cached: make(map[string]cachedSession)}
+}
+
+// cacheFor is how long a session read from Redis is used without reading it again: never longer
+// than the interval between renewals, so that caching delays no renewal.
+func (s *sessions) cacheFor() time.Duration { return min(maxSessionCache, s.refreshEvery()) }
+
+// fromCache returns the session h as read from Redis within cacheFor of now.
+func (s *sessions) fromCache(h string, now time.Time) (session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.cached[h]
+	if !ok {
+		return session{}, false
+	}
+	if age := now.Sub(c.at); age < 0 || age >= s.cacheFor() {
+		delete(s.cached, h)
+		return session{}, false
+	}
+	return c.sess, true
+}
+
+// remember caches sess, read from Redis at now, unless the cache is full of fresh entries.
+func (s *sessions) remember(h string, sess session, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.cached[h]; !ok && len(s.cached) >= maxRenewedSessions {
+		for k, c := range s.cached {
+			if age := now.Sub(c.at); age < 0 || age >= s.cacheFor() {
+				delete(s.cached, k)
+			}
+		}
+		if len(s.cached) >= maxRenewedSessions {
+			return
+		}
+	}
+	s.cached[h] = cachedSession{sess: sess, at: now}
 }
 
 // refreshEvery is how often a session in use has its TTL renewed.
@@ -108,12 +161,14 @@ func (s *sessions) claimRenewal(h string, now time.Time) bool {
 	return true
 }
 
-// forget drops what claimRenewal recorded for h (the session ended, or its renewal failed).
+// forget drops what claimRenewal recorded and what the cache holds for h (the session ended, or
+// its read failed).
 func (s *sessions) forget(hashes ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, h := range hashes {
 		delete(s.renewed, h)
+		delete(s.cached, h)
 	}
 }
 
@@ -175,12 +230,16 @@ func (s *sessions) create(ctx context.Context, username, role string, now time.T
 // errNoSession is returned by lookup for a token that names no live session.
 var errNoSession = errors.New("no such session")
 
-// lookup returns the session of token in one round trip: GETEX renewing its TTL when
-// claimRenewal says it is due, GET otherwise.
+// lookup returns the session of token from the cache (see sessions) or in one round trip: GETEX
+// renewing its TTL when claimRenewal says it is due, GET otherwise.
 func (s *sessions) lookup(ctx context.Context, token string) (session, string, error) {
 	h := hashToken(token)
+	now := s.now()
+	if sess, ok := s.fromCache(h, now); ok {
+		return sess, h, nil
+	}
 	var cmd *redis.StringCmd
-	if s.claimRenewal(h, s.now()) {
+	if s.claimRenewal(h, now) {
 		cmd = s.rdb.GetEx(ctx, s.key(h), s.ttl)
 	} else {
 		cmd = s.rdb.Get(ctx, s.key(h))
@@ -199,13 +258,16 @@ func (s *sessions) lookup(ctx context.Context, token string) (session, string, e
 	if err := json.Unmarshal(val, &sess); err != nil {
 		return session{}, "", fmt.Errorf("decoding session: %w", err)
 	}
+	s.remember(h, sess, now)
 	return sess, h, nil
 }
 
 // end deletes one session, then its index member.
 func (s *sessions) end(ctx context.Context, username, tokenHash string) error {
 	s.forget(tokenHash)
-	if err := s.rdb.Del(ctx, s.key(tokenHash)).Err(); err != nil {
+	err := s.rdb.Del(ctx, s.key(tokenHash)).Err()
+	s.forget(tokenHash) // a read racing the DEL may have cached it again
+	if err != nil {
 		return fmt.Errorf("ending session: %w", err)
 	}
 	if err := s.rdb.SRem(ctx, s.indexKey(username), tokenHash).Err(); err != nil {

@@ -176,7 +176,11 @@ func (s *sessions) endOthers(ctx context.Context, username, keep string) error {
 	if len(ended) == 0 {
 		return nil
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	_, err = pipe.Exec(ctx)
+	for _, m := range ended {
+		s.forget(m.(string)) // a read racing the DELs may have cached it again
+	}
+	if err != nil {
 		return fmt.Errorf("ending sessions of %s: %w", username, err)
 	}
 	if err := s.rdb.SRem(ctx, idx, ended...).Err(); err != nil {

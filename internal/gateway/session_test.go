@@ -66,7 +66,7 @@ func (c *commandCounter) take() map[string]int {
 }
 
 // TestSessionReadsDoNotWrite: N reads of an API route in a row cost Redis one session write
-// (the TTL renewal of the first), every other one a plain GET.
+// (the TTL renewal of the first) and, within the session cache's second, nothing else.
 func TestSessionReadsDoNotWrite(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil) // SESSION_TTL 12h: renewed at most every 5s
@@ -81,13 +81,87 @@ func TestSessionReadsDoNotWrite(t *testing.T) {
 			t.Fatalf("read %d = %s, want 200", i+1, r)
 		}
 	}
-	if took := time.Since(began); took >= maxSessionRefresh {
-		t.Skipf("%d reads took %v, longer than the renewal interval: too slow a machine to tell", n, took)
+	if took := time.Since(began); took >= maxSessionCache {
+		t.Skipf("%d reads took %v, longer than the session cache's time: too slow a machine to tell", n, took)
 	}
 	got := counter.take()
-	if got["getex"] != 1 || got["get"] != n-1 || len(got) != 2 {
-		t.Errorf("session commands of %d reads = %v, want one getex (the renewal) and %d get", n, got, n-1)
+	if got["getex"] != 1 || len(got) != 1 {
+		t.Errorf("session commands of %d reads = %v, want one getex (the renewal) and nothing else", n, got)
 	}
+}
+
+// TestSessionCache: a session read from Redis serves the reads of the next cacheFor without a
+// command; ended through this gateway copy it is refused at once, and ended elsewhere (its key
+// deleted, as another copy does) it is refused once cacheFor has passed.
+func TestSessionCache(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testenv.Redis(t)
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	s := newSessions(rdb, prefix, time.Hour, clock)
+	if got := s.cacheFor(); got != maxSessionCache {
+		t.Fatalf("cacheFor() with a 1h TTL = %v, want %v", got, maxSessionCache)
+	}
+	counter := newCommandCounter(prefix + "session:")
+	rdb.AddHook(counter)
+	ctx := context.Background()
+	login := func(user string) string {
+		token, _, err := s.create(ctx, user, "viewer", clock())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return token
+	}
+	lookup := func(what, token string, wantOK bool, wantCommands int) {
+		t.Helper()
+		_, _, err := s.lookup(ctx, token)
+		if wantOK && err != nil || !wantOK && !errors.Is(err, errNoSession) {
+			t.Fatalf("%s: lookup error %v, want ok=%v", what, err, wantOK)
+		}
+		got := counter.take()
+		n := 0
+		for _, c := range got {
+			n += c
+		}
+		if n != wantCommands {
+			t.Errorf("%s: session commands %v, want %d", what, got, wantCommands)
+		}
+	}
+
+	ada := login("ada")
+	counter.take()
+	lookup("first read", ada, true, 1)
+	advance(maxSessionCache / 2)
+	lookup("read within the cache time", ada, true, 0)
+
+	// Ended elsewhere: still served from the cache until cacheFor has passed since the read.
+	if err := rdb.Del(ctx, s.key(hashToken(ada))).Err(); err != nil {
+		t.Fatal(err)
+	}
+	counter.take()
+	lookup("read after another copy ended it, within the cache time", ada, true, 0)
+	advance(maxSessionCache / 2)
+	lookup("read once the cache time has passed", ada, false, 1)
+
+	// Ended through this copy: refused at once.
+	bob := login("bob")
+	counter.take()
+	lookup("bob's first read", bob, true, 1)
+	if err := s.end(ctx, "bob", hashToken(bob)); err != nil {
+		t.Fatal(err)
+	}
+	counter.take()
+	lookup("read after ending it here", bob, false, 1)
+	cleo := login("cleo")
+	counter.take()
+	lookup("cleo's first read", cleo, true, 1)
+	if err := s.endAll(ctx, "cleo"); err != nil {
+		t.Fatal(err)
+	}
+	counter.take()
+	lookup("read after deleting the user here", cleo, false, 1)
 }
 
 // TestSessionRenewal: a session's TTL is renewed by the first read and then once refreshEvery
