@@ -290,6 +290,18 @@ func (e *env) userToken(admin, username, role string) string {
 	return e.login(username, pw)
 }
 
+// deleteUser deletes username as admin and checks that session, one of that user's sessions, is
+// refused at once after: deleting a user ends its sessions.
+func (e *env) deleteUser(admin, username, session string) {
+	e.t.Helper()
+	if r := e.do(req{method: "DELETE", path: "/api/v1/users/" + username, auth: bearer(admin)}); r.status != http.StatusNoContent {
+		e.t.Fatalf("deleting %s = %s, want 204", username, r)
+	}
+	if r := e.do(req{method: "GET", path: "/api/v1/agents", auth: bearer(session)}); r.status != http.StatusUnauthorized {
+		e.t.Errorf("a session of %s after deleting %s = %s, want 401", username, username, r)
+	}
+}
+
 type registered struct {
 	ID     string            `json:"id"`
 	Name   string            `json:"name"`
@@ -508,13 +520,7 @@ func TestUsers(t *testing.T) {
 	}
 
 	// Deleting a user ends its sessions at once.
-	alice := e.login("alice", "alice-password")
-	if r := e.do(req{method: "DELETE", path: "/api/v1/users/alice", auth: bearer(admin)}); r.status != http.StatusNoContent {
-		t.Fatalf("delete alice = %s, want 204", r)
-	}
-	if r := e.do(req{method: "GET", path: "/api/v1/agents", auth: bearer(alice)}); r.status != http.StatusUnauthorized {
-		t.Errorf("alice's session after her deletion = %s, want 401", r)
-	}
+	e.deleteUser(admin, "alice", e.login("alice", "alice-password"))
 	if r := e.do(req{method: "DELETE", path: "/api/v1/users/alice", auth: bearer(admin)}); r.status != http.StatusNotFound {
 		t.Errorf("delete alice again = %s, want 404", r)
 	}

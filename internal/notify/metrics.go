@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentmonitor/agentmonitor/internal/ops"
 )
 
 // Outcomes of a delivery to one channel, the label of agentmonitor_notifier_deliveries_total.
@@ -25,16 +27,16 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "agentmonitor", "notifier"
-	deliveries, err1 := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	deliveries, err1 := ops.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "deliveries_total",
 		Help: "Deliveries of alert transitions to notification channels, by outcome: sent, failed (an attempt, retried), silenced, skipped_duplicate, skipped_stale, skipped_channel.",
 	}, []string{"outcome"}))
-	latency, err2 := register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+	latency, err2 := ops.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: ns, Subsystem: sub, Name: "delivery_duration_seconds",
 		Help:    "Time one webhook POST took, failed ones included.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 13),
 	}))
-	poisoned, err3 := register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+	poisoned, err3 := ops.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "poisoned_total",
 		Help: "Alerts-stream entries the notifier gave up on (a delivery failed for good or past the retries, a panic), moved to the dead-letter stream alerts:poison.",
 	}))
@@ -45,22 +47,4 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		deliveries.WithLabelValues(o)
 	}
 	return &metrics{deliveries: deliveries, latency: latency, poisoned: poisoned}, nil
-}
-
-// register registers c on reg, or returns the collector already registered under the same
-// description, so that several Notifiers can share a registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

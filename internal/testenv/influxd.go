@@ -2,11 +2,8 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,7 +108,7 @@ func Influx(t testing.TB) InfluxDB {
 	} else {
 		srv = PrivateInfluxd(t)
 	}
-	db := uniqueInfluxName(t)
+	db := databaseName("t_", t.Name())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -120,27 +117,4 @@ func Influx(t testing.TB) InfluxDB {
 		}
 	})
 	return InfluxDB{Server: srv, URL: srv.URL(), Database: db}
-}
-
-// uniqueInfluxName returns a database name for t alone: "t_", the test name reduced to letters,
-// digits and underscores (at most 40 of them), "_" and 8 random hex digits.
-func uniqueInfluxName(t testing.TB) string {
-	var b strings.Builder
-	b.WriteString("t_")
-	for _, r := range t.Name() {
-		if b.Len() >= 42 {
-			break
-		}
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails
-	b.WriteByte('_')
-	b.WriteString(hex.EncodeToString(rnd[:]))
-	return b.String()
 }

@@ -2,13 +2,10 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/hex"
 	"net/url"
 	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,7 +49,7 @@ func EmptyPostgres(t testing.TB) string {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("testenv: TEST_DATABASE_URL must be a postgres:// URL, got %q", serverURL)
 	}
-	name := databaseName(t.Name())
+	name := databaseName("test_", t.Name())
 
 	admin := func(stmt string) {
 		t.Helper()
@@ -73,27 +70,6 @@ func EmptyPostgres(t testing.TB) string {
 	dbu := *u
 	dbu.Path = "/" + name
 	return dbu.String()
-}
-
-// databaseName turns a test name into a unique database name: "test_", the name lowercased with
-// anything outside [a-z0-9_] replaced, cut to fit PostgreSQL's 63-byte identifiers, and a random
-// suffix so that reruns and parallel packages never collide.
-func databaseName(testName string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(testName) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	base := b.String()
-	if len(base) > 40 {
-		base = base[:40]
-	}
-	suffix := make([]byte, 6)
-	_, _ = rand.Read(suffix) // crypto/rand.Read never fails on supported platforms
-	return "test_" + base + "_" + hex.EncodeToString(suffix)
 }
 
 // CountingPostgres opens a pool on dbURL (closed in t.Cleanup) that counts every statement its
