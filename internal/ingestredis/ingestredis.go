@@ -373,34 +373,37 @@ func (a *Appender) release(c *call) {
 	a.calls.Put(c)
 }
 
-// send runs the group g, whose first call is the caller's, in one of q's slots, then hands the
-// slot to the oldest queued call with the group it is to send (or frees it) and gives the other
-// calls of g their outcome.
+// send runs the group g, whose first call is the caller's, in one of q's slots, then passes the
+// slot on (passSlot) and gives the other calls of g their outcome.
 func (a *Appender) send(shard int, q *shardQueue, g []*call) {
 	a.runGroup(shard, g)
-	q.mu.Lock()
-	var next []*call
-	if len(q.pending) > 0 {
-		n, size := 0, 0
-		for n < len(q.pending) && n < a.cfg.Group.MaxGroup {
-			if size += q.pending[n].size; n > 0 && size > maxGroupBytes {
-				break
-			}
-			n++
-		}
-		next = slices.Clone(q.pending[:n])
-		q.pending = slices.Delete(q.pending, 0, n)
-	} else {
-		q.busy--
-	}
-	q.mu.Unlock()
-	if next != nil {
-		next[0].lead = next
-		next[0].ready <- struct{}{}
-	}
+	a.passSlot(q)
 	for _, c := range g[1:] {
 		c.ready <- struct{}{}
 	}
+}
+
+// passSlot hands a slot of q whose call returned to the oldest queued call, with the group it is
+// to send (the queued calls in order, up to MaxGroup and maxGroupBytes), or frees the slot.
+func (a *Appender) passSlot(q *shardQueue) {
+	q.mu.Lock()
+	if len(q.pending) == 0 {
+		q.busy--
+		q.mu.Unlock()
+		return
+	}
+	n, size := 0, 0
+	for n < len(q.pending) && n < a.cfg.Group.MaxGroup {
+		if size += q.pending[n].size; n > 0 && size > maxGroupBytes {
+			break
+		}
+		n++
+	}
+	next := slices.Clone(q.pending[:n])
+	q.pending = slices.Delete(q.pending, 0, n)
+	q.mu.Unlock()
+	next[0].lead = next
+	next[0].ready <- struct{}{}
 }
 
 // runGroup sends the batches of g whose context is not done in one script call (with a WAIT
