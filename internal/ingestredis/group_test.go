@@ -165,16 +165,7 @@ func TestGroupConcurrent(t *testing.T) {
 // commandCalls returns the calls of one command in INFO commandstats.
 func commandCalls(t testing.TB, client *redis.Client, command string) int64 {
 	t.Helper()
-	info, err := client.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(info, "cmdstat_"+command+":calls=")
-	if !ok {
-		return 0
-	}
-	n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-	return n
+	return commandStats(t, client)[command]
 }
 
 // TestGroupRefused: in one group, an agent over its rate is refused and writes nothing, while
