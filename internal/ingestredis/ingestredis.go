@@ -1,9 +1,10 @@
-// Package ingestredis is the Redis side of the gateway's ingest path. One server-side script per
-// batch charges the agent's rate (GCRA, as go-redis/redis_rate does it), appends the batch to the
+// Package ingestredis is the Redis side of the gateway's ingest path. One server-side script
+// charges the agent's rate (GCRA, as go-redis/redis_rate does it), appends the batch to the
 // agent's stream shard in Watermill's wire format, records the agent's rate state and refreshes
 // its hot cache (package hotcache): a constant number of Redis commands in one round trip,
-// whatever the batch holds. Every key the script touches carries the hash tag of the agent's
-// shard, {i}, so it runs on Redis Cluster as on one Redis.
+// whatever the batch holds. Concurrent batches of one shard share a script call (group commit,
+// see Appender). Every key the script touches carries the hash tag of the shard, {i}, so it runs
+// on Redis Cluster as on one Redis.
 //
 // With WaitReplicas set, the script and a WAIT are sent in one pipeline on one connection to the
 // shard's master (WAIT only covers the writes of its own connection), and an append fewer
