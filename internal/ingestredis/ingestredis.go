@@ -75,10 +75,10 @@ const (
 // Validate reports a setting that cannot work.
 func (c GroupConfig) Validate() error {
 	if c.MaxGroup < 0 || c.MaxGroup > 1024 {
-		return fmt.Errorf("REDIS_INGEST_MAX_GROUP=%d: want 1 to 1024", c.MaxGroup)
+		return fmt.Errorf("REDIS_INGEST_MAX_GROUP=%d: want 1 to 1024 (0: %d)", c.MaxGroup, defaultMaxGroup)
 	}
 	if c.InFlight < 0 || c.InFlight > 64 {
-		return fmt.Errorf("REDIS_INGEST_IN_FLIGHT=%d: want 1 to 64", c.InFlight)
+		return fmt.Errorf("REDIS_INGEST_IN_FLIGHT=%d: want 1 to 64 (0: %d)", c.InFlight, defaultInFlight)
 	}
 	return nil
 }
@@ -100,8 +100,8 @@ type Config struct {
 
 // Appender runs the ingest script. It is safe for concurrent use.
 //
-// Group commit: Redis spends most of a small request's CPU on the script call itself (EVALSHA,
-// the KEYS and ARGV tables) and the gateway most of its own on the round trip, so concurrent
+// Group commit: much of what a small request costs is the script call itself, in Redis (EVALSHA,
+// the script's setup, the socket) as in the gateway (the round trip's syscalls), so concurrent
 // appends to one shard share a call. Each shard allows Group.InFlight calls at once; an Append
 // that finds a free slot sends its batch at once, alone (a lone request at idle waits for
 // nothing), and one that finds every slot busy queues. When a call returns, its slot passes to
@@ -295,7 +295,7 @@ return replies
 // with other queued batches (see Appender). If ctx is done while it waits, it returns ctx's
 // error having sent nothing. Once its group is sent, it returns when the call does: the call
 // ends when Redis answers, or at the latest deadline of the group's contexts (none of which
-// cancels it, since the others' batches are in it too); payload and pts are in use until then.
+// cancels it, since the others' batches are in it too). Append holds payload until it returns.
 func (a *Appender) Append(ctx context.Context, agentID string, pts []metric.Point, payload []byte, now time.Time) (Result, error) {
 	if agentID == "" {
 		return Result{}, errors.New("appending batch: empty agent id")
