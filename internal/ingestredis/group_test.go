@@ -527,3 +527,23 @@ func TestClusterGroup(t *testing.T) {
 		t.Errorf("Latest = %d values, %v; want 2", len(latest), err)
 	}
 }
+
+func TestGroupConfigValidate(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		cfg  ingestredis.GroupConfig
+		want string
+	}{
+		{ingestredis.GroupConfig{}, ""},
+		{ingestredis.GroupConfig{MaxGroup: 1, InFlight: 1}, ""},
+		{ingestredis.GroupConfig{MaxGroup: 1024, InFlight: 64}, ""},
+		{ingestredis.GroupConfig{MaxGroup: -1}, "REDIS_INGEST_MAX_GROUP=-1"},
+		{ingestredis.GroupConfig{MaxGroup: 1025}, "REDIS_INGEST_MAX_GROUP=1025"},
+		{ingestredis.GroupConfig{InFlight: 65}, "REDIS_INGEST_IN_FLIGHT=65"},
+	} {
+		err := tt.cfg.Validate()
+		if got := fmt.Sprint(err); tt.want == "" && err != nil || tt.want != "" && !strings.Contains(got, tt.want) {
+			t.Errorf("%+v.Validate() = %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
+}
