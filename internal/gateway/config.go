@@ -38,7 +38,8 @@ type Config struct {
 	Influx influx.Config
 
 	Publish stream.PublisherConfig
-	Wait    ingestredis.WaitConfig // REDIS_WAIT_REPLICAS: replication before 204
+	Wait    ingestredis.WaitConfig  // REDIS_WAIT_REPLICAS: replication before 204
+	Group   ingestredis.GroupConfig // REDIS_INGEST_MAX_GROUP: group commit of concurrent appends
 	Backlog stream.BacklogConfig
 	Trim    stream.TrimmerConfig
 	AgeTrim stream.AgeTrimConfig // the alerts stream, kept by age
@@ -144,7 +145,7 @@ func (c Config) Validate() error {
 	var p config.Problems
 	// Each sub-config checks its own settings.
 	for _, sub := range []interface{ Validate() error }{
-		c.Log, c.Redis, c.Postgres, c.HotCache, c.Influx, c.Publish, c.Wait, c.Backlog, c.Trim, c.AgeTrim, c.WS,
+		c.Log, c.Redis, c.Postgres, c.HotCache, c.Influx, c.Publish, c.Wait, c.Group, c.Backlog, c.Trim, c.AgeTrim, c.WS,
 		c.Edge, c.History, c.TLS,
 	} {
 		p.Add(sub.Validate())

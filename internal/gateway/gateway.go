@@ -249,7 +249,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	}
 	if g.appender, err = ingestredis.New(g.rdb, g.hot, ingestredis.Config{
 		Prefix: cfg.Redis.Prefix, Shards: cfg.Publish.Shards,
-		Rate: cfg.AgentRatePointsPerSec, Burst: cfg.AgentRateBurst, Period: time.Second, Wait: cfg.Wait,
+		Rate: cfg.AgentRatePointsPerSec, Burst: cfg.AgentRateBurst, Period: time.Second,
+		Wait: cfg.Wait, Group: cfg.Group,
 	}); err != nil {
 		return nil, err
 	}

@@ -286,7 +286,8 @@ func privateRedis(t testing.TB) *redis.Client {
 // TestCommandsPerBatchConstant counts the commands Redis runs per accepted batch (INFO
 // commandstats on a private server): a 1000-point batch of 30 fields costs what a 1-point batch
 // of one field costs, 8 (the README's count), and so does the first batch of a refresh period
-// of the hot cache's TTLs, which adds 5.
+// of the hot cache's TTLs, which adds 5. Batches appended at once and grouped cost 6 each and 2
+// per script call.
 func TestCommandsPerBatchConstant(t *testing.T) {
 	t.Parallel()
 	client := privateRedis(t)
@@ -325,25 +326,78 @@ func TestCommandsPerBatchConstant(t *testing.T) {
 	if smallNew != largeNew || smallNew != small+5 {
 		t.Errorf("commands per first batch of a refresh period: %d for 1 value, %d for 30000 values; want %d for both", smallNew, largeNew, small+5)
 	}
+
+	// Grouped: batches appended at once share script calls. A call costs its EVALSHA and one
+	// TIME, each batch of it the other 6 of the 8.
+	var agents []string
+	for s := range shards {
+		agents = append(agents, agentsInShard(2, s)...)
+	}
+	start = start.Add(time.Hour)
+	for i, agent := range agents { // in the refresh period of the grouped batches
+		pts, payload := seqBatch(agent, i, 1, start)
+		if res, err := a.Append(ctx, agent, pts, payload, start); err != nil || !res.Allowed {
+			t.Fatalf("Append = %+v, %v", res, err)
+		}
+	}
+	const workers, perWorker = 32, 8
+	before := commandStats(t, client)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for r := range perWorker {
+				agent := agents[(w+r)%len(agents)]
+				pts, payload := seqBatch(agent, w*perWorker+r, 1, start)
+				if res, err := a.Append(ctx, agent, pts, payload, start); err != nil || !res.Allowed || res.CacheErr != nil {
+					t.Errorf("Append = %+v, %v", res, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	after := commandStats(t, client)
+	var total int64
+	for cmd, n := range after {
+		if cmd != "hello" && cmd != "info" { // new connections of the pool say HELLO
+			total += n - before[cmd]
+		}
+	}
+	calls := after["evalsha"] - before["evalsha"]
+	n := int64(workers * perWorker)
+	t.Logf("grouped: %d batches in %d script calls, %d commands: %.2f per batch", n, calls, total, float64(total)/float64(n))
+	if calls >= n || total != 2*calls+6*n {
+		t.Errorf("%d batches at once: %d script calls, %d commands; want fewer calls than batches and 2 per call + 6 per batch (%d)",
+			n, calls, total, 2*calls+6*n)
+	}
 }
 
 // commands returns the total of INFO commandstats' calls.
 func commands(t testing.TB, client *redis.Client) int64 {
 	t.Helper()
+	var total int64
+	for _, n := range commandStats(t, client) {
+		total += n
+	}
+	return total
+}
+
+// commandStats returns the calls of each command in INFO commandstats ("evalsha": n).
+func commandStats(t testing.TB, client *redis.Client) map[string]int64 {
+	t.Helper()
 	info, err := client.Info(context.Background(), "commandstats").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var total int64
+	calls := map[string]int64{}
 	for _, line := range strings.Split(info, "\n") {
-		_, rest, ok := strings.Cut(line, ":calls=")
+		cmd, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
 		if !ok {
 			continue
 		}
 		n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-		total += n
+		calls[cmd] = n
 	}
-	return total
+	return calls
 }
 
 // TestCluster appends on the shared Redis Cluster (every key of the script in the shard's slot),
