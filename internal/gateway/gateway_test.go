@@ -52,6 +52,9 @@ func testConfig(prefix, dbURL string) Config {
 	cfg.Redis.URL = redisURL()
 	cfg.Redis.Prefix = prefix
 	cfg.Postgres.URL = dbURL
+	// Not the default 127.0.0.1:8086: an InfluxDB a developer runs there (go tool task up) would
+	// seed the field-type registry with its own data. Tests that need one start their own.
+	cfg.Influx.URL = "http://127.0.0.1:1"
 	cfg.AdminPassword = testAdminPassword
 	cfg.BcryptCost = bcrypt.MinCost
 	cfg.Publish.Shards = 2
