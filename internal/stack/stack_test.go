@@ -29,18 +29,20 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "exit":
 		os.Exit(7)
-	case "stubborn":
-		signal.Ignore(syscall.SIGTERM)
-		fallthrough
-	case "serve":
+	case "stubborn", "serve":
 		http.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {})
 		srv := &http.Server{Addr: os.Getenv("STACK_TEST_ADDR")}
-		go func() {
+		if os.Getenv("STACK_TEST_MODE") == "stubborn" {
+			// Not signal.Notify: it would turn SIGTERM back on.
+			signal.Ignore(syscall.SIGTERM)
+		} else {
 			ch := make(chan os.Signal, 1)
 			signal.Notify(ch, syscall.SIGTERM)
-			<-ch
-			srv.Close()
-		}()
+			go func() {
+				<-ch
+				srv.Close()
+			}()
+		}
 		_ = srv.ListenAndServe()
 		os.Exit(0)
 	}
