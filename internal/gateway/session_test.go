@@ -96,10 +96,7 @@ func TestSessionReadsDoNotWrite(t *testing.T) {
 func TestSessionCache(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := testenv.Redis(t)
-	var mu sync.Mutex
-	now := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	clock, advance := fakeClock()
 	s := newSessions(rdb, prefix, time.Hour, clock)
 	if got := s.cacheFor(); got != maxSessionCache {
 		t.Fatalf("cacheFor() with a 1h TTL = %v, want %v", got, maxSessionCache)
@@ -164,15 +161,20 @@ func TestSessionCache(t *testing.T) {
 	lookup("read after deleting the user here", cleo, false, 1)
 }
 
+// fakeClock returns a clock that stands still until advanced.
+func fakeClock() (clock func() time.Time, advance func(time.Duration)) {
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	return func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+		func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+}
+
 // TestSessionRenewal: a session's TTL is renewed by the first read and then once refreshEvery
 // has passed, not by the reads between; a session read that fails (ended) renews nothing.
 func TestSessionRenewal(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := testenv.Redis(t)
-	var mu sync.Mutex
-	now := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	clock, advance := fakeClock()
 	s := newSessions(rdb, prefix, 10*time.Second, clock) // renewed at most every second
 	if got := s.refreshEvery(); got != time.Second {
 		t.Fatalf("refreshEvery() with a 10s TTL = %v, want 1s", got)
