@@ -79,15 +79,24 @@ func BenchmarkReads(b *testing.B) {
 
 // BenchmarkEncode is the gateway's CPU for the hot-cache part of one accepted request (6 points,
 // 30 values): encoding the refresh and appending its script arguments, without Redis.
+// BenchmarkEncode encodes an agent's request of 6 points (30 values) and, as Telegraf sends,
+// of 1000 points (5000 values: 6 measurements, 167 hosts).
 func BenchmarkEncode(b *testing.B) {
+	for _, n := range []int{6, 1000} {
+		b.Run(fmt.Sprintf("points=%d", n), func(b *testing.B) { benchmarkEncode(b, n) })
+	}
+}
+
+func benchmarkEncode(b *testing.B, n int) {
 	c, err := hotcache.New(nil, "p:", shards, hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 2000, MaxSamples: 10000})
 	if err != nil {
 		b.Fatal(err)
 	}
-	pts := make([]metric.Point, 6)
-	for i, m := range []string{"cpu", "mem", "disk", "net", "load", "procs"} {
-		pts[i] = metric.Point{Measurement: m, Tags: []metric.Tag{tag("host", "h1")},
-			Fields: []metric.Field{float("a", 1.5), float("b", 2.5), float("c", 3.5), float("d", 4.5), float("e", 5.5)}}
+	pts := make([]metric.Point, n)
+	measurements := []string{"cpu", "mem", "disk", "net", "load", "procs"}
+	for i := range pts {
+		pts[i] = metric.Point{Measurement: measurements[i%6], Tags: []metric.Tag{tag("host", fmt.Sprintf("h%d", i/6))},
+			Fields: []metric.Field{float("a", 1.5+float64(i)), float("b", 2.5), float("c", 3.25), float("d", 4.5e-3*float64(i)), float("e", 5.5)}}
 	}
 	args := make([]any, 0, 128)
 	b.ReportAllocs()

@@ -207,6 +207,9 @@ type Batch struct {
 	recent []byte  // the recent entry (see appendPoint); empty when no point is in the window
 	keep   []int   // over MaxSamples: per point, the index of its first field kept in recent
 	order  []int
+	// at holds, per point within the window, where its samples (appendPoint) start and end in
+	// enc, so that the recent entry copies them instead of formatting every value again.
+	at     []int
 	pairs  int // latest entries to write; -1: more shapes than MaxSeries, reset the hash
 	values int // samples in recent
 }
@@ -244,6 +247,7 @@ func (c *Cache) Encode(points []metric.Point, now time.Time) *Batch {
 	b.now = now
 	nowNs := now.UnixNano()
 	cutoff := now.Add(-c.cfg.Window).UnixNano()
+	b.at = slices.Grow(b.at[:0], 2*len(points))[:2*len(points)]
 	for pi := range points {
 		p := &points[pi]
 		if p.Time < cutoff {
@@ -264,8 +268,10 @@ func (c *Cache) Encode(points []metric.Point, now time.Time) *Batch {
 		b.enc = append(b.enc, latestFormat)
 		b.enc = binary.AppendVarint(b.enc, nowNs)
 		b.enc = binary.AppendUvarint(b.enc, uint64(pi))
+		b.at[2*pi] = len(b.enc)
 		b.enc = appendPoint(b.enc, p, 0, nowNs)
 		s.end = len(b.enc)
+		b.at[2*pi+1] = s.end
 		b.shapes = append(b.shapes, s)
 		b.values += len(p.Fields)
 	}
@@ -305,7 +311,11 @@ func (c *Cache) Encode(points []metric.Point, now time.Time) *Batch {
 		if len(b.recent) == 0 {
 			b.recent = binary.AppendVarint(b.recent, nowNs)
 		}
-		b.recent = appendPoint(b.recent, p, from, nowNs)
+		if from == 0 { // the same bytes as the point's latest entry ends with
+			b.recent = append(b.recent, b.enc[b.at[2*pi]:b.at[2*pi+1]]...)
+		} else {
+			b.recent = appendPoint(b.recent, p, from, nowNs)
+		}
 	}
 	return b
 }
@@ -343,24 +353,24 @@ func appendPoint(dst []byte, p *metric.Point, from int, base int64) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(p.Measurement)))
 	dst = append(dst, p.Measurement...)
 	dst = binary.AppendVarint(dst, p.Time-base)
-	dst = appendLenPrefixed(dst, func(dst []byte) []byte { return appendTags(dst, p.Tags) })
-	return appendLenPrefixed(dst, func(dst []byte) []byte {
-		for i := from; i < len(p.Fields); i++ {
-			f := &p.Fields[i]
-			dst = binary.AppendUvarint(dst, uint64(len(f.Key)))
-			dst = append(dst, f.Key...)
-			dst = appendLenPrefixed(dst, func(dst []byte) []byte { return appendValue(dst, f.Value) })
-		}
-		return dst
-	})
+	tags := len(dst)
+	dst = endLenPrefixed(appendTags(append(dst, 0), p.Tags), tags)
+	block := len(dst)
+	dst = append(dst, 0)
+	for i := from; i < len(p.Fields); i++ {
+		f := &p.Fields[i]
+		dst = binary.AppendUvarint(dst, uint64(len(f.Key)))
+		dst = append(dst, f.Key...)
+		value := len(dst)
+		dst = endLenPrefixed(appendValue(append(dst, 0), f.Value), value)
+	}
+	return endLenPrefixed(dst, block)
 }
 
-// appendLenPrefixed appends what add appends, preceded by its length as a uvarint. The length
-// is not known before: one byte is reserved (the usual case, under 128 bytes) and the bytes are
-// moved when the length needs more.
-func appendLenPrefixed(dst []byte, add func([]byte) []byte) []byte {
-	at := len(dst)
-	dst = add(append(dst, 0))
+// endLenPrefixed writes, at dst[at], the uvarint length of what follows it in dst: the caller
+// reserved that one byte (append(dst, 0)) before appending, as the length is not known before.
+// One byte holds the usual case, under 128 bytes; for a longer length the bytes are moved.
+func endLenPrefixed(dst []byte, at int) []byte {
 	n := len(dst) - at - 1
 	if n < 0x80 {
 		dst[at] = byte(n)
@@ -408,10 +418,10 @@ func (b *Batch) AppendArgs(args []any, agentID string) []any {
 
 // Release returns b to its cache for reuse, unless it grew unusually large.
 func (b *Batch) Release() {
-	if cap(b.enc) > 1<<20 || cap(b.recent) > 1<<20 || cap(b.shapes) > 1<<16 || cap(b.keep) > 1<<16 {
+	if cap(b.enc) > 1<<20 || cap(b.recent) > 1<<20 || cap(b.shapes) > 1<<16 || cap(b.keep) > 1<<16 || cap(b.at) > 1<<17 {
 		return
 	}
-	b.enc, b.shapes, b.recent, b.keep, b.order = b.enc[:0], b.shapes[:0], b.recent[:0], nil, b.order[:0]
+	b.enc, b.shapes, b.recent, b.keep, b.order, b.at = b.enc[:0], b.shapes[:0], b.recent[:0], nil, b.order[:0], b.at[:0]
 	b.pairs, b.values = 0, 0
 	b.c.bufs.Put(b)
 }
