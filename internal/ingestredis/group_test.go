@@ -20,6 +20,15 @@ import (
 )
 
 // agentsInShard returns n agent ids whose stream shard is shard.
+// oneInFlight returns an Appender on a Redis key prefix of the test's own that lets one call per
+// shard be in flight, so that the batches queued behind it (HoldShard) go as one group.
+func oneInFlight(t *testing.T) (redis.UniversalClient, string, *ingestredis.Appender, *hotcache.Cache) {
+	t.Helper()
+	client, prefix := testenv.Redis(t)
+	a, hot := newAppender(t, client, prefix, func(c *ingestredis.Config) { c.Group.InFlight = 1 })
+	return client, prefix, a, hot
+}
+
 func agentsInShard(n, shard int) []string {
 	var ids []string
 	for i := 0; len(ids) < n; i++ {
@@ -231,8 +240,7 @@ func TestGroupRefused(t *testing.T) {
 // alone and writes nothing, and a failed cache write is reported only for its batch.
 func TestGroupErrorsPerBatch(t *testing.T) {
 	t.Parallel()
-	client, prefix := testenv.Redis(t)
-	a, hot := newAppender(t, client, prefix, func(c *ingestredis.Config) { c.Group.InFlight = 1 })
+	client, prefix, a, hot := oneInFlight(t)
 	ctx := t.Context()
 	ids := agentsInShard(3, 2)
 	x, y, z := ids[0], ids[1], ids[2]
@@ -274,8 +282,7 @@ func TestGroupErrorsPerBatch(t *testing.T) {
 // shards' batches, appended at the same time, are stored.
 func TestXaddFailure(t *testing.T) {
 	t.Parallel()
-	client, prefix := testenv.Redis(t)
-	a, hot := newAppender(t, client, prefix, func(c *ingestredis.Config) { c.Group.InFlight = 1 })
+	client, prefix, a, hot := oneInFlight(t)
 	ctx := t.Context()
 	broken := stream.StreamKeys(prefix, shards)[3]
 	if err := client.Set(ctx, broken, "not a stream", 0).Err(); err != nil {
@@ -392,8 +399,7 @@ func TestGroupRateExact(t *testing.T) {
 // the group, which stores the others.
 func TestGroupContextDone(t *testing.T) {
 	t.Parallel()
-	client, prefix := testenv.Redis(t)
-	a, hot := newAppender(t, client, prefix, func(c *ingestredis.Config) { c.Group.InFlight = 1 })
+	client, prefix, a, hot := oneInFlight(t)
 	ctx := t.Context()
 	ids := agentsInShard(2, 0)
 	x, y := ids[0], ids[1]
