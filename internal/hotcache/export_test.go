@@ -9,12 +9,3 @@ func RecentEntry(b *Batch) ([]byte, int) { return b.recent, b.values }
 func AppendPoint(dst []byte, p *metric.Point, from int, base int64) []byte {
 	return appendPoint(dst, p, from, base)
 }
-
-// ScanRecent returns the tags and value (JSON) of metricName's samples in a recent entry.
-func ScanRecent(entry []byte, metricName string) (tags, values []string, err error) {
-	samples, err := scanRecent(nil, string(entry), metricName, 0)
-	for _, s := range samples {
-		tags, values = append(tags, s.tags), append(values, s.value)
-	}
-	return tags, values, err
-}

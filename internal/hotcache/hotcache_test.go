@@ -484,30 +484,3 @@ func TestRecentEntryCopiesLatest(t *testing.T) {
 		b.Release()
 	}
 }
-
-// TestLongSamplesRoundTrip: a value and tags longer than 127 bytes (a length prefix of more than
-// one byte) read back as written.
-func TestLongSamplesRoundTrip(t *testing.T) {
-	now := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
-	long := strings.Repeat("x", 300)
-	pts := []metric.Point{{Measurement: "log", Time: now.UnixNano(),
-		Tags: []metric.Tag{{Key: "path", Value: strings.Repeat("p", 200)}},
-		Fields: []metric.Field{
-			{Key: "msg", Value: metric.Value{Kind: metric.KindString, S: long}},
-			{Key: "n", Value: metric.Value{Kind: metric.KindInt, I: 7}},
-		}}}
-	c, err := hotcache.New(nil, "p:", 4, hotcache.Config{TTLSeconds: 300, Window: 5 * time.Minute, MaxSeries: 100, MaxSamples: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := c.Encode(pts, now)
-	defer b.Release()
-	recent, _ := hotcache.RecentEntry(b)
-	wantTags := `{"path":"` + strings.Repeat("p", 200) + `"}`
-	for field, want := range map[string]string{"msg": `"` + long + `"`, "n": "7"} {
-		tags, values, err := hotcache.ScanRecent(recent, "log."+field)
-		if err != nil || len(values) != 1 || values[0] != want || tags[0] != wantTags {
-			t.Errorf("log.%s read back as %q %q, %v; want one sample %s", field, tags, values, err, want)
-		}
-	}
-}
