@@ -121,17 +121,25 @@ func (s *sessions) fromCache(h string, now time.Time) (session, bool) {
 func (s *sessions) remember(h string, sess session, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.cached[h]; !ok && len(s.cached) >= maxRenewedSessions {
-		for k, c := range s.cached {
-			if age := now.Sub(c.at); age < 0 || age >= s.cacheFor() {
-				delete(s.cached, k)
-			}
-		}
-		if len(s.cached) >= maxRenewedSessions {
-			return
-		}
+	if _, ok := s.cached[h]; !ok && !makeRoom(s.cached, func(c cachedSession) time.Time { return c.at }, now, s.cacheFor()) {
+		return
 	}
 	s.cached[h] = cachedSession{sess: sess, at: now}
+}
+
+// makeRoom reports whether m, which holds per token hash something recorded at(v), has room for
+// one more entry (at most maxRenewedSessions): when it is full, it first drops the entries older
+// than maxAge (or from the future: the clock went back).
+func makeRoom[V any](m map[string]V, at func(V) time.Time, now time.Time, maxAge time.Duration) bool {
+	if len(m) < maxRenewedSessions {
+		return true
+	}
+	for k, v := range m {
+		if age := now.Sub(at(v)); age < 0 || age >= maxAge {
+			delete(m, k)
+		}
+	}
+	return len(m) < maxRenewedSessions
 }
 
 // refreshEvery is how often a session in use has its TTL renewed.
@@ -147,15 +155,8 @@ func (s *sessions) claimRenewal(h string, now time.Time) bool {
 		if age := now.Sub(last); age >= 0 && age < every {
 			return false
 		}
-	} else if len(s.renewed) >= maxRenewedSessions {
-		for k, t := range s.renewed {
-			if age := now.Sub(t); age < 0 || age >= every {
-				delete(s.renewed, k)
-			}
-		}
-		if len(s.renewed) >= maxRenewedSessions {
-			return true // too many sessions in use at once to track: renew on every read
-		}
+	} else if !makeRoom(s.renewed, func(t time.Time) time.Time { return t }, now, every) {
+		return true // too many sessions in use at once to track: renew on every read
 	}
 	s.renewed[h] = now
 	return true
