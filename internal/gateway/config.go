@@ -78,6 +78,10 @@ type Config struct {
 
 	// AgentOnlineWindow: an agent is online while its last_seen is this recent.
 	AgentOnlineWindow time.Duration `env:"AGENT_ONLINE_WINDOW" envDefault:"2m" help:"an agent is online while its last batch is this recent"`
+	// LatestReadMaxAge is how old an answer of the latest-values read may be: a gateway copy
+	// answers it from memory for an agent it read within this (latestCache). 0: every read asks
+	// the hot cache.
+	LatestReadMaxAge time.Duration `env:"LATEST_READ_MAX_AGE" envDefault:"250ms" help:"the latest-values read may answer from this gateway's memory up to this old, refreshed in the background while the agent is read (0: every read asks Redis)"`
 	// KeyCacheTTL is how long a key lookup is cached: a revoked key works at most this long on
 	// other gateway copies.
 	KeyCacheTTL time.Duration `env:"KEY_CACHE_TTL" envDefault:"5s" help:"how long agent-key lookups are cached; a revoked key stops working within this"`
@@ -180,6 +184,7 @@ func (c Config) Validate() error {
 	}
 	p.Want(c.AdminPassword == "" || len(c.AdminPassword) >= minPasswordLen && len(c.AdminPassword) <= maxPasswordLen,
 		"ADMIN_PASSWORD: must be %d to %d bytes", minPasswordLen, maxPasswordLen)
+	p.Want(c.LatestReadMaxAge >= 0 && c.LatestReadMaxAge <= time.Minute, "LATEST_READ_MAX_AGE=%s: want 0 (off) to 1m", c.LatestReadMaxAge)
 	p.Want(c.SessionTTL >= time.Second, "SESSION_TTL=%s: want at least 1s", c.SessionTTL)
 	p.Want(c.LoginAttemptsPerMinute >= 1, "LOGIN_ATTEMPTS_PER_MINUTE=%d: want > 0", c.LoginAttemptsPerMinute)
 	p.Want(c.BcryptCost >= bcrypt.MinCost && c.BcryptCost <= bcrypt.MaxCost, "BCRYPT_COST=%d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)

@@ -64,6 +64,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.SessionTTL = 0 }, "SESSION_TTL"},
 		{func(c *Config) { c.BcryptCost = 2 }, "BCRYPT_COST"},
 		{func(c *Config) { c.KeyCacheTTL = 0 }, "KEY_CACHE_TTL"},
+		{func(c *Config) { c.LatestReadMaxAge = -time.Second }, "LATEST_READ_MAX_AGE"},
+		{func(c *Config) { c.LatestReadMaxAge = time.Hour }, "LATEST_READ_MAX_AGE"},
 		{func(c *Config) { c.MaxBodyBytes = 10 }, "INGEST_MAX_BODY_BYTES"},
 		{func(c *Config) { c.MaxPoints = 0 }, "INGEST_MAX_"},
 		{func(c *Config) { c.AgentRateBurst = 10 }, "AGENT_RATE_BURST"},

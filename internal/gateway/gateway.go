@@ -100,6 +100,7 @@ type Gateway struct {
 	alertStreams []string
 	rates        pipelineRates // entries-read counters for GET /api/v1/pipeline
 	hot          *hotcache.Cache
+	latestReads  *latestCache // the latest-values read, in front of hot
 	keys         *keycache.Cache
 	sessions     *sessions
 	limiter      *redis_rate.Limiter
@@ -247,6 +248,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Gateway, error)
 	if g.hot, err = hotcache.New(g.rdb, cfg.Redis.Prefix, cfg.Publish.Shards, cfg.HotCache); err != nil {
 		return nil, err
 	}
+	g.latestReads = newLatestCache(ctx, cfg.LatestReadMaxAge, g.hot.AppendLatest, func() time.Time { return g.now() })
 	if g.appender, err = ingestredis.New(g.rdb, g.hot, ingestredis.Config{
 		Prefix: cfg.Redis.Prefix, Shards: cfg.Publish.Shards,
 		Rate: cfg.AgentRatePointsPerSec, Burst: cfg.AgentRateBurst, Period: time.Second,

@@ -60,6 +60,8 @@ func testConfig(prefix, dbURL string) Config {
 	cfg.Publish.Shards = 2
 	cfg.Backlog.Interval = 20 * time.Millisecond
 	cfg.ShutdownTimeout = 5 * time.Second
+	// Tests read what they have just written; TestLatestReadCache covers the read cache.
+	cfg.LatestReadMaxAge = 0
 	return cfg
 }
 

@@ -27,8 +27,9 @@ type recentResponse struct {
 var latestBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // latest answers GET /api/v1/agents/{id}/metrics/latest from the hot cache: the latest value of
-// every series the agent sent within REDIS_TTL_SECONDS. PostgreSQL is asked only when the cache is
-// empty, to tell an unknown agent (404) from a quiet one (empty list).
+// every series the agent sent within REDIS_TTL_SECONDS, as this copy read it at most
+// LATEST_READ_MAX_AGE ago (latestCache). PostgreSQL is asked only when the cache is empty, to tell
+// an unknown agent (404) from a quiet one (empty list).
 //
 // The body is latestResponse, written straight from the JSON the hot cache builds rather than
 // through the JSON encoder, which would parse and check every value again: this is the most
@@ -50,7 +51,7 @@ func (g *Gateway) latest(c echo.Context) error {
 	buf, _ = jsontext.AppendQuote(buf, id)
 	buf = append(buf, `,"metrics":`...)
 	from := len(buf)
-	buf, n, err := g.hot.AppendLatest(ctx, buf, id)
+	buf, n, err := g.latestReads.AppendLatest(ctx, buf, id)
 	*bp = buf
 	if err != nil {
 		return unavailable("hot cache", err)
