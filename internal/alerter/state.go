@@ -362,26 +362,22 @@ func (s *states) commit(ctx context.Context, refs []stateRef, plan func(sel []in
 func (s *states) commitShard(ctx context.Context, shard int, keys []string, plan func(recs []*record) []update) ([]update, error) {
 	for attempt := 1; ; attempt++ {
 		var ups []update
-		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			vals, err := tx.MGet(ctx, keys...).Result()
-			if err != nil {
-				return fmt.Errorf("reading alert states: %w", err)
-			}
+		err := s.watch(ctx, keys, func(tx *redis.Tx, vals []any) (bool, error) {
 			recs := make([]*record, len(keys))
 			for i, v := range vals {
 				recs[i] = s.decode(keys[i], v)
 			}
 			if ups = plan(recs); len(ups) == 0 {
-				return nil
+				return false, nil
 			}
 			for i := range ups {
 				if err := ups[i].prepare(); err != nil {
-					return err
+					return false, err
 				}
 			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error { return s.queue(ctx, p, shard, ups) })
-			return err
-		}, keys...)
+			_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error { return s.queue(ctx, p, shard, ups) })
+			return true, err
+		})
 		if err == nil {
 			return ups, nil
 		}
@@ -405,6 +401,53 @@ func (s *states) commitShard(ctx context.Context, shard int, keys []string, plan
 		case <-time.After(wait):
 		}
 	}
+}
+
+// watch WATCHes keys on one connection, reads them with MGET and runs fn with their values
+// (nil where there is none); fn reports whether it sent an EXEC, which releases the watched keys
+// on the server. On a single Redis (or through Sentinel) the WATCH and the MGET go in one round
+// trip, where Client.Watch sends them as two: under ingest, each round trip of the alerter waits
+// for Redis to fsync its AOF, so a transition reaches the WebSocket one wait sooner (issue 13).
+// On Redis Cluster, ClusterClient.Watch sends the WATCH first to find the keys' node.
+func (s *states) watch(ctx context.Context, keys []string, fn func(tx *redis.Tx, vals []any) (execd bool, err error)) error {
+	single, ok := s.rdb.(*redis.Client)
+	if !ok {
+		return s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			vals, err := tx.MGet(ctx, keys...).Result()
+			if err != nil {
+				return fmt.Errorf("reading alert states: %w", err)
+			}
+			_, err = fn(tx, vals)
+			return err
+		}, keys...)
+	}
+	return single.Watch(ctx, func(tx *redis.Tx) error {
+		watch := make([]any, 0, 1+len(keys))
+		watch = append(watch, "watch")
+		for _, k := range keys {
+			watch = append(watch, k)
+		}
+		var mget *redis.SliceCmd
+		_, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Do(ctx, watch...)
+			mget = p.MGet(ctx, keys...)
+			return nil
+		})
+		execd := false
+		if err == nil {
+			execd, err = fn(tx, mget.Val())
+		} else {
+			err = fmt.Errorf("reading alert states: %w", err)
+		}
+		// A WATCH sent in a pipeline is unknown to tx, whose Close would not release it: unless an
+		// EXEC ran (committed, refused for a changed key, or aborted), UNWATCH here, so that no
+		// watched key stays on a pooled connection.
+		// (As in Tx.Close, a failed UNWATCH is a broken connection, which the pool drops.)
+		if !execd || (err != nil && !errors.Is(err, redis.TxFailedErr) && !redis.IsExecAbortError(err)) {
+			_ = tx.Unwatch(ctx).Err()
+		}
+		return err
+	})
 }
 
 // decode reads a stored record. A value that cannot be read (which only a foreign writer could

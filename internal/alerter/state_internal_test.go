@@ -1,13 +1,22 @@
 package alerter
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/agentmonitor/agentmonitor/internal/alert"
+	"github.com/agentmonitor/agentmonitor/internal/alertredis"
+	"github.com/agentmonitor/agentmonitor/internal/testenv"
 )
 
 // TestRecordEncodesNonFiniteValues: encoding/json refuses ±Inf and NaN, and a state that
@@ -56,5 +65,85 @@ func TestPrepareFailsPermanently(t *testing.T) {
 	u.events[0].Threshold = nil
 	if err := u.prepare(); err != nil || !u.prepared || len(u.raw) == 0 || len(u.streamValues) != 1 {
 		t.Errorf("prepare() of an encodable update = %v (prepared %v)", err, u.prepared)
+	}
+}
+
+// roundTrips counts the round trips a client makes: one per command or pipeline sent.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { r.n.Add(1); return next(ctx, cmd) }
+}
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { r.n.Add(1); return next(ctx, cmds) }
+}
+
+// TestCommitShardWatch: on a single Redis the WATCH and the read of the states share a round
+// trip, so a commit takes two; a state changed by another client between the read and the EXEC
+// still makes the commit plan again; and a commit that wrote nothing leaves nothing watched on the
+// connection it returns to the pool.
+func TestCommitShardWatch(t *testing.T) {
+	t.Parallel()
+	other, prefix := testenv.Redis(t)
+	opts := *other.Options()
+	opts.PoolSize = 1 // every command of s goes through the one connection a leaked WATCH would stay on
+	one := redis.NewClient(&opts)
+	t.Cleanup(func() { one.Close() })
+	if err := one.Ping(context.Background()).Err(); err != nil { // the connection's setup is not counted
+		t.Fatal(err)
+	}
+	trips := &roundTrips{}
+	one.AddHook(trips)
+	s := &states{rdb: one, prefix: prefix, shards: 1, logger: slog.New(slog.DiscardHandler), metrics: newMetrics(prometheus.NewRegistry())}
+	ctx := context.Background()
+	key := alertredis.StateKey(prefix, 0, "alert-1")
+	write := func(recs []*record) []update {
+		return []update{{key: key, rec: &record{State: alert.NewState(alert.Key{RuleID: "r", AgentID: "a"})}, alertID: "alert-1"}}
+	}
+
+	if _, err := s.commitShard(ctx, 0, []string{key}, write); err != nil {
+		t.Fatal(err)
+	}
+	if got := trips.n.Load(); got != 2 {
+		t.Errorf("a commit took %d round trips, want 2 (WATCH with MGET, then MULTI … EXEC)", got)
+	}
+
+	plans := 0
+	if _, err := s.commitShard(ctx, 0, []string{key}, func(recs []*record) []update {
+		if plans++; plans == 1 {
+			if err := other.Set(ctx, key, "changed by another copy", 0).Err(); err != nil {
+				t.Error(err)
+			}
+		}
+		return write(recs)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if plans != 2 {
+		t.Errorf("a state changed between read and EXEC was planned %d times, want 2 (the EXEC refused once)", plans)
+	}
+
+	// (CLIENT LIST flags a client whose watched key changed with "d"; a pooled connection may be
+	// replaced before a later transaction would show it, so the flags are read instead.)
+	id, err := one.ClientID(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.commitShard(ctx, 0, []string{key}, func([]*record) []update { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Set(ctx, key, "changed after the commit", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := other.Do(ctx, "client", "list", "id", id).Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info, fmt.Sprintf("id=%d ", id)) {
+		t.Fatalf("CLIENT LIST ID %d = %q: the connection was replaced", id, info)
+	}
+	if _, after, _ := strings.Cut(info, " flags="); strings.Contains(strings.Fields(after)[0], "d") {
+		t.Errorf("after a commit that wrote nothing, its connection still watches the state (CLIENT LIST: %s)", strings.TrimSpace(info))
 	}
 }
