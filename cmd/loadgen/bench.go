@@ -377,8 +377,12 @@ func (b *bench) measureAll(ctx context.Context, stdout io.Writer) (int, error) {
 	h.onAgents = func([]string) {
 		go func() { probe <- b.alerts.run(ctx, time.Now().Add(c.duration)) }()
 	}
+	fsync := b.watchFsync(ctx)
 	if _, err := b.measure(ctx, h); err != nil {
 		return 1, err
+	}
+	if b.res.FsyncHalfLoad = fsync(); b.res.FsyncHalfLoad != nil {
+		fmt.Fprintf(b.out, "  Redis AOF fsync (%s, latency monitor): %s\n", fsyncEvent, b.res.FsyncHalfLoad)
 	}
 	b.res.AlertLatency["half_load"] = summarizeAlerts(<-probe)
 	b.waitDrained(ctx)

@@ -40,6 +40,9 @@ type benchResult struct {
 	DrainAfterGatewayS []float64 `json:"drain_after_gateway_s"`
 	// Reads is the latest-values read at benchReadRate while ingest runs at half load.
 	Reads *readsResult `json:"latest_reads,omitempty"`
+	// FsyncHalfLoad is how long Redis's AOF fsyncs took during the half-load run (appendfsync
+	// always only): every write a request or a worker makes waits for one.
+	FsyncHalfLoad *fsyncLatency `json:"redis_fsync_half_load,omitempty"`
 	// AlertLatency by load ("idle", "half_load").
 	AlertLatency map[string]alertSummary `json:"alert_latency"`
 	Telegraf     *telegrafInfo           `json:"telegraf,omitempty"`
@@ -441,6 +444,9 @@ func (b *bench) printExtras(w io.Writer) {
 		fmt.Fprintf(w, "\nLatest-values read at %.0f/s (ingest meanwhile %.0f req/s): %.0f/s answered 2xx (non-2xx %v)\n", r.OfferedPerS, r.IngestPerS, r.ReadsPerS, r.Non2xx)
 		fmt.Fprintf(w, "  client p50 %.2f ms, p99 %.2f ms;  handler (gateway histogram, %d reads) p50 %.2f ms, p99 %.2f ms %s\n",
 			r.Client.P50, r.Client.P99, r.Handler.Count, r.Handler.P50, r.Handler.P99, r.HandlerError)
+	}
+	if f := b.res.FsyncHalfLoad; f != nil {
+		fmt.Fprintf(w, "\nRedis AOF fsync during the half-load run (%s): %s\n", fsyncEvent, f)
 	}
 	if len(b.res.AlertLatency) > 0 {
 		fmt.Fprintln(w, "\nAlert latency from the sample's POST (Redis hz 10, default):")
