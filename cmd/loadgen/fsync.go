@@ -92,6 +92,6 @@ func parseLatencyHistory(raw []any) ([][2]int64, error) {
 }
 
 func (f *fsyncLatency) String() string {
-	return fmt.Sprintf("an fsync of 1 ms or more in %d of %.0f s; the largest of each such second: median %.0f ms, max %.0f ms; %d s had one over 10 ms",
+	return fmt.Sprintf("an fsync of 1 ms or more in %d s of a %.1f s window; the largest of each such second: median %.0f ms, max %.0f ms; %d s had one over 10 ms",
 		f.Seconds, f.RunSeconds, f.MedianMax, f.Max, f.Over10)
 }
