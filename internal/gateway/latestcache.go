@@ -96,12 +96,13 @@ func (c *latestCache) refresh(id string) {
 }
 
 // store keeps a copy of body, read at at, as the latest values of id unless the entry holds a
-// later read; an empty answer drops the entry.
+// later read (not one from the future: the clock went back); an empty answer drops the entry.
 func (c *latestCache) store(id string, body []byte, n int, at time.Time) {
+	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old, ok := c.m[id]
-	if ok && old.at.After(at) {
+	if ok && old.at.After(at) && !old.at.After(now) {
 		return
 	}
 	if ok {

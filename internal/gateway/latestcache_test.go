@@ -165,6 +165,20 @@ func TestLatestReadCache(t *testing.T) {
 		t.Errorf("cache holds %d entries, %d bytes after forgetting all; want none", len(e.c.m), e.c.bytes)
 	}
 	e.c.mu.Unlock()
+
+	// The clock goes back an hour: the entry from the future is read again and replaced, and the
+	// new one answers.
+	e.write("b", 7, 0)
+	e.read("b")
+	e.advance(-time.Hour)
+	if got := e.read("b"); got != "7" {
+		t.Fatalf("read after the clock went back = %q, want 7", got)
+	}
+	e.wantFetches(8)
+	if got := e.read("b"); got != "7" {
+		t.Fatalf("second read after the clock went back = %q, want 7", got)
+	}
+	e.wantFetches(8)
 }
 
 // TestLatestReadCacheBytes: the cache keeps at most maxBytes of answers, making room by dropping
