@@ -104,7 +104,7 @@ func runBench(ctx context.Context, cfg config, stdout, stderr io.Writer) (code i
 	// A Redis of the bench's own, with default settings (hz 10) but the AOF as go tool task up
 	// runs it: its CPU and INFO commandstats are the deployment's alone, and alert latency is
 	// measured against Redis's default clock.
-	if b.redis, err = stack.StartRedis(filepath.Join(b.work, "redis"), "--appendfsync", cfg.appendfsync); err != nil {
+	if b.redis, err = stack.StartRedis(filepath.Join(b.work, "redis"), append([]string{"--appendfsync", cfg.appendfsync}, cfg.redisConfig...)...); err != nil {
 		return 1, fmt.Errorf("starting a private redis-server: %w", err)
 	}
 	defer b.redis.Stop() //nolint:errcheck // best effort at the end

@@ -63,7 +63,7 @@ func newBenchResult(cfg config) benchResult {
 		Settings: map[string]any{
 			"rounds": cfg.rounds, "duration_s": cfg.duration.Seconds(), "connections": cfg.concurrency, "agents": cfg.agents,
 			"points_per_request": pointsPerBatch, "values_per_request": pointsPerBatch * valuesPerPoint,
-			"influx_writers": cfg.writers, "stream_shards": benchShards, "peer": cfg.peer, "scale": cfg.scale, "redis_appendfsync": cfg.appendfsync, "background_nice": cfg.backgroundNice,
+			"influx_writers": cfg.writers, "stream_shards": benchShards, "peer": cfg.peer, "scale": cfg.scale, "redis_appendfsync": cfg.appendfsync, "redis_config": cfg.redisConfig, "background_nice": cfg.backgroundNice,
 			"big_points_per_request": benchBigPoints, "read_rate": benchReadRate,
 		},
 		AlertLatency: map[string]alertSummary{},

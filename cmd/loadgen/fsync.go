@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -20,6 +22,8 @@ type fsyncLatency struct {
 	MedianMax float64 `json:"median_per_second_max_ms"` // over those seconds
 	Max       float64 `json:"max_ms"`
 	Over10    int     `json:"seconds_over_10ms"`
+	// Rewrites is how many AOF rewrites Redis began (INFO persistence aof_rewrites; -1: unknown).
+	Rewrites int64 `json:"aof_rewrites"`
 }
 
 // summarizeFsync summarizes LATENCY HISTORY's [timestamp, milliseconds] pairs.
@@ -54,6 +58,7 @@ func (b *bench) watchFsync(ctx context.Context) func() *fsyncLatency {
 		fmt.Fprintln(b.out, "warning: LATENCY RESET:", err)
 	}
 	start := time.Now()
+	rewrites := b.aofRewrites(ctx)
 	return func() *fsyncLatency {
 		raw, err := b.rdb.Do(ctx, "latency", "history", fsyncEvent).Slice()
 		if err != nil {
@@ -66,8 +71,33 @@ func (b *bench) watchFsync(ctx context.Context) func() *fsyncLatency {
 			return nil
 		}
 		f := summarizeFsync(history, time.Since(start))
+		f.Rewrites = -1
+		if now := b.aofRewrites(ctx); now >= 0 && rewrites >= 0 {
+			f.Rewrites = now - rewrites
+		}
 		return &f
 	}
+}
+
+// aofRewrites returns INFO persistence's aof_rewrites of the bench's Redis (-1 when unknown).
+func (b *bench) aofRewrites(ctx context.Context) int64 {
+	info, err := b.rdb.Info(ctx, "persistence").Result()
+	if err != nil {
+		return -1
+	}
+	return infoInt(info, "aof_rewrites")
+}
+
+// infoInt returns the integer field name of an INFO reply (-1 when it has none).
+func infoInt(info, name string) int64 {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }
 
 // parseLatencyHistory reads LATENCY HISTORY's reply: an array of [unix time, milliseconds].
@@ -92,6 +122,6 @@ func parseLatencyHistory(raw []any) ([][2]int64, error) {
 }
 
 func (f *fsyncLatency) String() string {
-	return fmt.Sprintf("an fsync of 1 ms or more in %d s of a %.1f s window; the largest of each such second: median %.0f ms, max %.0f ms; %d s had one over 10 ms",
-		f.Seconds, f.RunSeconds, f.MedianMax, f.Max, f.Over10)
+	return fmt.Sprintf("an fsync of 1 ms or more in %d s of a %.1f s window; the largest of each such second: median %.0f ms, max %.0f ms; %d s had one over 10 ms; %d AOF rewrites began",
+		f.Seconds, f.RunSeconds, f.MedianMax, f.Max, f.Over10, f.Rewrites)
 }

@@ -24,6 +24,12 @@ func TestSummarizeFsync(t *testing.T) {
 	if got != want {
 		t.Errorf("summarizeFsync = %+v, want %+v", got, want)
 	}
+	if n := infoInt("# Persistence\r\naof_rewrite_in_progress:0\r\naof_rewrites:12\r\n", "aof_rewrites"); n != 12 {
+		t.Errorf("infoInt(aof_rewrites) = %d, want 12", n)
+	}
+	if n := infoInt("aof_rewrites_consecutive_failures:3\r\n", "aof_rewrites"); n != -1 {
+		t.Errorf("infoInt found aof_rewrites in another field: %d", n)
+	}
 	if _, err := parseLatencyHistory([]any{[]any{int64(1), "x"}}); err == nil {
 		t.Error("parseLatencyHistory accepted a non-integer")
 	}

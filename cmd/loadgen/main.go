@@ -36,6 +36,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +50,9 @@ func main() {
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// redisConfigName is what --redis-config takes as a setting's name (redis.conf's).
+var redisConfigName = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 
 // config is what the flags say.
 type config struct {
@@ -88,10 +92,11 @@ type config struct {
 	gotest             bool
 	keep               bool
 	databaseURL        string
-	peer               string // --mode bench: "telegraf" adds the Telegraf relay
-	scale              bool   // --mode bench: issue 12's scaling measurements instead
-	appendfsync        string // --mode bench: the bench Redis's appendfsync (always, everysec)
-	backgroundNice     int    // --mode bench: nice of the write-behind workers and influxd
+	peer               string   // --mode bench: "telegraf" adds the Telegraf relay
+	scale              bool     // --mode bench: issue 12's scaling measurements instead
+	appendfsync        string   // --mode bench: the bench Redis's appendfsync (always, everysec)
+	redisConfig        []string // --mode bench: more redis-server arguments, "--name", "value" pairs
+	backgroundNice     int      // --mode bench: nice of the write-behind workers and influxd
 	scaleDelay         time.Duration
 	scaleBacklog       int64
 	out                string // --mode bench: where the JSON result goes
@@ -159,6 +164,14 @@ Flags:
 	fs.BoolVar(&c.gotest, "gotest", false, "--mode bench: run the go test -bench of internal/metric and internal/stream at the end")
 	fs.BoolVar(&c.keep, "keep", false, "--mode bench: keep the temporary directory (logs, reports, InfluxDB and Redis data)")
 	fs.StringVar(&c.peer, "peer", "", "--mode bench: telegraf also measures Telegraf v1.30.3 as a relay, built once into .data/bin/telegraf-relay with only its two plugins; telegraf-full: the whole Telegraf, go install'ed into .data/bin (over an hour to build on 2 busy cores)")
+	fs.Func("redis-config", "--mode bench: one more setting of the bench's Redis, as \"name value\" (redis.conf syntax, for example \"auto-aof-rewrite-min-size 512mb\"); repeatable", func(v string) error {
+		name, value, ok := strings.Cut(strings.TrimSpace(v), " ")
+		if !ok || !redisConfigName.MatchString(name) || strings.TrimSpace(value) == "" {
+			return fmt.Errorf("want \"name value\", such as \"auto-aof-rewrite-min-size 512mb\"")
+		}
+		c.redisConfig = append(c.redisConfig, "--"+name, strings.TrimSpace(value))
+		return nil
+	})
 	fs.StringVar(&c.appendfsync, "redis-appendfsync", "always", "--mode bench: appendfsync of the bench's Redis: always (as go tool task up runs it: a 2xx survives a Redis crash) or everysec (faster; a Redis crash can lose ~2 s of acknowledged points)")
 	fs.IntVar(&c.backgroundNice, "background-nice", stack.BackgroundNice, "--mode bench: nice value of influx-writer, pg-sync, rollup and influxd, as go tool task up runs them (0: the same priority as the gateway, Redis and the alerter)")
 	fs.BoolVar(&c.scale, "scale", false, "--mode bench: measure scaling instead (issue 12): influx-writer drain rate with 1, 2 and 4 copies behind a delaying proxy, gateway on 1 Redis vs a 6-node cluster")
