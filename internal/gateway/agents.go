@@ -194,8 +194,9 @@ func (g *Gateway) deleteAgent(c echo.Context) error {
 		// The agent is gone; its cached values expire after REDIS_TTL_SECONDS anyway.
 		g.logger.Warn("forgetting hot cache of deleted agent failed", "agent", id, "err", err)
 	}
-	// After the hot cache: a read of this copy racing the delete may have put it back. (Other
-	// copies answer from their memory for up to LATEST_READ_MAX_AGE.)
+	// After the hot cache, so that reads that begin from here on find it empty; forget also keeps
+	// out what reads begun before bring back. (Other copies answer from their memory for up to
+	// LATEST_READ_MAX_AGE.)
 	g.latestReads.forget(id)
 	g.logger.Info("agent deleted", "agent", id, "actor", actor)
 	return c.NoContent(http.StatusNoContent)

@@ -38,6 +38,9 @@ type latestCache struct {
 	mu    sync.Mutex
 	m     map[string]*latestEntry
 	bytes int
+	// gone holds, per agent forgotten within maxAge, when: a read that began before is not kept
+	// (a refresh racing the agent's delete would otherwise put its values back).
+	gone map[string]time.Time
 }
 
 type latestEntry struct {
@@ -48,7 +51,8 @@ type latestEntry struct {
 }
 
 func newLatestCache(ctx context.Context, maxAge time.Duration, fetch latestFetch, now func() time.Time) *latestCache {
-	return &latestCache{maxAge: maxAge, fetch: fetch, now: now, ctx: ctx, maxBytes: latestCacheBytes, m: make(map[string]*latestEntry)}
+	return &latestCache{maxAge: maxAge, fetch: fetch, now: now, ctx: ctx, maxBytes: latestCacheBytes,
+		m: make(map[string]*latestEntry), gone: make(map[string]time.Time)}
 }
 
 // AppendLatest is latestFetch answered from memory where it can be.
@@ -64,9 +68,8 @@ func (c *latestCache) AppendLatest(ctx context.Context, dst []byte, id string) (
 				e.refreshing = true
 				go c.refresh(id)
 			}
-			dst = append(dst, e.body...)
 			c.mu.Unlock()
-			return dst, e.series, nil
+			return append(dst, e.body...), e.series, nil // body never changes: copied unlocked
 		}
 	}
 	c.mu.Unlock()
@@ -101,6 +104,9 @@ func (c *latestCache) store(id string, body []byte, n int, at time.Time) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if g, ok := c.gone[id]; ok && !at.After(g) {
+		return
+	}
 	old, ok := c.m[id]
 	if ok && old.at.After(at) && !old.at.After(now) {
 		return
@@ -131,12 +137,20 @@ func (c *latestCache) makeRoom(size int, now time.Time) bool {
 	return c.bytes+size <= c.maxBytes
 }
 
-// forget drops what the cache holds for id (the agent was deleted).
+// forget drops what the cache holds for id (the agent was deleted), and keeps out for maxAge
+// what reads that began before bring back.
 func (c *latestCache) forget(id string) {
+	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.m[id]; ok {
 		c.bytes -= len(e.body)
 		delete(c.m, id)
 	}
+	for g, at := range c.gone {
+		if age := now.Sub(at); age < 0 || age >= c.maxAge {
+			delete(c.gone, g)
+		}
+	}
+	c.gone[id] = now
 }

@@ -181,6 +181,40 @@ func TestLatestReadCache(t *testing.T) {
 	e.wantFetches(8)
 }
 
+// TestLatestReadCacheForgetRace: a read that began before the agent was forgotten (a background
+// refresh racing its delete) is not kept; one that began after is.
+func TestLatestReadCacheForgetRace(t *testing.T) {
+	t.Parallel()
+	e := newLatestCacheEnv(t, time.Second)
+	e.write("a", 5, 0)
+	kept := func() bool {
+		e.c.mu.Lock()
+		defer e.c.mu.Unlock()
+		_, ok := e.c.m["a"]
+		return ok
+	}
+	before := e.c.now()
+	e.advance(time.Millisecond)
+	e.c.forget("a")
+	e.c.store("a", e.c.fetchBody(t, "a"), 1, before)
+	if kept() {
+		t.Error("a read begun before forget was kept")
+	}
+	e.advance(time.Millisecond)
+	if got := e.read("a"); got != "5" || !kept() {
+		t.Errorf("a read begun after forget = %q, kept %v; want 5, kept", got, kept())
+	}
+	// The mark lasts maxAge, and a later forget prunes it.
+	e.advance(time.Second)
+	e.c.forget("other")
+	e.c.mu.Lock()
+	_, marked := e.c.gone["a"]
+	e.c.mu.Unlock()
+	if marked {
+		t.Error("the forget mark of a outlived maxAge")
+	}
+}
+
 // TestLatestReadCacheBytes: the cache keeps at most maxBytes of answers, making room by dropping
 // the ones too old to answer from, and answers what does not fit from Redis.
 func TestLatestReadCacheBytes(t *testing.T) {
