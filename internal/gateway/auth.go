@@ -134,12 +134,21 @@ func makeRoom[V any](m map[string]V, at func(V) time.Time, now time.Time, maxAge
 	if len(m) < maxRenewedSessions {
 		return true
 	}
+	dropStale(m, at, now, maxAge, nil)
+	return len(m) < maxRenewedSessions
+}
+
+// dropStale deletes from m the entries recorded at(v) maxAge or more before now, or after now
+// (the clock went back), and passes each to dropped unless it is nil.
+func dropStale[V any](m map[string]V, at func(V) time.Time, now time.Time, maxAge time.Duration, dropped func(V)) {
 	for k, v := range m {
 		if age := now.Sub(at(v)); age < 0 || age >= maxAge {
 			delete(m, k)
+			if dropped != nil {
+				dropped(v)
+			}
 		}
 	}
-	return len(m) < maxRenewedSessions
 }
 
 // refreshEvery is how often a session in use has its TTL renewed.

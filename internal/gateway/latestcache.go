@@ -128,12 +128,7 @@ func (c *latestCache) makeRoom(size int, now time.Time) bool {
 	if c.bytes+size <= c.maxBytes {
 		return true
 	}
-	for id, e := range c.m {
-		if age := now.Sub(e.at); age < 0 || age >= c.maxAge {
-			c.bytes -= len(e.body)
-			delete(c.m, id)
-		}
-	}
+	dropStale(c.m, func(e *latestEntry) time.Time { return e.at }, now, c.maxAge, func(e *latestEntry) { c.bytes -= len(e.body) })
 	return c.bytes+size <= c.maxBytes
 }
 
@@ -147,10 +142,6 @@ func (c *latestCache) forget(id string) {
 		c.bytes -= len(e.body)
 		delete(c.m, id)
 	}
-	for g, at := range c.gone {
-		if age := now.Sub(at); age < 0 || age >= c.maxAge {
-			delete(c.gone, g)
-		}
-	}
+	dropStale(c.gone, func(t time.Time) time.Time { return t }, now, c.maxAge, nil)
 	c.gone[id] = now
 }
